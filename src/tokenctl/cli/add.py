@@ -1,0 +1,46 @@
+"""``tokenctl add``: register a token whose secret is entered by hand."""
+
+from __future__ import annotations
+
+import typer
+
+from tokenctl.cli.common import JSON_OPTION, app_context
+
+
+def command(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Short unique name, e.g. acme-exact."),
+    definition: str = typer.Option(..., "--definition", "-d", help="Definition (its type)."),
+    description: str | None = typer.Option(None, "--description", help="The connection."),
+    identifier: str | None = typer.Option(None, "--identifier", help="Identifier (user, client)."),
+    code: str | None = typer.Option(
+        None, "--code", help="Authentication code; generated when left out."
+    ),
+    expires_at: str | None = typer.Option(
+        None, "--expires-at", help="ISO 8601 time (UTC default)."
+    ),
+    expires_in: str | None = typer.Option(
+        None, "--expires-in", help="Duration: 90s, 12h, 30d, 2w."
+    ),
+    secret_stdin: bool = typer.Option(
+        False, "--secret-stdin", help="Read the pass code from stdin instead of a hidden prompt."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Add a token; the pass code comes from stdin or a hidden prompt, never from argv."""
+    from tokenctl.render.tokens import render_added
+    from tokenctl.services.tokens import AddRequest, add_token
+    from tokenctl.timeutil import parse_duration, parse_time
+
+    app_ctx = app_context(ctx)
+    request = AddRequest(
+        name=name,
+        definition=definition,
+        description=description,
+        identifier=identifier,
+        authentication_code=code,
+        expires_at=parse_time(expires_at) if expires_at else None,
+        expires_in=parse_duration(expires_in) if expires_in else None,
+        secret_from_stdin=secret_stdin,
+    )
+    render_added(app_ctx.io, add_token(app_ctx, request), as_json=as_json)

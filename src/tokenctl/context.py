@@ -1,0 +1,129 @@
+"""The one object that carries every dependency a command needs.
+
+Like gh's Factory: commands never construct stores, clocks or streams themselves; they
+ask the context, and tests hand in a context whose parts are swapped for fakes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tokenctl.iostreams import IOStreams
+from tokenctl.models import Actor
+from tokenctl.paths import Paths, resolve_paths
+
+if TYPE_CHECKING:
+    from tokenctl.config import Config
+    from tokenctl.definitions.registry import DefinitionSet
+    from tokenctl.inventory import Inventory
+    from tokenctl.secrets import SecretStore
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _default_secret_store() -> SecretStore:
+    from tokenctl.secrets.keyring_store import KeyringSecretStore
+
+    return KeyringSecretStore()
+
+
+def _default_inventory(paths: Paths) -> Inventory:
+    from tokenctl.inventory.sqlite import SqliteInventory
+
+    return SqliteInventory(paths.inventory_file)
+
+
+def _os_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid:{os.getuid()}"
+
+
+def _host_name() -> str:
+    import socket
+
+    return socket.gethostname() or "unknown"
+
+
+@dataclass
+class AppContext:
+    """Streams, paths, clock and lazily opened stores for one invocation."""
+
+    io: IOStreams
+    environ: Mapping[str, str]
+    home: Path | None = None
+    debug: bool = False
+    clock: Callable[[], datetime] = _utc_now
+    secret_store_factory: Callable[[], SecretStore] = _default_secret_store
+    inventory_factory: Callable[[Paths], Inventory] = _default_inventory
+    user_name: Callable[[], str] = _os_user
+    host_name: Callable[[], str] = _host_name
+    _opened: list[Inventory] = field(default_factory=list, init=False, repr=False)
+
+    @classmethod
+    def from_environment(cls) -> AppContext:
+        """The context of a real process: system streams and ``os.environ``."""
+        environ = dict(os.environ)
+        return cls(io=IOStreams.system(environ), environ=environ)
+
+    def with_options(self, *, home: Path | None, debug: bool) -> AppContext:
+        """A copy with the global command-line options applied."""
+        return replace(
+            self, home=home if home is not None else self.home, debug=debug or self.debug
+        )
+
+    @cached_property
+    def paths(self) -> Paths:
+        """Resolved directories (``--home``, ``TOKENCTL_HOME`` or platform defaults)."""
+        return resolve_paths(self.home, self.environ)
+
+    @cached_property
+    def config(self) -> Config:
+        """Settings from ``config.toml``."""
+        from tokenctl.config import load_config
+
+        return load_config(self.paths.config_file)
+
+    @cached_property
+    def definitions(self) -> DefinitionSet:
+        """Built-in and user definitions."""
+        from tokenctl.definitions.registry import load_definitions
+
+        return load_definitions(self.paths.definitions_file)
+
+    @cached_property
+    def inventory(self) -> Inventory:
+        """The token inventory, opened on first use."""
+        inventory = self.inventory_factory(self.paths)
+        self._opened.append(inventory)
+        return inventory
+
+    @cached_property
+    def secrets(self) -> SecretStore:
+        """The secret store, created on first use (only commands that need a secret)."""
+        return self.secret_store_factory()
+
+    def now(self) -> datetime:
+        """The current time, UTC."""
+        return self.clock()
+
+    def actor(self) -> Actor:
+        """Who is acting: OS user, and the unit from config.toml or the host name."""
+        return Actor(user=self.user_name(), unit=self.config.unit or self.host_name())
+
+    def close(self) -> None:
+        """Close what was opened."""
+        for inventory in self._opened:
+            inventory.close()
+        self._opened.clear()

@@ -1,0 +1,1 @@
+"""Definitions: how each kind of token is obtained."""

@@ -1,0 +1,316 @@
+"""Definitions: the templates that say how a kind of token is obtained.
+
+A definition is read from a TOML table. Validation is strict: an unknown or mistyped
+field is an error that names the file, the definition and the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+from tokenctl.errors import ConfigError, UsageError
+from tokenctl.timeutil import format_duration, parse_duration
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+
+
+class DefinitionKind(StrEnum):
+    """How a token of this definition is obtained."""
+
+    STATIC = "static"
+    OAUTH2 = "oauth2"
+
+
+@dataclass(frozen=True)
+class OAuth2Settings:
+    """Endpoints and parameters of an OAuth 2.0 / OpenID Connect definition."""
+
+    issuer: str | None = None
+    authorization_endpoint: str | None = None
+    token_endpoint: str | None = None
+    revocation_endpoint: str | None = None
+    userinfo_endpoint: str | None = None
+    introspection_endpoint: str | None = None
+    device_authorization_endpoint: str | None = None
+    probe_url: str | None = None
+    scopes: tuple[str, ...] = ()
+    required_scopes: tuple[str, ...] | None = None
+    authorize_params: Mapping[str, str] = field(default_factory=dict)
+    fresh_login_params: Mapping[str, str] = field(default_factory=lambda: {"prompt": "login"})
+    client_id: str | None = None
+    token_endpoint_auth_method: str | None = None
+    redirect_port: int | None = None
+
+    @property
+    def effective_required_scopes(self) -> tuple[str, ...]:
+        """Scopes a grant must carry; defaults to every requested scope."""
+        return self.scopes if self.required_scopes is None else self.required_scopes
+
+
+@dataclass(frozen=True)
+class Lifetimes:
+    """Token lifetime hints; ``None`` means the provider does not say."""
+
+    access_token: timedelta | None = None
+    refresh_token: timedelta | None = None
+    refresh_token_idle: timedelta | None = None
+    rotates_refresh_token: bool | None = None
+
+
+@dataclass(frozen=True)
+class Definition:
+    """How a kind of token is obtained; its title is the token's "type"."""
+
+    name: str
+    title: str
+    kind: DefinitionKind
+    classification: str = "General"
+    description: str | None = None
+    identifier_mandatory: bool = False
+    pass_code_mandatory: bool = False
+    identifier_label: str = "identifier"
+    pass_code_label: str = "pass code"  # noqa: S105 - a label, not a secret
+    oauth2: OAuth2Settings | None = None
+    lifetimes: Lifetimes = field(default_factory=Lifetimes)
+    source: str = "built-in"
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def required_scopes(self) -> tuple[str, ...]:
+        """Scopes a token of this definition must have been granted."""
+        return self.oauth2.effective_required_scopes if self.oauth2 else ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description (the documented ``definition`` object)."""
+        oauth: dict[str, Any] | None = None
+        if self.oauth2 is not None:
+            settings = self.oauth2
+            oauth = {
+                "issuer": settings.issuer,
+                "authorization_endpoint": settings.authorization_endpoint,
+                "token_endpoint": settings.token_endpoint,
+                "revocation_endpoint": settings.revocation_endpoint,
+                "userinfo_endpoint": settings.userinfo_endpoint,
+                "introspection_endpoint": settings.introspection_endpoint,
+                "device_authorization_endpoint": settings.device_authorization_endpoint,
+                "probe_url": settings.probe_url,
+                "scopes": list(settings.scopes),
+                "required_scopes": list(settings.effective_required_scopes),
+                "authorize_params": dict(settings.authorize_params),
+                "fresh_login_params": dict(settings.fresh_login_params),
+                "client_id": settings.client_id,
+                "token_endpoint_auth_method": settings.token_endpoint_auth_method,
+                "redirect_port": settings.redirect_port,
+            }
+        lifetimes = self.lifetimes
+        return {
+            "name": self.name,
+            "title": self.title,
+            "classification": self.classification,
+            "kind": self.kind.value,
+            "description": self.description,
+            "identifier_mandatory": self.identifier_mandatory,
+            "pass_code_mandatory": self.pass_code_mandatory,
+            "identifier_label": self.identifier_label,
+            "pass_code_label": self.pass_code_label,
+            "oauth2": oauth,
+            "lifetimes": {
+                "access_token": _duration_or_none(lifetimes.access_token),
+                "refresh_token": _duration_or_none(lifetimes.refresh_token),
+                "refresh_token_idle": _duration_or_none(lifetimes.refresh_token_idle),
+                "rotates_refresh_token": lifetimes.rotates_refresh_token,
+            },
+            "source": self.source,
+        }
+
+
+def _duration_or_none(value: timedelta | None) -> str | None:
+    return None if value is None else format_duration(value)
+
+
+class _Fields:
+    """Reads typed fields out of one TOML table and reports errors with full context."""
+
+    def __init__(self, source: str, definition: str, table: Mapping[str, Any], prefix: str = ""):
+        self.source = source
+        self.definition = definition
+        self.table = table
+        self.prefix = prefix
+        self.seen: set[str] = set()
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(
+            f"{self.source}: definition {self.definition!r}, field {self.prefix}{key!r}: {problem}",
+            hint="fix the field, or see docs/definitions.md for the format",
+        )
+
+    def _get(self, key: str) -> Any:
+        self.seen.add(key)
+        return self.table.get(key)
+
+    def string(self, key: str, *, required: bool = False) -> str | None:
+        value = self._get(key)
+        if value is None:
+            if required:
+                raise self.fail(key, "is required")
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(key, f"must be a non-empty string, got {value!r}")
+        return value
+
+    def url(self, key: str) -> str | None:
+        value = self.string(key)
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise self.fail(key, f"must be an http(s) URL, got {value!r}")
+        return value
+
+    def boolean(self, key: str, default: bool | None) -> bool | None:
+        value = self._get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise self.fail(key, f"must be true or false, got {value!r}")
+        return value
+
+    def integer(self, key: str, low: int, high: int) -> int | None:
+        value = self._get(key)
+        if value is None:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise self.fail(key, f"must be a whole number from {low} to {high}, got {value!r}")
+        return value
+
+    def strings(self, key: str) -> tuple[str, ...] | None:
+        value = self._get(key)
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise self.fail(key, f"must be a list of strings, got {value!r}")
+        return tuple(value)
+
+    def mapping(self, key: str) -> dict[str, str] | None:
+        value = self._get(key)
+        if value is None:
+            return None
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise self.fail(key, "must be a table of string values")
+        return dict(value)
+
+    def duration(self, key: str) -> timedelta | None:
+        value = self._get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise self.fail(key, f'must be a duration like "30d", got {value!r}')
+        try:
+            return parse_duration(value)
+        except UsageError as error:
+            raise self.fail(key, error.message) from None
+
+    def table_of(self, key: str) -> Mapping[str, Any] | None:
+        value = self._get(key)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise self.fail(key, "must be a table")
+        return value
+
+    def reject_unknown(self) -> None:
+        unknown = sorted(set(self.table) - self.seen)
+        if unknown:
+            raise self.fail(unknown[0], "unknown field")
+
+
+def parse_definition(name: str, table: Any, source: str) -> Definition:
+    """Build a :class:`Definition` from its TOML table, validating every field."""
+    import re
+
+    if not re.match(NAME_PATTERN, name):
+        raise ConfigError(
+            f"{source}: definition {name!r}: invalid name",
+            hint="use lower-case letters, digits, '.', '_' and '-' (at most 64 characters)",
+        )
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: definition {name!r}: must be a table [definitions.{name}]")
+    reader = _Fields(source, name, table)
+    title = reader.string("title", required=True)
+    kind_text = reader.string("kind", required=True) or ""
+    try:
+        kind = DefinitionKind(kind_text)
+    except ValueError:
+        raise reader.fail("kind", f"must be 'static' or 'oauth2', got {kind_text!r}") from None
+    oauth_table = reader.table_of("oauth2")
+    lifetimes_table = reader.table_of("lifetimes")
+    definition = Definition(
+        name=name,
+        title=title or name,
+        kind=kind,
+        classification=reader.string("classification") or "General",
+        description=reader.string("description"),
+        identifier_mandatory=bool(reader.boolean("identifier_mandatory", False)),
+        pass_code_mandatory=bool(
+            reader.boolean("pass_code_mandatory", kind is DefinitionKind.STATIC)
+        ),
+        identifier_label=reader.string("identifier_label") or "identifier",
+        pass_code_label=reader.string("pass_code_label") or "pass code",
+        oauth2=_parse_oauth2(source, name, oauth_table) if oauth_table is not None else None,
+        lifetimes=_parse_lifetimes(source, name, lifetimes_table or {}),
+        source=source,
+        raw=table,
+    )
+    reader.reject_unknown()
+    if kind is DefinitionKind.OAUTH2:
+        settings = definition.oauth2
+        if settings is None:
+            raise reader.fail("oauth2", "is required for kind 'oauth2'")
+        if settings.token_endpoint is None and settings.issuer is None:
+            raise reader.fail("oauth2.token_endpoint", "is required (or give an issuer)")
+    elif oauth_table is not None:
+        raise reader.fail("oauth2", "only applies to kind 'oauth2'")
+    return definition
+
+
+def _parse_oauth2(source: str, name: str, table: Mapping[str, Any]) -> OAuth2Settings:
+    reader = _Fields(source, name, table, prefix="oauth2.")
+    auth_method = reader.string("token_endpoint_auth_method")
+    if auth_method not in (None, "none", "client_secret_basic", "client_secret_post"):
+        raise reader.fail(
+            "token_endpoint_auth_method",
+            "must be 'none', 'client_secret_basic' or 'client_secret_post'",
+        )
+    fresh_login = reader.mapping("fresh_login_params")
+    settings = OAuth2Settings(
+        issuer=reader.url("issuer"),
+        authorization_endpoint=reader.url("authorization_endpoint"),
+        token_endpoint=reader.url("token_endpoint"),
+        revocation_endpoint=reader.url("revocation_endpoint"),
+        userinfo_endpoint=reader.url("userinfo_endpoint"),
+        introspection_endpoint=reader.url("introspection_endpoint"),
+        device_authorization_endpoint=reader.url("device_authorization_endpoint"),
+        probe_url=reader.url("probe_url"),
+        scopes=reader.strings("scopes") or (),
+        required_scopes=reader.strings("required_scopes"),
+        authorize_params=reader.mapping("authorize_params") or {},
+        fresh_login_params={"prompt": "login"} if fresh_login is None else fresh_login,
+        client_id=reader.string("client_id"),
+        token_endpoint_auth_method=auth_method,
+        redirect_port=reader.integer("redirect_port", 1, 65535),
+    )
+    reader.reject_unknown()
+    return settings
+
+
+def _parse_lifetimes(source: str, name: str, table: Mapping[str, Any]) -> Lifetimes:
+    reader = _Fields(source, name, table, prefix="lifetimes.")
+    lifetimes = Lifetimes(
+        access_token=reader.duration("access_token"),
+        refresh_token=reader.duration("refresh_token"),
+        refresh_token_idle=reader.duration("refresh_token_idle"),
+        rotates_refresh_token=reader.boolean("rotates_refresh_token", None),
+    )
+    reader.reject_unknown()
+    return lifetimes

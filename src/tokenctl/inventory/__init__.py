@@ -1,0 +1,99 @@
+"""The token inventory: records and history, no secrets. See :class:`Inventory`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from tokenctl.models import Actor, HistoryEvent, Token
+
+#: Fields of :class:`Token` that :meth:`Inventory.update` may change.
+MUTABLE_FIELDS = frozenset(
+    {
+        "name",
+        "description",
+        "identifier",
+        "account",
+        "state",
+        "expires_at",
+        "refresh_expires_at",
+        "granted_scopes",
+        "secret_set_at",
+        "invalid_at",
+        "invalid_reason",
+        "attributes",
+        "definition",
+    }
+)
+
+
+class Inventory(Protocol):
+    """Where token records and their history live.
+
+    The SQLite implementation is the default; a shared store (a Vault-compatible
+    engine) can implement the same protocol. Every method is atomic on its own.
+    """
+
+    def add(self, token: Token, actor: Actor, now: datetime) -> Token:
+        """Insert a new record (its number is assigned here) and a ``created`` event."""
+        ...
+
+    def resolve(self, ref: str) -> Token:
+        """Find a token by number, name or authentication code."""
+        ...
+
+    def tokens(self) -> list[Token]:
+        """Every token, ordered by number."""
+        ...
+
+    def update(
+        self,
+        number: int,
+        changes: Mapping[str, Any],
+        actor: Actor,
+        now: datetime,
+        *,
+        event: str,
+        outcome: str = "ok",
+        detail: str | None = None,
+    ) -> Token:
+        """Apply ``changes`` and append one history event, in one transaction."""
+        ...
+
+    def delete(self, number: int, actor: Actor, now: datetime, *, detail: str | None) -> None:
+        """Remove the record; the history keeps a ``deleted`` event."""
+        ...
+
+    def record_event(
+        self,
+        token: Token,
+        actor: Actor,
+        now: datetime,
+        *,
+        event: str,
+        outcome: str,
+        detail: str | None = None,
+    ) -> None:
+        """Append a history event without changing the record."""
+        ...
+
+    def history(self, number: int, limit: int | None = None) -> list[HistoryEvent]:
+        """Events of one token number, newest first."""
+        ...
+
+    def names_using_definition(self, definition: str) -> Sequence[str]:
+        """Names of the tokens whose definition is ``definition``."""
+        ...
+
+    def check_integrity(self) -> list[str]:
+        """Problems found in the store; empty when it is sound."""
+        ...
+
+    def describe(self) -> Mapping[str, Any]:
+        """Facts for ``doctor``: location, schema version, counts."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection."""
+        ...

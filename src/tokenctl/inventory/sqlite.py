@@ -1,0 +1,406 @@
+"""SQLite token inventory: WAL, immediate transactions, busy timeout, versioned schema."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from tokenctl.errors import ConflictError, InventoryError, NotFoundError
+from tokenctl.fsutil import ensure_private_file
+from tokenctl.inventory import MUTABLE_FIELDS
+from tokenctl.models import Actor, HistoryEvent, LifecycleState, Token
+from tokenctl.timeutil import from_iso, to_iso
+
+BUSY_TIMEOUT_MS = 30_000
+
+_SCHEMA_V1 = """
+CREATE TABLE tokens (
+    number INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    authentication_code TEXT NOT NULL UNIQUE,
+    definition TEXT NOT NULL,
+    secret_ref TEXT NOT NULL UNIQUE,
+    description TEXT,
+    identifier TEXT,
+    account TEXT,
+    state TEXT NOT NULL CHECK (state IN ('effective', 'not_effective')),
+    expires_at TEXT,
+    refresh_expires_at TEXT,
+    granted_scopes TEXT,
+    secret_set_at TEXT,
+    invalid_at TEXT,
+    invalid_reason TEXT,
+    attributes TEXT NOT NULL DEFAULT '{}',
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_unit TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    updated_by TEXT NOT NULL,
+    updated_unit TEXT NOT NULL
+);
+CREATE INDEX tokens_definition ON tokens (definition);
+CREATE TABLE history (
+    event_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    token_number INTEGER NOT NULL,
+    token_name TEXT NOT NULL,
+    at TEXT NOT NULL,
+    event TEXT NOT NULL,
+    user TEXT NOT NULL,
+    unit TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    detail TEXT
+);
+CREATE INDEX history_token ON history (token_number, event_id);
+"""
+
+
+def _run_statements(script: str) -> Callable[[sqlite3.Connection], None]:
+    """A migration step made of plain statements.
+
+    ``executescript`` would COMMIT the surrounding transaction first, so the statements
+    are run one by one inside the caller's transaction instead.
+    """
+
+    def migrate(connection: sqlite3.Connection) -> None:
+        for statement in script.split(";"):
+            if statement.strip():
+                connection.execute(statement)
+
+    return migrate
+
+
+#: Each entry upgrades the schema by one version; append, never edit a released one.
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_run_statements(_SCHEMA_V1),)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_COLUMNS = (
+    "number",
+    "name",
+    "authentication_code",
+    "definition",
+    "secret_ref",
+    "description",
+    "identifier",
+    "account",
+    "state",
+    "expires_at",
+    "refresh_expires_at",
+    "granted_scopes",
+    "secret_set_at",
+    "invalid_at",
+    "invalid_reason",
+    "attributes",
+    "created_at",
+    "created_by",
+    "created_unit",
+    "updated_at",
+    "updated_by",
+    "updated_unit",
+)
+_TIME_COLUMNS = frozenset(
+    {"expires_at", "refresh_expires_at", "secret_set_at", "invalid_at", "created_at", "updated_at"}
+)
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM tokens"  # noqa: S608 - fixed column list
+
+
+def _encode(column: str, value: Any) -> Any:
+    if column in _TIME_COLUMNS:
+        return to_iso(value)
+    if column == "granted_scopes":
+        return None if value is None else json.dumps(list(value))
+    if column == "attributes":
+        return json.dumps(dict(value), sort_keys=True)
+    if column == "state":
+        return LifecycleState(value).value
+    return value
+
+
+def _token_from_row(row: Sequence[Any]) -> Token:
+    values = dict(zip(_COLUMNS, row, strict=True))
+    for column in _TIME_COLUMNS:
+        values[column] = from_iso(values[column])
+    scopes = values["granted_scopes"]
+    values["granted_scopes"] = None if scopes is None else tuple(json.loads(scopes))
+    values["attributes"] = json.loads(values["attributes"])
+    values["state"] = LifecycleState(values["state"])
+    return Token(**values)
+
+
+class SqliteInventory:
+    """The default :class:`~tokenctl.inventory.Inventory`, one SQLite file per home."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            ensure_private_file(path)
+            self._connection = sqlite3.connect(
+                path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
+            )
+            self._connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._connection.execute("PRAGMA journal_mode = WAL")
+            self._connection.execute("PRAGMA synchronous = FULL")
+            self._migrate()
+        except sqlite3.DatabaseError as error:
+            raise InventoryError(
+                f"cannot open the token inventory {path}: {error}",
+                hint="run `tokenctl doctor`; restore the file from a backup if it is damaged",
+            ) from None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """An IMMEDIATE transaction: takes the write lock up front so no update is lost."""
+        connection = self._connection
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        version = self._connection.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise InventoryError(
+                f"the inventory {self.path} has schema version {version}, newer than this "
+                f"tokenctl understands ({SCHEMA_VERSION})",
+                hint="upgrade tokenctl",
+            )
+        with self._transaction() as connection:
+            # Re-read under the write lock: another process may have migrated meanwhile.
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+            for migration in MIGRATIONS[version:]:
+                migration(connection)
+            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def resolve(self, ref: str) -> Token:
+        """Find a token by number, name or authentication code."""
+        cursor = self._connection
+        row = None
+        if ref.isdigit():
+            row = cursor.execute(f"{_SELECT} WHERE number = ?", (int(ref),)).fetchone()
+        if row is None:
+            row = cursor.execute(f"{_SELECT} WHERE name = ?", (ref,)).fetchone()
+        if row is None:
+            row = cursor.execute(f"{_SELECT} WHERE authentication_code = ?", (ref,)).fetchone()
+        if row is None:
+            raise NotFoundError(
+                f"no token {ref!r}",
+                hint="give a number, name or authentication code from `tokenctl list`",
+            )
+        return _token_from_row(row)
+
+    def tokens(self) -> list[Token]:
+        """Every token, ordered by number."""
+        rows = self._connection.execute(f"{_SELECT} ORDER BY number").fetchall()
+        return [_token_from_row(row) for row in rows]
+
+    def history(self, number: int, limit: int | None = None) -> list[HistoryEvent]:
+        """Events of one token number, newest first."""
+        rows = self._connection.execute(
+            "SELECT event_id, token_number, token_name, at, event, user, unit, outcome, detail"
+            " FROM history WHERE token_number = ? ORDER BY event_id DESC LIMIT ?",
+            (number, -1 if limit is None else limit),
+        ).fetchall()
+        return [
+            HistoryEvent(
+                event_id=row[0],
+                token_number=row[1],
+                token_name=row[2],
+                at=from_iso(row[3]) or datetime.min,
+                event=row[4],
+                user=row[5],
+                unit=row[6],
+                outcome=row[7],
+                detail=row[8],
+            )
+            for row in rows
+        ]
+
+    def names_using_definition(self, definition: str) -> Sequence[str]:
+        """Names of the tokens whose definition is ``definition``."""
+        rows = self._connection.execute(
+            "SELECT name FROM tokens WHERE definition = ? ORDER BY number", (definition,)
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    # -- writes --------------------------------------------------------------------------
+
+    def add(self, token: Token, actor: Actor, now: datetime) -> Token:
+        """Insert a new record (its number is assigned here) and a ``created`` event."""
+        values = {column: getattr(token, column) for column in _COLUMNS if column != "number"}
+        values.update(
+            created_at=now,
+            created_by=actor.user,
+            created_unit=actor.unit,
+            updated_at=now,
+            updated_by=actor.user,
+            updated_unit=actor.unit,
+        )
+        columns = list(values)
+        with self._transaction() as connection:
+            self._refuse_name_code_clash(connection, token.name, token.authentication_code)
+            try:
+                cursor = connection.execute(
+                    f"INSERT INTO tokens ({', '.join(columns)}) "  # noqa: S608 - fixed columns
+                    f"VALUES ({', '.join('?' for _ in columns)})",
+                    [_encode(column, values[column]) for column in columns],
+                )
+            except sqlite3.IntegrityError as error:
+                raise self._conflict(error, token) from None
+            number = cursor.lastrowid
+            assert number is not None
+            self._insert_event(connection, number, token.name, actor, now, "created", "ok", None)
+            row = connection.execute(f"{_SELECT} WHERE number = ?", (number,)).fetchone()
+        return _token_from_row(row)
+
+    def update(
+        self,
+        number: int,
+        changes: Mapping[str, Any],
+        actor: Actor,
+        now: datetime,
+        *,
+        event: str,
+        outcome: str = "ok",
+        detail: str | None = None,
+    ) -> Token:
+        """Apply ``changes`` and append one history event, in one transaction."""
+        unknown = set(changes) - MUTABLE_FIELDS
+        if unknown:
+            raise ValueError(f"fields cannot be changed: {sorted(unknown)}")
+        assignments = dict(changes)
+        assignments.update(updated_at=now, updated_by=actor.user, updated_unit=actor.unit)
+        with self._transaction() as connection:
+            current = connection.execute(f"{_SELECT} WHERE number = ?", (number,)).fetchone()
+            if current is None:
+                raise NotFoundError(f"token #{number} no longer exists")
+            if "name" in changes:
+                self._refuse_name_code_clash(connection, changes["name"], None, number)
+            try:
+                connection.execute(
+                    f"UPDATE tokens SET {', '.join(f'{c} = ?' for c in assignments)} "  # noqa: S608
+                    "WHERE number = ?",
+                    [*(_encode(c, v) for c, v in assignments.items()), number],
+                )
+            except sqlite3.IntegrityError as error:
+                raise self._conflict(error, _token_from_row(current)) from None
+            row = connection.execute(f"{_SELECT} WHERE number = ?", (number,)).fetchone()
+            token = _token_from_row(row)
+            self._insert_event(connection, number, token.name, actor, now, event, outcome, detail)
+        return token
+
+    def delete(self, number: int, actor: Actor, now: datetime, *, detail: str | None) -> None:
+        """Remove the record; the history keeps a ``deleted`` event."""
+        with self._transaction() as connection:
+            row = connection.execute(
+                "SELECT name FROM tokens WHERE number = ?", (number,)
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(f"token #{number} no longer exists")
+            connection.execute("DELETE FROM tokens WHERE number = ?", (number,))
+            self._insert_event(connection, number, row[0], actor, now, "deleted", "ok", detail)
+
+    def record_event(
+        self,
+        token: Token,
+        actor: Actor,
+        now: datetime,
+        *,
+        event: str,
+        outcome: str,
+        detail: str | None = None,
+    ) -> None:
+        """Append a history event without changing the record."""
+        with self._transaction() as connection:
+            self._insert_event(
+                connection, token.number, token.name, actor, now, event, outcome, detail
+            )
+
+    @staticmethod
+    def _insert_event(
+        connection: sqlite3.Connection,
+        number: int,
+        name: str,
+        actor: Actor,
+        now: datetime,
+        event: str,
+        outcome: str,
+        detail: str | None,
+    ) -> None:
+        connection.execute(
+            "INSERT INTO history (token_number, token_name, at, event, user, unit, outcome, detail)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (number, name, to_iso(now), event, actor.user, actor.unit, outcome, detail),
+        )
+
+    @staticmethod
+    def _refuse_name_code_clash(
+        connection: sqlite3.Connection, name: str, code: str | None, number: int | None = None
+    ) -> None:
+        """Refuse a name or code that would shadow the other in the shared look-up space."""
+        other = -1 if number is None else number
+        clash = connection.execute(
+            "SELECT name FROM tokens WHERE authentication_code = ? AND number != ?", (name, other)
+        ).fetchone()
+        if clash is not None:
+            raise ConflictError(f"name {name!r} is the authentication code of token {clash[0]!r}")
+        if code is not None:
+            clash = connection.execute(
+                "SELECT name FROM tokens WHERE name = ? AND number != ?", (code, other)
+            ).fetchone()
+            if clash is not None:
+                raise ConflictError(f"authentication code {code!r} is the name of another token")
+
+    @staticmethod
+    def _conflict(error: sqlite3.IntegrityError, token: Token) -> ConflictError:
+        text = str(error)
+        if "tokens.name" in text:
+            return ConflictError(
+                f"a token named {token.name!r} already exists",
+                hint="choose another name, or `tokenctl delete` the old token first",
+            )
+        if "tokens.authentication_code" in text:
+            return ConflictError(
+                f"authentication code {token.authentication_code!r} is already in use",
+                hint="choose another code, or leave --code out to have one generated",
+            )
+        return ConflictError(f"the inventory refused the change: {text}")
+
+    # -- maintenance ---------------------------------------------------------------------
+
+    def check_integrity(self) -> list[str]:
+        """Problems found in the store; empty when it is sound."""
+        problems = [
+            row[0]
+            for row in self._connection.execute("PRAGMA integrity_check").fetchall()
+            if row[0] != "ok"
+        ]
+        version = self._connection.execute("PRAGMA user_version").fetchone()[0]
+        if version != SCHEMA_VERSION:
+            problems.append(f"schema version {version}, expected {SCHEMA_VERSION}")
+        return problems
+
+    def describe(self) -> Mapping[str, Any]:
+        """Facts for ``doctor``: location, schema version, counts."""
+        connection = self._connection
+        return {
+            "path": str(self.path),
+            "schema_version": connection.execute("PRAGMA user_version").fetchone()[0],
+            "journal_mode": connection.execute("PRAGMA journal_mode").fetchone()[0],
+            "tokens": connection.execute("SELECT count(*) FROM tokens").fetchone()[0],
+            "history_events": connection.execute("SELECT count(*) FROM history").fetchone()[0],
+        }
+
+    def close(self) -> None:
+        """Release the connection."""
+        self._connection.close()

@@ -1,0 +1,135 @@
+"""The records tokenctl manages: tokens, their history, and computed status."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+
+class LifecycleState(StrEnum):
+    """Whether a token is in use: only effective tokens are used, renewed and checked."""
+
+    EFFECTIVE = "effective"
+    NOT_EFFECTIVE = "not_effective"
+
+
+class Status(StrEnum):
+    """Computed status of a token; never stored."""
+
+    VALID = "valid"
+    EXPIRING = "expiring"
+    EXPIRED = "expired"
+    INVALID = "invalid"
+    INSUFFICIENT = "insufficient"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who made a change: the OS user and the unit (host name or ``unit`` setting)."""
+
+    user: str
+    unit: str
+
+
+@dataclass(frozen=True)
+class HistoryEvent:
+    """One line of a token's append-only history."""
+
+    event_id: int
+    token_number: int
+    token_name: str
+    at: datetime
+    event: str
+    user: str
+    unit: str
+    outcome: str
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Token:
+    """A token record as the inventory keeps it. Holds no secret, only a reference to one."""
+
+    number: int
+    name: str
+    authentication_code: str
+    definition: str
+    secret_ref: str
+    description: str | None = None
+    identifier: str | None = None
+    account: str | None = None
+    state: LifecycleState = LifecycleState.EFFECTIVE
+    expires_at: datetime | None = None
+    refresh_expires_at: datetime | None = None
+    granted_scopes: tuple[str, ...] | None = None
+    secret_set_at: datetime | None = None
+    invalid_at: datetime | None = None
+    invalid_reason: str | None = None
+    attributes: dict[str, str] = field(default_factory=dict)
+    created_at: datetime | None = None
+    created_by: str | None = None
+    created_unit: str | None = None
+    updated_at: datetime | None = None
+    updated_by: str | None = None
+    updated_unit: str | None = None
+
+    @property
+    def is_effective(self) -> bool:
+        """True when the life-cycle state lets the token be used."""
+        return self.state is LifecycleState.EFFECTIVE
+
+
+def compute_status(
+    token: Token,
+    now: datetime,
+    expiring_window: timedelta,
+    required_scopes: tuple[str, ...] = (),
+) -> Status:
+    """Derive the status: invalid and insufficient outrank expiry, expiry outranks unknown."""
+    if token.invalid_at is not None:
+        return Status.INVALID
+    if token.expires_at is not None and token.expires_at <= now:
+        return Status.EXPIRED
+    if token.granted_scopes is not None and not set(required_scopes) <= set(token.granted_scopes):
+        return Status.INSUFFICIENT
+    if token.expires_at is None:
+        return Status.UNKNOWN
+    if token.expires_at - now <= expiring_window:
+        return Status.EXPIRING
+    return Status.VALID
+
+
+@dataclass(frozen=True, repr=False)
+class TokenSecrets:
+    """The secret parts of a token. Lives only in the OS keyring; its repr masks every value."""
+
+    pass_code: str | None = None
+    access_token: str | None = None
+    refresh_token: str | None = None
+    id_token: str | None = None
+    token_type: str | None = None
+
+    def __repr__(self) -> str:
+        present = [item.name for item in fields(self) if getattr(self, item.name)]
+        return f"TokenSecrets(<masked: {', '.join(present) or 'empty'}>)"
+
+    def to_json(self) -> str:
+        """Serialise for the keyring entry (only non-empty parts)."""
+        data = {item.name: getattr(self, item.name) for item in fields(self)}
+        return json.dumps({key: value for key, value in data.items() if value is not None})
+
+    @classmethod
+    def from_json(cls, text: str) -> TokenSecrets:
+        """Read back what :meth:`to_json` wrote; unknown keys are ignored."""
+        data: dict[str, Any] = json.loads(text)
+        known = {item.name for item in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+    @property
+    def is_empty(self) -> bool:
+        """True when no secret part is present."""
+        return not any(getattr(self, item.name) for item in fields(self))

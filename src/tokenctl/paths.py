@@ -1,0 +1,59 @@
+"""Where tokenctl keeps its files: platformdirs, or one directory given by TOKENCTL_HOME/--home."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+HOME_ENV = "TOKENCTL_HOME"
+
+
+@dataclass(frozen=True)
+class Paths:
+    """The directories and files tokenctl reads and writes."""
+
+    config_dir: Path
+    data_dir: Path
+    home_override: Path | None = None
+
+    @property
+    def config_file(self) -> Path:
+        """Hand-edited settings (``config.toml``)."""
+        return self.config_dir / "config.toml"
+
+    @property
+    def definitions_file(self) -> Path:
+        """User definitions that extend or override the built-in ones."""
+        return self.config_dir / "definitions.toml"
+
+    @property
+    def definitions_lock(self) -> Path:
+        """Lock file that serialises edits of ``definitions.toml`` across processes."""
+        return self.config_dir / ".definitions.lock"
+
+    @property
+    def inventory_file(self) -> Path:
+        """The SQLite token inventory."""
+        return self.data_dir / "inventory.sqlite3"
+
+    @property
+    def locks_dir(self) -> Path:
+        """Per-token inter-process locks (refresh serialisation)."""
+        return self.data_dir / "locks"
+
+
+def resolve_paths(home: Path | None, environ: Mapping[str, str]) -> Paths:
+    """Pick the directories: ``--home``, then ``TOKENCTL_HOME``, then the platform defaults."""
+    chosen = (
+        home if home is not None else (Path(environ[HOME_ENV]) if environ.get(HOME_ENV) else None)
+    )
+    if chosen is not None:
+        chosen = chosen.expanduser().absolute()
+        return Paths(config_dir=chosen, data_dir=chosen, home_override=chosen)
+    import platformdirs
+
+    return Paths(
+        config_dir=Path(platformdirs.user_config_dir("tokenctl", appauthor=False)),
+        data_dir=Path(platformdirs.user_data_dir("tokenctl", appauthor=False)),
+    )

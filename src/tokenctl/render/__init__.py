@@ -1,0 +1,23 @@
+"""Renderers: turn service results into rich tables (TTY), plain text (pipes) or JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tokenctl.iostreams import IOStreams
+
+#: Version of every ``--json`` document; bumped only for incompatible changes.
+SCHEMA_VERSION = 1
+
+
+def write_json(io: IOStreams, kind: str, payload: Any) -> None:
+    """Write one ``--json`` document: ``{"schema_version": 1, kind: payload}``."""
+    document = {"schema_version": SCHEMA_VERSION, kind: payload}
+    io.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+
+
+def plain_row(values: list[str | None]) -> str:
+    """A tab-separated line for pipes; tabs and newlines inside values become spaces."""
+    cleaned = [(value or "").replace("\t", " ").replace("\n", " ") for value in values]
+    return "\t".join(cleaned) + "\n"

@@ -1,0 +1,148 @@
+"""Rendering of definitions: the grouped list, one definition, and changes."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tokenctl.iostreams import IOStreams
+from tokenctl.render import plain_row, write_json
+
+if TYPE_CHECKING:
+    from tokenctl.services.definitions import (
+        AddDefinitionsResult,
+        DefinitionEntry,
+        RemoveDefinitionResult,
+    )
+
+
+def _entry_to_dict(entry: DefinitionEntry) -> dict[str, Any]:
+    payload = entry.definition.to_dict()
+    payload["token_count"] = entry.token_count
+    payload["overrides_builtin"] = entry.overrides_builtin
+    return payload
+
+
+def _mandatory(entry: DefinitionEntry) -> str:
+    definition = entry.definition
+    fields = [
+        label
+        for label, needed in (
+            (definition.identifier_label, definition.identifier_mandatory),
+            (definition.pass_code_label, definition.pass_code_mandatory),
+        )
+        if needed
+    ]
+    return ", ".join(fields) or "—"
+
+
+def render_definition_list(io: IOStreams, entries: list[DefinitionEntry], *, as_json: bool) -> None:
+    """Definitions grouped by classification."""
+    if as_json:
+        write_json(io, "definitions", [_entry_to_dict(entry) for entry in entries])
+        return
+    if not io.stdout_tty:
+        for entry in entries:
+            d = entry.definition
+            io.write(
+                plain_row(
+                    [
+                        d.name,
+                        d.title,
+                        d.classification,
+                        d.kind.value,
+                        _mandatory(entry),
+                        str(entry.token_count),
+                        d.source,
+                    ]
+                )
+            )
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("Name", "Title", "Kind", "Mandatory", "Tokens", "Source"):
+        table.add_column(column, overflow="fold")
+    current: str | None = None
+    for entry in entries:
+        d = entry.definition
+        if d.classification != current:
+            current = d.classification
+            table.add_row(Text(current, style="bold underline"))
+        source = "definitions.toml" if d.source != "built-in" else "built-in"
+        if entry.overrides_builtin:
+            source += " (overrides built-in)"
+        table.add_row(
+            Text(f"  {d.name}"),
+            Text(d.title),
+            d.kind.value,
+            Text(_mandatory(entry)),
+            str(entry.token_count),
+            source,
+        )
+    io.out.print(table)
+
+
+def render_definition(io: IOStreams, entry: DefinitionEntry, *, as_json: bool) -> None:
+    """Every field of one definition."""
+    if as_json:
+        write_json(io, "definition", _entry_to_dict(entry))
+        return
+    data = entry.definition.to_dict()
+    lines: list[tuple[str, str]] = []
+    for key in ("name", "title", "classification", "kind", "description", "source"):
+        lines.append((key, str(data[key] or "—")))
+    lines.append(("mandatory", _mandatory(entry)))
+    lines.append(("tokens using it", str(entry.token_count)))
+    if entry.overrides_builtin:
+        lines.append(("overrides", "the built-in definition of the same name"))
+    for section in ("oauth2", "lifetimes"):
+        values = data[section] or {}
+        for key, value in values.items():
+            if value not in (None, [], {}):
+                shown = (
+                    " ".join(value)
+                    if isinstance(value, list)
+                    else (
+                        ", ".join(f"{k}={v}" for k, v in value.items())
+                        if isinstance(value, dict)
+                        else str(value)
+                    )
+                )
+                lines.append((f"{section}.{key}", shown))
+    if not io.stdout_tty:
+        for key, value in lines:
+            io.write(f"{key}:\t{value}\n")
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key, value in lines:
+        table.add_row(key, Text(value))
+    io.out.print(table)
+
+
+def render_definitions_added(io: IOStreams, result: AddDefinitionsResult) -> None:
+    """Say which definitions were added, replaced or now override a built-in."""
+    for definition in result.added:
+        note = ""
+        if definition.name in result.replaced:
+            note = " (replaced the previous one)"
+        elif definition.name in result.overridden_builtins:
+            note = " (overrides the built-in one)"
+        io.status(f"Added definition {definition.name!r} to {result.file}{note}.")
+
+
+def render_definition_removed(io: IOStreams, result: RemoveDefinitionResult) -> None:
+    """Say what removing a definition did."""
+    io.status(f"Removed definition {result.name!r} from {result.file}.")
+    if result.reverted_to_builtin:
+        io.status(f"The built-in definition {result.name!r} is in effect again.")
+    if result.orphaned_tokens:
+        io.warn(
+            f"{len(result.orphaned_tokens)} token(s) now refer to a missing definition: "
+            + ", ".join(result.orphaned_tokens)
+        )

@@ -1,0 +1,283 @@
+"""Rendering of tokens: the overview, one token, and the results of changes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from tokenctl.iostreams import IOStreams
+from tokenctl.models import HistoryEvent, Status
+from tokenctl.render import plain_row, write_json
+from tokenctl.timeutil import relative, to_iso
+
+if TYPE_CHECKING:
+    from rich.text import Text
+
+    from tokenctl.services.tokens import (
+        DeleteResult,
+        StateChange,
+        TokenDetail,
+        TokenListing,
+        TokenView,
+    )
+
+STATUS_STYLES = {
+    Status.VALID: "green",
+    Status.EXPIRING: "yellow",
+    Status.EXPIRED: "red",
+    Status.INVALID: "bold red",
+    Status.INSUFFICIENT: "magenta",
+    Status.UNKNOWN: "dim",
+}
+
+
+def token_to_dict(view: TokenView) -> dict[str, Any]:
+    """The documented JSON ``token`` object (see docs/json.md). Never holds a secret."""
+    token = view.token
+    definition = view.definition
+    return {
+        "number": token.number,
+        "name": token.name,
+        "authentication_code": token.authentication_code,
+        "definition": token.definition,
+        "type": view.type_title,
+        "classification": definition.classification if definition else None,
+        "description": token.description,
+        "identifier": token.identifier,
+        "account": token.account,
+        "state": token.state.value,
+        "status": view.status.value,
+        "expires_at": to_iso(token.expires_at),
+        "refresh_expires_at": to_iso(token.refresh_expires_at),
+        "granted_scopes": None if token.granted_scopes is None else list(token.granted_scopes),
+        "required_scopes": list(definition.required_scopes) if definition else [],
+        "secret_stored": token.secret_set_at is not None,
+        "secret_set_at": to_iso(token.secret_set_at),
+        "invalid_at": to_iso(token.invalid_at),
+        "invalid_reason": token.invalid_reason,
+        "attributes": dict(token.attributes),
+        "log": {
+            "created_at": to_iso(token.created_at),
+            "created_by": token.created_by,
+            "created_unit": token.created_unit,
+            "updated_at": to_iso(token.updated_at),
+            "updated_by": token.updated_by,
+            "updated_unit": token.updated_unit,
+        },
+    }
+
+
+def event_to_dict(event: HistoryEvent) -> dict[str, Any]:
+    """The documented JSON ``history`` entry."""
+    return {
+        "at": to_iso(event.at),
+        "event": event.event,
+        "user": event.user,
+        "unit": event.unit,
+        "outcome": event.outcome,
+        "detail": event.detail,
+    }
+
+
+def _status_text(status: Status) -> Text:
+    from rich.text import Text
+
+    return Text(status.value, style=STATUS_STYLES[status])
+
+
+def _expires(view: TokenView, now: datetime) -> str:
+    expires = view.token.expires_at
+    if expires is None:
+        return "—"
+    return f"{expires:%Y-%m-%d %H:%M} ({relative(expires, now)})"
+
+
+def render_listing(io: IOStreams, listing: TokenListing, *, as_json: bool) -> None:
+    """The overview, as JSON, a rich table (TTY) or tab-separated lines (pipe)."""
+    if as_json:
+        write_json(io, "tokens", [token_to_dict(view) for view in listing.views])
+        return
+    if not listing.views:
+        if listing.total == 0:
+            io.status("No tokens yet. Add one with: tokenctl add NAME --definition api-key")
+        else:
+            io.status(f"No tokens match ({listing.total} in total; drop the filters to see them).")
+        return
+    if not io.stdout_tty:
+        for view in listing.views:
+            token = view.token
+            io.write(
+                plain_row(
+                    [
+                        str(token.number),
+                        token.name,
+                        view.type_title,
+                        token.description,
+                        token.account or token.identifier,
+                        view.status.value,
+                        to_iso(token.expires_at),
+                        token.state.value,
+                    ]
+                )
+            )
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("#", "Name", "Type", "Description", "Account", "Status", "Expires", "State"):
+        table.add_column(column, justify="right" if column == "#" else "left", overflow="fold")
+    for view in listing.views:
+        token = view.token
+        # Text() keeps user-entered brackets from being read as rich markup.
+        table.add_row(
+            Text(str(token.number)),
+            Text(token.name),
+            Text(view.type_title),
+            Text(token.description or ""),
+            Text(token.account or token.identifier or ""),
+            _status_text(view.status),
+            Text(_expires(view, listing.now)),
+            Text(token.state.value.replace("_", " ")),
+            style=None if token.is_effective else "dim",
+        )
+    io.out.print(table)
+
+
+def render_detail(io: IOStreams, detail: TokenDetail, *, as_json: bool) -> None:
+    """Every field of one token, its log information and its latest history."""
+    view = detail.view
+    if as_json:
+        payload = token_to_dict(view)
+        payload["secret"] = {
+            "stored": view.token.secret_set_at is not None,
+            "keyring_service": "tokenctl",
+            "keyring_entry": view.token.secret_ref,
+        }
+        payload["history"] = [event_to_dict(event) for event in detail.history]
+        write_json(io, "token", payload)
+        return
+    token = view.token
+    definition = view.definition
+    required = definition.required_scopes if definition else ()
+    granted = token.granted_scopes
+    missing = sorted(set(required) - set(granted)) if granted is not None else []
+    secret = (
+        f"stored in the OS keyring (service tokenctl, entry {token.secret_ref}), "
+        f"set {to_iso(token.secret_set_at)}"
+        if token.secret_set_at
+        else "none stored"
+    )
+    fields: list[tuple[str, str]] = [
+        ("Number", str(token.number)),
+        ("Name", token.name),
+        ("Authentication code", token.authentication_code),
+        ("Type", f"{view.type_title} ({token.definition})"),
+        ("Classification", definition.classification if definition else "(definition missing)"),
+        ("Description", token.description or ""),
+        ("Identifier", token.identifier or ""),
+        ("Account", token.account or ""),
+        ("State", token.state.value),
+        ("Status", view.status.value),
+        ("Expires", _expires(view, detail.now)),
+        ("Refresh expires", to_iso(token.refresh_expires_at) or "—"),
+        ("Granted scopes", " ".join(granted) if granted is not None else "—"),
+        ("Required scopes", " ".join(required) or "—"),
+        ("Missing scopes", " ".join(missing) or "—"),
+        ("Secret", f"{secret} (value never shown)"),
+    ]
+    if token.invalid_at:
+        fields.append(
+            ("Invalid since", f"{to_iso(token.invalid_at)}: {token.invalid_reason or ''}")
+        )
+    for key, value in sorted(token.attributes.items()):
+        fields.append((key.replace("_", " ").capitalize(), value))
+    fields += [
+        ("Created", f"{to_iso(token.created_at)} by {token.created_by} on {token.created_unit}"),
+        ("Updated", f"{to_iso(token.updated_at)} by {token.updated_by} on {token.updated_unit}"),
+    ]
+    if not io.stdout_tty:
+        for key, value in fields:
+            io.write(f"{key}:\t{value}\n")
+        io.write("History:\n")
+        for event in detail.history:
+            io.write(
+                "\t"
+                + plain_row(
+                    [
+                        to_iso(event.at),
+                        event.event,
+                        event.outcome,
+                        f"{event.user}@{event.unit}",
+                        event.detail,
+                    ]
+                )
+            )
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key, value in fields:
+        table.add_row(key, _status_text(view.status) if key == "Status" else Text(value))
+    io.out.print(table)
+    history = Table(title="History", title_justify="left", box=None, header_style="bold")
+    for column in ("When", "Event", "Outcome", "By", "Detail"):
+        history.add_column(column, overflow="fold")
+    for event in detail.history:
+        history.add_row(
+            f"{event.at:%Y-%m-%d %H:%M:%S}",
+            Text(event.event),
+            Text(event.outcome),
+            Text(f"{event.user}@{event.unit}"),
+            Text(event.detail or ""),
+        )
+    io.out.print()
+    io.out.print(history)
+
+
+def render_added(io: IOStreams, view: TokenView, *, as_json: bool) -> None:
+    """Confirm a new token: data (number, name, code) on stdout, the story on stderr."""
+    if as_json:
+        write_json(io, "token", token_to_dict(view))
+        return
+    token = view.token
+    io.status(
+        f"Added token #{token.number} {token.name!r} ({view.type_title}), "
+        f"authentication code {token.authentication_code}; status {view.status.value}."
+    )
+    io.write(f"{token.number}\n")
+
+
+def render_deleted(io: IOStreams, result: DeleteResult) -> None:
+    """Say what was deleted and print the command that retrieves a new token."""
+    token = result.token
+    secret = (
+        "its secret was removed from the OS keyring"
+        if result.secret_removed
+        else ("it had no secret in the OS keyring")
+    )
+    io.status(f"Deleted token #{token.number} {token.name!r}; {secret}.")
+    io.status("To retrieve a new token for the same connection, run:")
+    io.write(result.renew_command + "\n")
+
+
+def render_state_change(io: IOStreams, change: StateChange) -> None:
+    """Say whether the life-cycle state changed."""
+    token = change.view.token
+    state = token.state.value.replace("_", " ")
+    if change.changed:
+        io.status(f"Token #{token.number} {token.name!r} is now {state}.")
+    else:
+        io.status(f"Token #{token.number} {token.name!r} was already {state}; nothing changed.")
+
+
+def render_renewed(io: IOStreams, view: TokenView) -> None:
+    """Confirm a renewal."""
+    token = view.token
+    io.status(
+        f"Renewed token #{token.number} {token.name!r}; status {view.status.value}"
+        + (f", expires {to_iso(token.expires_at)}." if token.expires_at else ".")
+    )

@@ -1,0 +1,1 @@
+"""Service functions: the logic behind each command, free of any CLI concern."""

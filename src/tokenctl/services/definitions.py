@@ -1,0 +1,117 @@
+"""Definition services: list, show, add from a file, remove."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenctl.context import AppContext
+from tokenctl.definitions.model import Definition
+from tokenctl.definitions.registry import (
+    add_user_definitions,
+    load_definition_file,
+    remove_user_definition,
+)
+from tokenctl.errors import ConflictError, NotFoundError, UsageError
+
+
+@dataclass(frozen=True)
+class DefinitionEntry:
+    """A definition with how many tokens use it and whether it overrides a built-in."""
+
+    definition: Definition
+    token_count: int
+    overrides_builtin: bool
+
+
+@dataclass(frozen=True)
+class AddDefinitionsResult:
+    """What ``definitions add`` wrote."""
+
+    added: list[Definition]
+    overridden_builtins: list[str]
+    replaced: list[str]
+    file: Path
+
+
+@dataclass(frozen=True)
+class RemoveDefinitionResult:
+    """What ``definitions remove`` did."""
+
+    name: str
+    file: Path
+    reverted_to_builtin: bool
+    orphaned_tokens: list[str]
+
+
+def _counts(ctx: AppContext) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for token in ctx.inventory.tokens():
+        counts[token.definition] = counts.get(token.definition, 0) + 1
+    return counts
+
+
+def list_definitions(ctx: AppContext) -> list[DefinitionEntry]:
+    """Every definition in effect, by classification then name, with token counts."""
+    definitions = ctx.definitions
+    counts = _counts(ctx)
+    return [
+        DefinitionEntry(d, counts.get(d.name, 0), definitions.overrides_builtin(d.name))
+        for d in definitions
+    ]
+
+
+def show_definition(ctx: AppContext, name: str) -> DefinitionEntry:
+    """One definition in effect."""
+    definitions = ctx.definitions
+    definition = definitions.require(name)
+    count = len(ctx.inventory.names_using_definition(name))
+    return DefinitionEntry(definition, count, definitions.overrides_builtin(name))
+
+
+def add_definitions(ctx: AppContext, file: Path, *, replace: bool) -> AddDefinitionsResult:
+    """Validate every definition in ``file`` and merge them into the user's definitions."""
+    new = load_definition_file(file)
+    if not new:
+        raise UsageError(f"{file} holds no [definitions.NAME] table")
+    current = ctx.definitions
+    replaced = sorted(name for name in new if name in current.user)
+    add_user_definitions(
+        ctx.paths.definitions_file, ctx.paths.definitions_lock, new, replace=replace
+    )
+    return AddDefinitionsResult(
+        added=list(new.values()),
+        overridden_builtins=sorted(name for name in new if name in current.builtin),
+        replaced=replaced,
+        file=ctx.paths.definitions_file,
+    )
+
+
+def remove_definition(ctx: AppContext, name: str, *, force: bool) -> RemoveDefinitionResult:
+    """Remove a user definition; refused while tokens depend on it, unless ``force``."""
+    current = ctx.definitions
+    if name not in current.user:
+        if name in current.builtin:
+            raise UsageError(
+                f"{name!r} is a built-in definition and cannot be removed",
+                hint="override it with `tokenctl definitions add --file F` instead",
+            )
+        raise NotFoundError(
+            f"no user definition named {name!r}",
+            hint="run `tokenctl definitions` to see the available definitions",
+        )
+    reverts = name in current.builtin
+    users = [] if reverts else list(ctx.inventory.names_using_definition(name))
+    if users and not force:
+        raise ConflictError(
+            f"definition {name!r} is used by {len(users)} token(s): {', '.join(users[:5])}"
+            + (" ..." if len(users) > 5 else ""),
+            hint="delete those tokens first, or pass --force to remove it anyway",
+        )
+    remove_user_definition(ctx.paths.definitions_file, ctx.paths.definitions_lock, name)
+    return RemoveDefinitionResult(
+        name=name,
+        file=ctx.paths.definitions_file,
+        reverted_to_builtin=reverts,
+        orphaned_tokens=users,
+    )

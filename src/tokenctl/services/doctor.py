@@ -1,0 +1,122 @@
+"""``doctor``: paths, permissions, settings, definitions, keyring and inventory health."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tokenctl.context import AppContext
+from tokenctl.errors import ExitCode, TokenctlError
+from tokenctl.fsutil import is_private
+from tokenctl.timeutil import format_duration
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the doctor's report."""
+
+    name: str
+    ok: bool
+    detail: str
+    exit_code: ExitCode = ExitCode.ERROR
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    """Every check, the paths looked at, and the exit code they add up to."""
+
+    checks: list[Check]
+    paths: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is broken."""
+        return all(check.ok for check in self.checks)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """The most specific failure: the keyring's 4 when that is all that is wrong, else 1."""
+        failed = {check.exit_code for check in self.checks if not check.ok}
+        if not failed:
+            return ExitCode.OK
+        return failed.pop() if len(failed) == 1 else ExitCode.ERROR
+
+
+def _permissions(paths: list[Path]) -> Check:
+    loose = [str(path) for path in paths if path.exists() and not is_private(path)]
+    if loose:
+        return Check("permissions", False, "readable by others: " + ", ".join(loose))
+    return Check("permissions", True, "directories 0700 and files 0600")
+
+
+def run_doctor(ctx: AppContext) -> DoctorReport:
+    """Check everything tokenctl depends on; never raises for a broken part."""
+    paths = ctx.paths
+    checks: list[Check] = []
+    try:
+        config = ctx.config
+        checks.append(
+            Check(
+                "config",
+                True,
+                f"unit {config.unit or '(host name)'}, "
+                f"expiring window {format_duration(config.expiring_window)}",
+            )
+        )
+    except TokenctlError as error:
+        checks.append(Check("config", False, error.message))
+    definition_names: set[str] = set()
+    try:
+        definitions = list(ctx.definitions)
+        definition_names = {d.name for d in definitions}
+        user_count = sum(1 for d in definitions if d.source != "built-in")
+        checks.append(
+            Check(
+                "definitions",
+                True,
+                f"{len(definitions)} valid ({user_count} from definitions.toml)",
+            )
+        )
+    except TokenctlError as error:
+        checks.append(Check("definitions", False, error.message))
+    report = ctx.secrets.report()
+    if report.secure and report.problem is None:
+        checks.append(Check("keyring", True, f"{report.name}: secure, read/write works"))
+    else:
+        checks.append(
+            Check("keyring", False, f"{report.name}: {report.problem}", ExitCode.SECRET_STORE)
+        )
+    try:
+        inventory = ctx.inventory
+        facts = inventory.describe()
+        problems = inventory.check_integrity()
+        if definition_names:
+            orphans = sorted(
+                {t.name for t in inventory.tokens() if t.definition not in definition_names}
+            )
+            problems += [f"token {name!r} refers to a missing definition" for name in orphans]
+        detail = (
+            f"schema v{facts['schema_version']}, {facts['journal_mode']}, "
+            f"{facts['tokens']} tokens, {facts['history_events']} history events"
+        )
+        checks.append(Check("inventory", not problems, "; ".join(problems) or detail))
+    except TokenctlError as error:
+        checks.append(Check("inventory", False, error.message))
+    private = [
+        paths.config_dir,
+        paths.data_dir,
+        paths.config_file,
+        paths.definitions_file,
+        paths.inventory_file,
+    ]
+    checks.append(_permissions(private))
+    return DoctorReport(
+        checks=checks,
+        paths={
+            "config_dir": str(paths.config_dir),
+            "data_dir": str(paths.data_dir),
+            "config_file": str(paths.config_file),
+            "definitions_file": str(paths.definitions_file),
+            "inventory_file": str(paths.inventory_file),
+        },
+    )
