@@ -109,6 +109,8 @@ def list_tokens(
 ) -> TokenListing:
     """The overview: every token, filtered by status, definition and life-cycle state."""
     now = ctx.now()
+    # Load definitions even for an empty inventory, so a broken file is reported at once.
+    ctx.definitions  # noqa: B018
     tokens = ctx.inventory.tokens()
     views = [view_of(ctx, token, now) for token in tokens]
     selected = [

@@ -1,0 +1,120 @@
+"""Fast fakes for unit tests. Every feature is also tested against the real peers."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+from tokenctl.cli.app import build_app
+from tokenctl.context import AppContext
+from tokenctl.errors import SecretStoreError
+from tokenctl.iostreams import IOStreams
+from tokenctl.models import TokenSecrets
+from tokenctl.secrets import BackendReport
+
+START = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+class MemorySecretStore:
+    """An in-memory SecretStore; ``available=False`` behaves like a missing keyring."""
+
+    def __init__(self, available: bool = True) -> None:
+        self.entries: dict[str, str] = {}
+        self.available = available
+
+    def ensure_available(self) -> None:
+        if not self.available:
+            raise SecretStoreError("the OS keyring is unavailable (fake)", hint="start one")
+
+    def get(self, ref: str) -> TokenSecrets | None:
+        self.ensure_available()
+        stored = self.entries.get(ref)
+        return None if stored is None else TokenSecrets.from_json(stored)
+
+    def set(self, ref: str, secrets: TokenSecrets) -> None:
+        self.ensure_available()
+        self.entries[ref] = secrets.to_json()
+
+    def delete(self, ref: str) -> bool:
+        self.ensure_available()
+        return self.entries.pop(ref, None) is not None
+
+    def report(self) -> BackendReport:
+        if not self.available:
+            return BackendReport("fake", secure=False, problem="unavailable")
+        return BackendReport("fake", secure=True)
+
+
+@dataclass
+class Clock:
+    """A clock the test moves by hand."""
+
+    now: datetime = START
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> None:
+        self.now += timedelta(**kwargs)
+
+
+@dataclass
+class Run:
+    """What one CLI invocation produced."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    exception: BaseException | None
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.stdout)
+
+
+@dataclass
+class Cli:
+    """Invokes the real Typer app in-process with an injected AppContext."""
+
+    home: Path
+    secrets: MemorySecretStore = field(default_factory=MemorySecretStore)
+    clock: Clock = field(default_factory=Clock)
+    environ: dict[str, str] = field(default_factory=dict)
+
+    def __call__(
+        self,
+        *args: str,
+        input: str = "",
+        tty: bool = False,
+        color: bool = False,
+        hidden_answer: str | None = None,
+    ) -> Run:
+        out, err = io.StringIO(), io.StringIO()
+        streams = IOStreams(
+            stdin=io.StringIO(input), stdout=out, stderr=err,
+            stdin_tty=tty, stdout_tty=tty, stderr_tty=tty, color=color, width=200,
+        )
+        if hidden_answer is not None:
+            streams.hidden_prompt = lambda label, stream: hidden_answer
+        ctx = AppContext(
+            io=streams,
+            environ={"TOKENCTL_HOME": str(self.home), **self.environ},
+            clock=self.clock,
+            secret_store_factory=lambda: self.secrets,
+            user_name=lambda: "tester",
+            host_name=lambda: "testhost",
+        )
+        result = CliRunner().invoke(build_app(), list(args), obj=ctx, catch_exceptions=True)
+        # Typer writes its own usage errors to the runner's streams; ours go to `streams`.
+        return Run(
+            exit_code=result.exit_code,
+            stdout=out.getvalue() + result.stdout,
+            stderr=err.getvalue() + result.stderr,
+            exception=None if isinstance(result.exception, SystemExit) else result.exception,
+        )

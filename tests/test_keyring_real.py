@@ -1,0 +1,132 @@
+"""Secrets against the real freedesktop Secret Service (gnome-keyring), read back with secret-tool."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.proc import tokenctl
+
+SECRET = "pc-7f3a9e1b-never-print-me"
+
+
+@pytest.fixture
+def home(tmp_path):  # type: ignore[no-untyped-def]
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def env(real_keyring):  # type: ignore[no-untyped-def]
+    environ = real_keyring.child_env()
+    environ.pop("TOKENCTL_DEBUG", None)
+    return environ
+
+
+def files_under(path):  # type: ignore[no-untyped-def]
+    return [p for p in path.rglob("*") if p.is_file()]
+
+
+def assert_secret_nowhere(home, *texts):  # type: ignore[no-untyped-def]
+    for file in files_under(home):
+        assert SECRET.encode() not in file.read_bytes(), file
+    for text in texts:
+        assert SECRET not in text
+
+
+def test_add_stores_the_secret_only_in_the_keyring(home, env, real_keyring):
+    added = tokenctl("add", "acme", "--definition", "api-key", "--description", "Acme BV",
+                     "--expires-in", "30d", "--secret-stdin", home=home, env=env, input=SECRET + "\n")
+    assert added.exit_code == 0, added.stderr
+    shown = tokenctl("show", "acme", "--json", home=home, env=env)
+    token = shown.json()["token"]
+    ref = token["secret"]["keyring_entry"]
+    # An independent reader (libsecret's secret-tool) finds exactly this secret.
+    stored = real_keyring.lookup("tokenctl", ref)
+    assert stored is not None
+    assert json.loads(stored) == {"pass_code": SECRET}
+    assert [item.attributes["username"] for item in real_keyring.items("tokenctl")] == [ref]
+    listed = tokenctl("list", home=home, env=env)
+    table = tokenctl("list", "--json", home=home, env=env)
+    doctor = tokenctl("doctor", home=home, env=env)
+    assert doctor.exit_code == 0, doctor.stdout + doctor.stderr
+    assert "SecretService" in doctor.stdout
+    assert_secret_nowhere(home, added.stdout, added.stderr, shown.stdout, listed.stdout,
+                          table.stdout, doctor.stdout, doctor.stderr)
+    assert real_keyring.lookup("tokenctl", "tokenctl-doctor-probe") is None
+
+
+def test_renew_and_delete_update_the_keyring(home, env, real_keyring):
+    tokenctl("add", "acme", "--definition", "api-key", "--secret-stdin", home=home, env=env,
+             input="first")
+    ref = tokenctl("show", "acme", "--json", home=home, env=env).json()["token"]["secret"][
+        "keyring_entry"]
+    renewed = tokenctl("renew", "acme", "--secret-stdin", home=home, env=env, input=SECRET)
+    assert renewed.exit_code == 0, renewed.stderr
+    assert json.loads(real_keyring.lookup("tokenctl", ref)) == {"pass_code": SECRET}
+    deleted = tokenctl("delete", "acme", "--yes", home=home, env=env)
+    assert deleted.exit_code == 0, deleted.stderr
+    assert deleted.stdout == "tokenctl add acme --definition api-key --secret-stdin\n"
+    assert real_keyring.lookup("tokenctl", ref) is None
+    assert real_keyring.items("tokenctl") == []
+    assert_secret_nowhere(home, renewed.stdout, renewed.stderr, deleted.stdout, deleted.stderr)
+
+
+@pytest.mark.parametrize(
+    "backend",
+    ["keyring.backends.null.Keyring", "keyring.backends.fail.Keyring"],
+)
+def test_insecure_or_missing_backend_is_refused_with_exit_4(home, env, backend, real_keyring):
+    bad = {**env, "PYTHON_KEYRING_BACKEND": backend}
+    added = tokenctl("add", "acme", "--definition", "api-key", "--secret-stdin", home=home,
+                     env=bad, input=SECRET)
+    assert added.exit_code == 4
+    assert "keyring" in added.stderr and "docs/keyring.md" in added.stderr
+    assert "Traceback" not in added.stderr
+    assert tokenctl("list", "--json", home=home, env=bad).json()["tokens"] == []
+    doctor = tokenctl("doctor", home=home, env=bad)
+    assert doctor.exit_code == 4
+    assert "FAIL keyring" in doctor.stdout
+    assert real_keyring.items("tokenctl") == []
+    assert_secret_nowhere(home, added.stdout, added.stderr)
+
+
+def test_no_dbus_at_all_is_exit_4(home, env):
+    broken = {k: v for k, v in env.items() if k not in {"DBUS_SESSION_BUS_ADDRESS"}}
+    broken["DBUS_SESSION_BUS_ADDRESS"] = "unix:path=/nonexistent/bus"
+    added = tokenctl("add", "acme", "--definition", "api-key", "--secret-stdin", home=home,
+                     env=broken, input=SECRET)
+    assert added.exit_code == 4, added.stderr
+    assert "Traceback" not in added.stderr
+
+
+def test_commands_without_secrets_work_with_a_broken_keyring(home, env):
+    tokenctl("add", "acme", "--definition", "api-key", "--secret-stdin", home=home, env=env,
+             input=SECRET)
+    broken = {**env, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
+    for args in (["list"], ["show", "acme"], ["definitions"], ["disable", "acme"],
+                 ["enable", "acme"]):
+        result = tokenctl(*args, home=home, env=broken)
+        assert result.exit_code == 0, (args, result.stderr)
+    refused = tokenctl("delete", "acme", "--yes", home=home, env=broken)
+    assert refused.exit_code == 4
+    assert tokenctl("show", "acme", home=home, env=env).exit_code == 0
+
+
+def test_files_are_private(home, env, tmp_path):
+    tokenctl("add", "acme", "--definition", "api-key", "--secret-stdin", home=home, env=env,
+             input=SECRET)
+    source = tmp_path / "shop.toml"
+    source.write_text('[definitions.shop]\ntitle = "Shop"\nkind = "static"\n')
+    assert tokenctl("definitions", "add", "--file", str(source), home=home, env=env).exit_code == 0
+    assert (home / "definitions.toml").exists()
+    # While a process has the inventory open, SQLite's WAL and shared-memory files exist too.
+    from tokenctl.inventory.sqlite import SqliteInventory
+
+    inventory = SqliteInventory(home / "inventory.sqlite3")
+    inventory.tokens()
+    assert (home / "inventory.sqlite3-wal").exists()
+    assert (home.stat().st_mode & 0o777) == 0o700
+    for file in files_under(home):
+        assert (file.stat().st_mode & 0o777) == 0o600, file
+    inventory.close()
