@@ -97,8 +97,14 @@ class Cli:
     ) -> Run:
         out, err = io.StringIO(), io.StringIO()
         streams = IOStreams(
-            stdin=io.StringIO(input), stdout=out, stderr=err,
-            stdin_tty=tty, stdout_tty=tty, stderr_tty=tty, color=color, width=200,
+            stdin=io.StringIO(input),
+            stdout=out,
+            stderr=err,
+            stdin_tty=tty,
+            stdout_tty=tty,
+            stderr_tty=tty,
+            color=color,
+            width=200,
         )
         if hidden_answer is not None:
             streams.hidden_prompt = lambda label, stream: hidden_answer

@@ -128,8 +128,16 @@ def test_mandatory_identifier_is_enforced(cli):
     result = cli("add", "ws", "--definition", "basic-credentials", "--secret-stdin", input="x")
     assert result.exit_code == 2
     assert "requires an identifier" in result.stderr and "--identifier" in result.stderr
-    ok = cli("add", "ws", "--definition", "basic-credentials", "--identifier", "wsuser",
-             "--secret-stdin", input="x")
+    ok = cli(
+        "add",
+        "ws",
+        "--definition",
+        "basic-credentials",
+        "--identifier",
+        "wsuser",
+        "--secret-stdin",
+        input="x",
+    )
     assert ok.exit_code == 0
 
 

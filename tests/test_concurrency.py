@@ -21,25 +21,44 @@ def _worker(path: str, worker: int) -> None:
     for i in range(PER_WORKER):
         now = datetime.now(UTC)
         token = inventory.add(
-            Token(number=0, name=f"w{worker}-t{i}", authentication_code=f"CODE-{worker}-{i}",
-                  definition="api-key", secret_ref=f"ref-{worker}-{i}"),
-            actor, now,
+            Token(
+                number=0,
+                name=f"w{worker}-t{i}",
+                authentication_code=f"CODE-{worker}-{i}",
+                definition="api-key",
+                secret_ref=f"ref-{worker}-{i}",
+            ),
+            actor,
+            now,
         )
         # Every worker also flips the state of one shared token: each flip is one event.
         shared = inventory.resolve("shared")
-        flipped = (LifecycleState.NOT_EFFECTIVE if shared.state is LifecycleState.EFFECTIVE
-                   else LifecycleState.EFFECTIVE)
+        flipped = (
+            LifecycleState.NOT_EFFECTIVE
+            if shared.state is LifecycleState.EFFECTIVE
+            else LifecycleState.EFFECTIVE
+        )
         inventory.update(shared.number, {"state": flipped}, actor, now, event="state changed")
-        inventory.update(token.number, {"description": f"by worker {worker}"}, actor, now,
-                         event="edited")
+        inventory.update(
+            token.number, {"description": f"by worker {worker}"}, actor, now, event="edited"
+        )
     inventory.close()
 
 
 def test_parallel_processes_on_the_inventory_lose_nothing(tmp_path):
     path = tmp_path / "inventory.sqlite3"
     setup = SqliteInventory(path)
-    setup.add(Token(number=0, name="shared", authentication_code="SHARED", definition="api-key",
-                    secret_ref="ref-shared"), Actor("setup", "test"), datetime.now(UTC))
+    setup.add(
+        Token(
+            number=0,
+            name="shared",
+            authentication_code="SHARED",
+            definition="api-key",
+            secret_ref="ref-shared",
+        ),
+        Actor("setup", "test"),
+        datetime.now(UTC),
+    )
     setup.close()
     context = multiprocessing.get_context("spawn")
     processes = [context.Process(target=_worker, args=(str(path), w)) for w in range(WORKERS)]
@@ -70,8 +89,16 @@ def test_parallel_cli_adds_with_the_real_keyring(tmp_path, real_keyring):
     env = real_keyring.child_env()
 
     def add(i: int):  # type: ignore[no-untyped-def]
-        return tokenctl("add", f"t{i}", "--definition", "api-key", "--secret-stdin",
-                        home=home, env=env, input=f"secret-{i}")
+        return tokenctl(
+            "add",
+            f"t{i}",
+            "--definition",
+            "api-key",
+            "--secret-stdin",
+            home=home,
+            env=env,
+            input=f"secret-{i}",
+        )
 
     with ThreadPoolExecutor(max_workers=6) as pool:
         results = list(pool.map(add, range(12)))

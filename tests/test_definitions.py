@@ -74,12 +74,17 @@ def test_add_from_file_then_show(cli, tmp_path):
 
 
 def test_user_definition_overrides_builtin_and_removal_reverts(cli, tmp_path):
-    source = write(tmp_path / "o.toml", '[definitions.api-key]\ntitle = "Our key"\nkind = "static"\n')
+    source = write(
+        tmp_path / "o.toml", '[definitions.api-key]\ntitle = "Our key"\nkind = "static"\n'
+    )
     assert "overrides the built-in" in cli("definitions", "add", "-f", str(source)).stderr
     cli("add", "k", "--definition", "api-key", "--secret-stdin", input="x")
     assert cli("list", "--json").json()["tokens"][0]["type"] == "Our key"
     removed = cli("definitions", "remove", "api-key")
-    assert removed.exit_code == 0 and "built-in definition 'api-key' is in effect again" in removed.stderr
+    assert (
+        removed.exit_code == 0
+        and "built-in definition 'api-key' is in effect again" in removed.stderr
+    )
     assert cli("list", "--json").json()["tokens"][0]["type"] == "API key"
 
 
@@ -106,17 +111,31 @@ def test_remove_refused_while_used_unless_forced(cli, tmp_path):
     [
         ("[definitions.x\n", "invalid TOML"),
         ('[definitions.x]\nkind = "static"\n', "definition 'x', field 'title': is required"),
-        ('[definitions.x]\ntitle = "X"\nkind = "oath2"\n', "field 'kind': must be 'static' or 'oauth2'"),
-        ('[definitions.x]\ntitle = "X"\nkind = "static"\ncolour = "red"\n', "field 'colour': unknown field"),
+        (
+            '[definitions.x]\ntitle = "X"\nkind = "oath2"\n',
+            "field 'kind': must be 'static' or 'oauth2'",
+        ),
+        (
+            '[definitions.x]\ntitle = "X"\nkind = "static"\ncolour = "red"\n',
+            "field 'colour': unknown field",
+        ),
         ('[definitions.x]\ntitle = "X"\nkind = "oauth2"\n', "field 'oauth2': is required"),
-        ('[definitions.x]\ntitle = "X"\nkind = "oauth2"\n[definitions.x.oauth2]\n'
-         'token_endpoint = "ftp://a"\n', "field 'oauth2.token_endpoint': must be an http(s) URL"),
-        ('[definitions.x]\ntitle = "X"\nkind = "static"\n[definitions.x.lifetimes]\n'
-         'access_token = "ten minutes"\n', "field 'lifetimes.access_token': invalid duration"),
-        ('[definitions.x]\ntitle = "X"\nkind = "static"\nidentifier_mandatory = "yes"\n',
-         "field 'identifier_mandatory': must be true or false"),
+        (
+            '[definitions.x]\ntitle = "X"\nkind = "oauth2"\n[definitions.x.oauth2]\n'
+            'token_endpoint = "ftp://a"\n',
+            "field 'oauth2.token_endpoint': must be an http(s) URL",
+        ),
+        (
+            '[definitions.x]\ntitle = "X"\nkind = "static"\n[definitions.x.lifetimes]\n'
+            'access_token = "ten minutes"\n',
+            "field 'lifetimes.access_token': invalid duration",
+        ),
+        (
+            '[definitions.x]\ntitle = "X"\nkind = "static"\nidentifier_mandatory = "yes"\n',
+            "field 'identifier_mandatory': must be true or false",
+        ),
         ('[definitions."Bad Name"]\ntitle = "X"\nkind = "static"\n', "invalid name"),
-        ('[other]\n', "unknown top-level key 'other'"),
+        ("[other]\n", "unknown top-level key 'other'"),
     ],
 )
 def test_malformed_user_file_names_file_definition_and_field(cli, text, expected):
@@ -130,7 +149,9 @@ def test_malformed_user_file_names_file_definition_and_field(cli, text, expected
 
 
 def test_malformed_file_for_add_is_refused_without_writing(cli, tmp_path):
-    source = write(tmp_path / "bad.toml", '[definitions.y]\ntitle = "Y"\nkind = "static"\nport = 1\n')
+    source = write(
+        tmp_path / "bad.toml", '[definitions.y]\ntitle = "Y"\nkind = "static"\nport = 1\n'
+    )
     result = cli("definitions", "add", "--file", str(source))
     assert result.exit_code == 1
     assert f"{source}: definition 'y', field 'port': unknown field" in result.stderr
@@ -149,6 +170,7 @@ def test_loader_reports_file_path(tmp_path):
 
 def test_oauth_definition_cannot_add_a_token_yet(cli, tmp_path):
     cli("definitions", "add", "--file", str(write(tmp_path / "a.toml", ACME)))
-    result = cli("add", "k", "--definition", "acme-books", "--identifier", "u", "--secret-stdin",
-                 input="x")
+    result = cli(
+        "add", "k", "--definition", "acme-books", "--identifier", "u", "--secret-stdin", input="x"
+    )
     assert result.exit_code == 2 and "browser login" in result.stderr

@@ -1,4 +1,4 @@
-"""Secrets against the real freedesktop Secret Service (gnome-keyring), read back with secret-tool."""
+"""Secrets against the real Secret Service (gnome-keyring), read back with secret-tool."""
 
 from __future__ import annotations
 
@@ -35,8 +35,20 @@ def assert_secret_nowhere(home, *texts):  # type: ignore[no-untyped-def]
 
 
 def test_add_stores_the_secret_only_in_the_keyring(home, env, real_keyring):
-    added = tokenctl("add", "acme", "--definition", "api-key", "--description", "Acme BV",
-                     "--expires-in", "30d", "--secret-stdin", home=home, env=env, input=SECRET + "\n")
+    added = tokenctl(
+        "add",
+        "acme",
+        "--definition",
+        "api-key",
+        "--description",
+        "Acme BV",
+        "--expires-in",
+        "30d",
+        "--secret-stdin",
+        home=home,
+        env=env,
+        input=SECRET + "\n",
+    )
     assert added.exit_code == 0, added.stderr
     shown = tokenctl("show", "acme", "--json", home=home, env=env)
     token = shown.json()["token"]
@@ -51,16 +63,33 @@ def test_add_stores_the_secret_only_in_the_keyring(home, env, real_keyring):
     doctor = tokenctl("doctor", home=home, env=env)
     assert doctor.exit_code == 0, doctor.stdout + doctor.stderr
     assert "SecretService" in doctor.stdout
-    assert_secret_nowhere(home, added.stdout, added.stderr, shown.stdout, listed.stdout,
-                          table.stdout, doctor.stdout, doctor.stderr)
+    assert_secret_nowhere(
+        home,
+        added.stdout,
+        added.stderr,
+        shown.stdout,
+        listed.stdout,
+        table.stdout,
+        doctor.stdout,
+        doctor.stderr,
+    )
     assert real_keyring.lookup("tokenctl", "tokenctl-doctor-probe") is None
 
 
 def test_renew_and_delete_update_the_keyring(home, env, real_keyring):
-    tokenctl("add", "acme", "--definition", "api-key", "--secret-stdin", home=home, env=env,
-             input="first")
+    tokenctl(
+        "add",
+        "acme",
+        "--definition",
+        "api-key",
+        "--secret-stdin",
+        home=home,
+        env=env,
+        input="first",
+    )
     ref = tokenctl("show", "acme", "--json", home=home, env=env).json()["token"]["secret"][
-        "keyring_entry"]
+        "keyring_entry"
+    ]
     renewed = tokenctl("renew", "acme", "--secret-stdin", home=home, env=env, input=SECRET)
     assert renewed.exit_code == 0, renewed.stderr
     assert json.loads(real_keyring.lookup("tokenctl", ref)) == {"pass_code": SECRET}
@@ -78,8 +107,9 @@ def test_renew_and_delete_update_the_keyring(home, env, real_keyring):
 )
 def test_insecure_or_missing_backend_is_refused_with_exit_4(home, env, backend, real_keyring):
     bad = {**env, "PYTHON_KEYRING_BACKEND": backend}
-    added = tokenctl("add", "acme", "--definition", "api-key", "--secret-stdin", home=home,
-                     env=bad, input=SECRET)
+    added = tokenctl(
+        "add", "acme", "--definition", "api-key", "--secret-stdin", home=home, env=bad, input=SECRET
+    )
     assert added.exit_code == 4
     assert "keyring" in added.stderr and "docs/keyring.md" in added.stderr
     assert "Traceback" not in added.stderr
@@ -94,18 +124,32 @@ def test_insecure_or_missing_backend_is_refused_with_exit_4(home, env, backend, 
 def test_no_dbus_at_all_is_exit_4(home, env):
     broken = {k: v for k, v in env.items() if k not in {"DBUS_SESSION_BUS_ADDRESS"}}
     broken["DBUS_SESSION_BUS_ADDRESS"] = "unix:path=/nonexistent/bus"
-    added = tokenctl("add", "acme", "--definition", "api-key", "--secret-stdin", home=home,
-                     env=broken, input=SECRET)
+    added = tokenctl(
+        "add",
+        "acme",
+        "--definition",
+        "api-key",
+        "--secret-stdin",
+        home=home,
+        env=broken,
+        input=SECRET,
+    )
     assert added.exit_code == 4, added.stderr
     assert "Traceback" not in added.stderr
 
 
 def test_commands_without_secrets_work_with_a_broken_keyring(home, env):
-    tokenctl("add", "acme", "--definition", "api-key", "--secret-stdin", home=home, env=env,
-             input=SECRET)
+    tokenctl(
+        "add", "acme", "--definition", "api-key", "--secret-stdin", home=home, env=env, input=SECRET
+    )
     broken = {**env, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
-    for args in (["list"], ["show", "acme"], ["definitions"], ["disable", "acme"],
-                 ["enable", "acme"]):
+    for args in (
+        ["list"],
+        ["show", "acme"],
+        ["definitions"],
+        ["disable", "acme"],
+        ["enable", "acme"],
+    ):
         result = tokenctl(*args, home=home, env=broken)
         assert result.exit_code == 0, (args, result.stderr)
     refused = tokenctl("delete", "acme", "--yes", home=home, env=broken)
@@ -114,8 +158,9 @@ def test_commands_without_secrets_work_with_a_broken_keyring(home, env):
 
 
 def test_files_are_private(home, env, tmp_path):
-    tokenctl("add", "acme", "--definition", "api-key", "--secret-stdin", home=home, env=env,
-             input=SECRET)
+    tokenctl(
+        "add", "acme", "--definition", "api-key", "--secret-stdin", home=home, env=env, input=SECRET
+    )
     source = tmp_path / "shop.toml"
     source.write_text('[definitions.shop]\ntitle = "Shop"\nkind = "static"\n')
     assert tokenctl("definitions", "add", "--file", str(source), home=home, env=env).exit_code == 0

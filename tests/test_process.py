@@ -22,8 +22,9 @@ HEAVY = ("authlib", "httpx2", "httpx", "keyring", "secretstorage", "jeepney")
 def test_console_script_and_module_both_run(tmp_path):
     script = Path(sys.executable).with_name("tokenctl")
     assert script.exists()
-    version = subprocess.run([str(script), "--version"], capture_output=True, text=True,
-                             check=False)
+    version = subprocess.run(
+        [str(script), "--version"], capture_output=True, text=True, check=False
+    )
     assert version.returncode == 0 and version.stdout == f"tokenctl {tokenctl.__version__}\n"
     listed = run("list", home=tmp_path / "h", env={"PATH": "/usr/bin:/bin"})
     assert listed.exit_code == 0 and "No tokens yet" in listed.stderr
@@ -39,8 +40,13 @@ def test_list_does_not_import_heavy_modules(tmp_path):
     )
     for args in (["list", "--json"], ["show", "x"], ["definitions"]):
         code_for = code.replace("'list', '--json'", ", ".join(repr(a) for a in args))
-        result = subprocess.run([sys.executable, "-c", code_for], capture_output=True, text=True,
-                                env={"TOKENCTL_HOME": str(tmp_path / "h")}, check=False)
+        result = subprocess.run(
+            [sys.executable, "-c", code_for],
+            capture_output=True,
+            text=True,
+            env={"TOKENCTL_HOME": str(tmp_path / "h")},
+            check=False,
+        )
         assert result.stderr.strip().splitlines()[-1] == "[]", (args, result.stderr)
 
 

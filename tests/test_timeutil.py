@@ -14,8 +14,15 @@ from tokenctl.timeutil import format_duration, parse_duration, parse_time, relat
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("90s", 90), ("30m", 1800), ("12h", 43200), ("7d", 604800), ("2w", 1209600),
-     ("1h30m", 5400), (" 2D ", 172800)],
+    [
+        ("90s", 90),
+        ("30m", 1800),
+        ("12h", 43200),
+        ("7d", 604800),
+        ("2w", 1209600),
+        ("1h30m", 5400),
+        (" 2D ", 172800),
+    ],
 )
 def test_parse_duration(text, seconds):
     assert parse_duration(text) == timedelta(seconds=seconds)

@@ -144,7 +144,8 @@ class _Fields:
 
     def fail(self, key: str, problem: str) -> ConfigError:
         return ConfigError(
-            f"{self.source}: definition {self.definition!r}, field {self.prefix + key!r}: {problem}",
+            f"{self.source}: definition {self.definition!r}, "
+            f"field {self.prefix + key!r}: {problem}",
             hint="fix the field, or see docs/definitions.md for the format",
         )
 
