@@ -15,6 +15,11 @@ WORKERS = 8
 PER_WORKER = 25
 
 
+def _flip(token: Token) -> dict[str, LifecycleState]:
+    effective = token.state is LifecycleState.EFFECTIVE
+    return {"state": LifecycleState.NOT_EFFECTIVE if effective else LifecycleState.EFFECTIVE}
+
+
 def _worker(path: str, worker: int) -> None:
     inventory = SqliteInventory(Path(path))
     actor = Actor(user=f"w{worker}", unit="test")
@@ -31,14 +36,9 @@ def _worker(path: str, worker: int) -> None:
             actor,
             now,
         )
-        # Every worker also flips the state of one shared token: each flip is one event.
-        shared = inventory.resolve("shared")
-        flipped = (
-            LifecycleState.NOT_EFFECTIVE
-            if shared.state is LifecycleState.EFFECTIVE
-            else LifecycleState.EFFECTIVE
-        )
-        inventory.update(shared.number, {"state": flipped}, actor, now, event="state changed")
+        # Every worker also flips the state of one shared token, read-modify-write: a lost
+        # update would show as a final state that does not match the number of flips.
+        inventory.update_if(1, _flip, actor, now, event="state changed")
         inventory.update(
             token.number, {"description": f"by worker {worker}"}, actor, now, event="edited"
         )

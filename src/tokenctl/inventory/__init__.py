@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -59,6 +59,20 @@ class Inventory(Protocol):
         detail: str | None = None,
     ) -> Token:
         """Apply ``changes`` and append one history event, in one transaction."""
+        ...
+
+    def update_if(
+        self,
+        number: int,
+        decide: Callable[[Token], Mapping[str, Any] | None],
+        actor: Actor,
+        now: datetime,
+        *,
+        event: str,
+        outcome: str = "ok",
+        detail: str | None = None,
+    ) -> tuple[Token, bool]:
+        """Let ``decide`` pick changes from the current record, atomically; ``None`` = none."""
         ...
 
     def delete(self, number: int, actor: Actor, now: datetime, *, detail: str | None) -> None:

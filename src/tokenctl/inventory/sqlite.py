@@ -275,15 +275,46 @@ class SqliteInventory:
         detail: str | None = None,
     ) -> Token:
         """Apply ``changes`` and append one history event, in one transaction."""
-        unknown = set(changes) - MUTABLE_FIELDS
-        if unknown:
-            raise ValueError(f"fields cannot be changed: {sorted(unknown)}")
-        assignments = dict(changes)
-        assignments.update(updated_at=now, updated_by=actor.user, updated_unit=actor.unit)
+        token, _ = self.update_if(
+            number,
+            lambda _current: changes,
+            actor,
+            now,
+            event=event,
+            outcome=outcome,
+            detail=detail,
+        )
+        return token
+
+    def update_if(
+        self,
+        number: int,
+        decide: Callable[[Token], Mapping[str, Any] | None],
+        actor: Actor,
+        now: datetime,
+        *,
+        event: str,
+        outcome: str = "ok",
+        detail: str | None = None,
+    ) -> tuple[Token, bool]:
+        """Read the record under the write lock, let ``decide`` choose the changes, apply them.
+
+        ``decide`` sees the current record, so a read-modify-write cannot lose a concurrent
+        update. It returns ``None`` to leave the record (and history) untouched.
+        """
         with self._transaction() as connection:
-            current = connection.execute(f"{_SELECT} WHERE number = ?", (number,)).fetchone()
-            if current is None:
+            row = connection.execute(f"{_SELECT} WHERE number = ?", (number,)).fetchone()
+            if row is None:
                 raise NotFoundError(f"token #{number} no longer exists")
+            current = _token_from_row(row)
+            changes = decide(current)
+            if changes is None:
+                return current, False
+            unknown = set(changes) - MUTABLE_FIELDS
+            if unknown:
+                raise ValueError(f"fields cannot be changed: {sorted(unknown)}")
+            assignments = dict(changes)
+            assignments.update(updated_at=now, updated_by=actor.user, updated_unit=actor.unit)
             if "name" in changes:
                 self._refuse_name_code_clash(connection, changes["name"], None, number)
             try:
@@ -293,11 +324,11 @@ class SqliteInventory:
                     [*(_encode(c, v) for c, v in assignments.items()), number],
                 )
             except sqlite3.IntegrityError as error:
-                raise self._conflict(error, _token_from_row(current)) from None
+                raise self._conflict(error, current) from None
             row = connection.execute(f"{_SELECT} WHERE number = ?", (number,)).fetchone()
             token = _token_from_row(row)
             self._insert_event(connection, number, token.name, actor, now, event, outcome, detail)
-        return token
+        return token, True
 
     def delete(self, number: int, actor: Actor, now: datetime, *, detail: str | None) -> None:
         """Remove the record; the history keeps a ``deleted`` event."""

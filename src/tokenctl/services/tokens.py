@@ -265,17 +265,15 @@ def set_state(ctx: AppContext, ref: str, state: LifecycleState) -> StateChange:
     """Make a token effective or not effective; a no-op when it already is."""
     now = ctx.now()
     token = ctx.inventory.resolve(ref)
-    if token.state is state:
-        return StateChange(view=view_of(ctx, token, now), changed=False)
-    updated = ctx.inventory.update(
+    updated, changed = ctx.inventory.update_if(
         token.number,
-        {"state": state},
+        lambda current: None if current.state is state else {"state": state},
         ctx.actor(),
         now,
         event="state changed",
-        detail=f"{token.state.value} -> {state.value}",
+        detail=f"now {state.value}",
     )
-    return StateChange(view=view_of(ctx, updated, now), changed=True)
+    return StateChange(view=view_of(ctx, updated, now), changed=changed)
 
 
 def renew_static(
