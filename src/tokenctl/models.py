@@ -76,6 +76,10 @@ class Token:
     updated_at: datetime | None = None
     updated_by: str | None = None
     updated_unit: str | None = None
+    has_refresh_token: bool = False
+    refreshed_at: datetime | None = None
+    probed_at: datetime | None = None
+    probe_result: str | None = None
 
     @property
     def is_effective(self) -> bool:

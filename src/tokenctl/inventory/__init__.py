@@ -22,6 +22,10 @@ MUTABLE_FIELDS = frozenset(
         "secret_set_at",
         "invalid_at",
         "invalid_reason",
+        "has_refresh_token",
+        "refreshed_at",
+        "probed_at",
+        "probe_result",
         "attributes",
         "definition",
     }

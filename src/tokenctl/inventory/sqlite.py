@@ -74,8 +74,19 @@ def _run_statements(script: str) -> Callable[[sqlite3.Connection], None]:
     return migrate
 
 
+# Version 2: what the OAuth login and refresh record (no secrets, only facts about them).
+_SCHEMA_V2 = """
+ALTER TABLE tokens ADD COLUMN has_refresh_token INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tokens ADD COLUMN refreshed_at TEXT;
+ALTER TABLE tokens ADD COLUMN probed_at TEXT;
+ALTER TABLE tokens ADD COLUMN probe_result TEXT
+"""
+
 #: Each entry upgrades the schema by one version; append, never edit a released one.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_run_statements(_SCHEMA_V1),)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _run_statements(_SCHEMA_V1),
+    _run_statements(_SCHEMA_V2),
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _COLUMNS = (
@@ -101,9 +112,16 @@ _COLUMNS = (
     "updated_at",
     "updated_by",
     "updated_unit",
+    "has_refresh_token",
+    "refreshed_at",
+    "probed_at",
+    "probe_result",
 )
 _TIME_COLUMNS = frozenset(
-    {"expires_at", "refresh_expires_at", "secret_set_at", "invalid_at", "created_at", "updated_at"}
+    {
+        "expires_at", "refresh_expires_at", "secret_set_at", "invalid_at", "created_at",
+        "updated_at", "refreshed_at", "probed_at",
+    }
 )
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM tokens"  # noqa: S608 - fixed column list
 
@@ -117,6 +135,8 @@ def _encode(column: str, value: Any) -> Any:
         return json.dumps(dict(value), sort_keys=True)
     if column == "state":
         return LifecycleState(value).value
+    if column == "has_refresh_token":
+        return int(bool(value))
     return value
 
 
@@ -128,6 +148,7 @@ def _token_from_row(row: Sequence[Any]) -> Token:
     values["granted_scopes"] = None if scopes is None else tuple(json.loads(scopes))
     values["attributes"] = json.loads(values["attributes"])
     values["state"] = LifecycleState(values["state"])
+    values["has_refresh_token"] = bool(values["has_refresh_token"])
     return Token(**values)
 
 
