@@ -127,7 +127,7 @@ def test_duplicate_name_and_code_are_refused(cli):
 def test_mandatory_identifier_is_enforced(cli):
     result = cli("add", "ws", "--definition", "basic-credentials", "--secret-stdin", input="x")
     assert result.exit_code == 2
-    assert "requires an identifier" in result.stderr and "--identifier" in result.stderr
+    assert "requires the identifier" in result.stderr and "--identifier" in result.stderr
     ok = cli(
         "add",
         "ws",
@@ -252,3 +252,32 @@ def test_log_information_uses_unit_from_config(cli):
     log = cli("show", "acme", "--json").json()["token"]["log"]
     assert log["created_unit"] == "finance-team"
     assert log["created_at"] == START.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_broken_config_stops_before_any_secret_is_touched(cli):
+    add(cli, "acme", secret="original")
+    before = dict(cli.secrets.entries)
+    (cli.home / "config.toml").write_text("unit = 5\n")
+    for args, stdin in (
+        (["add", "b", "--definition", "api-key", "--secret-stdin"], "x"),
+        (["renew", "acme", "--secret-stdin"], "changed"),
+        (["delete", "acme", "--yes"], ""),
+    ):
+        result = cli(*args, input=stdin)
+        assert result.exit_code == 1, (args, result.stderr)
+        assert "config.toml" in result.stderr
+        assert cli.secrets.entries == before, args
+    (cli.home / "config.toml").write_text("")
+    assert [t["name"] for t in cli("list", "--json").json()["tokens"]] == ["acme"]
+
+
+def test_name_that_is_another_tokens_code_gets_a_precise_message(cli):
+    add(cli, "acme", "--code", "ACME-1")
+    result = add(cli, "ACME-1")
+    assert result.exit_code == 1
+    assert "is the authentication code of token 'acme'" in result.stderr
+
+
+def test_blank_description_is_stored_as_none(cli):
+    add(cli, "acme", "--description", "  ")
+    assert cli("show", "acme", "--json").json()["token"]["description"] is None

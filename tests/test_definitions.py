@@ -168,9 +168,11 @@ def test_loader_reports_file_path(tmp_path):
     assert "field 'title'" in caught.value.message
 
 
-def test_oauth_definition_cannot_add_a_token_yet(cli, tmp_path):
-    cli("definitions", "add", "--file", str(write(tmp_path / "a.toml", ACME)))
-    result = cli(
-        "add", "k", "--definition", "acme-books", "--identifier", "u", "--secret-stdin", input="x"
-    )
-    assert result.exit_code == 2 and "browser login" in result.stderr
+def test_oauth_definition_without_client_id_names_the_fix(cli, tmp_path):
+    text = ACME.replace('client_id = "public-client"\n', "")
+    cli("definitions", "add", "--file", str(write(tmp_path / "a.toml", text)))
+    result = cli("add", "k", "--definition", "acme-books", "--identifier", "u", "--yes")
+    assert result.exit_code == 1
+    assert "has no client id" in result.stderr
+    assert "tokenctl definitions configure acme-books --client-id ID" in result.stderr
+    assert cli("list", "--json").json()["tokens"] == []

@@ -7,6 +7,7 @@ ask the context, and tests hand in a context whose parts are swapped for fakes.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -41,6 +42,19 @@ def _default_inventory(paths: Paths) -> Inventory:
     return SqliteInventory(paths.inventory_file)
 
 
+def _open_browser(url: str) -> bool:
+    """Open ``url`` with :mod:`webbrowser` (so ``BROWSER`` is honoured), without blocking.
+
+    ``webbrowser`` waits for a ``BROWSER`` command to exit; the login must keep serving
+    its loopback listener meanwhile, so the call runs in a daemon thread.
+    """
+    import threading
+    import webbrowser
+
+    threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
+    return True
+
+
 def _os_user() -> str:
     import getpass
 
@@ -67,6 +81,9 @@ class AppContext:
     clock: Callable[[], datetime] = _utc_now
     secret_store_factory: Callable[[], SecretStore] = _default_secret_store
     inventory_factory: Callable[[Paths], Inventory] = _default_inventory
+    open_browser: Callable[[str], bool] = _open_browser
+    sleep: Callable[[float], None] = time.sleep
+    monotonic: Callable[[], float] = time.monotonic
     user_name: Callable[[], str] = _os_user
     host_name: Callable[[], str] = _host_name
     _opened: list[Inventory] = field(default_factory=list, init=False, repr=False)

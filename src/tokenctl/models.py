@@ -87,22 +87,39 @@ class Token:
         return self.state is LifecycleState.EFFECTIVE
 
 
+def connection_expires_at(token: Token, refresh_idle: timedelta | None = None) -> datetime | None:
+    """When the connection dies.
+
+    That is the access token's expiry; for a token that can be refreshed, the refresh
+    token's own expiry or its inactivity limit, whichever comes first.
+    """
+    if not token.has_refresh_token:
+        return token.expires_at
+    candidates = [token.refresh_expires_at] if token.refresh_expires_at else []
+    if refresh_idle is not None and token.refreshed_at is not None:
+        candidates.append(token.refreshed_at + refresh_idle)
+    return min(candidates) if candidates else None
+
+
 def compute_status(
     token: Token,
     now: datetime,
     expiring_window: timedelta,
     required_scopes: tuple[str, ...] = (),
+    refresh_idle: timedelta | None = None,
 ) -> Status:
-    """Derive the status: invalid and insufficient outrank expiry, expiry outranks unknown."""
+    """Derive the status: invalid, then expired, then insufficient, then the expiry window."""
     if token.invalid_at is not None:
         return Status.INVALID
-    if token.expires_at is not None and token.expires_at <= now:
+    expiry = connection_expires_at(token, refresh_idle)
+    if expiry is not None and expiry <= now:
         return Status.EXPIRED
     if token.granted_scopes is not None and not set(required_scopes) <= set(token.granted_scopes):
         return Status.INSUFFICIENT
-    if token.expires_at is None:
-        return Status.UNKNOWN
-    if token.expires_at - now <= expiring_window:
+    if expiry is None:
+        # A refreshable token with no known end keeps renewing itself.
+        return Status.VALID if token.has_refresh_token else Status.UNKNOWN
+    if expiry - now <= expiring_window:
         return Status.EXPIRING
     return Status.VALID
 
@@ -116,6 +133,7 @@ class TokenSecrets:
     refresh_token: str | None = None
     id_token: str | None = None
     token_type: str | None = None
+    client_secret: str | None = None
 
     def __repr__(self) -> str:
         present = [item.name for item in fields(self) if getattr(self, item.name)]

@@ -1,9 +1,10 @@
-"""``tokenctl add``: register a token whose secret is entered by hand."""
+"""``tokenctl add``: register a token, by a hand-entered secret or an OAuth login."""
 
 from __future__ import annotations
 
 import typer
 
+from tokenctl.cli import login_options as opts
 from tokenctl.cli.common import JSON_OPTION, app_context
 
 
@@ -25,14 +26,35 @@ def command(
     secret_stdin: bool = typer.Option(
         False, "--secret-stdin", help="Read the pass code from stdin instead of a hidden prompt."
     ),
+    no_login: bool = typer.Option(
+        False, "--no-login", help="OAuth: record the token now, log in later with renew --login."
+    ),
+    no_browser: bool = opts.NO_BROWSER,
+    device: bool = opts.DEVICE,
+    paste: bool = opts.PASTE,
+    reuse_session: bool = opts.REUSE_SESSION,
+    timeout: float = opts.TIMEOUT,
+    yes: bool = opts.YES,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Add a token; the pass code comes from stdin or a hidden prompt, never from argv."""
+    """Add a token: a pass code from stdin or a hidden prompt, or an OAuth browser login."""
     from tokenctl.render.tokens import render_added
     from tokenctl.services.tokens import AddRequest, add_token
     from tokenctl.timeutil import parse_duration, parse_time
 
     app_ctx = app_context(ctx)
+    login = (
+        None
+        if no_login
+        else opts.login_options(
+            no_browser=no_browser,
+            device=device,
+            paste=paste,
+            reuse_session=reuse_session,
+            timeout=timeout,
+            yes=yes,
+        )
+    )
     request = AddRequest(
         name=name,
         definition=definition,
@@ -42,5 +64,6 @@ def command(
         expires_at=parse_time(expires_at) if expires_at else None,
         expires_in=parse_duration(expires_in) if expires_in else None,
         secret_from_stdin=secret_stdin,
+        login=login,
     )
     render_added(app_ctx.io, add_token(app_ctx, request), as_json=as_json)

@@ -81,7 +81,13 @@ def root(
 ) -> None:
     """Administer the access tokens of web-service integrations with financial packages."""
     base = ctx.obj if isinstance(ctx.obj, AppContext) else AppContext.from_environment()
-    app_ctx = base.with_options(home=home, debug=debug or bool(base.environ.get("TOKENCTL_DEBUG")))
+    env_debug = base.environ.get("TOKENCTL_DEBUG", "").strip().lower() not in (
+        "",
+        "0",
+        "false",
+        "no",
+    )
+    app_ctx = base.with_options(home=home, debug=debug or env_debug)
     ctx.obj = app_ctx
     ctx.call_on_close(app_ctx.close)
 

@@ -20,6 +20,15 @@ def list_command(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     render_definition_list(app_ctx.io, list_definitions(app_ctx), as_json=as_json)
 
 
+def list_subcommand(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
+    """List definitions grouped by classification (same as `tokenctl definitions`)."""
+    from tokenctl.render.definitions import render_definition_list
+    from tokenctl.services.definitions import list_definitions
+
+    app_ctx = app_context(ctx)
+    render_definition_list(app_ctx.io, list_definitions(app_ctx), as_json=as_json)
+
+
 def show_command(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="Definition name."),
@@ -67,6 +76,7 @@ def build() -> typer.Typer:
     """The ``definitions`` sub-application."""
     group = typer.Typer(invoke_without_command=True, no_args_is_help=False, rich_markup_mode=None)
     group.callback()(list_command)
+    group.command("list")(list_subcommand)
     group.command("show")(show_command)
     group.command("add")(add_command)
     group.command("remove")(remove_command)

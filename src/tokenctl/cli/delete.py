@@ -1,4 +1,4 @@
-"""``tokenctl delete``: remove a token's secret and record."""
+"""``tokenctl delete``: revoke at the provider, remove the secret and the record."""
 
 from __future__ import annotations
 
@@ -11,10 +11,13 @@ def command(
     ctx: typer.Context,
     ref: str = typer.Argument(..., help="Number, name or authentication code."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    no_revoke: bool = typer.Option(
+        False, "--no-revoke", help="Do not revoke the token at the provider."
+    ),
 ) -> None:
     """Delete a token and print the command that retrieves a new one."""
     from tokenctl.render.tokens import render_deleted
     from tokenctl.services.tokens import delete_token
 
     app_ctx = app_context(ctx)
-    render_deleted(app_ctx.io, delete_token(app_ctx, ref, assume_yes=yes))
+    render_deleted(app_ctx.io, delete_token(app_ctx, ref, assume_yes=yes, revoke=not no_revoke))

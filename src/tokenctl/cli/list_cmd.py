@@ -12,7 +12,7 @@ def command(
     ctx: typer.Context,
     as_json: bool = JSON_OPTION,
     status: list[Status] = typer.Option(
-        [], "--status", help="Only tokens with this status (repeatable)."
+        [], "--status", help="Only tokens with this status (repeatable).", metavar="STATUS"
     ),
     definition: str | None = typer.Option(None, "--definition", help="Only this definition."),
     state: LifecycleState | None = typer.Option(

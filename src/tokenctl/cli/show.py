@@ -10,6 +10,9 @@ from tokenctl.cli.common import JSON_OPTION, app_context
 def command(
     ctx: typer.Context,
     ref: str = typer.Argument(..., help="Number, name or authentication code."),
+    probe: bool = typer.Option(
+        False, "--probe", help="Ask the provider whether the token still works, and record it."
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show one token; secrets are never shown."""
@@ -17,4 +20,4 @@ def command(
     from tokenctl.services.tokens import show_token
 
     app_ctx = app_context(ctx)
-    render_detail(app_ctx.io, show_token(app_ctx, ref), as_json=as_json)
+    render_detail(app_ctx.io, show_token(app_ctx, ref, probe=probe), as_json=as_json)

@@ -16,6 +16,7 @@ from tokenctl.errors import ConfigError, UsageError
 from tokenctl.timeutil import format_duration, parse_duration
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+LOGIN_MODES = ("loopback", "paste", "device")
 
 
 class DefinitionKind(StrEnum):
@@ -44,6 +45,9 @@ class OAuth2Settings:
     client_id: str | None = None
     token_endpoint_auth_method: str | None = None
     redirect_port: int | None = None
+    jwks_uri: str | None = None
+    redirect_uri: str | None = None
+    login_mode: str = "loopback"
 
     @property
     def effective_required_scopes(self) -> tuple[str, ...]:
@@ -105,6 +109,9 @@ class Definition:
                 "client_id": settings.client_id,
                 "token_endpoint_auth_method": settings.token_endpoint_auth_method,
                 "redirect_port": settings.redirect_port,
+                "jwks_uri": settings.jwks_uri,
+                "redirect_uri": settings.redirect_uri,
+                "login_mode": settings.login_mode,
             }
         lifetimes = self.lifetimes
         return {
@@ -284,6 +291,12 @@ def _parse_oauth2(source: str, name: str, table: Mapping[str, Any]) -> OAuth2Set
             "must be 'none', 'client_secret_basic' or 'client_secret_post'",
         )
     fresh_login = reader.mapping("fresh_login_params")
+    login_mode = reader.string("login_mode") or "loopback"
+    if login_mode not in LOGIN_MODES:
+        raise reader.fail("login_mode", f"must be one of {', '.join(LOGIN_MODES)}")
+    redirect_uri = reader.url("redirect_uri")
+    if login_mode == "paste" and redirect_uri is None:
+        raise reader.fail("redirect_uri", "is required for login_mode 'paste'")
     settings = OAuth2Settings(
         issuer=reader.url("issuer"),
         authorization_endpoint=reader.url("authorization_endpoint"),
@@ -300,6 +313,9 @@ def _parse_oauth2(source: str, name: str, table: Mapping[str, Any]) -> OAuth2Set
         client_id=reader.string("client_id"),
         token_endpoint_auth_method=auth_method,
         redirect_port=reader.integer("redirect_port", 1, 65535),
+        jwks_uri=reader.url("jwks_uri"),
+        redirect_uri=redirect_uri,
+        login_mode=login_mode,
     )
     reader.reject_unknown()
     return settings

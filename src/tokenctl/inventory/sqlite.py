@@ -119,8 +119,14 @@ _COLUMNS = (
 )
 _TIME_COLUMNS = frozenset(
     {
-        "expires_at", "refresh_expires_at", "secret_set_at", "invalid_at", "created_at",
-        "updated_at", "refreshed_at", "probed_at",
+        "expires_at",
+        "refresh_expires_at",
+        "secret_set_at",
+        "invalid_at",
+        "created_at",
+        "updated_at",
+        "refreshed_at",
+        "probed_at",
     }
 )
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM tokens"  # noqa: S608 - fixed column list

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
     from tokenctl.services.tokens import (
         DeleteResult,
+        RenewResult,
         StateChange,
         TokenDetail,
         TokenListing,
@@ -49,6 +50,11 @@ def token_to_dict(view: TokenView) -> dict[str, Any]:
         "status": view.status.value,
         "expires_at": to_iso(token.expires_at),
         "refresh_expires_at": to_iso(token.refresh_expires_at),
+        "connection_expires_at": to_iso(view.connection_expires_at),
+        "has_refresh_token": token.has_refresh_token,
+        "refreshed_at": to_iso(token.refreshed_at),
+        "probed_at": to_iso(token.probed_at),
+        "probe_result": token.probe_result,
         "granted_scopes": None if token.granted_scopes is None else list(token.granted_scopes),
         "required_scopes": list(definition.required_scopes) if definition else [],
         "secret_stored": token.secret_set_at is not None,
@@ -86,9 +92,10 @@ def _status_text(status: Status) -> Text:
 
 
 def _expires(view: TokenView, now: datetime) -> str:
-    expires = view.token.expires_at
+    """The connection's end: for refreshable tokens the refresh horizon, not the access token."""
+    expires = view.connection_expires_at
     if expires is None:
-        return "—"
+        return "renewable" if view.token.has_refresh_token else "—"
     return f"{expires:%Y-%m-%d %H:%M} ({relative(expires, now)})"
 
 
@@ -155,8 +162,12 @@ def render_detail(io: IOStreams, detail: TokenDetail, *, as_json: bool) -> None:
             "keyring_entry": view.token.secret_ref,
         }
         payload["history"] = [event_to_dict(event) for event in detail.history]
+        if detail.probe is not None:
+            payload["probe"] = {"result": detail.probe.result, "detail": detail.probe.detail}
         write_json(io, "token", payload)
         return
+    if detail.probe is not None:
+        io.status(f"Probe: {detail.probe.result} ({detail.probe.detail})")
     token = view.token
     definition = view.definition
     required = definition.required_scopes if definition else ()
@@ -180,7 +191,17 @@ def render_detail(io: IOStreams, detail: TokenDetail, *, as_json: bool) -> None:
         ("State", token.state.value),
         ("Status", view.status.value),
         ("Expires", _expires(view, detail.now)),
-        ("Refresh expires", to_iso(token.refresh_expires_at) or "—"),
+        ("Access token expires", to_iso(token.expires_at) or "—"),
+        (
+            "Refresh token",
+            ("stored" if token.has_refresh_token else "none")
+            + (f", expires {to_iso(token.refresh_expires_at)}" if token.refresh_expires_at else ""),
+        ),
+        ("Last renewed", to_iso(token.refreshed_at) or "—"),
+        (
+            "Last probe",
+            f"{token.probe_result} at {to_iso(token.probed_at)}" if token.probed_at else "never",
+        ),
         ("Granted scopes", " ".join(granted) if granted is not None else "—"),
         ("Required scopes", " ".join(required) or "—"),
         ("Missing scopes", " ".join(missing) or "—"),
@@ -246,7 +267,8 @@ def render_added(io: IOStreams, view: TokenView, *, as_json: bool) -> None:
     token = view.token
     io.status(
         f"Added token #{token.number} {token.name!r} ({view.type_title}), "
-        f"authentication code {token.authentication_code}; status {view.status.value}."
+        f"authentication code {token.authentication_code}; status {view.status.value}"
+        + (f", account {token.account}." if token.account else ".")
     )
     io.write(f"{token.number}\n")
 
@@ -254,6 +276,11 @@ def render_added(io: IOStreams, view: TokenView, *, as_json: bool) -> None:
 def render_deleted(io: IOStreams, result: DeleteResult) -> None:
     """Say what was deleted and print the command that retrieves a new token."""
     token = result.token
+    if result.revocation is not None:
+        if result.revoked:
+            io.status(f"Revoked at the provider: {result.revocation}.")
+        else:
+            io.warn(f"not revoked at the provider ({result.revocation}); deleted locally anyway")
     secret = (
         "its secret was removed from the OS keyring"
         if result.secret_removed
@@ -274,10 +301,23 @@ def render_state_change(io: IOStreams, change: StateChange) -> None:
         io.status(f"Token #{token.number} {token.name!r} was already {state}; nothing changed.")
 
 
-def render_renewed(io: IOStreams, view: TokenView) -> None:
-    """Confirm a renewal."""
+def render_renewed(io: IOStreams, result: RenewResult, *, as_json: bool = False) -> None:
+    """Confirm a renewal and say how it was done."""
+    view = result.view
+    if as_json:
+        payload = token_to_dict(view)
+        payload["renewed_by"] = result.method
+        write_json(io, "token", payload)
+        return
     token = view.token
+    how = {
+        "refresh": "refreshed without a browser",
+        "login": "renewed by a login" + (f" as {token.account}" if token.account else ""),
+        "pass code": "renewed with a new pass code",
+        "concurrent": "already renewed by another tokenctl process; using that",
+    }[result.method]
+    expires = to_iso(view.connection_expires_at)
     io.status(
-        f"Renewed token #{token.number} {token.name!r}; status {view.status.value}"
-        + (f", expires {to_iso(token.expires_at)}." if token.expires_at else ".")
+        f"Token #{token.number} {token.name!r} {how}; status {view.status.value}"
+        + (f", expires {expires}." if expires else ".")
     )

@@ -43,7 +43,8 @@ class DoctorReport:
 
 
 def _permissions(paths: list[Path]) -> Check:
-    loose = [str(path) for path in paths if path.exists() and not is_private(path)]
+    unique = list(dict.fromkeys(paths))  # with --home, config and data are one directory
+    loose = [str(path) for path in unique if path.exists() and not is_private(path)]
     if loose:
         return Check("permissions", False, "readable by others: " + ", ".join(loose))
     return Check("permissions", True, "directories 0700 and files 0600")
@@ -97,7 +98,7 @@ def run_doctor(ctx: AppContext) -> DoctorReport:
             problems += [f"token {name!r} refers to a missing definition" for name in orphans]
         detail = (
             f"schema v{facts['schema_version']}, {facts['journal_mode']}, "
-            f"{facts['tokens']} tokens, {facts['history_events']} history events"
+            f"{facts['tokens']} token(s), {facts['history_events']} history event(s)"
         )
         checks.append(Check("inventory", not problems, "; ".join(problems) or detail))
     except TokenctlError as error:

@@ -7,12 +7,19 @@ import secrets as random_source
 import shlex
 import uuid
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from tokenctl.context import AppContext
 from tokenctl.definitions.model import Definition, DefinitionKind
-from tokenctl.errors import ConflictError, NotFoundError, TokenctlError, UsageError
+from tokenctl.errors import (
+    AuthorizationError,
+    ConflictError,
+    NotFoundError,
+    TokenctlError,
+    UsageError,
+)
 from tokenctl.models import (
     HistoryEvent,
     LifecycleState,
@@ -20,7 +27,12 @@ from tokenctl.models import (
     Token,
     TokenSecrets,
     compute_status,
+    connection_expires_at,
 )
+from tokenctl.services.oauth_options import LoginOptions
+
+if TYPE_CHECKING:
+    from tokenctl.services.oauth import LoginResult, ProbeOutcome
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")
 CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{3,63}$")
@@ -36,6 +48,12 @@ class TokenView:
     token: Token
     definition: Definition | None
     status: Status
+
+    @property
+    def connection_expires_at(self) -> datetime | None:
+        """When the connection dies (the refresh horizon for refreshable tokens)."""
+        idle = self.definition.lifetimes.refresh_token_idle if self.definition else None
+        return connection_expires_at(self.token, idle)
 
     @property
     def type_title(self) -> str:
@@ -59,6 +77,7 @@ class TokenDetail:
     view: TokenView
     history: list[HistoryEvent]
     now: datetime
+    probe: ProbeOutcome | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +87,8 @@ class DeleteResult:
     token: Token
     secret_removed: bool
     renew_command: str
+    revoked: bool = False
+    revocation: str | None = None  # what the provider said, None when not attempted
 
 
 @dataclass(frozen=True)
@@ -90,13 +111,24 @@ class AddRequest:
     expires_at: datetime | None = None
     expires_in: timedelta | None = None
     secret_from_stdin: bool = False
+    login: LoginOptions | None = field(default_factory=LoginOptions)  # None: --no-login
+
+
+@dataclass(frozen=True)
+class RenewResult:
+    """What ``renew`` did: ``refresh``, ``login``, ``pass code`` or ``concurrent``."""
+
+    view: TokenView
+    method: str
+    missing_scopes: list[str] = field(default_factory=list)
 
 
 def view_of(ctx: AppContext, token: Token, now: datetime) -> TokenView:
     """Attach definition and computed status to a token."""
     definition = ctx.definitions.get(token.definition)
     required = definition.required_scopes if definition else ()
-    status = compute_status(token, now, ctx.config.expiring_window, required)
+    idle = definition.lifetimes.refresh_token_idle if definition else None
+    status = compute_status(token, now, ctx.config.expiring_window, required, idle)
     return TokenView(token=token, definition=definition, status=status)
 
 
@@ -109,7 +141,9 @@ def list_tokens(
 ) -> TokenListing:
     """The overview: every token, filtered by status, definition and life-cycle state."""
     now = ctx.now()
-    # Load definitions even for an empty inventory, so a broken file is reported at once.
+    # Load settings and definitions even for an empty inventory, so a broken file is
+    # reported at once rather than when the first token appears.
+    ctx.config  # noqa: B018
     ctx.definitions  # noqa: B018
     tokens = ctx.inventory.tokens()
     views = [view_of(ctx, token, now) for token in tokens]
@@ -123,14 +157,23 @@ def list_tokens(
     return TokenListing(views=selected, now=now, total=len(tokens))
 
 
-def show_token(ctx: AppContext, ref: str, *, history_limit: int = HISTORY_SHOWN) -> TokenDetail:
-    """One token with its definition, status and latest history events."""
-    now = ctx.now()
+def show_token(
+    ctx: AppContext, ref: str, *, probe: bool = False, history_limit: int = HISTORY_SHOWN
+) -> TokenDetail:
+    """One token with its definition, status and latest history; ``probe`` asks the provider."""
     token = ctx.inventory.resolve(ref)
+    outcome = None
+    if probe:
+        from tokenctl.services.oauth import probe_token
+
+        outcome = probe_token(ctx, token, ctx.definitions.require(token.definition))
+        token = outcome.token
+    now = ctx.now()
     return TokenDetail(
         view=view_of(ctx, token, now),
         history=ctx.inventory.history(token.number, history_limit),
         now=now,
+        probe=outcome,
     )
 
 
@@ -147,6 +190,10 @@ def _expiry(now: datetime, at: datetime | None, within: timedelta | None) -> dat
     return at
 
 
+def _blank_to_none(value: str | None) -> str | None:
+    return value if value and value.strip() else None
+
+
 def _validate_new(request: AddRequest, definition: Definition) -> None:
     if not NAME_RE.match(request.name):
         raise UsageError(
@@ -161,7 +208,7 @@ def _validate_new(request: AddRequest, definition: Definition) -> None:
         )
     if definition.identifier_mandatory and not request.identifier:
         raise UsageError(
-            f"definition {definition.name!r} requires an {definition.identifier_label}",
+            f"definition {definition.name!r} requires the {definition.identifier_label}",
             hint="pass --identifier",
         )
 
@@ -169,24 +216,32 @@ def _validate_new(request: AddRequest, definition: Definition) -> None:
 def add_token(ctx: AppContext, request: AddRequest) -> TokenView:
     """Register a new hand-entered token: validate, read the secret, store it, record it."""
     definition = ctx.definitions.require(request.definition)
-    if definition.kind is DefinitionKind.OAUTH2:
-        raise UsageError(
-            f"definition {definition.name!r} is an OAuth definition; its token is obtained by a "
-            "browser login, which this version of tokenctl cannot do yet",
-            hint="use a static definition (see `tokenctl definitions`)",
-        )
+    request = replace(
+        request,
+        description=_blank_to_none(request.description),
+        identifier=_blank_to_none(request.identifier),
+    )
     _validate_new(request, definition)
     now = ctx.now()
     expires_at = _expiry(now, request.expires_at, request.expires_in)
+    actor = ctx.actor()  # reads config.toml: fail on a broken one before any side effect
     try:
-        ctx.inventory.resolve(request.name)
+        existing = ctx.inventory.resolve(request.name)
     except NotFoundError:
         pass
     else:
-        raise ConflictError(
-            f"a token named {request.name!r} already exists",
-            hint="choose another name, or `tokenctl delete` the old token first",
-        )
+        if existing.name == request.name:
+            raise ConflictError(
+                f"a token named {request.name!r} already exists",
+                hint="choose another name, or `tokenctl delete` the old token first",
+            )
+        if existing.authentication_code == request.name:
+            raise ConflictError(
+                f"name {request.name!r} is the authentication code of token {existing.name!r}",
+                hint="choose another name",
+            )
+    if definition.kind is DefinitionKind.OAUTH2:
+        return _add_oauth(ctx, request, definition)
     # Refuse before asking for a secret we could not keep.
     ctx.secrets.ensure_available()
     pass_code = ctx.io.read_secret(
@@ -209,7 +264,6 @@ def add_token(ctx: AppContext, request: AddRequest) -> TokenView:
         expires_at=expires_at,
         secret_set_at=now if pass_code is not None else None,
     )
-    actor = ctx.actor()
     try:
         token = ctx.inventory.add(draft, actor, now)
     except TokenctlError:
@@ -243,21 +297,39 @@ def renew_command(token: Token, definition: Definition | None) -> str:
     return shlex.join(words)
 
 
-def delete_token(ctx: AppContext, ref: str, *, assume_yes: bool) -> DeleteResult:
-    """Remove a token's secret and record (history keeps the deletion)."""
+def delete_token(
+    ctx: AppContext, ref: str, *, assume_yes: bool, revoke: bool = True
+) -> DeleteResult:
+    """Revoke at the provider where possible, then remove the secret and the record.
+
+    Revocation failing is a warning, not a stop: the local token is deleted anyway.
+    """
     token = ctx.inventory.resolve(ref)
     if not assume_yes and not ctx.io.confirm(
         f"Delete token #{token.number} {token.name!r}?", flag="--yes"
     ):
         raise TokenctlError("nothing deleted: not confirmed")
+    definition = ctx.definitions.get(token.definition)
+    actor = ctx.actor()  # reads config.toml: fail on a broken one before any side effect
+    revoked, revocation = False, None
     secret_removed = False
     if token.secret_set_at is not None:
+        stored = ctx.secrets.get(token.secret_ref)
+        if revoke and stored is not None and definition is not None and definition.oauth2:
+            from tokenctl.services.oauth import revoke_grant
+
+            revoked, revocation = revoke_grant(ctx, definition, stored, None)
         secret_removed = ctx.secrets.delete(token.secret_ref)
     detail = "secret removed from the OS keyring" if secret_removed else "no secret was stored"
-    ctx.inventory.delete(token.number, ctx.actor(), ctx.now(), detail=detail)
-    definition = ctx.definitions.get(token.definition)
+    if revocation is not None:
+        detail += f"; revocation: {revocation}"
+    ctx.inventory.delete(token.number, actor, ctx.now(), detail=detail)
     return DeleteResult(
-        token=token, secret_removed=secret_removed, renew_command=renew_command(token, definition)
+        token=token,
+        secret_removed=secret_removed,
+        renew_command=renew_command(token, definition),
+        revoked=revoked,
+        revocation=revocation,
     )
 
 
@@ -293,6 +365,7 @@ def renew_static(
         )
     now = ctx.now()
     new_expiry = _expiry(now, expires_at, expires_in)
+    actor = ctx.actor()  # reads config.toml: fail on a broken one before any side effect
     ctx.secrets.ensure_available()
     pass_code = ctx.io.read_secret(
         definition.pass_code_label, from_stdin=secret_from_stdin, flag=SECRET_FLAG, required=True
@@ -309,9 +382,196 @@ def renew_static(
     updated = ctx.inventory.update(
         token.number,
         changes,
-        ctx.actor(),
+        actor,
         now,
         event="renewed",
         detail=f"new {definition.pass_code_label} stored in the OS keyring",
     )
     return view_of(ctx, updated, now)
+
+
+def _store_new(ctx: AppContext, draft: Token, secrets: TokenSecrets | None, now: datetime) -> Token:
+    """Write the secret first, then the record; undo the secret if the record is refused."""
+    if secrets is not None:
+        ctx.secrets.set(draft.secret_ref, secrets)
+    try:
+        return ctx.inventory.add(draft, ctx.actor(), now)
+    except TokenctlError:
+        if secrets is not None:
+            ctx.secrets.delete(draft.secret_ref)
+        raise
+
+
+def _login_detail(result: LoginResult, mode: str) -> str:
+    who = f" as {result.account}" if result.account else ""
+    return f"{mode} login{who}"
+
+
+def _add_oauth(ctx: AppContext, request: AddRequest, definition: Definition) -> TokenView:
+    from tokenctl.services.oauth import (
+        grant_fields,
+        interactive_login,
+        missing_scopes,
+        secrets_of,
+    )
+
+    now = ctx.now()
+    draft = Token(
+        number=0,
+        name=request.name,
+        authentication_code=request.authentication_code or _generate_code(),
+        definition=definition.name,
+        secret_ref=f"token-{uuid.uuid4().hex}",
+        description=request.description,
+        identifier=request.identifier,
+    )
+    if request.login is None:
+        token = _store_new(ctx, draft, None, now)
+        ctx.io.status(
+            f"Recorded {token.name!r} without logging in; retrieve its token with: "
+            f"tokenctl renew {token.name} --login"
+        )
+        return view_of(ctx, token, now)
+    result = interactive_login(
+        ctx, definition, token_name=request.name, expected_account=None, options=request.login
+    )
+    now = ctx.now()
+    secrets = secrets_of(result.grant)
+    fields: dict[str, Any] = grant_fields(
+        result.grant, definition, now, login=True, has_refresh=bool(secrets.refresh_token)
+    )
+    attributes = {k: v for k, v in (("issuer", result.issuer), ("subject", result.subject)) if v}
+    draft = Token(
+        **{**draft.__dict__, **fields, "account": result.account, "attributes": attributes}
+    )
+    token = _store_new(ctx, draft, secrets, now)
+    mode = (request.login.mode or definition.oauth2.login_mode) if definition.oauth2 else "login"
+    ctx.inventory.record_event(
+        token, ctx.actor(), now, event="retrieved", outcome="ok", detail=_login_detail(result, mode)
+    )
+    _warn_missing(ctx, missing_scopes(result.grant, definition))
+    return view_of(ctx, token, now)
+
+
+def _warn_missing(ctx: AppContext, missing: list[str]) -> None:
+    if missing:
+        ctx.io.warn(
+            "the provider did not grant every required scope; missing: "
+            + " ".join(missing)
+            + ". The token's status is 'insufficient': sign in with an account that has the "
+            "rights, or approve every scope on the consent page."
+        )
+
+
+def renew_token(
+    ctx: AppContext,
+    ref: str,
+    *,
+    login: LoginOptions | None = None,
+    force_login: bool = False,
+    allow_account_change: bool = False,
+    secret_from_stdin: bool = False,
+    expires_at: datetime | None = None,
+    expires_in: timedelta | None = None,
+) -> RenewResult:
+    """Renew a token: a new pass code (static), a refresh, or an interactive login."""
+    token = ctx.inventory.resolve(ref)
+    definition = ctx.definitions.require(token.definition)
+    ctx.actor()  # reads config.toml: fail on a broken one before any side effect
+    if definition.kind is DefinitionKind.STATIC:
+        view = renew_static(
+            ctx,
+            ref,
+            secret_from_stdin=secret_from_stdin,
+            expires_at=expires_at,
+            expires_in=expires_in,
+        )
+        return RenewResult(view, "pass code")
+    from tokenctl.services.oauth import NeedsLogin, login_command, refresh_token
+
+    options = login or LoginOptions()
+    if not force_login:
+        if token.has_refresh_token:
+            try:
+                outcome = refresh_token(ctx, token, definition)
+            except NeedsLogin as error:
+                if not ctx.io.can_prompt:
+                    raise AuthorizationError(error.message, hint=error.hint) from None
+                ctx.io.warn(f"{error.message}; a browser login is needed")
+            else:
+                method = "refresh" if outcome.refreshed else "concurrent"
+                return RenewResult(view_of(ctx, outcome.token, ctx.now()), method)
+        elif not ctx.io.can_prompt:
+            raise AuthorizationError(
+                f"token {token.name!r} has no refresh token; renewing it needs a browser login",
+                hint=f"run `{login_command(token)}`",
+            )
+    return _relogin(ctx, token, definition, options, allow_account_change)
+
+
+def _relogin(
+    ctx: AppContext,
+    token: Token,
+    definition: Definition,
+    options: LoginOptions,
+    allow_account_change: bool,
+) -> RenewResult:
+    from tokenctl.services.oauth import (
+        grant_fields,
+        interactive_login,
+        missing_scopes,
+        revoke_grant,
+        secrets_of,
+        token_lock,
+    )
+
+    result = interactive_login(
+        ctx, definition, token_name=token.name, expected_account=token.account, options=options
+    )
+    secrets = secrets_of(result.grant)
+    if (
+        token.account
+        and result.account
+        and result.account != token.account
+        and not allow_account_change
+    ):
+        confirmed, said = revoke_grant(ctx, definition, secrets, result.endpoints)
+        revoked = "the new grant was revoked" if confirmed else f"revoking it failed ({said})"
+        ctx.inventory.record_event(
+            token,
+            ctx.actor(),
+            ctx.now(),
+            event="renewed",
+            outcome="refused",
+            detail=f"login as {result.account}, expected {token.account}; {revoked}",
+        )
+        raise AuthorizationError(
+            f"signed in as {result.account!r}, but {token.name!r} was retrieved as "
+            f"{token.account!r}; nothing was changed and {revoked}",
+            hint=f"log out of {definition.title} and sign in as {token.account}, or pass "
+            "--allow-account-change",
+        )
+    now = ctx.now()
+    fields: dict[str, Any] = grant_fields(
+        result.grant, definition, now, login=True, has_refresh=bool(secrets.refresh_token)
+    )
+    fields["account"] = result.account
+    attributes = dict(token.attributes)
+    attributes.update(
+        {k: v for k, v in (("issuer", result.issuer), ("subject", result.subject)) if v}
+    )
+    fields["attributes"] = attributes
+    mode = options.mode or (definition.oauth2.login_mode if definition.oauth2 else "login")
+    with token_lock(ctx, token):
+        ctx.secrets.set(token.secret_ref, secrets)
+        updated = ctx.inventory.update(
+            token.number,
+            fields,
+            ctx.actor(),
+            now,
+            event="renewed",
+            detail=_login_detail(result, mode),
+        )
+    missing = missing_scopes(result.grant, definition)
+    _warn_missing(ctx, missing)
+    return RenewResult(view_of(ctx, updated, now), "login", missing)

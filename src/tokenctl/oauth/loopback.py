@@ -1,0 +1,156 @@
+"""A one-shot HTTP listener on 127.0.0.1 that receives the authorization response.
+
+It is started before the browser opens. A callback with the wrong state or issuer is
+answered and ignored; the flow goes on waiting. The first acceptable callback is handed
+to the caller, whose final page (success with the account, or failure) is then sent to
+the browser before the listener closes.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from tokenctl.oauth.pages import page, rejected_page
+
+CALLBACK_PATH = "/callback"
+FINAL_PAGE_WAIT = 60.0
+
+
+@dataclass(frozen=True)
+class CallbackCheck:
+    """What an acceptable callback must carry."""
+
+    state: str
+    issuer: str | None
+    issuer_required: bool
+
+
+@dataclass(frozen=True)
+class Callback:
+    """An accepted authorization response: a code, or a provider error."""
+
+    params: dict[str, str]
+
+    @property
+    def code(self) -> str | None:
+        """The authorization code, when the provider granted access."""
+        return self.params.get("code")
+
+    @property
+    def error(self) -> str | None:
+        """The provider's error code (``access_denied``, ...), if any."""
+        return self.params.get("error")
+
+
+def check_callback(params: dict[str, str], check: CallbackCheck) -> str | None:
+    """Why a callback must be ignored, or ``None`` when it is acceptable."""
+    if params.get("state") != check.state:
+        return "The state parameter is missing or does not match this login."
+    issuer = params.get("iss")
+    checks_issuer = check.issuer is not None and (issuer is not None or check.issuer_required)
+    if checks_issuer and issuer != check.issuer:
+        return "The iss parameter does not match the expected issuer (RFC 9207)."
+    if "code" not in params and "error" not in params:
+        return "The callback carries neither a code nor an error."
+    return None
+
+
+class LoopbackListener:
+    """Listens on 127.0.0.1 for exactly one acceptable callback."""
+
+    def __init__(self, check: CallbackCheck, port: int = 0) -> None:
+        self._check = check
+        self._accepted: queue.Queue[Callback] = queue.Queue()
+        self._final_page: queue.Queue[bytes] = queue.Queue()
+        self._claimed = threading.Lock()
+        self._done = False
+        listener = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                listener._handle(self)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return  # The URL carries the code: never log requests.
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (ephemeral unless one was given)."""
+        return int(self._server.server_address[1])
+
+    @property
+    def redirect_uri(self) -> str:
+        """The redirect URI to send in the authorization request."""
+        return f"http://127.0.0.1:{self.port}{CALLBACK_PATH}"
+
+    def start(self) -> LoopbackListener:
+        """Start serving in a background thread."""
+        self._thread.start()
+        return self
+
+    def wait(self, timeout: float) -> Callback | None:
+        """The first acceptable callback, or ``None`` after ``timeout`` seconds."""
+        try:
+            return self._accepted.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def finish(self, final_page: bytes) -> None:
+        """Send the final page to the browser that delivered the accepted callback."""
+        self._final_page.put(final_page)
+
+    def close(self) -> None:
+        """Stop listening."""
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> LoopbackListener:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _respond(self, handler: BaseHTTPRequestHandler, status: HTTPStatus, body: bytes) -> None:
+        handler.send_response(status)
+        handler.send_header("Content-Type", "text/html; charset=utf-8")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.send_header("Cache-Control", "no-store")
+        handler.send_header("Referrer-Policy", "no-referrer")
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        url = urlsplit(handler.path)
+        if url.path != CALLBACK_PATH:
+            self._respond(
+                handler, HTTPStatus.NOT_FOUND, page("Not found", "<p>Nothing here.</p>", ok=False)
+            )
+            return
+        params = {key: values[0] for key, values in parse_qs(url.query).items()}
+        reason = check_callback(params, self._check)
+        if reason is not None:
+            self._respond(handler, HTTPStatus.BAD_REQUEST, rejected_page(reason))
+            return
+        with self._claimed:
+            if self._done:
+                self._respond(
+                    handler, HTTPStatus.CONFLICT, rejected_page("This login was already completed.")
+                )
+                return
+            self._done = True
+        self._accepted.put(Callback(params))
+        try:
+            body = self._final_page.get(timeout=FINAL_PAGE_WAIT)
+        except queue.Empty:
+            body = page("tokenctl", "<p>Return to the terminal.</p>", ok=False)
+        self._respond(handler, HTTPStatus.OK, body)

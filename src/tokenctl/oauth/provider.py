@@ -1,0 +1,489 @@
+"""Talking to an authorization server through authlib on httpx2.
+
+Every token request (code exchange, refresh, device code, revocation, introspection)
+goes through authlib's ``OAuth2Client``; plain GETs (discovery, JWKS, userinfo, probe)
+use the same client's HTTP session.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from tokenctl.definitions.model import Definition, OAuth2Settings
+from tokenctl.errors import AuthorizationError, ConfigError, TokenctlError
+
+HTTP_TIMEOUT = 30.0
+ID_TOKEN_LEEWAY = 120
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+class ProviderUnreachable(TokenctlError):  # noqa: N818 - reads as a state
+    """The provider could not be reached or answered with a server error."""
+
+
+class OAuthFailure(AuthorizationError):  # noqa: N818 - an OAuth error response
+    """An OAuth error response (``invalid_grant``, ``access_denied``, ...)."""
+
+    def __init__(self, error: str, description: str | None, *, hint: str | None = None) -> None:
+        text = f"the provider answered {error}" + (f": {description}" if description else "")
+        AuthorizationError.__init__(self, text, hint=hint)
+        self.error = error
+        self.description = description
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """The endpoints in effect for one login: the definition's, completed by discovery."""
+
+    issuer: str | None
+    authorization_endpoint: str | None
+    token_endpoint: str
+    revocation_endpoint: str | None = None
+    userinfo_endpoint: str | None = None
+    introspection_endpoint: str | None = None
+    device_authorization_endpoint: str | None = None
+    jwks_uri: str | None = None
+    probe_url: str | None = None
+    iss_parameter_supported: bool = False
+    id_token_algorithms: tuple[str, ...] = ("RS256",)
+
+
+@dataclass(frozen=True)
+class ClientCredentials:
+    """The client registration used for a definition. Its repr masks the secret."""
+
+    client_id: str
+    client_secret: str | None = field(default=None, repr=False)
+    auth_method: str = "none"
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A token response, normalised. Secret values never appear in its repr."""
+
+    access_token: str = field(repr=False)
+    token_type: str
+    refresh_token: str | None = field(default=None, repr=False)
+    id_token: str | None = field(default=None, repr=False)
+    expires_at: datetime | None = None
+    refresh_expires_at: datetime | None = None
+    scopes: tuple[str, ...] | None = None
+
+
+def _client(credentials: ClientCredentials | None, **kwargs: Any) -> Any:
+    from authlib.integrations.httpx_client import OAuth2Client
+
+    if credentials is None:
+        return OAuth2Client(timeout=HTTP_TIMEOUT, **kwargs)
+    return OAuth2Client(
+        client_id=credentials.client_id,
+        client_secret=credentials.client_secret,
+        token_endpoint_auth_method=credentials.auth_method,
+        revocation_endpoint_auth_method=credentials.auth_method,
+        code_challenge_method="S256",
+        timeout=HTTP_TIMEOUT,
+        **kwargs,
+    )
+
+
+def _unreachable(url: str, error: Exception) -> ProviderUnreachable:
+    return ProviderUnreachable(
+        f"could not reach {url}: {type(error).__name__}",
+        hint="check the network and the definition's endpoints, then try again",
+    )
+
+
+def _get_json(url: str) -> Mapping[str, Any]:
+    import httpx2
+
+    with _client(None) as client:
+        try:
+            response = client.get(url, headers={"Accept": "application/json"})
+        except httpx2.HTTPError as error:
+            raise _unreachable(url, error) from None
+    if response.status_code != 200:
+        raise ProviderUnreachable(f"{url} answered HTTP {response.status_code}")
+    try:
+        data = response.json()
+    except ValueError:
+        raise ProviderUnreachable(f"{url} did not answer with JSON") from None
+    if not isinstance(data, dict):
+        raise ProviderUnreachable(f"{url} did not answer with a JSON object")
+    return data
+
+
+def discover(issuer: str) -> Mapping[str, Any]:
+    """Fetch OpenID Connect (or RFC 8414) metadata for ``issuer`` and check its issuer."""
+    base = issuer.rstrip("/")
+    last_error: TokenctlError | None = None
+    for suffix in ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"):
+        try:
+            metadata = _get_json(base + suffix)
+        except ProviderUnreachable as error:
+            last_error = error
+            continue
+        if metadata.get("issuer", "").rstrip("/") != base:
+            raise AuthorizationError(
+                f"the discovery document at {base + suffix} names issuer "
+                f"{metadata.get('issuer')!r}, not {issuer!r}",
+                hint="use the exact issuer URL the provider publishes",
+            )
+        return metadata
+    assert last_error is not None
+    raise last_error
+
+
+def resolve_endpoints(definition: Definition) -> Endpoints:
+    """The definition's endpoints, completed from discovery when it names an issuer."""
+    settings = definition.oauth2
+    if settings is None:
+        raise ConfigError(f"definition {definition.name!r} is not an OAuth definition")
+    metadata: Mapping[str, Any] = {}
+    if settings.issuer and not (settings.token_endpoint and settings.authorization_endpoint):
+        metadata = discover(settings.issuer)
+    elif settings.issuer and settings.jwks_uri is None:
+        # The id token cannot be checked without the JWKS; discovery also says whether the
+        # server sends `iss` in the authorization response.
+        try:
+            metadata = discover(settings.issuer)
+        except TokenctlError:
+            metadata = {}
+
+    def pick(name: str) -> Any:
+        return getattr(settings, name, None) or metadata.get(name)
+
+    token_endpoint = pick("token_endpoint")
+    if not token_endpoint:
+        raise ConfigError(f"definition {definition.name!r} has no token endpoint")
+    return Endpoints(
+        issuer=settings.issuer or metadata.get("issuer"),
+        authorization_endpoint=pick("authorization_endpoint"),
+        token_endpoint=token_endpoint,
+        revocation_endpoint=pick("revocation_endpoint"),
+        userinfo_endpoint=pick("userinfo_endpoint"),
+        introspection_endpoint=pick("introspection_endpoint"),
+        device_authorization_endpoint=pick("device_authorization_endpoint"),
+        jwks_uri=pick("jwks_uri"),
+        probe_url=settings.probe_url,
+        iss_parameter_supported=bool(
+            metadata.get("authorization_response_iss_parameter_supported", False)
+        ),
+        id_token_algorithms=tuple(
+            metadata.get("id_token_signing_alg_values_supported") or ("RS256",)
+        ),
+    )
+
+
+def grant_from_response(
+    token: Mapping[str, Any], now: datetime, requested: tuple[str, ...], settings: OAuth2Settings
+) -> Grant:
+    """Normalise a token response; a missing ``scope`` means what was requested (RFC 6749)."""
+    del settings  # reserved for provider-specific response fields
+    expires_in = token.get("expires_in")
+    refresh_in = token.get("refresh_expires_in") or token.get("refresh_token_expires_in")
+    scope = token.get("scope")
+    if isinstance(scope, str):
+        scopes: tuple[str, ...] | None = tuple(scope.split())
+    elif isinstance(scope, list):
+        scopes = tuple(str(s) for s in scope)
+    else:
+        scopes = requested or None
+    return Grant(
+        access_token=str(token["access_token"]),
+        token_type=str(token.get("token_type", "Bearer")),
+        refresh_token=token.get("refresh_token"),
+        id_token=token.get("id_token"),
+        expires_at=now + timedelta(seconds=int(expires_in)) if expires_in else None,
+        refresh_expires_at=now + timedelta(seconds=int(refresh_in)) if refresh_in else None,
+        scopes=scopes,
+    )
+
+
+def _token_call(call: Callable[[], Any], url: str) -> Mapping[str, Any]:
+    """Run an authlib token request, mapping its failures onto tokenctl's errors."""
+    import httpx2
+    from authlib.integrations.base_client import OAuthError
+
+    try:
+        result: Mapping[str, Any] = call()
+    except OAuthError as error:
+        raise OAuthFailure(error.error, error.description) from None
+    except httpx2.HTTPError as error:
+        raise _unreachable(url, error) from None
+    except ValueError as error:
+        # authlib raises ValueError for a body that is not a token response.
+        raise ProviderUnreachable(f"{url} did not answer with a token response ({error})") from None
+    return result
+
+
+def authorization_url(
+    credentials: ClientCredentials,
+    endpoints: Endpoints,
+    *,
+    redirect_uri: str,
+    scopes: tuple[str, ...],
+    state: str,
+    code_verifier: str,
+    extra: Mapping[str, str],
+) -> str:
+    """Build the authorization URL (PKCE S256, state, nonce and extra parameters)."""
+    if not endpoints.authorization_endpoint:
+        raise ConfigError("the definition has no authorization endpoint")
+    with _client(credentials, redirect_uri=redirect_uri, scope=" ".join(scopes) or None) as client:
+        url, _ = client.create_authorization_url(
+            endpoints.authorization_endpoint, state=state, code_verifier=code_verifier, **extra
+        )
+    return str(url)
+
+
+def exchange_code(
+    credentials: ClientCredentials,
+    endpoints: Endpoints,
+    *,
+    code: str,
+    code_verifier: str,
+    redirect_uri: str,
+) -> Mapping[str, Any]:
+    """Exchange an authorization code for tokens."""
+    with _client(credentials, redirect_uri=redirect_uri) as client:
+        return _token_call(
+            lambda: client.fetch_token(
+                endpoints.token_endpoint,
+                grant_type="authorization_code",
+                code=code,
+                code_verifier=code_verifier,
+                redirect_uri=redirect_uri,
+            ),
+            endpoints.token_endpoint,
+        )
+
+
+def refresh(
+    credentials: ClientCredentials, endpoints: Endpoints, refresh_token: str
+) -> Mapping[str, Any]:
+    """The refresh grant. No scope is sent, so a partial grant is not refused."""
+    with _client(credentials) as client:
+        return _token_call(
+            lambda: client.refresh_token(endpoints.token_endpoint, refresh_token=refresh_token),
+            endpoints.token_endpoint,
+        )
+
+
+def revoke(
+    credentials: ClientCredentials, endpoints: Endpoints, token: str, hint: str
+) -> tuple[bool, str]:
+    """Revoke a token (RFC 7009); returns whether the provider confirmed, and what it said."""
+    import httpx2
+
+    url = endpoints.revocation_endpoint
+    if not url:
+        return False, "the definition has no revocation endpoint"
+    with _client(credentials) as client:
+        try:
+            response = client.revoke_token(url, token=token, token_type_hint=hint)
+        except httpx2.HTTPError as error:
+            return False, f"could not reach {url}: {type(error).__name__}"
+    if response.status_code == 200:
+        return True, "the provider confirmed the revocation"
+    return False, f"the provider answered HTTP {response.status_code}"
+
+
+def introspect(credentials: ClientCredentials, endpoints: Endpoints, token: str) -> bool:
+    """Ask the introspection endpoint (RFC 7662) whether ``token`` is active."""
+    import httpx2
+
+    url = endpoints.introspection_endpoint
+    assert url is not None
+    with _client(credentials) as client:
+        try:
+            response = client.introspect_token(url, token=token)
+        except httpx2.HTTPError as error:
+            raise _unreachable(url, error) from None
+    if response.status_code >= 500:
+        raise ProviderUnreachable(f"{url} answered HTTP {response.status_code}")
+    if response.status_code != 200:
+        raise AuthorizationError(
+            f"the introspection endpoint refused tokenctl's client (HTTP {response.status_code})",
+            hint="introspection needs a confidential client; configure its secret",
+        )
+    return bool(response.json().get("active"))
+
+
+def bearer_get(url: str, access_token: str) -> tuple[int, Mapping[str, Any] | None]:
+    """GET ``url`` with the access token; returns the status and the JSON body if any."""
+    import httpx2
+
+    with _client(None, token={"access_token": access_token, "token_type": "Bearer"}) as client:
+        try:
+            response = client.get(url, headers={"Accept": "application/json"})
+        except httpx2.HTTPError as error:
+            raise _unreachable(url, error) from None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    return response.status_code, body if isinstance(body, dict) else None
+
+
+def validate_id_token(
+    id_token: str,
+    *,
+    endpoints: Endpoints,
+    client_id: str,
+    nonce: str | None,
+    access_token: str | None,
+) -> dict[str, Any]:
+    """Check the id token's signature (JWKS), issuer, audience, nonce and times."""
+    from authlib.oidc.core import CodeIDToken
+    from joserfc import jwt
+    from joserfc.errors import JoseError
+    from joserfc.jwk import KeySet
+    from joserfc.jws import JWSRegistry
+
+    if not endpoints.jwks_uri:
+        raise AuthorizationError(
+            "the provider returned an id token but its JWKS is unknown",
+            hint="give the definition an issuer (for discovery) or oauth2.jwks_uri",
+        )
+    keys = KeySet.import_key_set(dict(_get_json(endpoints.jwks_uri)))  # type: ignore[arg-type]
+    options: dict[str, Any] = {"aud": {"essential": True, "values": [client_id]}}
+    if endpoints.issuer:
+        options["iss"] = {"essential": True, "values": [endpoints.issuer]}
+    params: dict[str, Any] = {"client_id": client_id, "nonce": nonce}
+    if access_token:
+        params["access_token"] = access_token
+    try:
+        decoded = jwt.decode(
+            id_token,
+            key=keys,
+            registry=JWSRegistry(algorithms=list(endpoints.id_token_algorithms)),
+        )
+        claims = CodeIDToken(decoded.claims, decoded.header, options, params)
+        claims.validate(now=int(time.time()), leeway=ID_TOKEN_LEEWAY)
+    except (JoseError, ValueError) as error:
+        raise AuthorizationError(
+            f"the id token failed validation: {type(error).__name__}: {error}",
+            hint="the response did not come from the expected provider for this login",
+        ) from None
+    return dict(claims)
+
+
+@dataclass(frozen=True)
+class DeviceAuthorization:
+    """The device authorization response (RFC 8628)."""
+
+    device_code: str = field(repr=False)
+    user_code: str
+    verification_uri: str
+    verification_uri_complete: str | None
+    expires_in: int
+    interval: int
+
+
+def start_device_authorization(
+    credentials: ClientCredentials, endpoints: Endpoints, scopes: tuple[str, ...]
+) -> DeviceAuthorization:
+    """Ask for a user code (RFC 8628 §3.1), authenticating as the client."""
+    import httpx2
+
+    url = endpoints.device_authorization_endpoint
+    if not url:
+        raise ConfigError("the definition has no device authorization endpoint")
+    data = {"scope": " ".join(scopes)} if scopes else {}
+    if credentials.auth_method == "none":
+        data["client_id"] = credentials.client_id
+    with _client(credentials) as client:
+        try:
+            response = client.post(
+                url,
+                data=data,
+                auth=client.client_auth(credentials.auth_method),
+                withhold_token=True,
+            )
+        except httpx2.HTTPError as error:
+            raise _unreachable(url, error) from None
+    body = (
+        response.json()
+        if response.headers.get("content-type", "").startswith("application/json")
+        else {}
+    )
+    if response.status_code != 200:
+        raise OAuthFailure(
+            str(body.get("error", f"HTTP {response.status_code}")), body.get("error_description")
+        )
+    return DeviceAuthorization(
+        device_code=body["device_code"],
+        user_code=body["user_code"],
+        verification_uri=body.get("verification_uri") or body.get("verification_url", ""),
+        verification_uri_complete=body.get("verification_uri_complete"),
+        expires_in=int(body.get("expires_in", 600)),
+        interval=int(body.get("interval", 5)),
+    )
+
+
+def _fetch_device_token(
+    credentials: ClientCredentials, endpoints: Endpoints, device: DeviceAuthorization
+) -> Mapping[str, Any]:
+    with _client(credentials) as client:
+        return _token_call(
+            lambda: client.fetch_token(
+                endpoints.token_endpoint,
+                grant_type=DEVICE_GRANT,
+                device_code=device.device_code,
+                client_id=credentials.client_id,
+            ),
+            endpoints.token_endpoint,
+        )
+
+
+def poll_device_token(
+    credentials: ClientCredentials,
+    endpoints: Endpoints,
+    device: DeviceAuthorization,
+    *,
+    sleep: Callable[[float], None],
+    clock: Callable[[], float],
+    on_wait: Callable[[int], None] | None = None,
+) -> Mapping[str, Any]:
+    """Poll the token endpoint (RFC 8628 §3.4-3.5) until approved, denied or expired."""
+    interval = max(device.interval, 1)
+    deadline = clock() + device.expires_in
+    while True:
+        sleep(interval)
+        if clock() > deadline:
+            raise AuthorizationError(
+                "the device code expired before the login was approved",
+                hint="start the login again",
+            )
+        try:
+            return _fetch_device_token(credentials, endpoints, device)
+        except OAuthFailure as failure:
+            if failure.error == "authorization_pending":
+                if on_wait:
+                    on_wait(interval)
+                continue
+            if failure.error == "slow_down":
+                interval += 5
+                if on_wait:
+                    on_wait(interval)
+                continue
+            if failure.error == "expired_token":
+                raise AuthorizationError(
+                    "the device code expired before the login was approved",
+                    hint="start the login again",
+                ) from None
+            if failure.error == "access_denied":
+                raise AuthorizationError(
+                    "the login was denied on the device page",
+                    hint="start again and approve the request",
+                ) from None
+            raise
+
+
+def with_secret(credentials: ClientCredentials, secret: str | None) -> ClientCredentials:
+    """The same registration with a client secret (or none)."""
+    return replace(credentials, client_secret=secret)

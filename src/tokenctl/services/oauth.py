@@ -1,0 +1,568 @@
+"""OAuth services: interactive login, refresh under a lock, the validity probe, revocation.
+
+The login runs in loopback, device or paste mode. Everything talks to the provider
+through :mod:`tokenctl.oauth.provider` (authlib on httpx2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets as random_source
+import shlex
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from tokenctl.context import AppContext
+from tokenctl.definitions.model import Definition, OAuth2Settings
+from tokenctl.errors import AuthorizationError, ConfigError, TokenctlError, UsageError
+from tokenctl.fsutil import exclusive_lock
+from tokenctl.models import Token, TokenSecrets
+from tokenctl.oauth.provider import (
+    ClientCredentials,
+    Endpoints,
+    Grant,
+    OAuthFailure,
+    ProviderUnreachable,
+)
+from tokenctl.services.oauth_options import LOGIN_MODES, LoginOptions
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    """A completed login: the grant and who it was granted to."""
+
+    grant: Grant
+    account: str | None
+    subject: str | None
+    issuer: str | None
+    endpoints: Endpoints
+    credentials: ClientCredentials
+
+
+class NeedsLogin(AuthorizationError):  # noqa: N818 - reads as a state
+    """No refresh is possible: only an interactive login can renew the token."""
+
+
+def client_secret_ref(definition_name: str) -> str:
+    """The keyring entry that holds a definition's client secret."""
+    return f"definition-{definition_name}"
+
+
+def oauth_settings(definition: Definition) -> OAuth2Settings:
+    """The definition's OAuth settings; a static definition is a usage error."""
+    if definition.oauth2 is None:
+        raise UsageError(f"definition {definition.name!r} is not an OAuth definition")
+    return definition.oauth2
+
+
+def client_credentials(ctx: AppContext, definition: Definition) -> ClientCredentials:
+    """The client registration: id from the definition, secret from the keyring."""
+    settings = oauth_settings(definition)
+    if not settings.client_id:
+        raise ConfigError(
+            f"definition {definition.name!r} has no client id",
+            hint=f"run `tokenctl definitions configure {definition.name} --client-id ID`",
+        )
+    stored = ctx.secrets.get(client_secret_ref(definition.name))
+    secret = stored.client_secret if stored else None
+    method = settings.token_endpoint_auth_method or ("client_secret_basic" if secret else "none")
+    if method != "none" and not secret:
+        raise ConfigError(
+            f"definition {definition.name!r} uses {method} but no client secret is stored",
+            hint=f"run `tokenctl definitions configure {definition.name} --client-id "
+            f"{settings.client_id} --client-secret-stdin`",
+        )
+    return ClientCredentials(settings.client_id, secret, method)
+
+
+def login_command(token: Token) -> str:
+    """The exact command that renews ``token`` with an interactive login."""
+    return shlex.join(["tokenctl", "renew", token.name, "--login"])
+
+
+# -- the interactive login -------------------------------------------------------------------
+
+
+def _warn_before_login(
+    ctx: AppContext, definition: Definition, expected_account: str | None, options: LoginOptions
+) -> None:
+    io = ctx.io
+    title = definition.title
+    lines = [
+        f"Before you sign in to {title}:",
+        f"  * Log out of {title} in your browser first, or use a private window: an existing "
+        "session is reused and would decide which account the token belongs to.",
+        "  * Sign in with an account that has sufficient permissions and access to all "
+        "administrations: the token carries that account's rights.",
+    ]
+    if expected_account:
+        lines.append(f"  * Expected account: {expected_account}")
+    for line in lines:
+        io.warn(line) if line is lines[0] else io.status(line)
+    if not options.assume_yes and not io.confirm("Continue with the login?", flag="--yes"):
+        raise AuthorizationError("login cancelled", hint="run the command again when ready")
+
+
+def _authorize_params(
+    settings: OAuth2Settings, options: LoginOptions, nonce: str | None
+) -> dict[str, str]:
+    params = dict(settings.authorize_params)
+    if not options.reuse_session:
+        params.update(settings.fresh_login_params)
+    if nonce is not None:
+        params["nonce"] = nonce
+    return params
+
+
+def _account_from(claims: Mapping[str, Any]) -> str | None:
+    for key in ("email", "preferred_username", "upn", "name", "sub"):
+        value = claims.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _identify(
+    ctx: AppContext,
+    grant: Grant,
+    endpoints: Endpoints,
+    credentials: ClientCredentials,
+    nonce: str | None,
+) -> tuple[str | None, str | None]:
+    """The account (and subject) the grant was issued to: id token first, then userinfo."""
+    from tokenctl.oauth.provider import bearer_get, validate_id_token
+
+    claims: dict[str, Any] = {}
+    if grant.id_token:
+        claims = validate_id_token(
+            grant.id_token,
+            endpoints=endpoints,
+            client_id=credentials.client_id,
+            nonce=nonce,
+            access_token=grant.access_token,
+        )
+    if _account_from(claims) in (None, claims.get("sub")) and endpoints.userinfo_endpoint:
+        status, body = bearer_get(endpoints.userinfo_endpoint, grant.access_token)
+        if status == 200 and body:
+            if claims.get("sub") and body.get("sub") not in (None, claims["sub"]):
+                raise AuthorizationError("userinfo describes another subject than the id token")
+            claims = {**body, **claims} if claims else dict(body)
+    subject = claims.get("sub")
+    return _account_from(claims), subject if isinstance(subject, str) else None
+
+
+def _loopback_code(
+    ctx: AppContext,
+    settings: OAuth2Settings,
+    credentials: ClientCredentials,
+    endpoints: Endpoints,
+    options: LoginOptions,
+    scopes: tuple[str, ...],
+    nonce: str | None,
+    finish: list[Any],
+) -> tuple[str, str, str]:
+    """Run the browser flow; returns (code, verifier, redirect_uri)."""
+    from tokenctl.oauth.loopback import CallbackCheck, LoopbackListener
+    from tokenctl.oauth.pages import failure_page
+    from tokenctl.oauth.provider import authorization_url
+
+    state = random_source.token_urlsafe(24)
+    verifier = random_source.token_urlsafe(64)
+    check = CallbackCheck(state, endpoints.issuer, endpoints.iss_parameter_supported)
+    listener = LoopbackListener(check, port=settings.redirect_port or 0).start()
+    finish.append(listener)
+    url = authorization_url(
+        credentials,
+        endpoints,
+        redirect_uri=listener.redirect_uri,
+        scopes=scopes,
+        state=state,
+        code_verifier=verifier,
+        extra=_authorize_params(settings, options, nonce),
+    )
+    io = ctx.io
+    io.status(f"Listening for the login on {listener.redirect_uri}")
+    if options.open_browser:
+        io.status("Opening the browser. If it does not open, visit this URL:")
+        io.status(url)
+        ctx.open_browser(url)
+    else:
+        io.status("Open this URL in a browser on this machine:")
+        io.status(url)
+        io.status(
+            "Working over SSH? Forward the port first, from your own machine:\n"
+            f"  ssh -L {listener.port}:127.0.0.1:{listener.port} USER@THIS-HOST\n"
+            "then open the URL in your local browser."
+        )
+    io.status(f"Waiting up to {int(options.timeout)} s for the browser to come back ...")
+    callback = listener.wait(options.timeout)
+    if callback is None:
+        raise AuthorizationError(
+            f"no login arrived within {int(options.timeout)} s",
+            hint="run the command again (use --timeout to wait longer)",
+        )
+    if callback.error:
+        description = callback.params.get("error_description")
+        listener.finish(failure_page(f"The provider refused: {callback.error}"))
+        if callback.error == "access_denied":
+            raise AuthorizationError(
+                "the login was denied (access_denied): consent was refused or the account "
+                "may not use this application",
+                hint="run the command again and approve the request",
+            )
+        raise OAuthFailure(callback.error, description)
+    assert callback.code is not None
+    return callback.code, verifier, listener.redirect_uri
+
+
+def _paste_code(
+    ctx: AppContext,
+    settings: OAuth2Settings,
+    credentials: ClientCredentials,
+    endpoints: Endpoints,
+    options: LoginOptions,
+    scopes: tuple[str, ...],
+    nonce: str | None,
+) -> tuple[str, str, str]:
+    """Redirect to the registered HTTPS URI; the user pastes the redirected URL back."""
+    from tokenctl.oauth.loopback import CallbackCheck, check_callback
+    from tokenctl.oauth.provider import authorization_url
+
+    redirect_uri = settings.redirect_uri
+    if not redirect_uri:
+        raise ConfigError("paste mode needs the definition's oauth2.redirect_uri")
+    state = random_source.token_urlsafe(24)
+    verifier = random_source.token_urlsafe(64)
+    url = authorization_url(
+        credentials,
+        endpoints,
+        redirect_uri=redirect_uri,
+        scopes=scopes,
+        state=state,
+        code_verifier=verifier,
+        extra=_authorize_params(settings, options, nonce),
+    )
+    io = ctx.io
+    io.status("Open this URL in a browser and sign in:")
+    io.status(url)
+    if options.open_browser:
+        ctx.open_browser(url)
+    io.status(
+        f"The browser then lands on {redirect_uri}; copy the full address from the "
+        "address bar and paste it here."
+    )
+    if io.can_prompt:
+        io.stderr.write("Redirected URL: ")
+        io.stderr.flush()
+    pasted = io.stdin.readline().strip()
+    if not pasted:
+        raise AuthorizationError("no redirected URL was pasted", hint="run the command again")
+    parts = urlsplit(pasted)
+    if f"{parts.scheme}://{parts.netloc}{parts.path}" != redirect_uri.split("?")[0]:
+        raise AuthorizationError(
+            "the pasted URL is not the registered redirect URI",
+            hint=f"paste the address that starts with {redirect_uri}",
+        )
+    params = {key: values[0] for key, values in parse_qs(parts.query).items()}
+    reason = check_callback(
+        params, CallbackCheck(state, endpoints.issuer, endpoints.iss_parameter_supported)
+    )
+    if reason is not None:
+        raise AuthorizationError(
+            f"the pasted URL was rejected: {reason}",
+            hint="paste the URL of this login, not an older one",
+        )
+    if params.get("error"):
+        raise OAuthFailure(params["error"], params.get("error_description"))
+    return params["code"], verifier, redirect_uri
+
+
+def interactive_login(
+    ctx: AppContext,
+    definition: Definition,
+    *,
+    token_name: str,
+    expected_account: str | None,
+    options: LoginOptions,
+) -> LoginResult:
+    """Obtain a new grant by an interactive login, and say whose it is."""
+    from tokenctl.oauth.pages import failure_page, success_page
+    from tokenctl.oauth.provider import (
+        exchange_code,
+        grant_from_response,
+        poll_device_token,
+        resolve_endpoints,
+        start_device_authorization,
+    )
+
+    settings = oauth_settings(definition)
+    mode = options.mode or settings.login_mode
+    if mode not in LOGIN_MODES:
+        raise UsageError(f"unknown login mode {mode!r}")
+    ctx.secrets.ensure_available()
+    credentials = client_credentials(ctx, definition)
+    endpoints = resolve_endpoints(definition)
+    scopes = settings.scopes
+    nonce = random_source.token_urlsafe(16) if "openid" in scopes else None
+    _warn_before_login(ctx, definition, expected_account, options)
+    listeners: list[Any] = []
+    try:
+        if mode == "device":
+            device = start_device_authorization(credentials, endpoints, scopes)
+            ctx.io.warn(f"Enter the code {device.user_code} at {device.verification_uri}")
+            if device.verification_uri_complete:
+                ctx.io.status(f"or open {device.verification_uri_complete}")
+            if options.open_browser:
+                ctx.open_browser(device.verification_uri_complete or device.verification_uri)
+            response = poll_device_token(
+                credentials, endpoints, device, sleep=ctx.sleep, clock=ctx.monotonic
+            )
+        else:
+            if mode == "paste":
+                code, verifier, redirect_uri = _paste_code(
+                    ctx, settings, credentials, endpoints, options, scopes, nonce
+                )
+            else:
+                code, verifier, redirect_uri = _loopback_code(
+                    ctx, settings, credentials, endpoints, options, scopes, nonce, listeners
+                )
+            response = exchange_code(
+                credentials,
+                endpoints,
+                code=code,
+                code_verifier=verifier,
+                redirect_uri=redirect_uri,
+            )
+        grant = grant_from_response(response, ctx.now(), scopes, settings)
+        account, subject = _identify(ctx, grant, endpoints, credentials, nonce)
+        for listener in listeners:
+            listener.finish(success_page(token_name, account, definition.title))
+        return LoginResult(grant, account, subject, endpoints.issuer, endpoints, credentials)
+    except TokenctlError as error:
+        for listener in listeners:
+            listener.finish(failure_page(error.message))
+        raise
+    finally:
+        for listener in listeners:
+            listener.close()
+
+
+# -- storing a grant -------------------------------------------------------------------------
+
+
+def secrets_of(grant: Grant, previous: TokenSecrets | None = None) -> TokenSecrets:
+    """The secret set to store: a refresh response may omit the refresh and id token."""
+    return TokenSecrets(
+        access_token=grant.access_token,
+        refresh_token=grant.refresh_token or (previous.refresh_token if previous else None),
+        id_token=grant.id_token or (previous.id_token if previous else None),
+        token_type=grant.token_type,
+    )
+
+
+def grant_fields(
+    grant: Grant, definition: Definition, now: datetime, *, login: bool, has_refresh: bool
+) -> dict[str, Any]:
+    """Inventory fields describing a grant (never its secret values)."""
+    lifetimes = definition.lifetimes
+    refresh_expires_at = grant.refresh_expires_at
+    if refresh_expires_at is None and login and lifetimes.refresh_token is not None:
+        refresh_expires_at = now + lifetimes.refresh_token
+    fields: dict[str, Any] = {
+        "expires_at": grant.expires_at,
+        "granted_scopes": grant.scopes,
+        "secret_set_at": now,
+        "refreshed_at": now,
+        "invalid_at": None,
+        "invalid_reason": None,
+        "has_refresh_token": has_refresh,
+    }
+    if refresh_expires_at is not None or login:
+        fields["refresh_expires_at"] = refresh_expires_at
+    return fields
+
+
+def missing_scopes(grant: Grant, definition: Definition) -> list[str]:
+    """Required scopes the grant lacks."""
+    if grant.scopes is None:
+        return []
+    return sorted(set(definition.required_scopes) - set(grant.scopes))
+
+
+def revoke_grant(
+    ctx: AppContext, definition: Definition, secrets: TokenSecrets, endpoints: Endpoints | None
+) -> tuple[bool, str]:
+    """Revoke a grant at the provider (refresh token first); never raises for the provider."""
+    from tokenctl.oauth.provider import resolve_endpoints, revoke
+
+    try:
+        endpoints = endpoints or resolve_endpoints(definition)
+        credentials = client_credentials(ctx, definition)
+    except TokenctlError as error:
+        return False, error.message
+    if not endpoints.revocation_endpoint:
+        return False, "the provider has no revocation endpoint"
+    if secrets.refresh_token:
+        return revoke(credentials, endpoints, secrets.refresh_token, "refresh_token")
+    if secrets.access_token:
+        return revoke(credentials, endpoints, secrets.access_token, "access_token")
+    return False, "no token to revoke"
+
+
+# -- refresh under an inter-process lock -----------------------------------------------------
+
+
+@contextlib.contextmanager
+def token_lock(ctx: AppContext, token: Token) -> Iterator[None]:
+    """Serialise refreshes of one token across processes."""
+    with exclusive_lock(ctx.paths.locks_dir / f"token-{token.number}.lock"):
+        yield
+
+
+@dataclass(frozen=True)
+class RefreshOutcome:
+    """What a refresh did."""
+
+    token: Token
+    refreshed: bool  # False: another process had renewed it meanwhile
+
+
+def refresh_token(ctx: AppContext, token: Token, definition: Definition) -> RefreshOutcome:
+    """Refresh without a browser, safely against other processes doing the same.
+
+    Under the token's lock: re-read the record (another process may have renewed it —
+    then that result is used), refresh with the refresh token stored now, persist the new
+    secrets before anything else, then update the inventory.
+    """
+    from tokenctl.oauth.provider import grant_from_response, refresh, resolve_endpoints
+
+    seen = token.secret_set_at
+    with token_lock(ctx, token):
+        current = ctx.inventory.resolve(str(token.number))
+        if current.secret_set_at != seen and current.invalid_at is None:
+            return RefreshOutcome(current, refreshed=False)
+        stored = ctx.secrets.get(current.secret_ref)
+        if stored is None or not stored.refresh_token:
+            raise NeedsLogin(
+                f"token {current.name!r} has no refresh token",
+                hint=f"run `{login_command(current)}`",
+            )
+        credentials = client_credentials(ctx, definition)
+        endpoints = resolve_endpoints(definition)
+        now = ctx.now()
+        try:
+            response = refresh(credentials, endpoints, stored.refresh_token)
+        except OAuthFailure as failure:
+            if failure.error == "invalid_grant":
+                ctx.inventory.update(
+                    current.number,
+                    {"invalid_at": now, "invalid_reason": "refresh refused (invalid_grant)"},
+                    ctx.actor(),
+                    now,
+                    event="renewed",
+                    outcome="invalid_grant",
+                    detail="the provider refused the refresh token",
+                )
+                raise NeedsLogin(
+                    f"the provider refused the refresh token of {current.name!r} "
+                    "(invalid_grant): it was revoked, expired or already used",
+                    hint=f"run `{login_command(current)}`",
+                ) from None
+            raise
+        grant = grant_from_response(
+            response, now, oauth_settings(definition).scopes, oauth_settings(definition)
+        )
+        if grant.scopes is None:
+            grant = replace(grant, scopes=current.granted_scopes)
+        new_secrets = secrets_of(grant, stored)
+        ctx.secrets.set(current.secret_ref, new_secrets)
+        fields = grant_fields(
+            grant, definition, now, login=False, has_refresh=bool(new_secrets.refresh_token)
+        )
+        updated = ctx.inventory.update(
+            current.number,
+            fields,
+            ctx.actor(),
+            now,
+            event="renewed",
+            detail="refresh grant"
+            + (
+                ", refresh token rotated"
+                if grant.refresh_token not in (None, stored.refresh_token)
+                else ""
+            ),
+        )
+        return RefreshOutcome(updated, refreshed=True)
+
+
+# -- the validity probe ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProbeOutcome:
+    """What the provider said about a token."""
+
+    token: Token
+    result: str  # valid | invalid | unreachable
+    detail: str
+
+
+def probe_token(ctx: AppContext, token: Token, definition: Definition) -> ProbeOutcome:
+    """Ask the provider whether the token still works, and record the answer."""
+    from tokenctl.oauth.provider import bearer_get, introspect, resolve_endpoints
+
+    oauth_settings(definition)
+    now = ctx.now()
+    result, detail = "unreachable", ""
+    try:
+        endpoints = resolve_endpoints(definition)
+        stored = ctx.secrets.get(token.secret_ref)
+        if stored is None or not stored.access_token:
+            result, detail = "invalid", "no access token is stored"
+        else:
+            access_token: str | None = stored.access_token
+            if token.expires_at is not None and token.expires_at <= now:
+                if not stored.refresh_token:
+                    raise NeedsLogin("the access token expired and there is no refresh token")
+                token = refresh_token(ctx, token, definition).token
+                refreshed = ctx.secrets.get(token.secret_ref)
+                access_token = refreshed.access_token if refreshed else None
+            url = endpoints.probe_url or endpoints.userinfo_endpoint
+            if access_token is None:
+                result, detail = "invalid", "no access token is stored"
+            elif url:
+                status, _ = bearer_get(url, access_token)
+                if 200 <= status < 300:
+                    result, detail = "valid", f"{url} answered HTTP {status}"
+                elif status in (401, 403):
+                    result, detail = "invalid", f"{url} answered HTTP {status}"
+                else:
+                    result, detail = "unreachable", f"{url} answered HTTP {status}"
+            elif endpoints.introspection_endpoint:
+                active = introspect(client_credentials(ctx, definition), endpoints, access_token)
+                result = "valid" if active else "invalid"
+                detail = f"introspection: {'active' if active else 'not active'}"
+            else:
+                raise ConfigError(
+                    f"definition {definition.name!r} has no probe URL, userinfo or "
+                    "introspection endpoint",
+                )
+    except NeedsLogin as error:
+        result, detail = "invalid", error.message
+    except ProviderUnreachable as error:
+        result, detail = "unreachable", error.message
+    changes: dict[str, Any] = {"probed_at": now, "probe_result": result}
+    if result == "invalid":
+        changes.update(invalid_at=now, invalid_reason=f"probe: {detail}")
+    elif result == "valid":
+        changes.update(invalid_at=None, invalid_reason=None)
+    current = ctx.inventory.resolve(str(token.number))
+    if result == "invalid" and current.invalid_at is not None:
+        changes.pop("invalid_at")  # keep the first moment it was seen invalid
+    updated = ctx.inventory.update(
+        token.number, changes, ctx.actor(), now, event="probed", outcome=result, detail=detail
+    )
+    return ProbeOutcome(updated, result, detail)
