@@ -15,3 +15,28 @@ from tests.fakes import Cli  # noqa: E402
 def cli(tmp_path):  # type: ignore[no-untyped-def]
     """The tokenctl CLI in-process, with a private home, a fake keyring and a fixed clock."""
     return Cli(home=tmp_path / "home")
+
+
+@pytest.fixture(scope="session")
+def oidc(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """One real oidc-provider for the session (see tests/peers/oidc)."""
+    from tests.oauth_support import PROVIDER_CONFIG
+    from tests.peers.fixtures import peers_required
+    from tests.peers.oidc_server import OidcPeerError, start_oidc_provider
+
+    try:
+        server = start_oidc_provider(PROVIDER_CONFIG, tmp_path_factory.mktemp("oidc"))
+    except OidcPeerError as error:
+        if peers_required():
+            pytest.fail(f"TOKENCTL_REQUIRE_PEERS=1 but the OIDC peer failed: {error}")
+        pytest.skip(f"OIDC peer unavailable: {error}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ocli(tmp_path):  # type: ignore[no-untyped-def]
+    """The CLI in-process with the wall clock (for tokens of the real provider)."""
+    from tests.oauth_support import RealClock
+
+    return Cli(home=tmp_path / "home", clock=RealClock())  # type: ignore[arg-type]

@@ -6,7 +6,9 @@ import io
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from typer.testing import CliRunner
 
@@ -86,6 +88,15 @@ class Cli:
     secrets: MemorySecretStore = field(default_factory=MemorySecretStore)
     clock: Clock = field(default_factory=Clock)
     environ: dict[str, str] = field(default_factory=dict)
+    browser: Callable[[str], Any] | None = None
+    last_stderr: str = ""
+
+    def _open_browser(self, url: str) -> bool:
+        """Like a real browser launcher: return at once, the 'browser' works in a thread."""
+        if self.browser is None:
+            return False
+        threading.Thread(target=self.browser, args=(url,), daemon=True).start()
+        return True
 
     def __call__(
         self,
@@ -113,10 +124,12 @@ class Cli:
             environ={"TOKENCTL_HOME": str(self.home), **self.environ},
             clock=self.clock,
             secret_store_factory=lambda: self.secrets,
+            open_browser=self._open_browser,
             user_name=lambda: "tester",
             host_name=lambda: "testhost",
         )
         result = CliRunner().invoke(build_app(), list(args), obj=ctx, catch_exceptions=True)
+        self.last_stderr = err.getvalue()
         # Typer writes its own usage errors to the runner's streams; ours go to `streams`.
         return Run(
             exit_code=result.exit_code,

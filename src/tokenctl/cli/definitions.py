@@ -44,19 +44,80 @@ def show_command(
 
 def add_command(
     ctx: typer.Context,
-    file: Path = typer.Option(
-        ..., "--file", "-f", help="TOML file with [definitions.NAME] tables.", dir_okay=False
+    name: str | None = typer.Argument(None, help="Name of the new definition (with --issuer)."),
+    file: Path | None = typer.Option(
+        None, "--file", "-f", help="TOML file with [definitions.NAME] tables.", dir_okay=False
     ),
+    issuer: str | None = typer.Option(
+        None, "--issuer", help="Fill the endpoints from the issuer's discovery document."
+    ),
+    title: str | None = typer.Option(None, "--title", help="With --issuer: the title."),
+    classification: str | None = typer.Option(
+        None, "--classification", help="With --issuer: the classification."
+    ),
+    scope: list[str] = typer.Option([], "--scope", help="With --issuer: a scope (repeatable)."),
+    client_id: str | None = typer.Option(None, "--client-id", help="With --issuer: client id."),
     replace: bool = typer.Option(
         False, "--replace", help="Overwrite user definitions of the same name."
     ),
 ) -> None:
-    """Add definitions from a TOML file to definitions.toml (validated first)."""
+    """Add definitions from a TOML file, or one from OIDC discovery (NAME --issuer URL)."""
+    from tokenctl.errors import UsageError
     from tokenctl.render.definitions import render_definitions_added
-    from tokenctl.services.definitions import add_definitions
+    from tokenctl.services.definitions import (
+        DiscoverRequest,
+        add_definitions,
+        add_discovered_definition,
+    )
 
     app_ctx = app_context(ctx)
-    render_definitions_added(app_ctx.io, add_definitions(app_ctx, file, replace=replace))
+    if (file is None) == (issuer is None):
+        raise UsageError("give --file F, or NAME --issuer URL")
+    if issuer is not None:
+        if not name:
+            raise UsageError("give the new definition's NAME before --issuer")
+        request = DiscoverRequest(
+            name=name,
+            issuer=issuer,
+            title=title,
+            classification=classification,
+            scopes=tuple(scope),
+            client_id=client_id,
+            replace=replace,
+        )
+        result = add_discovered_definition(app_ctx, request)
+    else:
+        assert file is not None
+        result = add_definitions(app_ctx, file, replace=replace)
+    render_definitions_added(app_ctx.io, result)
+
+
+def configure_command(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Definition name."),
+    client_id: str = typer.Option(..., "--client-id", help="The registered client id."),
+    client_secret_stdin: bool = typer.Option(
+        False, "--client-secret-stdin", help="Read the client secret from stdin (OS keyring)."
+    ),
+    auth_method: str | None = typer.Option(
+        None,
+        "--auth-method",
+        help="none, client_secret_basic or client_secret_post (default: basic with a secret).",
+    ),
+) -> None:
+    """Set a definition's client id, and its client secret in the OS keyring."""
+    from tokenctl.services.definitions import configure_definition
+
+    app_ctx = app_context(ctx)
+    result = configure_definition(
+        app_ctx,
+        name,
+        client_id=client_id,
+        secret_from_stdin=client_secret_stdin,
+        auth_method=auth_method,
+    )
+    secret = "; client secret stored in the OS keyring" if result.secret_stored else ""
+    app_ctx.io.status(f"Definition {name!r} uses client id {result.client_id}{secret}.")
 
 
 def remove_command(
@@ -80,4 +141,5 @@ def build() -> typer.Typer:
     group.command("show")(show_command)
     group.command("add")(add_command)
     group.command("remove")(remove_command)
+    group.command("configure")(configure_command)
     return group

@@ -102,7 +102,9 @@ def _get_json(url: str) -> Mapping[str, Any]:
 
     with _client(None) as client:
         try:
-            response = client.get(url, headers={"Accept": "application/json"})
+            response = client.request(
+                "GET", url, headers={"Accept": "application/json"}, withhold_token=True
+            )
         except httpx2.HTTPError as error:
             raise _unreachable(url, error) from None
     if response.status_code != 200:

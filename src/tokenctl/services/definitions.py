@@ -115,3 +115,110 @@ def remove_definition(ctx: AppContext, name: str, *, force: bool) -> RemoveDefin
         reverted_to_builtin=reverts,
         orphaned_tokens=users,
     )
+
+
+@dataclass(frozen=True)
+class DiscoverRequest:
+    """``definitions add NAME --issuer URL`` and its options."""
+
+    name: str
+    issuer: str
+    title: str | None = None
+    classification: str | None = None
+    scopes: tuple[str, ...] = ()
+    client_id: str | None = None
+    replace: bool = False
+
+
+def add_discovered_definition(ctx: AppContext, request: DiscoverRequest) -> AddDefinitionsResult:
+    """Create an ``oauth2`` definition from the issuer's discovery document."""
+    from tokenctl.definitions.model import parse_definition
+    from tokenctl.oauth.provider import discover
+
+    metadata = discover(request.issuer)
+    supported = metadata.get("scopes_supported") or []
+    scopes = list(request.scopes) or [s for s in ("openid", "offline_access") if s in supported]
+    oauth: dict[str, object] = {"issuer": metadata["issuer"], "scopes": scopes}
+    for key in (
+        "authorization_endpoint",
+        "token_endpoint",
+        "revocation_endpoint",
+        "userinfo_endpoint",
+        "introspection_endpoint",
+        "device_authorization_endpoint",
+        "jwks_uri",
+    ):
+        if isinstance(metadata.get(key), str):
+            oauth[key] = metadata[key]
+    if request.client_id:
+        oauth["client_id"] = request.client_id
+    table: dict[str, object] = {
+        "title": request.title or request.name,
+        "classification": request.classification or "OpenID Connect",
+        "kind": "oauth2",
+        "oauth2": oauth,
+    }
+    definition = parse_definition(request.name, table, f"discovery of {request.issuer}")
+    current = ctx.definitions
+    add_user_definitions(
+        ctx.paths.definitions_file,
+        ctx.paths.definitions_lock,
+        {request.name: definition},
+        replace=request.replace,
+    )
+    return AddDefinitionsResult(
+        added=[definition],
+        overridden_builtins=[request.name] if request.name in current.builtin else [],
+        replaced=[request.name] if request.name in current.user else [],
+        file=ctx.paths.definitions_file,
+    )
+
+
+@dataclass(frozen=True)
+class ConfigureResult:
+    """What ``definitions configure`` changed."""
+
+    name: str
+    client_id: str
+    secret_stored: bool
+    auth_method: str | None
+    file: Path
+
+
+def configure_definition(
+    ctx: AppContext,
+    name: str,
+    *,
+    client_id: str,
+    secret_from_stdin: bool,
+    auth_method: str | None,
+) -> ConfigureResult:
+    """Set the client id (in definitions.toml) and client secret (in the OS keyring)."""
+    from tokenctl.definitions.model import parse_definition
+    from tokenctl.models import TokenSecrets
+    from tokenctl.services.oauth import client_secret_ref
+
+    current = ctx.definitions.require(name)
+    if current.oauth2 is None:
+        raise UsageError(f"definition {name!r} is static; only OAuth definitions have a client")
+    table = {key: value for key, value in current.raw.items()}
+    oauth = dict(table.get("oauth2") or {})
+    oauth["client_id"] = client_id
+    if auth_method:
+        oauth["token_endpoint_auth_method"] = auth_method
+    table["oauth2"] = oauth
+    definition = parse_definition(name, table, str(ctx.paths.definitions_file))
+    secret = None
+    if secret_from_stdin:
+        ctx.secrets.ensure_available()
+        secret = ctx.io.read_secret(
+            "client secret", from_stdin=True, flag="--client-secret-stdin", required=True
+        )
+    add_user_definitions(
+        ctx.paths.definitions_file, ctx.paths.definitions_lock, {name: definition}, replace=True
+    )
+    if secret is not None:
+        ctx.secrets.set(client_secret_ref(name), TokenSecrets(client_secret=secret))
+    return ConfigureResult(
+        name, client_id, secret is not None, auth_method, ctx.paths.definitions_file
+    )

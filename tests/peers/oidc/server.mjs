@@ -726,8 +726,11 @@ async function main() {
     const clientId = params.client_id;
 
     const finish = async (result) => {
+      // Merge with the login step: with prompt=login (a fresh login, as tokenctl asks by
+      // default) the consent step's result must still carry the login, or the provider
+      // asks for the login again.
       const returnTo = await provider.interactionResult(ctx.req, ctx.res, result, {
-        mergeWithLastSubmission: false,
+        mergeWithLastSubmission: true,
       });
       ctx.status = 303;
       ctx.redirect(returnTo);

@@ -1,0 +1,116 @@
+"""Shared pieces of the OAuth tests: the provider fixture, definitions, a scripted browser."""
+
+from __future__ import annotations
+
+import threading
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from tests.fakes import Cli
+
+PASTE_REDIRECT = "https://tokenctl.example/callback"
+SCOPES = ["openid", "offline_access", "email", "profile", "invoices:read", "invoices:write"]
+PROVIDER_CONFIG: dict[str, Any] = {
+    "rotate_refresh_token": True,
+    "extra_clients": [
+        {
+            "client_id": "tokenctl-paste",
+            "application_type": "web",
+            "redirect_uris": [PASTE_REDIRECT],
+            "token_endpoint_auth_method": "none",
+        }
+    ],
+    "extra_users": {"carol": {"password": "carol-password", "deny_scopes": ["invoices:write"]}},
+}
+CLIENTS = {
+    "tokenctl-public": (None, None),
+    "tokenctl-basic": ("tokenctl-basic-secret", "client_secret_basic"),
+    "tokenctl-post": ("tokenctl-post-secret", "client_secret_post"),
+    "tokenctl-paste": (None, None),
+}
+
+
+class RealClock:
+    """The wall clock (the provider's tokens live in real time)."""
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC)
+
+
+def definition_toml(name: str, issuer: str, client_id: str, **extra: Any) -> str:
+    """A definition for the local provider, by discovery of its issuer."""
+    import tomli_w
+
+    oauth: dict[str, Any] = {"issuer": issuer, "client_id": client_id, "scopes": SCOPES,
+                             "required_scopes": ["invoices:read", "invoices:write"]}
+    oauth.update(extra)
+    table = {"title": f"Acme Books ({client_id})", "classification": "Accounting",
+             "kind": "oauth2", "oauth2": oauth}
+    return tomli_w.dumps({"definitions": {name: table}})
+
+
+def configure(cli: Cli, tmp_path: Path, server: Any, client_id: str = "tokenctl-public",
+              name: str = "acme-books", **extra: Any) -> str:
+    """Add a definition for ``client_id`` and store its secret (if any) like a user would."""
+    source = tmp_path / f"{name}.toml"
+    source.write_text(definition_toml(name, server.issuer, client_id, **extra))
+    result = cli("definitions", "add", "--file", str(source), "--replace")
+    assert result.exit_code == 0, result.stderr
+    secret, method = CLIENTS[client_id]
+    if secret:
+        configured = cli("definitions", "configure", name, "--client-id", client_id,
+                         "--auth-method", method, "--client-secret-stdin", input=secret)
+        assert configured.exit_code == 0, configured.stderr
+    return name
+
+
+@dataclass
+class ScriptedBrowser:
+    """Plays the user: logs in at the provider and lets the browser reach the callback."""
+
+    server: Any
+    user: str = "alice"
+    password: str = "alice-password"
+    approve: bool = True
+    grant_scopes: list[str] | None = None
+    before_callback: list[str] = field(default_factory=list)  # paths/queries sent first
+    pages: list[tuple[int, str]] = field(default_factory=list)
+    opened: list[str] = field(default_factory=list)
+    errors: list[BaseException] = field(default_factory=list)
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def __call__(self, url: str) -> None:
+        self.opened.append(url)
+        try:
+            final = self.server.browser_login(
+                url, self.user, self.password, approve=self.approve,
+                follow_to_callback=False, grant_scopes=self.grant_scopes,
+            )
+            base = final.split("?")[0]
+            origin = base.rsplit("/", 1)[0]
+            for extra in self.before_callback:
+                self.pages.append(fetch(origin + extra.format(query=urlsplit(final).query)))
+            self.pages.append(fetch(final))
+        except BaseException as error:  # noqa: BLE001 - reported by the test
+            self.errors.append(error)
+        finally:
+            self.done.set()
+
+
+def fetch(url: str) -> tuple[int, str]:
+    """GET like a browser; returns status and body."""
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - loopback
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def query_of(url: str) -> dict[str, str]:
+    """The query parameters of ``url``."""
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
