@@ -101,14 +101,14 @@ class Cli:
     def __call__(
         self,
         *args: str,
-        input: str = "",
+        input: str | TextIO = "",
         tty: bool = False,
         color: bool = False,
         hidden_answer: str | None = None,
     ) -> Run:
         out, err = io.StringIO(), io.StringIO()
         streams = IOStreams(
-            stdin=io.StringIO(input),
+            stdin=io.StringIO(input) if isinstance(input, str) else input,
             stdout=out,
             stderr=err,
             stdin_tty=tty,

@@ -25,7 +25,11 @@ PROVIDER_CONFIG: dict[str, Any] = {
             "token_endpoint_auth_method": "none",
         }
     ],
-    "extra_users": {"carol": {"password": "carol-password", "deny_scopes": ["invoices:write"]}},
+    "extra_users": {
+        "carol": {"password": "carol-password", "deny_scopes": ["invoices:write"]},
+        "dave": {"password": "dave-password", "email": "dave@example.test"},
+        "erin": {"password": "erin-password", "email": "erin@example.test"},
+    },
 }
 CLIENTS = {
     "tokenctl-public": (None, None),

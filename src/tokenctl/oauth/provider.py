@@ -395,12 +395,12 @@ def start_device_authorization(
     url = endpoints.device_authorization_endpoint
     if not url:
         raise ConfigError("the definition has no device authorization endpoint")
+    # authlib's client authentication adds client_id itself (also for method "none").
     data = {"scope": " ".join(scopes)} if scopes else {}
-    if credentials.auth_method == "none":
-        data["client_id"] = credentials.client_id
     with _client(credentials) as client:
         try:
-            response = client.post(
+            response = client.request(
+                "POST",
                 url,
                 data=data,
                 auth=client.client_auth(credentials.auth_method),
@@ -436,7 +436,6 @@ def _fetch_device_token(
                 endpoints.token_endpoint,
                 grant_type=DEVICE_GRANT,
                 device_code=device.device_code,
-                client_id=credentials.client_id,
             ),
             endpoints.token_endpoint,
         )

@@ -306,7 +306,8 @@ def interactive_login(
     credentials = client_credentials(ctx, definition)
     endpoints = resolve_endpoints(definition)
     scopes = settings.scopes
-    nonce = random_source.token_urlsafe(16) if "openid" in scopes else None
+    # The device grant has no authorization request to carry a nonce.
+    nonce = random_source.token_urlsafe(16) if "openid" in scopes and mode != "device" else None
     _warn_before_login(ctx, definition, expected_account, options)
     listeners: list[Any] = []
     try:

@@ -1,0 +1,279 @@
+"""Refresh, concurrency, probe, revocation, device and paste flows against oidc-provider."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlencode
+
+import pytest
+
+from tests.oauth_support import PASTE_REDIRECT, ScriptedBrowser, configure, query_of
+from tests.proc import tokenctl
+
+pytestmark = pytest.mark.peers
+
+
+def login(ocli, oidc, tmp_path, user="alice", client_id="tokenctl-public", **extra):  # type: ignore[no-untyped-def]
+    name = configure(ocli, tmp_path, oidc, client_id, **extra)
+    ocli.browser = ScriptedBrowser(oidc, user=user, password=f"{user}-password")
+    result = ocli("add", "acme", "--definition", name, "--yes")
+    assert result.exit_code == 0, result.stderr
+    return name
+
+
+def stored(ocli, name="acme"):  # type: ignore[no-untyped-def]
+    ref = ocli("show", name, "--json").json()["token"]["secret"]["keyring_entry"]
+    secrets = ocli.secrets.get(ref)
+    assert secrets is not None
+    return secrets
+
+
+def introspect(oidc, token: str) -> dict:  # type: ignore[type-arg]
+    credentials = base64.b64encode(b"tokenctl-basic:tokenctl-basic-secret").decode()
+    request = urllib.request.Request(
+        f"{oidc.issuer}/token/introspection", data=urlencode({"token": token}).encode(),
+        headers={"Authorization": f"Basic {credentials}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+        return json.loads(response.read())
+
+
+def test_renew_refreshes_without_a_browser_and_rotates(ocli, oidc, tmp_path):
+    login(ocli, oidc, tmp_path)
+    before = stored(ocli)
+    ocli.browser = None  # a browser would be an error now
+    result = ocli("renew", "acme")
+    assert result.exit_code == 0, result.stderr
+    assert "refreshed without a browser" in result.stderr
+    after = stored(ocli)
+    assert after.access_token != before.access_token
+    assert after.refresh_token != before.refresh_token  # the provider rotates
+    assert after.id_token  # the refresh response may carry a new one; it is never dropped
+    assert introspect(oidc, after.access_token)["active"] is True
+    token = ocli("show", "acme", "--json").json()["token"]
+    assert token["history"][0]["event"] == "renewed"
+    assert "rotated" in token["history"][0]["detail"]
+    assert token["account"] == "alice@example.test"
+
+
+def test_eight_processes_refreshing_at_once_keep_the_grant(tmp_path, oidc, real_keyring):
+    from tests.fakes import Cli
+    from tests.oauth_support import RealClock
+    from tokenctl.secrets.keyring_store import KeyringSecretStore
+
+    home = tmp_path / "home"
+    cli = Cli(home=home, clock=RealClock(), secrets=KeyringSecretStore())  # type: ignore[arg-type]
+    login(cli, oidc, tmp_path)
+    env = real_keyring.child_env()
+    before = stored(cli)
+    oidc.reset_stats()
+    barrier = threading.Barrier(8)
+
+    def renew(_: int):  # type: ignore[no-untyped-def]
+        barrier.wait()
+        return tokenctl("renew", "acme", home=home, env=env)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(renew, range(8)))
+    assert [r.exit_code for r in results] == [0] * 8, [r.stderr for r in results]
+    stats = oidc.stats()
+    assert stats["grant_error"].get("refresh_token", 0) == 0, stats
+    served = stats["grant_success"].get("refresh_token", 0)
+    assert 1 <= served <= 8
+    # Those that waited for the lock used the token another process had just stored.
+    waited = sum("already renewed by another tokenctl process" in r.stderr for r in results)
+    assert waited == 8 - served
+    after = stored(cli)
+    assert after.refresh_token != before.refresh_token
+    # The grant survived: the newest tokens work, and one more refresh succeeds.
+    assert introspect(oidc, after.access_token)["active"] is True
+    final = tokenctl("renew", "acme", home=home, env=env)
+    assert final.exit_code == 0, final.stderr
+    for result in results + [final]:
+        assert after.refresh_token not in result.stdout + result.stderr
+
+
+def test_grant_revoked_at_the_provider_is_found_by_the_probe(ocli, oidc, tmp_path):
+    login(ocli, oidc, tmp_path, user="dave")
+    probed = ocli("show", "acme", "--probe", "--json")
+    assert probed.exit_code == 0, probed.stderr
+    assert probed.json()["token"]["probe"]["result"] == "valid"
+    oidc.revoke_user_grants("dave")
+    # Not expired by date, yet invalid: only the provider can tell.
+    assert ocli("list", "--json").json()["tokens"][0]["status"] == "valid"
+    probed = ocli("show", "acme", "--probe", "--json").json()["token"]
+    assert probed["probe"]["result"] == "invalid"
+    assert probed["status"] == "invalid" and probed["probe_result"] == "invalid"
+    assert probed["history"][0]["event"] == "probed"
+    assert ocli("list", "--status", "invalid", "--json").json()["tokens"][0]["name"] == "acme"
+    renewed = ocli("renew", "acme")
+    assert renewed.exit_code == 5
+    assert "invalid_grant" in renewed.stderr
+    assert "tokenctl renew acme --login" in renewed.stderr
+
+
+def test_delete_revokes_at_the_provider(ocli, oidc, tmp_path):
+    login(ocli, oidc, tmp_path)
+    secrets = stored(ocli)
+    assert introspect(oidc, secrets.refresh_token)["active"] is True
+    result = ocli("delete", "acme", "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert "Revoked at the provider: the provider confirmed the revocation" in result.stderr
+    assert introspect(oidc, secrets.refresh_token)["active"] is False
+    assert introspect(oidc, secrets.access_token)["active"] is False
+    assert result.stdout.startswith("tokenctl add acme --definition acme-books")
+    history = [e for e in ocli.secrets.entries if e.startswith("token-")]
+    assert history == []
+
+
+def test_delete_no_revoke_and_unreachable_provider(ocli, oidc, tmp_path):
+    login(ocli, oidc, tmp_path)
+    secrets = stored(ocli)
+    result = ocli("delete", "acme", "--yes", "--no-revoke")
+    assert result.exit_code == 0
+    assert "Revoked" not in result.stderr
+    assert introspect(oidc, secrets.refresh_token)["active"] is True
+    # A definition whose revocation endpoint is down: warn, delete locally anyway.
+    login(ocli, oidc, tmp_path, revocation_endpoint="http://127.0.0.1:9/revoke")
+    result = ocli("delete", "acme", "--yes")
+    assert result.exit_code == 0
+    assert "not revoked at the provider" in result.stderr
+    assert ocli("show", "acme").exit_code == 3
+
+
+def test_account_change_is_refused_unless_allowed(ocli, oidc, tmp_path):
+    login(ocli, oidc, tmp_path)
+    before = stored(ocli)
+    ocli.browser = ScriptedBrowser(oidc, user="erin", password="erin-password")
+    refused = ocli("renew", "acme", "--login", "--yes")
+    assert refused.exit_code == 5
+    assert "signed in as 'erin@example.test'" in refused.stderr
+    assert "the new grant was revoked" in refused.stderr
+    assert "Expected account: alice@example.test" in refused.stderr
+    assert stored(ocli) == before
+    assert ocli("show", "acme", "--json").json()["token"]["account"] == "alice@example.test"
+    assert [g for g in oidc.grants("erin") if g.get("client_id") == "tokenctl-public"
+            and g.get("tokens")] == []
+    ocli.browser = ScriptedBrowser(oidc, user="erin", password="erin-password")
+    allowed = ocli("renew", "acme", "--login", "--yes", "--allow-account-change")
+    assert allowed.exit_code == 0, allowed.stderr
+    assert ocli("show", "acme", "--json").json()["token"]["account"] == "erin@example.test"
+
+
+def test_login_needed_without_a_terminal_is_exit_5_with_the_command(ocli, oidc, tmp_path):
+    scopes = ["openid", "email", "invoices:read", "invoices:write"]  # no offline_access
+    login(ocli, oidc, tmp_path, scopes=scopes)
+    assert ocli("show", "acme", "--json").json()["token"]["has_refresh_token"] is False
+    result = ocli("renew", "acme")
+    assert result.exit_code == 5
+    assert "no refresh token" in result.stderr
+    assert "tokenctl renew acme --login" in result.stderr
+
+
+def test_device_flow(ocli, oidc, tmp_path):
+    name = configure(ocli, tmp_path, oidc)
+    approved: list[str] = []
+
+    def device_browser(url: str) -> None:
+        code = query_of(url)["user_code"]
+        approved.append(oidc.device_approve(code, "alice", "alice-password"))
+
+    ocli.browser = device_browser
+    result = ocli("add", "acme", "--definition", name, "--device", "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert approved == ["device-success"]
+    assert "Enter the code" in result.stderr
+    token = ocli("show", "acme", "--json").json()["token"]
+    assert token["account"] == "alice@example.test" and token["has_refresh_token"] is True
+
+
+def test_device_flow_denied(ocli, oidc, tmp_path):
+    name = configure(ocli, tmp_path, oidc)
+    ocli.browser = lambda url: oidc.device_approve(
+        query_of(url)["user_code"], "alice", "alice-password", approve=False)
+    result = ocli("add", "acme", "--definition", name, "--device", "--yes")
+    assert result.exit_code == 5
+    assert "denied" in result.stderr
+
+
+def test_device_polling_honours_slow_down_and_expiry(monkeypatch):
+    from tokenctl.oauth import provider
+
+    answers = iter(["authorization_pending", "slow_down", "authorization_pending", "ok"])
+    slept: list[float] = []
+
+    def fake_fetch(credentials, endpoints, device):  # type: ignore[no-untyped-def]
+        answer = next(answers)
+        if answer == "ok":
+            return {"access_token": "a", "token_type": "Bearer"}
+        raise provider.OAuthFailure(answer, None)
+
+    monkeypatch.setattr(provider, "_fetch_device_token", fake_fetch)
+    device = provider.DeviceAuthorization("d", "USER-CODE", "https://x/device", None, 600, 2)
+    credentials = provider.ClientCredentials("c")
+    endpoints = provider.Endpoints(None, None, "https://x/token")
+    clock = iter(range(0, 10_000, 1))
+    result = provider.poll_device_token(credentials, endpoints, device, sleep=slept.append,
+                                        clock=lambda: float(next(clock)))
+    assert result["access_token"] == "a"
+    assert slept == [2, 2, 7, 7]
+
+    answers = iter(["expired_token"])
+    monkeypatch.setattr(provider, "_fetch_device_token", fake_fetch)
+    with pytest.raises(provider.AuthorizationError, match="expired"):
+        provider.poll_device_token(credentials, endpoints, device, sleep=slept.append,
+                                   clock=lambda: 0.0)
+
+
+def test_paste_mode(ocli, oidc, tmp_path):
+    name = configure(ocli, tmp_path, oidc, "tokenctl-paste", redirect_uri=PASTE_REDIRECT)
+    read_end, write_end = os.pipe()
+
+    def paste_browser(url: str) -> None:
+        final = oidc.browser_login(url, "alice", "alice-password", follow_to_callback=False)
+        os.write(write_end, (final + "\n").encode())
+
+    ocli.browser = paste_browser
+    with os.fdopen(read_end) as stdin:
+        result = ocli("add", "acme", "--definition", name, "--paste", "--yes", input=stdin)
+    os.close(write_end)
+    assert result.exit_code == 0, result.stderr
+    assert f"The browser then lands on {PASTE_REDIRECT}" in result.stderr
+    assert ocli("show", "acme", "--json").json()["token"]["account"] == "alice@example.test"
+
+
+def test_paste_mode_rejects_a_url_of_another_login(ocli, oidc, tmp_path):
+    name = configure(ocli, tmp_path, oidc, "tokenctl-paste", redirect_uri=PASTE_REDIRECT)
+    result = ocli("add", "acme", "--definition", name, "--paste", "--yes", "--no-browser",
+                  input=f"{PASTE_REDIRECT}?code=x&state=not-this-one&iss={oidc.issuer}\n")
+    assert result.exit_code == 5
+    assert "state parameter" in result.stderr
+
+
+def test_definition_from_discovery(ocli, oidc):
+    added = ocli("definitions", "add", "books", "--issuer", oidc.issuer, "--client-id",
+                 "tokenctl-public", "--title", "Books", "--scope", "openid", "--scope",
+                 "offline_access", "--scope", "email")
+    assert added.exit_code == 0, added.stderr
+    shown = ocli("definitions", "show", "books", "--json").json()["definition"]
+    oauth = shown["oauth2"]
+    assert oauth["token_endpoint"] == f"{oidc.issuer}/token"
+    assert oauth["device_authorization_endpoint"] == f"{oidc.issuer}/device/auth"
+    assert oauth["revocation_endpoint"] and oauth["jwks_uri"]
+    assert shown["kind"] == "oauth2" and shown["title"] == "Books"
+    ocli.browser = ScriptedBrowser(oidc)
+    result = ocli("add", "acme", "--definition", "books", "--yes")
+    assert result.exit_code == 0, result.stderr
+    bad = ocli("definitions", "add", "nope", "--issuer", "http://127.0.0.1:9")
+    assert bad.exit_code == 1 and "could not reach" in bad.stderr
+
+
+def test_client_secret_lives_in_the_keyring_only(ocli, oidc, tmp_path):
+    configure(ocli, tmp_path, oidc, "tokenctl-basic")
+    assert "tokenctl-basic-secret" not in (ocli.home / "definitions.toml").read_text()
+    assert ocli.secrets.get("definition-acme-books").client_secret == "tokenctl-basic-secret"
