@@ -276,4 +276,79 @@ def test_definition_from_discovery(ocli, oidc):
 def test_client_secret_lives_in_the_keyring_only(ocli, oidc, tmp_path):
     configure(ocli, tmp_path, oidc, "tokenctl-basic")
     assert "tokenctl-basic-secret" not in (ocli.home / "definitions.toml").read_text()
-    assert ocli.secrets.get("definition-acme-books").client_secret == "tokenctl-basic-secret"
+    assert ocli.secrets.get("definition-acme-books-client-tokenctl-basic").client_secret == "tokenctl-basic-secret"
+
+
+def test_probe_by_introspection_and_unreachable(ocli, oidc, tmp_path):
+    explicit = {
+        "authorization_endpoint": f"{oidc.issuer}/auth",
+        "token_endpoint": f"{oidc.issuer}/token",
+        "jwks_uri": f"{oidc.issuer}/jwks",
+        "introspection_endpoint": f"{oidc.issuer}/token/introspection",
+    }
+    login(ocli, oidc, tmp_path, client_id="tokenctl-basic", **explicit)
+    shown = ocli("definitions", "show", "acme-books", "--json").json()["definition"]["oauth2"]
+    assert shown["userinfo_endpoint"] is None  # so the probe must use introspection
+    probed = ocli("show", "acme", "--probe", "--json").json()["token"]["probe"]
+    assert probed == {"result": "valid", "detail": "introspection: active"}
+    ocli("delete", "acme", "--yes", "--no-revoke")
+    login(ocli, oidc, tmp_path, probe_url="http://127.0.0.1:9/me")
+    unreachable = ocli("show", "acme", "--probe", "--json").json()["token"]
+    assert unreachable["probe"]["result"] == "unreachable"
+    assert unreachable["status"] == "valid"  # not reachable is not invalid
+    assert unreachable["probe_result"] == "unreachable" and unreachable["probed_at"]
+
+
+def test_id_token_is_checked_against_nonce_and_audience(ocli, oidc, tmp_path):
+    from tokenctl.errors import AuthorizationError
+    from tokenctl.oauth.provider import resolve_endpoints, validate_id_token
+
+    login(ocli, oidc, tmp_path)
+    id_token = stored(ocli).id_token
+    from tokenctl.definitions.registry import load_definitions
+
+    endpoints = resolve_endpoints(load_definitions(ocli.home / "definitions.toml").require(
+        "acme-books"))
+    claims = validate_id_token(id_token, endpoints=endpoints, client_id="tokenctl-public",
+                               nonce=None, access_token=None)
+    assert claims["sub"] == "alice"
+    with pytest.raises(AuthorizationError, match="id token failed validation"):
+        validate_id_token(id_token, endpoints=endpoints, client_id="someone-else",
+                          nonce=None, access_token=None)
+    with pytest.raises(AuthorizationError, match="id token failed validation"):
+        validate_id_token(id_token, endpoints=endpoints, client_id="tokenctl-public",
+                          nonce="not-the-nonce-of-this-login", access_token=None)
+    tampered = id_token[:-4] + ("AAAA" if not id_token.endswith("AAAA") else "BBBB")
+    with pytest.raises(AuthorizationError, match="id token failed validation"):
+        validate_id_token(tampered, endpoints=endpoints, client_id="tokenctl-public",
+                          nonce=None, access_token=None)
+
+
+def test_oauth_secrets_reach_only_the_real_keyring(tmp_path, oidc, real_keyring):
+    from tests.fakes import Cli
+    from tests.oauth_support import RealClock
+    from tokenctl.secrets.keyring_store import KeyringSecretStore
+
+    home = tmp_path / "home"
+    cli = Cli(home=home, clock=RealClock(), secrets=KeyringSecretStore())  # type: ignore[arg-type]
+    configure(cli, tmp_path, oidc, "tokenctl-post")
+    cli.browser = ScriptedBrowser(oidc)
+    outputs = [cli("add", "acme", "--definition", "acme-books", "--yes")]
+    outputs.append(cli("renew", "acme"))
+    outputs.append(cli("show", "acme", "--probe", "--json"))
+    outputs.append(cli("list", "--json"))
+    env = real_keyring.child_env()
+    outputs.append(tokenctl("renew", "acme", "--json", home=home, env=env))
+    assert all(o.exit_code == 0 for o in outputs), [o.stderr for o in outputs]
+    ref = cli("show", "acme", "--json").json()["token"]["secret"]["keyring_entry"]
+    secret_values = json.loads(real_keyring.lookup("tokenctl", ref))
+    client_secret = json.loads(real_keyring.lookup("tokenctl", "definition-acme-books-client-tokenctl-post"))
+    values = [v for v in secret_values.values() if len(v) > 12]
+    values.append(client_secret["client_secret"])
+    assert len(values) >= 4
+    files = [p for p in home.rglob("*") if p.is_file()]
+    texts = [o.stdout + o.stderr for o in outputs] + [p.read_bytes().decode("latin-1")
+                                                     for p in files]
+    for value in values:
+        for text in texts:
+            assert value not in text

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import typer
-from typer.core import TyperGroup
+from typer import _click
+from typer._coercion import RuntimeParam, build_runtime_param
+from typer._param_types import (
+    choice_coercion_annotation,
+    coerce_cli_choice,
+    coerce_cli_path,
+    routes_to_path,
+)
+from typer.core import TyperGroup, _TyperParameter
 
 from tokenctl import __version__
 from tokenctl.cli import add, definitions, delete, doctor, list_cmd, renew, show, state
@@ -16,6 +27,130 @@ from tokenctl.context import AppContext
 from tokenctl.errors import ExitCode, TokenctlError
 
 INTERRUPTED = 130
+#: Exit status when the reader of stdout went away (``tokenctl list | head -1``): 128 + SIGPIPE,
+#: what a shell reports for a program that SIGPIPE ended.
+STDOUT_CLOSED = 141
+
+
+def discard_stdout() -> None:
+    """Point stdout at the null device once its reader has gone (see docs/exit-codes.md).
+
+    As the Python documentation advises (signal module, "Note on SIGPIPE"): then the
+    interpreter's last flush of what is still buffered does not fail again and print
+    "Exception ignored ... BrokenPipeError" on stderr.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+    except (AttributeError, OSError, ValueError):  # pragma: no cover - stdout is no file
+        pass
+
+
+# -- parameter coercion without pydantic ------------------------------------------------
+#
+# Typer 0.29 coerces every non-bool parameter value through a pydantic TypeAdapter, built
+# on first use; importing pydantic and building the adapters costs ~85 ms on each run,
+# more than the overview itself. tokenctl's parameters are strings, paths, enums and lists
+# of those, so `_FastCoercion` does the same with Typer's own helpers (the ones its
+# adapters call) and no pydantic. Whatever that path does not accept - any exception, or
+# a value of an unexpected type - is coerced again by Typer's own runtime parameter, so
+# results and error messages are Typer's. This uses Typer internals (`typer._coercion`,
+# `typer._param_types`, `_TyperParameter._runtime_param`); pyproject.toml pins typer to
+# 0.29.x, and tests/test_process.py checks that `list` imports no pydantic.
+
+_Leaf = Callable[[Any, _TyperParameter, _click.Context], Any]
+
+
+class _UseTyperError(Exception):
+    """Raised by a fast coercion for a value that Typer's own coercion must handle."""
+
+
+def _exact_str(value: Any, param: _TyperParameter, ctx: _click.Context) -> Any:
+    if type(value) is not str:
+        raise _UseTyperError
+    return value  # pydantic's str validation returns a str as it is
+
+
+def _leaf_coercion(annotation: Any, param: _TyperParameter) -> _Leaf | None:
+    """The coercion of one value of ``annotation``; ``None`` when Typer must do it."""
+    info = param.type_descriptor.parameter_info
+    if info.parser is not None:
+        return None
+    if annotation is str:
+        return _exact_str
+    choice = choice_coercion_annotation(annotation, info)
+    if choice is not None:
+        choices, case_sensitive = choice
+
+        def coerce_choice(value: Any, param: _TyperParameter, ctx: _click.Context) -> Any:
+            return coerce_cli_choice(value, choices=choices, case_sensitive=case_sensitive, ctx=ctx)
+
+        return coerce_choice
+    if routes_to_path(annotation, info):
+        path_type = info.path_type or annotation
+        if path_type is not Path:
+            return None
+
+        def coerce_path(value: Any, param: _TyperParameter, ctx: _click.Context) -> Any:
+            # Typer turns the string into a Path with pydantic, which is Path(value).
+            if type(value) is not str:
+                raise _UseTyperError
+            return coerce_cli_path(Path(value), info, path_type=Path, param=param, ctx=ctx)
+
+        return coerce_path
+    return None
+
+
+@dataclass(frozen=True)
+class _FastCoercion(RuntimeParam):
+    """Typer's coercion of one parameter, for the annotations tokenctl uses, sans pydantic."""
+
+    leaf: _Leaf
+    is_list: bool
+
+    def _coerce_value(self, value: Any, param: _TyperParameter, ctx: _click.Context) -> Any:
+        try:
+            if not self.is_list:
+                return self.leaf(value, param, ctx)
+            items = value if isinstance(value, list | tuple) else [value]
+            return [self.leaf(item, param, ctx) for item in items]
+        except Exception:  # Typer's own coercion decides, and words the error
+            typer_own = build_runtime_param(param.type_descriptor)
+            return typer_own._coerce_value(value, param=param, ctx=ctx)
+
+
+def _fast_coercion(param: _TyperParameter) -> _FastCoercion | None:
+    descriptor = param.type_descriptor
+    if descriptor.is_file or descriptor.is_tuple:
+        return None
+    annotation = descriptor.annotation
+    if descriptor.is_list:
+        (annotation,) = get_args(annotation)
+    leaf = _leaf_coercion(annotation, param)
+    if leaf is None:
+        return None
+    return _FastCoercion(
+        parameter_info=descriptor.parameter_info,
+        annotation=descriptor.annotation,
+        leaf=leaf,
+        is_list=descriptor.is_list,
+    )
+
+
+def use_fast_coercion(command: _click.Command) -> None:
+    """Give every str, Path, enum (or list of those) parameter of the tree `_FastCoercion`.
+
+    Bool flags need nothing: Typer skips coercing a bool. Other types (numbers, dates,
+    files, custom parsers) keep Typer's pydantic coercion.
+    """
+    for param in command.params:
+        if isinstance(param, _TyperParameter) and param._runtime_param is None:
+            param._runtime_param = _fast_coercion(param)
+    for sub in getattr(command, "commands", {}).values():
+        use_fast_coercion(sub)
 
 
 def report_error(app_ctx: AppContext | None, error: TokenctlError) -> None:
@@ -28,6 +163,11 @@ def report_error(app_ctx: AppContext | None, error: TokenctlError) -> None:
 
 class TokenctlGroup(TyperGroup):
     """The root group; maps every error to its exit code in this one place."""
+
+    def __init__(self, **attrs: Any) -> None:
+        """Build the group; Typer has built its subcommands already."""
+        super().__init__(**attrs)
+        use_fast_coercion(self)
 
     def invoke(self, ctx: Any) -> Any:
         """Run the command; typed errors become a message and their exit code."""
@@ -42,6 +182,13 @@ class TokenctlGroup(TyperGroup):
         except KeyboardInterrupt:
             sys.stderr.write("\ninterrupted\n")
             raise typer.Exit(INTERRUPTED) from None
+        except BrokenPipeError:
+            # The reader of stdout went away (`tokenctl list | head -1`): no error, just stop.
+            app_ctx = ctx.obj if isinstance(ctx.obj, AppContext) else None
+            if app_ctx is not None and app_ctx.debug:
+                traceback.print_exc(file=app_ctx.io.stderr)
+            discard_stdout()
+            raise typer.Exit(STDOUT_CLOSED) from None
         except (typer.Exit, typer.Abort):
             raise
         except Exception as error:

@@ -46,9 +46,13 @@ class NeedsLogin(AuthorizationError):  # noqa: N818 - reads as a state
     """No refresh is possible: only an interactive login can renew the token."""
 
 
-def client_secret_ref(definition_name: str) -> str:
-    """The keyring entry that holds a definition's client secret."""
-    return f"definition-{definition_name}"
+def client_secret_ref(definition_name: str, client_id: str) -> str:
+    """The keyring entry that holds the secret of one client registration of a definition.
+
+    The client id is part of the name so that a definition switched to another client
+    never sends the old client's secret.
+    """
+    return f"definition-{definition_name}-client-{client_id}"
 
 
 def oauth_settings(definition: Definition) -> OAuth2Settings:
@@ -66,7 +70,7 @@ def client_credentials(ctx: AppContext, definition: Definition) -> ClientCredent
             f"definition {definition.name!r} has no client id",
             hint=f"run `tokenctl definitions configure {definition.name} --client-id ID`",
         )
-    stored = ctx.secrets.get(client_secret_ref(definition.name))
+    stored = ctx.secrets.get(client_secret_ref(definition.name, settings.client_id))
     secret = stored.client_secret if stored else None
     method = settings.token_endpoint_auth_method or ("client_secret_basic" if secret else "none")
     if method != "none" and not secret:
