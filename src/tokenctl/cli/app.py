@@ -22,7 +22,18 @@ from typer._param_types import (
 from typer.core import TyperGroup, _TyperParameter
 
 from tokenctl import __version__
-from tokenctl.cli import add, definitions, delete, doctor, list_cmd, renew, show, state
+from tokenctl.cli import (
+    add,
+    check,
+    definitions,
+    delete,
+    doctor,
+    list_cmd,
+    renew,
+    show,
+    state,
+    token,
+)
 from tokenctl.context import AppContext
 from tokenctl.errors import ExitCode, TokenctlError
 
@@ -51,15 +62,17 @@ def discard_stdout() -> None:
 
 # -- parameter coercion without pydantic ------------------------------------------------
 #
-# Typer 0.29 coerces every non-bool parameter value through a pydantic TypeAdapter, built
-# on first use; importing pydantic and building the adapters costs ~85 ms on each run,
-# more than the overview itself. tokenctl's parameters are strings, paths, enums and lists
-# of those, so `_FastCoercion` does the same with Typer's own helpers (the ones its
-# adapters call) and no pydantic. Whatever that path does not accept - any exception, or
-# a value of an unexpected type - is coerced again by Typer's own runtime parameter, so
-# results and error messages are Typer's. This uses Typer internals (`typer._coercion`,
-# `typer._param_types`, `_TyperParameter._runtime_param`); pyproject.toml pins typer to
-# 0.29.x, and tests/test_process.py checks that `list` imports no pydantic.
+# Typer 0.29 coerces parameter values through pydantic TypeAdapters, built on first use:
+# every value that is not already a bool, even a missing one (None) and even the value
+# of -h/--help. Importing pydantic and building the adapters costs ~85 ms on every run,
+# more than the whole overview. tokenctl's parameters are strings, paths, enums, bools
+# and lists of those, so `_FastCoercion` coerces them with the Typer helpers that
+# Typer's adapters call themselves, without pydantic. Whatever that path does not take
+# (any exception, a value of another type) goes to Typer's own coercion, so results and
+# error messages stay Typer's; only then is pydantic imported. This relies on Typer
+# internals (`typer._coercion`, `typer._param_types`, `_TyperParameter._runtime_param`):
+# pyproject.toml pins typer to 0.29.x, and tests/test_process.py checks both that `list`
+# imports no pydantic and that the coercion agrees with Typer's.
 
 _Leaf = Callable[[Any, _TyperParameter, _click.Context], Any]
 
@@ -74,6 +87,12 @@ def _exact_str(value: Any, param: _TyperParameter, ctx: _click.Context) -> Any:
     return value  # pydantic's str validation returns a str as it is
 
 
+def _exact_bool(value: Any, param: _TyperParameter, ctx: _click.Context) -> Any:
+    if type(value) is not bool:
+        raise _UseTyperError
+    return value
+
+
 def _leaf_coercion(annotation: Any, param: _TyperParameter) -> _Leaf | None:
     """The coercion of one value of ``annotation``; ``None`` when Typer must do it."""
     info = param.type_descriptor.parameter_info
@@ -81,21 +100,20 @@ def _leaf_coercion(annotation: Any, param: _TyperParameter) -> _Leaf | None:
         return None
     if annotation is str:
         return _exact_str
+    if annotation is bool:
+        return _exact_bool
     choice = choice_coercion_annotation(annotation, info)
-    if choice is not None:
+    if choice is not None:  # an Enum or a Literal
         choices, case_sensitive = choice
 
         def coerce_choice(value: Any, param: _TyperParameter, ctx: _click.Context) -> Any:
             return coerce_cli_choice(value, choices=choices, case_sensitive=case_sensitive, ctx=ctx)
 
         return coerce_choice
-    if routes_to_path(annotation, info):
-        path_type = info.path_type or annotation
-        if path_type is not Path:
-            return None
+    if routes_to_path(annotation, info) and (info.path_type or annotation) is Path:
 
         def coerce_path(value: Any, param: _TyperParameter, ctx: _click.Context) -> Any:
-            # Typer turns the string into a Path with pydantic, which is Path(value).
+            # Typer makes the Path with pydantic, which amounts to Path(value) for a str.
             if type(value) is not str:
                 raise _UseTyperError
             return coerce_cli_path(Path(value), info, path_type=Path, param=param, ctx=ctx)
@@ -106,7 +124,11 @@ def _leaf_coercion(annotation: Any, param: _TyperParameter) -> _Leaf | None:
 
 @dataclass(frozen=True)
 class _FastCoercion(RuntimeParam):
-    """Typer's coercion of one parameter, for the annotations tokenctl uses, sans pydantic."""
+    """Typer's coercion of one parameter, for the annotations tokenctl uses, sans pydantic.
+
+    `RuntimeParam.coerce` (Typer's) still handles missing values and the multi-value
+    checks; this class replaces only the per-value part.
+    """
 
     leaf: _Leaf
     is_list: bool
@@ -140,17 +162,24 @@ def _fast_coercion(param: _TyperParameter) -> _FastCoercion | None:
     )
 
 
-def use_fast_coercion(command: _click.Command) -> None:
-    """Give every str, Path, enum (or list of those) parameter of the tree `_FastCoercion`.
+def use_fast_coercion(command: _click.Command, parent: _click.Context | None = None) -> None:
+    """Give the parameters of ``command`` and its subcommands `_FastCoercion` where it fits.
 
-    Bool flags need nothing: Typer skips coercing a bool. Other types (numbers, dates,
-    files, custom parsers) keep Typer's pydantic coercion.
+    That includes each command's -h/--help option, which Click creates on first use: it is
+    created here, from a context made the way `Command.make_context` makes it, and cached
+    by the command for the real run. Other types (numbers, dates, files, custom parsers)
+    keep Typer's pydantic coercion.
     """
-    for param in command.params:
+    ctx = _click.Context(command, parent=parent, **command.context_settings)
+    params = list(command.params)
+    help_option = command.get_help_option(ctx)
+    if help_option is not None:
+        params.append(help_option)
+    for param in params:
         if isinstance(param, _TyperParameter) and param._runtime_param is None:
             param._runtime_param = _fast_coercion(param)
     for sub in getattr(command, "commands", {}).values():
-        use_fast_coercion(sub)
+        use_fast_coercion(sub, ctx)
 
 
 def report_error(app_ctx: AppContext | None, error: TokenctlError) -> None:
@@ -258,6 +287,9 @@ def build_app() -> typer.Typer:
     app.command("delete")(delete.command)
     app.command("enable")(state.enable)
     app.command("disable")(state.disable)
+    app.command("check")(check.command)
+    app.command("token")(token.token_command)
+    app.command("exec")(token.exec_command)
     app.add_typer(definitions.build(), name="definitions")
     app.command("doctor")(doctor.command)
     return app

@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from tokenctl.cli import login_options as opts
 from tokenctl.cli.common import JSON_OPTION, app_context
+from tokenctl.context import AppContext
+from tokenctl.errors import ExitCode
 
 
 def command(
     ctx: typer.Context,
-    ref: str = typer.Argument(..., help="Number, name or authentication code."),
+    ref: str | None = typer.Argument(None, help="Number, name or authentication code."),
+    all_tokens: bool = typer.Option(
+        False, "--all", help="Refresh every effective OAuth token, concurrently, no browser."
+    ),
+    within: str | None = typer.Option(
+        None, "--within", help="With --all: only tokens whose access token expires within this."
+    ),
+    definition: str | None = typer.Option(
+        None, "--definition", help="With --all: only tokens of this definition."
+    ),
+    concurrency: int = typer.Option(
+        8, "--concurrency", min=1, max=64, help="With --all: refreshes at once (overall)."
+    ),
     login: bool = typer.Option(
         False, "--login", help="OAuth: log in with the browser instead of refreshing."
     ),
@@ -40,6 +56,17 @@ def command(
     from tokenctl.timeutil import parse_duration, parse_time
 
     app_ctx = app_context(ctx)
+    if all_tokens:
+        from tokenctl.errors import UsageError
+
+        if ref is not None or login or device or paste:
+            raise UsageError("--all refreshes without a browser; give no REF and no login flag")
+        _renew_all(app_ctx, within, definition, concurrency, as_json)
+        return
+    if ref is None:
+        from tokenctl.errors import UsageError
+
+        raise UsageError("give a token (REF) or --all")
     options = opts.login_options(
         no_browser=no_browser,
         device=device,
@@ -59,3 +86,51 @@ def command(
         expires_in=parse_duration(expires_in) if expires_in else None,
     )
     render_renewed(app_ctx.io, result, as_json=as_json)
+
+
+def _renew_all(
+    app_ctx: AppContext,
+    within: str | None,
+    definition: str | None,
+    concurrency: int,
+    as_json: bool,
+) -> None:
+    from tokenctl.render.check import render_bulk, render_bulk_item
+    from tokenctl.services.bulk import renew_all
+    from tokenctl.timeutil import parse_duration
+
+    io = app_ctx.io
+    progress = None
+    task = None
+    if io.stderr_tty:
+        from rich.progress import Progress
+
+        progress = Progress(console=io.err, transient=True)
+        progress.start()
+
+    def started(total: int) -> None:
+        nonlocal task
+        if progress is not None:
+            task = progress.add_task("Refreshing", total=total)
+
+    def done(item: Any) -> None:
+        if progress is not None and task is not None:
+            progress.advance(task)
+        else:
+            render_bulk_item(io, item)
+
+    try:
+        report = renew_all(
+            app_ctx,
+            within=parse_duration(within) if within else None,
+            definition=definition,
+            concurrency=concurrency,
+            on_start=started,
+            on_done=done,
+        )
+    finally:
+        if progress is not None:
+            progress.stop()
+    render_bulk(io, report, as_json=as_json)
+    if not report.ok:
+        raise typer.Exit(int(ExitCode.ERROR))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +29,14 @@ def _parse_document(document: Mapping[str, Any], source: str) -> dict[str, Defin
     return {name: parse_definition(name, table, source) for name, table in tables.items()}
 
 
+#: Package data next to this module (in the wheel too). Read as a plain file: importlib.resources
+#: would import zipfile, bz2 and lzma on every command that loads definitions.
+BUILTIN_FILE = Path(__file__).with_name("builtin.toml")
+
+
 def load_builtin_definitions() -> dict[str, Definition]:
     """The definitions shipped as package data."""
-    text = resources.files("tokenctl.definitions").joinpath("builtin.toml").read_text("utf-8")
+    text = BUILTIN_FILE.read_text(encoding="utf-8")
     return _parse_document(tomllib.loads(text), BUILTIN_SOURCE)
 
 

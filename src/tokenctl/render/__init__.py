@@ -12,9 +12,18 @@ SCHEMA_VERSION = 1
 
 
 def write_json(io: IOStreams, kind: str, payload: Any) -> None:
-    """Write one ``--json`` document: ``{"schema_version": 1, kind: payload}``."""
+    """Write one ``--json`` document: ``{"schema_version": 1, kind: payload}``.
+
+    Indented on a terminal, for people; compact on one line otherwise, for programs.
+    (Indentation is no part of the contract, see docs/json.md, and only the compact form
+    uses the json module's C encoder: ~10x faster for a large inventory.)
+    """
     document = {"schema_version": SCHEMA_VERSION, kind: payload}
-    io.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    if io.stdout_tty:
+        text = json.dumps(document, indent=2, ensure_ascii=False)
+    else:
+        text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+    io.write(text + "\n")
 
 
 def plain_row(values: list[str | None]) -> str:

@@ -1,0 +1,216 @@
+"""``renew --all``: refresh many tokens concurrently without a browser.
+
+asyncio with authlib's async client on httpx2. Concurrency is bounded overall and per
+token-endpoint host. Each token is refreshed as safely as a single ``renew``: under its
+inter-process lock, after re-reading the record, persisting the new secrets first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from tokenctl.context import AppContext
+from tokenctl.definitions.model import Definition
+from tokenctl.errors import TokenctlError
+from tokenctl.fsutil import ensure_private_file
+from tokenctl.models import Token
+
+DEFAULT_CONCURRENCY = 8
+PER_HOST = 4
+
+
+@dataclass(frozen=True)
+class BulkItem:
+    """The outcome for one token."""
+
+    token: Token
+    outcome: str  # refreshed | concurrent | needs-login | failed
+    detail: str = ""
+    fix: str | None = None
+
+
+@dataclass(frozen=True)
+class BulkReport:
+    """The outcome of ``renew --all``."""
+
+    items: list[BulkItem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every selected token was renewed."""
+        return all(item.outcome in ("refreshed", "concurrent") for item in self.items)
+
+
+def select_tokens(
+    ctx: AppContext, *, within: timedelta | None, definition: str | None
+) -> list[tuple[Token, Definition]]:
+    """Effective OAuth tokens (of ``definition``) whose access token expires ``within``."""
+    now = ctx.now()
+    selected = []
+    for token in ctx.inventory.tokens():
+        token_definition = ctx.definitions.get(token.definition)
+        if token_definition is None or token_definition.oauth2 is None:
+            continue
+        if not token.is_effective or (definition and token.definition != definition):
+            continue
+        if (
+            within is not None
+            and token.expires_at is not None
+            and (token.expires_at - now > within)
+        ):
+            continue
+        selected.append((token, token_definition))
+    return selected
+
+
+@contextlib.asynccontextmanager
+async def _token_lock(ctx: AppContext, token: Token) -> AsyncIterator[None]:
+    path = ensure_private_file(ctx.paths.locks_dir / f"token-{token.number}.lock")
+    descriptor = os.open(path, os.O_RDWR)
+    try:
+        await asyncio.to_thread(fcntl.flock, descriptor, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+    finally:
+        os.close(descriptor)
+
+
+async def _refresh_one(
+    ctx: AppContext,
+    token: Token,
+    definition: Definition,
+    client: Any,
+    endpoint: str,
+) -> BulkItem:
+    from authlib.integrations.base_client import OAuthError
+
+    from tokenctl.oauth.provider import grant_from_response
+    from tokenctl.services.oauth import grant_fields, login_command, oauth_settings, secrets_of
+
+    seen = token.secret_set_at
+    async with _token_lock(ctx, token):
+        current = ctx.inventory.resolve(str(token.number))
+        if current.secret_set_at != seen and current.invalid_at is None:
+            return BulkItem(current, "concurrent", "renewed meanwhile by another process")
+        stored = await asyncio.to_thread(ctx.secrets.get, current.secret_ref)
+        if stored is None or not stored.refresh_token:
+            return BulkItem(current, "needs-login", "no refresh token", login_command(current))
+        try:
+            response = await client.refresh_token(endpoint, refresh_token=stored.refresh_token)
+        except OAuthError as error:
+            if error.error == "invalid_grant":
+                now = ctx.now()
+                ctx.inventory.update(
+                    current.number,
+                    {"invalid_at": now, "invalid_reason": "refresh refused (invalid_grant)"},
+                    ctx.actor(),
+                    now,
+                    event="renewed",
+                    outcome="invalid_grant",
+                    detail="the provider refused the refresh token",
+                )
+                return BulkItem(
+                    current,
+                    "needs-login",
+                    "the provider refused the refresh token (invalid_grant)",
+                    login_command(current),
+                )
+            return BulkItem(current, "failed", f"{error.error}: {error.description or ''}")
+        except Exception as error:
+            return BulkItem(current, "failed", f"{type(error).__name__}")
+        now = ctx.now()
+        settings = oauth_settings(definition)
+        grant = grant_from_response(response, now, settings.scopes, settings)
+        if grant.scopes is None:
+            grant = replace(grant, scopes=current.granted_scopes)
+        new_secrets = secrets_of(grant, stored)
+        await asyncio.to_thread(ctx.secrets.set, current.secret_ref, new_secrets)
+        updated = ctx.inventory.update(
+            current.number,
+            grant_fields(
+                grant, definition, now, login=False, has_refresh=bool(new_secrets.refresh_token)
+            ),
+            ctx.actor(),
+            now,
+            event="renewed",
+            detail="refresh grant (renew --all)",
+        )
+        return BulkItem(updated, "refreshed")
+
+
+async def _renew_all(
+    ctx: AppContext,
+    selected: list[tuple[Token, Definition]],
+    concurrency: int,
+    on_done: Callable[[BulkItem], None],
+) -> list[BulkItem]:
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
+
+    from tokenctl.oauth.provider import HTTP_TIMEOUT, resolve_endpoints
+    from tokenctl.services.oauth import client_credentials
+
+    overall = asyncio.Semaphore(concurrency)
+    per_host: dict[str, asyncio.Semaphore] = {}
+    clients: dict[str, tuple[Any, str]] = {}
+    try:
+        for _, definition in selected:
+            if definition.name in clients:
+                continue
+            credentials = client_credentials(ctx, definition)
+            endpoints = resolve_endpoints(definition)
+            clients[definition.name] = (
+                AsyncOAuth2Client(
+                    client_id=credentials.client_id,
+                    client_secret=credentials.client_secret,
+                    token_endpoint_auth_method=credentials.auth_method,
+                    timeout=HTTP_TIMEOUT,
+                ),
+                endpoints.token_endpoint,
+            )
+
+        async def run(token: Token, definition: Definition) -> BulkItem:
+            client, endpoint = clients[definition.name]
+            host = urlsplit(endpoint).netloc
+            host_limit = per_host.setdefault(host, asyncio.Semaphore(min(PER_HOST, concurrency)))
+            async with overall, host_limit:
+                try:
+                    item = await _refresh_one(ctx, token, definition, client, endpoint)
+                except TokenctlError as error:
+                    item = BulkItem(token, "failed", error.message)
+            on_done(item)
+            return item
+
+        return list(await asyncio.gather(*(run(t, d) for t, d in selected)))
+    finally:
+        for client, _ in clients.values():
+            await client.aclose()
+
+
+def renew_all(
+    ctx: AppContext,
+    *,
+    within: timedelta | None = None,
+    definition: str | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    on_start: Callable[[int], None] | None = None,
+    on_done: Callable[[BulkItem], None] | None = None,
+) -> BulkReport:
+    """Refresh every selected token; never opens a browser."""
+    selected = select_tokens(ctx, within=within, definition=definition)
+    if on_start is not None:
+        on_start(len(selected))
+    if not selected:
+        return BulkReport([])
+    ctx.secrets.ensure_available()
+    items = asyncio.run(_renew_all(ctx, selected, concurrency, on_done or (lambda _: None)))
+    return BulkReport(items)

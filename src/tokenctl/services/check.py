@@ -1,0 +1,147 @@
+"""``check``: which effective tokens need attention, why, and the command that fixes each."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from tokenctl.context import AppContext
+from tokenctl.definitions.model import DefinitionKind
+from tokenctl.errors import ExitCode
+from tokenctl.models import Status, Token
+from tokenctl.services.tokens import TokenView, view_of
+
+#: Statuses that make a connection fail now (exit code 11).
+FAILING = frozenset({Status.EXPIRED, Status.INVALID, Status.INSUFFICIENT})
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One token that needs attention."""
+
+    view: TokenView
+    severity: str  # "expiring" | "failing"
+    reason: str
+    fix: str
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """The outcome of ``check``."""
+
+    findings: list[Finding]
+    checked: int
+    skipped_not_effective: int
+    within: timedelta
+    now: datetime
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """11 when any token fails, 10 when some only expire soon, else 0."""
+        if any(f.severity == "failing" for f in self.findings):
+            return ExitCode.CHECK_FAILING
+        if self.findings:
+            return ExitCode.CHECK_EXPIRING
+        return ExitCode.OK
+
+
+def _fix(token: Token, view: TokenView, *, login: bool) -> str:
+    definition = view.definition
+    if definition is not None and definition.kind is DefinitionKind.STATIC:
+        return shlex.join(["tokenctl", "renew", token.name, "--secret-stdin"])
+    words = ["tokenctl", "renew", token.name]
+    if login:
+        words.append("--login")
+    return shlex.join(words)
+
+
+def _assess(view: TokenView, now: datetime, within: timedelta) -> Finding | None:
+    token = view.token
+    status = view.status
+    oauth = view.definition is not None and view.definition.kind is DefinitionKind.OAUTH2
+    if token.secret_set_at is None:
+        return Finding(view, "failing", "no secret is stored", _fix(token, view, login=True))
+    if status in FAILING:
+        reason = {
+            Status.EXPIRED: "expired",
+            Status.INVALID: f"invalid: {token.invalid_reason or 'refused by the provider'}",
+            Status.INSUFFICIENT: "the grant lacks required scopes: "
+            + " ".join(
+                sorted(
+                    set(view.definition.required_scopes if view.definition else ())
+                    - set(token.granted_scopes or ())
+                )
+            ),
+        }[status]
+        return Finding(view, "failing", reason, _fix(token, view, login=True))
+    expiry = view.connection_expires_at
+    if expiry is not None and expiry - now <= within:
+        if token.has_refresh_token:
+            idle_end = None
+            if (
+                view.definition
+                and view.definition.lifetimes.refresh_token_idle
+                and (token.refreshed_at)
+            ):
+                idle_end = token.refreshed_at + view.definition.lifetimes.refresh_token_idle
+            # A refresh only helps against the inactivity limit, not a fixed end.
+            by_idle = idle_end is not None and idle_end == expiry
+            reason = (
+                "the refresh token dies unused at " if by_idle else "the refresh token expires at "
+            ) + f"{expiry:%Y-%m-%d %H:%M}Z"
+            return Finding(view, "expiring", reason, _fix(token, view, login=not by_idle))
+        what = "the token" if not oauth else "the access token (no refresh token)"
+        return Finding(
+            view,
+            "expiring",
+            f"{what} expires at {expiry:%Y-%m-%d %H:%M}Z",
+            _fix(token, view, login=oauth),
+        )
+    return None
+
+
+def run_check(
+    ctx: AppContext,
+    refs: Sequence[str] = (),
+    *,
+    within: timedelta | None = None,
+    definition: str | None = None,
+    probe: bool = False,
+) -> CheckReport:
+    """Assess every effective token (or those named); ``probe`` asks the providers too."""
+    window = within if within is not None else ctx.config.expiring_window
+    ctx.definitions  # noqa: B018 - a broken definitions file is an error, not a finding
+    tokens = [ctx.inventory.resolve(ref) for ref in refs] if refs else ctx.inventory.tokens()
+    if definition is not None:
+        tokens = [t for t in tokens if t.definition == definition]
+    effective = [t for t in tokens if t.is_effective]
+    if probe:
+        from tokenctl.services.oauth import probe_token
+
+        probed = []
+        for token in effective:
+            token_definition = ctx.definitions.get(token.definition)
+            if (
+                token_definition is not None
+                and token_definition.oauth2 is not None
+                and token.secret_set_at is not None
+            ):
+                token = probe_token(ctx, token, token_definition).token
+            probed.append(token)
+        effective = probed
+    now = ctx.now()
+    findings = []
+    for token in effective:
+        view = view_of(ctx, token, now)
+        finding = _assess(view, now, window)
+        if finding is not None:
+            findings.append(finding)
+    return CheckReport(
+        findings=findings,
+        checked=len(effective),
+        skipped_not_effective=len(tokens) - len(effective),
+        within=window,
+        now=now,
+    )
