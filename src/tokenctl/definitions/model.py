@@ -6,8 +6,9 @@ field is an error that names the file, the definition and the field.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
@@ -16,7 +17,21 @@ from tokenctl.errors import ConfigError, UsageError
 from tokenctl.timeutil import format_duration, parse_duration
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
-LOGIN_MODES = ("loopback", "paste", "device")
+LOGIN_MODES = ("loopback", "paste", "device", "relay")
+PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+#: OAuth settings that may contain {placeholders}, filled per token.
+TEMPLATED_FIELDS = (
+    "issuer",
+    "authorization_endpoint",
+    "token_endpoint",
+    "revocation_endpoint",
+    "userinfo_endpoint",
+    "introspection_endpoint",
+    "device_authorization_endpoint",
+    "probe_url",
+    "jwks_uri",
+    "tenants_url",
+)
 
 
 class DefinitionKind(StrEnum):
@@ -48,6 +63,11 @@ class OAuth2Settings:
     jwks_uri: str | None = None
     redirect_uri: str | None = None
     login_mode: str = "loopback"
+    callback_attributes: Mapping[str, str] = field(default_factory=dict)
+    probe_attributes: Mapping[str, str] = field(default_factory=dict)
+    tenants_url: str | None = None
+    tenant_id_field: str = "id"
+    tenant_name_field: str | None = None
 
     @property
     def effective_required_scopes(self) -> tuple[str, ...]:
@@ -63,6 +83,7 @@ class Lifetimes:
     refresh_token: timedelta | None = None
     refresh_token_idle: timedelta | None = None
     rotates_refresh_token: bool | None = None
+    refresh_margin: timedelta | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +101,10 @@ class Definition:
     pass_code_label: str = "pass code"  # noqa: S105 - a label, not a secret
     oauth2: OAuth2Settings | None = None
     lifetimes: Lifetimes = field(default_factory=Lifetimes)
+    setup: str | None = None
+    registration_url: str | None = None
+    documentation_url: str | None = None
+    placeholders: Mapping[str, str] = field(default_factory=dict)
     source: str = "built-in"
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
@@ -112,6 +137,11 @@ class Definition:
                 "jwks_uri": settings.jwks_uri,
                 "redirect_uri": settings.redirect_uri,
                 "login_mode": settings.login_mode,
+                "callback_attributes": dict(settings.callback_attributes),
+                "probe_attributes": dict(settings.probe_attributes),
+                "tenants_url": settings.tenants_url,
+                "tenant_id_field": settings.tenant_id_field,
+                "tenant_name_field": settings.tenant_name_field,
             }
         lifetimes = self.lifetimes
         return {
@@ -130,7 +160,12 @@ class Definition:
                 "refresh_token": _duration_or_none(lifetimes.refresh_token),
                 "refresh_token_idle": _duration_or_none(lifetimes.refresh_token_idle),
                 "rotates_refresh_token": lifetimes.rotates_refresh_token,
+                "refresh_margin": _duration_or_none(lifetimes.refresh_margin),
             },
+            "setup": self.setup,
+            "registration_url": self.registration_url,
+            "documentation_url": self.documentation_url,
+            "placeholders": dict(self.placeholders),
             "source": self.source,
         }
 
@@ -267,10 +302,25 @@ def parse_definition(name: str, table: Any, source: str) -> Definition:
         pass_code_label=reader.string("pass_code_label") or "pass code",
         oauth2=_parse_oauth2(source, name, oauth_table) if oauth_table is not None else None,
         lifetimes=_parse_lifetimes(source, name, lifetimes_table or {}),
+        setup=reader.string("setup"),
+        registration_url=reader.url("registration_url"),
+        documentation_url=reader.url("documentation_url"),
+        placeholders=reader.mapping("placeholders") or {},
         source=source,
         raw=table,
     )
     reader.reject_unknown()
+    for placeholder in definition.placeholders:
+        if not PLACEHOLDER.fullmatch("{" + placeholder + "}"):
+            raise reader.fail("placeholders", f"invalid placeholder name {placeholder!r}")
+    if definition.oauth2 is not None:
+        for field_name, value in _templated_values(definition.oauth2):
+            for used in PLACEHOLDER.findall(value):
+                if used not in definition.placeholders:
+                    raise reader.fail(
+                        f"oauth2.{field_name}",
+                        f"uses {{{used}}}, which is not declared in placeholders",
+                    )
     if kind is DefinitionKind.OAUTH2:
         settings = definition.oauth2
         if settings is None:
@@ -295,8 +345,8 @@ def _parse_oauth2(source: str, name: str, table: Mapping[str, Any]) -> OAuth2Set
     if login_mode not in LOGIN_MODES:
         raise reader.fail("login_mode", f"must be one of {', '.join(LOGIN_MODES)}")
     redirect_uri = reader.url("redirect_uri")
-    if login_mode == "paste" and redirect_uri is None:
-        raise reader.fail("redirect_uri", "is required for login_mode 'paste'")
+    if login_mode in ("paste", "relay") and redirect_uri is None:
+        raise reader.fail("redirect_uri", f"is required for login_mode {login_mode!r}")
     settings = OAuth2Settings(
         issuer=reader.url("issuer"),
         authorization_endpoint=reader.url("authorization_endpoint"),
@@ -316,6 +366,11 @@ def _parse_oauth2(source: str, name: str, table: Mapping[str, Any]) -> OAuth2Set
         jwks_uri=reader.url("jwks_uri"),
         redirect_uri=redirect_uri,
         login_mode=login_mode,
+        callback_attributes=reader.mapping("callback_attributes") or {},
+        probe_attributes=reader.mapping("probe_attributes") or {},
+        tenants_url=reader.url("tenants_url"),
+        tenant_id_field=reader.string("tenant_id_field") or "id",
+        tenant_name_field=reader.string("tenant_name_field"),
     )
     reader.reject_unknown()
     return settings
@@ -328,6 +383,46 @@ def _parse_lifetimes(source: str, name: str, table: Mapping[str, Any]) -> Lifeti
         refresh_token=reader.duration("refresh_token"),
         refresh_token_idle=reader.duration("refresh_token_idle"),
         rotates_refresh_token=reader.boolean("rotates_refresh_token", None),
+        refresh_margin=reader.duration("refresh_margin"),
     )
     reader.reject_unknown()
     return lifetimes
+
+
+def _templated_values(settings: OAuth2Settings) -> list[tuple[str, str]]:
+    values = [(name, getattr(settings, name)) for name in TEMPLATED_FIELDS]
+    values += [(f"authorize_params.{k}", v) for k, v in settings.authorize_params.items()]
+    return [(name, value) for name, value in values if isinstance(value, str)]
+
+
+def fill_placeholders(definition: Definition, values: Mapping[str, str]) -> Definition:
+    """The definition with its ``{placeholders}`` filled from ``values`` (a token's).
+
+    A missing value is a usage error that names the flag which supplies it.
+    """
+    if definition.oauth2 is None or not definition.placeholders:
+        return definition
+    missing = sorted(name for name in definition.placeholders if not values.get(name))
+    used = {
+        p for _, value in _templated_values(definition.oauth2) for p in PLACEHOLDER.findall(value)
+    }
+    missing = [name for name in missing if name in used]
+    if missing:
+        name = missing[0]
+        raise UsageError(
+            f"definition {definition.name!r} needs a value for {{{name}}}: "
+            f"{definition.placeholders[name]}",
+            hint=f"pass --param {name}=VALUE",
+        )
+
+    def fill(text: str) -> str:
+        return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
+
+    settings = definition.oauth2
+    changes: dict[str, Any] = {
+        name: fill(getattr(settings, name))
+        for name in TEMPLATED_FIELDS
+        if isinstance(getattr(settings, name), str)
+    }
+    changes["authorize_params"] = {k: fill(v) for k, v in settings.authorize_params.items()}
+    return replace(definition, oauth2=replace(settings, **changes))
