@@ -352,3 +352,24 @@ def test_oauth_secrets_reach_only_the_real_keyring(tmp_path, oidc, real_keyring)
     for value in values:
         for text in texts:
             assert value not in text
+
+
+def test_device_polling_gives_up_at_the_timeout(monkeypatch):
+    from tokenctl.oauth import provider
+
+    def pending(credentials, endpoints, device):  # type: ignore[no-untyped-def]
+        raise provider.OAuthFailure("authorization_pending", None)
+
+    monkeypatch.setattr(provider, "_fetch_device_token", pending)
+    device = provider.DeviceAuthorization("d", "CODE", "https://x/device", None, 600, 1)
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    with pytest.raises(provider.AuthorizationError, match="no approval arrived within 3 s"):
+        provider.poll_device_token(
+            provider.ClientCredentials("c"), provider.Endpoints(None, None, "https://x/token"),
+            device, sleep=sleep, clock=lambda: now[0], timeout=3,
+        )
+    assert now[0] == 4  # polled at 1, 2, 3 s, then gave up

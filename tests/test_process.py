@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import ast
+import os
 import sqlite3
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import typer.main
+from typer import _click
+from typer._coercion import build_runtime_param
 
 import tokenctl
 from tests.proc import tokenctl as run
+from tokenctl.cli.app import STDOUT_CLOSED, build_app
 from tokenctl.errors import InventoryError
 from tokenctl.inventory.sqlite import SCHEMA_VERSION, SqliteInventory
+from tokenctl.models import Actor, Token
 
 SRC = Path(tokenctl.__file__).parent
-HEAVY = ("authlib", "httpx2", "httpx", "keyring", "secretstorage", "jeepney")
+HEAVY = ("authlib", "httpx2", "httpx", "keyring", "secretstorage", "jeepney", "pydantic")
 
 
 def test_console_script_and_module_both_run(tmp_path):
@@ -38,7 +45,14 @@ def test_list_does_not_import_heavy_modules(tmp_path):
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}), file=sys.stderr)\n"
     )
-    for args in (["list", "--json"], ["show", "x"], ["definitions"]):
+    for args in (
+        ["list", "--json"],
+        ["list"],
+        ["--home", str(tmp_path / "h"), "list", "--status", "valid", "--state", "effective"],
+        ["show", "x"],
+        ["definitions"],
+        ["definitions", "show", "api-key"],
+    ):
         code_for = code.replace("'list', '--json'", ", ".join(repr(a) for a in args))
         result = subprocess.run(
             [sys.executable, "-c", code_for],
@@ -100,3 +114,158 @@ def test_empty_file_is_migrated_to_the_current_schema(tmp_path):
     assert inventory.describe()["schema_version"] == SCHEMA_VERSION
     assert inventory.describe()["journal_mode"] == "wal"
     assert inventory.check_integrity() == []
+
+
+# -- Typer's coercion without pydantic (see cli/app.py) ---------------------------------
+
+
+def _command_params():
+    """(context, parameter) for every parameter of the CLI, -h/--help included."""
+    found = []
+
+    def walk(command, parent):
+        ctx = _click.Context(command, parent=parent, **command.context_settings)
+        help_option = command.get_help_option(ctx)
+        for param in [*command.params, *([help_option] if help_option else [])]:
+            found.append((ctx, param))
+        for sub in getattr(command, "commands", {}).values():
+            walk(sub, ctx)
+
+    walk(typer.main.get_command(build_app()), None)
+    return found
+
+
+def _coerced(runtime, value, param, ctx):
+    try:
+        result = runtime.coerce(value, param=param, ctx=ctx)
+    except Exception as error:
+        message = error.format_message() if isinstance(error, _click.ClickException) else ""
+        return ("raised", type(error), message)
+    return ("returned", type(result), result)
+
+
+def test_fast_coercion_covers_the_overview_parameters():
+    fast = {
+        (ctx.command.name, param.name)
+        for ctx, param in _command_params()
+        if type(param._runtime_param).__name__ == "_FastCoercion"
+    }
+    for name in ("home", "debug", "version", "help"):
+        assert ("", name) in fast or ("tokenctl", name) in fast or (None, name) in fast, name
+    for name in ("status", "definition", "state", "as_json", "help"):
+        assert ("list", name) in fast
+
+
+def test_fast_coercion_agrees_with_typer(tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    strings = [
+        "",
+        " ",
+        "valid",
+        "VALID",
+        "Valid",
+        "bogus",
+        "effective",
+        "not_effective",
+        "not-effective",
+        "api-key",
+        "-",
+        "a\x00b",
+        "\udcff",
+        "é",
+        "x" * 300,
+        str(tmp_path),
+        str(a_file),
+        str(tmp_path / "missing"),
+        "~/x",
+        "../x",
+    ]
+    values = [None, True, False, 0, 1.5, b"valid", *strings]
+    checked = 0
+    for ctx, param in _command_params():
+        runtime = param._runtime_param
+        if type(runtime).__name__ != "_FastCoercion":
+            continue
+        multi = param.multiple or param.nargs == -1
+        cases = values + ([(), ("valid", "expired"), ["bogus"], tuple(strings)] if multi else [])
+        for value in cases:
+            typer_own = build_runtime_param(param.type_descriptor)
+            expected = _coerced(typer_own, value, param, ctx)
+            assert _coerced(runtime, value, param, ctx) == expected, (param.name, value)
+            checked += 1
+    assert checked > 300
+
+
+# -- stdout closed by its reader (`tokenctl list | head -1`) -----------------------------
+
+
+def _fill(home: Path, count: int) -> None:
+    inventory = SqliteInventory(home / "inventory.sqlite3")
+    inventory._connection.execute("PRAGMA synchronous = OFF")  # throw-away data
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    try:
+        for index in range(count):
+            token = Token(
+                number=0,
+                name=f"t{index:05d}",
+                authentication_code=f"CODE-{index:05d}",
+                definition="api-key",
+                secret_ref=f"ref-{index}",
+                description=f"token number {index} for the pipe test " * 2,
+                expires_at=now + timedelta(days=index),
+            )
+            inventory.add(token, Actor(user="test", unit="test"), now)
+    finally:
+        inventory.close()
+
+
+@pytest.fixture(scope="module")
+def big_home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("big") / "home"
+    home.mkdir()
+    _fill(home, 1500)  # ~200 kB of output, more than a pipe holds
+    return home
+
+
+@pytest.mark.parametrize("args", [["list"], ["list", "--json"]])
+def test_reader_closing_stdout_early_is_quiet(big_home, args):
+    """`tokenctl list | head -c 100`: no "internal error", no traceback, exit 141."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tokenctl", *args],
+        bufsize=0,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={"TOKENCTL_HOME": str(big_home), "PATH": "/usr/bin:/bin"},
+    )
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.read(100)  # like head -c 100: a little, then close
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    process.stderr.close()
+    assert process.wait(timeout=60) == STDOUT_CLOSED == 141
+    assert stderr == ""
+
+
+@pytest.mark.parametrize("count", [1, 300])
+@pytest.mark.parametrize("args", [["list"], ["list", "--json"], ["definitions"]])
+def test_stdout_closed_before_any_output_is_quiet(tmp_path, count, args):
+    """The reader is gone before tokenctl writes: the error comes in a write or at exit."""
+    home = tmp_path / "h"
+    home.mkdir()
+    _fill(home, count)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "tokenctl", *args],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            env={"TOKENCTL_HOME": str(home), "PATH": "/usr/bin:/bin"},
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert result.returncode == 141
+    assert result.stderr.decode() == ""

@@ -34,6 +34,11 @@ def command(
     paste: bool = opts.PASTE,
     reuse_session: bool = opts.REUSE_SESSION,
     timeout: float = opts.TIMEOUT,
+    param: list[str] = typer.Option(
+        [], "--param", help="A value for the definition's placeholders: KEY=VALUE (repeatable)."
+    ),
+    relay: bool = opts.RELAY,
+    tenant: str | None = opts.TENANT,
     yes: bool = opts.YES,
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -53,6 +58,8 @@ def command(
             reuse_session=reuse_session,
             timeout=timeout,
             yes=yes,
+            relay=relay,
+            tenant=tenant,
         )
     )
     request = AddRequest(
@@ -65,5 +72,18 @@ def command(
         expires_in=parse_duration(expires_in) if expires_in else None,
         secret_from_stdin=secret_stdin,
         login=login,
+        params=_params(param),
     )
     render_added(app_ctx.io, add_token(app_ctx, request), as_json=as_json)
+
+
+def _params(pairs: list[str]) -> dict[str, str]:
+    from tokenctl.errors import UsageError
+
+    params: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise UsageError(f"invalid --param {pair!r}", hint="write --param KEY=VALUE")
+        params[key.strip()] = value.strip()
+    return params

@@ -133,6 +133,23 @@ def remove_command(
     render_definition_removed(app_ctx.io, remove_definition(app_ctx, name, force=force))
 
 
+def relay_page_command(
+    port: int | None = typer.Option(
+        None,
+        "--port",
+        min=1024,
+        max=65535,
+        help="A fixed listener port (the definition's redirect_port) instead of the state's.",
+    ),
+) -> None:
+    """Print the static HTML page to host at a registered HTTPS redirect URI (relay mode)."""
+    import sys
+
+    from tokenctl.oauth.relay import relay_page
+
+    sys.stdout.write(relay_page(port))
+
+
 def build() -> typer.Typer:
     """The ``definitions`` sub-application."""
     group = typer.Typer(invoke_without_command=True, no_args_is_help=False, rich_markup_mode=None)
@@ -142,4 +159,5 @@ def build() -> typer.Typer:
     group.command("add")(add_command)
     group.command("remove")(remove_command)
     group.command("configure")(configure_command)
+    group.command("relay-page")(relay_page_command)
     return group

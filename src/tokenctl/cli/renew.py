@@ -38,6 +38,8 @@ def command(
     paste: bool = opts.PASTE,
     reuse_session: bool = opts.REUSE_SESSION,
     timeout: float = opts.TIMEOUT,
+    relay: bool = opts.RELAY,
+    tenant: str | None = opts.TENANT,
     yes: bool = opts.YES,
     secret_stdin: bool = typer.Option(
         False, "--secret-stdin", help="Static tokens: read the new pass code from stdin."
@@ -59,7 +61,7 @@ def command(
     if all_tokens:
         from tokenctl.errors import UsageError
 
-        if ref is not None or login or device or paste:
+        if ref is not None or login or device or paste or relay:
             raise UsageError("--all refreshes without a browser; give no REF and no login flag")
         _renew_all(app_ctx, within, definition, concurrency, as_json)
         return
@@ -74,12 +76,14 @@ def command(
         reuse_session=reuse_session,
         timeout=timeout,
         yes=yes,
+        relay=relay,
+        tenant=tenant,
     )
     result = renew_token(
         app_ctx,
         ref,
         login=options,
-        force_login=login or device or paste,
+        force_login=login or device or paste or relay,
         allow_account_change=allow_account_change,
         secret_from_stdin=secret_stdin,
         expires_at=parse_time(expires_at) if expires_at else None,

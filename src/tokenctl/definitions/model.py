@@ -68,6 +68,7 @@ class OAuth2Settings:
     tenants_url: str | None = None
     tenant_id_field: str = "id"
     tenant_name_field: str | None = None
+    max_concurrent_requests: int | None = None
 
     @property
     def effective_required_scopes(self) -> tuple[str, ...]:
@@ -142,6 +143,7 @@ class Definition:
                 "tenants_url": settings.tenants_url,
                 "tenant_id_field": settings.tenant_id_field,
                 "tenant_name_field": settings.tenant_name_field,
+                "max_concurrent_requests": settings.max_concurrent_requests,
             }
         lifetimes = self.lifetimes
         return {
@@ -371,6 +373,7 @@ def _parse_oauth2(source: str, name: str, table: Mapping[str, Any]) -> OAuth2Set
         tenants_url=reader.url("tenants_url"),
         tenant_id_field=reader.string("tenant_id_field") or "id",
         tenant_name_field=reader.string("tenant_name_field"),
+        max_concurrent_requests=reader.integer("max_concurrent_requests", 1, 64),
     )
     reader.reject_unknown()
     return settings

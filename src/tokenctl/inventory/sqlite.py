@@ -147,15 +147,65 @@ def _encode(column: str, value: Any) -> Any:
 
 
 def _token_from_row(row: Sequence[Any]) -> Token:
-    values = dict(zip(_COLUMNS, row, strict=True))
-    for column in _TIME_COLUMNS:
-        values[column] = from_iso(values[column])
-    scopes = values["granted_scopes"]
-    values["granted_scopes"] = None if scopes is None else tuple(json.loads(scopes))
-    values["attributes"] = json.loads(values["attributes"])
-    values["state"] = LifecycleState(values["state"])
-    values["has_refresh_token"] = bool(values["has_refresh_token"])
-    return Token(**values)
+    # Hot: `list` decodes every token. Naming each column, and skipping the decoders for
+    # NULL and "{}", is ~1.5x faster than a dict of the columns. A column added to
+    # _COLUMNS but not here fails loudly.
+    (
+        number,
+        name,
+        authentication_code,
+        definition,
+        secret_ref,
+        description,
+        identifier,
+        account,
+        state,
+        expires_at,
+        refresh_expires_at,
+        granted_scopes,
+        secret_set_at,
+        invalid_at,
+        invalid_reason,
+        attributes,
+        created_at,
+        created_by,
+        created_unit,
+        updated_at,
+        updated_by,
+        updated_unit,
+        has_refresh_token,
+        refreshed_at,
+        probed_at,
+        probe_result,
+    ) = row
+    return Token(
+        number=number,
+        name=name,
+        authentication_code=authentication_code,
+        definition=definition,
+        secret_ref=secret_ref,
+        description=description,
+        identifier=identifier,
+        account=account,
+        state=LifecycleState(state),
+        expires_at=None if expires_at is None else from_iso(expires_at),
+        refresh_expires_at=None if refresh_expires_at is None else from_iso(refresh_expires_at),
+        granted_scopes=None if granted_scopes is None else tuple(json.loads(granted_scopes)),
+        secret_set_at=None if secret_set_at is None else from_iso(secret_set_at),
+        invalid_at=None if invalid_at is None else from_iso(invalid_at),
+        invalid_reason=invalid_reason,
+        attributes={} if attributes == "{}" else json.loads(attributes),
+        created_at=None if created_at is None else from_iso(created_at),
+        created_by=created_by,
+        created_unit=created_unit,
+        updated_at=None if updated_at is None else from_iso(updated_at),
+        updated_by=updated_by,
+        updated_unit=updated_unit,
+        has_refresh_token=bool(has_refresh_token),
+        refreshed_at=None if refreshed_at is None else from_iso(refreshed_at),
+        probed_at=None if probed_at is None else from_iso(probed_at),
+        probe_result=probe_result,
+    )
 
 
 class SqliteInventory:

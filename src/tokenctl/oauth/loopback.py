@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -82,6 +82,10 @@ class LoopbackListener:
         self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def expect_state(self, state: str) -> None:
+        """Set the state to expect (it may embed the port, known only once bound)."""
+        self._check = replace(self._check, state=state)
 
     @property
     def port(self) -> int:

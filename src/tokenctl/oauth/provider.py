@@ -316,6 +316,12 @@ def introspect(credentials: ClientCredentials, endpoints: Endpoints, token: str)
 
 
 def bearer_get(url: str, access_token: str) -> tuple[int, Mapping[str, Any] | None]:
+    """GET ``url`` with the access token; returns the status and the JSON object if any."""
+    status, body = bearer_get_any(url, access_token)
+    return status, body if isinstance(body, dict) else None
+
+
+def bearer_get_any(url: str, access_token: str) -> tuple[int, Any]:
     """GET ``url`` with the access token; returns the status and the JSON body if any."""
     import httpx2
 
@@ -328,7 +334,7 @@ def bearer_get(url: str, access_token: str) -> tuple[int, Mapping[str, Any] | No
         body = response.json()
     except ValueError:
         body = None
-    return response.status_code, body if isinstance(body, dict) else None
+    return response.status_code, body
 
 
 def validate_id_token(
@@ -449,15 +455,22 @@ def poll_device_token(
     sleep: Callable[[float], None],
     clock: Callable[[], float],
     on_wait: Callable[[int], None] | None = None,
+    timeout: float | None = None,
 ) -> Mapping[str, Any]:
-    """Poll the token endpoint (RFC 8628 §3.4-3.5) until approved, denied or expired."""
+    """Poll the token endpoint (RFC 8628 §3.4-3.5) until approved, denied or expired.
+
+    ``timeout`` (seconds) ends the wait earlier than the device code's own expiry.
+    """
     interval = max(device.interval, 1)
-    deadline = clock() + device.expires_in
+    limit = device.expires_in if timeout is None else min(device.expires_in, timeout)
+    deadline = clock() + limit
     while True:
         sleep(interval)
         if clock() > deadline:
             raise AuthorizationError(
-                "the device code expired before the login was approved",
+                f"no approval arrived within {int(limit)} s; the device login was given up"
+                if limit < device.expires_in
+                else "the device code expired before the login was approved",
                 hint="start the login again",
             )
         try:

@@ -10,6 +10,22 @@ from tokenctl.iostreams import IOStreams
 #: Version of every ``--json`` document; bumped only for incompatible changes.
 SCHEMA_VERSION = 1
 
+#: `write_data` hands stdout at most this much at a time (the capacity of a Linux pipe).
+WRITE_CHUNK = 64 * 1024
+
+
+def write_data(io: IOStreams, text: str) -> None:
+    """Write a large text to stdout in pieces of at most `WRITE_CHUNK` characters.
+
+    One write call for all of it is fastest, but when stdout is unbuffered (e.g.
+    PYTHONUNBUFFERED=1) and its reader goes away midway, the write ends short with no
+    error, the rest is dropped and tokenctl exits 0. Piece by piece, the next piece
+    fails with BrokenPipeError (exit 141, see docs/exit-codes.md); and when stdout is
+    unbuffered, a few large writes are much cheaper than one per line.
+    """
+    for start in range(0, len(text), WRITE_CHUNK):
+        io.write(text[start : start + WRITE_CHUNK])
+
 
 def write_json(io: IOStreams, kind: str, payload: Any) -> None:
     """Write one ``--json`` document: ``{"schema_version": 1, kind: payload}``.
@@ -23,7 +39,7 @@ def write_json(io: IOStreams, kind: str, payload: Any) -> None:
         text = json.dumps(document, indent=2, ensure_ascii=False)
     else:
         text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
-    io.write(text + "\n")
+    write_data(io, text + "\n")
 
 
 def plain_row(values: list[str | None]) -> str:

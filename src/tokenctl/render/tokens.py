@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from tokenctl.iostreams import IOStreams
 from tokenctl.models import HistoryEvent, Status
-from tokenctl.render import plain_row, write_json
+from tokenctl.render import plain_row, write_data, write_json
 from tokenctl.timeutil import relative, to_iso
 
 if TYPE_CHECKING:
@@ -99,6 +99,23 @@ def _expires(view: TokenView, now: datetime) -> str:
     return f"{expires:%Y-%m-%d %H:%M} ({relative(expires, now)})"
 
 
+def _plain_line(view: TokenView) -> str:
+    """One token of the overview in a pipe: tab-separated, no header."""
+    token = view.token
+    return plain_row(
+        [
+            str(token.number),
+            token.name,
+            view.type_title,
+            token.description,
+            token.account or token.identifier,
+            view.status.value,
+            to_iso(token.expires_at),
+            token.state.value,
+        ]
+    )
+
+
 def render_listing(io: IOStreams, listing: TokenListing, *, as_json: bool) -> None:
     """The overview, as JSON, a rich table (TTY) or tab-separated lines (pipe)."""
     if as_json:
@@ -111,22 +128,7 @@ def render_listing(io: IOStreams, listing: TokenListing, *, as_json: bool) -> No
             io.status(f"No tokens match ({listing.total} in total; drop the filters to see them).")
         return
     if not io.stdout_tty:
-        for view in listing.views:
-            token = view.token
-            io.write(
-                plain_row(
-                    [
-                        str(token.number),
-                        token.name,
-                        view.type_title,
-                        token.description,
-                        token.account or token.identifier,
-                        view.status.value,
-                        to_iso(token.expires_at),
-                        token.state.value,
-                    ]
-                )
-            )
+        write_data(io, "".join([_plain_line(view) for view in listing.views]))
         return
     from rich.table import Table
     from rich.text import Text

@@ -56,7 +56,9 @@ def current_access_token(ctx: AppContext, ref: str) -> str:
                 hint=f"run `tokenctl renew {token.name} --secret-stdin`",
             )
         return stored.pass_code
-    due = token.expires_at is not None and token.expires_at - ctx.now() <= REFRESH_MARGIN
+    # Some providers limit token calls (Exact Online: refresh only in the last ~30 s).
+    margin = definition.lifetimes.refresh_margin or REFRESH_MARGIN
+    due = token.expires_at is not None and token.expires_at - ctx.now() <= margin
     if due:
         try:
             token = refresh_token(ctx, token, definition).token

@@ -156,32 +156,42 @@ async def _renew_all(
 ) -> list[BulkItem]:
     from authlib.integrations.httpx_client import AsyncOAuth2Client
 
+    from tokenctl.definitions.model import fill_placeholders
     from tokenctl.oauth.provider import HTTP_TIMEOUT, resolve_endpoints
     from tokenctl.services.oauth import client_credentials
 
     overall = asyncio.Semaphore(concurrency)
     per_host: dict[str, asyncio.Semaphore] = {}
-    clients: dict[str, tuple[Any, str]] = {}
+    clients: dict[str, Any] = {}
+    token_endpoints: dict[int, str] = {}
+    resolved: dict[tuple[str, str | None, str | None], str] = {}
     try:
-        for _, definition in selected:
-            if definition.name in clients:
-                continue
-            credentials = client_credentials(ctx, definition)
-            endpoints = resolve_endpoints(definition)
-            clients[definition.name] = (
-                AsyncOAuth2Client(
+        for token, definition in selected:
+            if definition.name not in clients:
+                credentials = client_credentials(ctx, definition)
+                clients[definition.name] = AsyncOAuth2Client(
                     client_id=credentials.client_id,
                     client_secret=credentials.client_secret,
                     token_endpoint_auth_method=credentials.auth_method,
                     timeout=HTTP_TIMEOUT,
-                ),
-                endpoints.token_endpoint,
-            )
+                )
+            # Placeholders (tenant, environment) may give each token its own endpoint;
+            # discovery runs once per distinct issuer, not once per token.
+            filled = fill_placeholders(definition, token.attributes)
+            settings = filled.oauth2
+            assert settings is not None
+            key = (definition.name, settings.issuer, settings.token_endpoint)
+            if key not in resolved:
+                resolved[key] = resolve_endpoints(filled).token_endpoint
+            token_endpoints[token.number] = resolved[key]
 
         async def run(token: Token, definition: Definition) -> BulkItem:
-            client, endpoint = clients[definition.name]
+            client = clients[definition.name]
+            endpoint = token_endpoints[token.number]
             host = urlsplit(endpoint).netloc
-            host_limit = per_host.setdefault(host, asyncio.Semaphore(min(PER_HOST, concurrency)))
+            settings = definition.oauth2
+            limit = (settings.max_concurrent_requests if settings else None) or PER_HOST
+            host_limit = per_host.setdefault(host, asyncio.Semaphore(min(limit, concurrency)))
             async with overall, host_limit:
                 try:
                     item = await _refresh_one(ctx, token, definition, client, endpoint)
@@ -192,7 +202,7 @@ async def _renew_all(
 
         return list(await asyncio.gather(*(run(t, d) for t, d in selected)))
     finally:
-        for client, _ in clients.values():
+        for client in clients.values():
             await client.aclose()
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import secrets as random_source
 import shlex
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -40,6 +40,7 @@ class LoginResult:
     issuer: str | None
     endpoints: Endpoints
     credentials: ClientCredentials
+    attributes: dict[str, str]
 
 
 class NeedsLogin(AuthorizationError):  # noqa: N818 - reads as a state
@@ -167,21 +168,37 @@ def _loopback_code(
     scopes: tuple[str, ...],
     nonce: str | None,
     finish: list[Any],
-) -> tuple[str, str, str]:
-    """Run the browser flow; returns (code, verifier, redirect_uri)."""
+    *,
+    relay: bool = False,
+) -> tuple[str, str, str, dict[str, str]]:
+    """Run the browser flow; returns (code, verifier, redirect_uri, callback parameters).
+
+    In relay mode the provider redirects to the organisation's HTTPS relay page, which
+    forwards the query to this listener; the port travels at the front of the state.
+    """
     from tokenctl.oauth.loopback import CallbackCheck, LoopbackListener
     from tokenctl.oauth.pages import failure_page
     from tokenctl.oauth.provider import authorization_url
 
-    state = random_source.token_urlsafe(24)
-    verifier = random_source.token_urlsafe(64)
-    check = CallbackCheck(state, endpoints.issuer, endpoints.iss_parameter_supported)
-    listener = LoopbackListener(check, port=settings.redirect_port or 0).start()
+    listener = LoopbackListener(
+        CallbackCheck("", endpoints.issuer, endpoints.iss_parameter_supported),
+        port=settings.redirect_port or 0,
+    )
+    random_part = random_source.token_urlsafe(24)
+    state = f"{listener.port}.{random_part}" if relay else random_part
+    listener.expect_state(state)
+    listener.start()
     finish.append(listener)
+    verifier = random_source.token_urlsafe(64)
+    redirect_uri = listener.redirect_uri
+    if relay:
+        if not settings.redirect_uri:
+            raise ConfigError("relay mode needs the definition's oauth2.redirect_uri")
+        redirect_uri = settings.redirect_uri
     url = authorization_url(
         credentials,
         endpoints,
-        redirect_uri=listener.redirect_uri,
+        redirect_uri=redirect_uri,
         scopes=scopes,
         state=state,
         code_verifier=verifier,
@@ -189,6 +206,8 @@ def _loopback_code(
     )
     io = ctx.io
     io.status(f"Listening for the login on {listener.redirect_uri}")
+    if relay:
+        io.status(f"The provider returns to {redirect_uri}, which forwards to this listener.")
     if options.open_browser:
         io.status("Opening the browser. If it does not open, visit this URL:")
         io.status(url)
@@ -219,7 +238,7 @@ def _loopback_code(
             )
         raise OAuthFailure(callback.error, description)
     assert callback.code is not None
-    return callback.code, verifier, listener.redirect_uri
+    return callback.code, verifier, redirect_uri, callback.params
 
 
 def _paste_code(
@@ -230,7 +249,7 @@ def _paste_code(
     options: LoginOptions,
     scopes: tuple[str, ...],
     nonce: str | None,
-) -> tuple[str, str, str]:
+) -> tuple[str, str, str, dict[str, str]]:
     """Redirect to the registered HTTPS URI; the user pastes the redirected URL back."""
     from tokenctl.oauth.loopback import CallbackCheck, check_callback
     from tokenctl.oauth.provider import authorization_url
@@ -281,7 +300,106 @@ def _paste_code(
         )
     if params.get("error"):
         raise OAuthFailure(params["error"], params.get("error_description"))
-    return params["code"], verifier, redirect_uri
+    return params["code"], verifier, redirect_uri, params
+
+
+def _dig(document: Any, path: str) -> str | None:
+    """The value at a dotted path (``d.results.0.CurrentDivision``) of a JSON document."""
+    current = document
+    for part in path.split("."):
+        if isinstance(current, list) and part.isdigit() and int(part) < len(current):
+            current = current[int(part)]
+        elif isinstance(current, dict) and part in current:
+            current = current[part]
+        else:
+            return None
+    if isinstance(current, (str, int, float)) and not isinstance(current, bool):
+        return str(current)
+    return None
+
+
+def _choose_tenant(
+    ctx: AppContext, settings: OAuth2Settings, tenants: list[Any], wanted: str | None
+) -> dict[str, str]:
+    """Pick the tenant (organisation, administration) the token is recorded for."""
+    choices = []
+    for item in tenants:
+        tenant_id = _dig(item, settings.tenant_id_field)
+        if tenant_id is None:
+            continue
+        name = _dig(item, settings.tenant_name_field) if settings.tenant_name_field else None
+        choices.append((tenant_id, name or tenant_id))
+    if not choices:
+        ctx.io.warn("the provider lists no tenant this token can use")
+        return {}
+    if wanted is not None:
+        for tenant_id, name in choices:
+            if wanted in (tenant_id, name):
+                return {"tenant_id": tenant_id, "tenant": name}
+        raise UsageError(
+            f"tenant {wanted!r} is not among those the login can use: "
+            + ", ".join(name for _, name in choices)
+        )
+    if len(choices) == 1:
+        tenant_id, name = choices[0]
+        return {"tenant_id": tenant_id, "tenant": name}
+    if ctx.io.can_prompt:
+        for index, (_, name) in enumerate(choices, 1):
+            ctx.io.status(f"  {index}. {name}")
+        ctx.io.stderr.write("Record the token for which tenant? [1]: ")
+        ctx.io.stderr.flush()
+        answer = ctx.io.stdin.readline().strip() or "1"
+        if answer.isdigit() and 1 <= int(answer) <= len(choices):
+            tenant_id, name = choices[int(answer) - 1]
+            return {"tenant_id": tenant_id, "tenant": name}
+        raise UsageError(f"no tenant number {answer!r}", hint="pass --tenant ID")
+    ctx.io.warn(
+        f"the login can use {len(choices)} tenants; recorded them all. Pass --tenant ID to "
+        "record one."
+    )
+    return {"tenants": ", ".join(name for _, name in choices)}
+
+
+def _login_attributes(
+    ctx: AppContext,
+    settings: OAuth2Settings,
+    grant: Grant,
+    callback: Mapping[str, str],
+    options: LoginOptions,
+) -> dict[str, str]:
+    """Per-provider facts recorded on the token: callback values, who-am-I, tenant."""
+    from tokenctl.oauth.provider import bearer_get
+
+    attributes = {
+        attribute: callback[param]
+        for param, attribute in settings.callback_attributes.items()
+        if callback.get(param)
+    }
+    if settings.probe_attributes and settings.probe_url:
+        status, body = bearer_get(settings.probe_url, grant.access_token)
+        if 200 <= status < 300 and body is not None:
+            for attribute, path in settings.probe_attributes.items():
+                value = _dig(body, path)
+                if value is not None:
+                    attributes[attribute] = value
+    if settings.tenants_url:
+        status, listing = bearer_get_list(settings.tenants_url, grant.access_token)
+        if status == 200:
+            attributes.update(_choose_tenant(ctx, settings, listing, options.tenant))
+        else:
+            ctx.io.warn(f"could not list tenants ({settings.tenants_url} answered {status})")
+    return attributes
+
+
+def bearer_get_list(url: str, access_token: str) -> tuple[int, list[Any]]:
+    """GET a JSON list (or an object holding one list) with the access token."""
+    from tokenctl.oauth.provider import bearer_get_any
+
+    status, body = bearer_get_any(url, access_token)
+    if isinstance(body, dict):
+        lists = [value for value in body.values() if isinstance(value, list)]
+        body = lists[0] if len(lists) == 1 else []
+    return status, body if isinstance(body, list) else []
 
 
 def interactive_login(
@@ -291,8 +409,16 @@ def interactive_login(
     token_name: str,
     expected_account: str | None,
     options: LoginOptions,
+    params: Mapping[str, str] | None = None,
+    on_success: Callable[[LoginResult], None] | None = None,
 ) -> LoginResult:
-    """Obtain a new grant by an interactive login, and say whose it is."""
+    """Obtain a new grant by an interactive login, and say whose it is.
+
+    ``params`` fill the definition's placeholders (tenant, environment, ...).
+    ``on_success`` checks and stores the result before the browser is told it worked;
+    a :class:`TokenctlError` from it becomes the browser's failure page.
+    """
+    from tokenctl.definitions.model import fill_placeholders
     from tokenctl.oauth.pages import failure_page, success_page
     from tokenctl.oauth.provider import (
         exchange_code,
@@ -302,6 +428,7 @@ def interactive_login(
         start_device_authorization,
     )
 
+    definition = fill_placeholders(definition, params or {})
     settings = oauth_settings(definition)
     mode = options.mode or settings.login_mode
     if mode not in LOGIN_MODES:
@@ -314,6 +441,7 @@ def interactive_login(
     nonce = random_source.token_urlsafe(16) if "openid" in scopes and mode != "device" else None
     _warn_before_login(ctx, definition, expected_account, options)
     listeners: list[Any] = []
+    callback: dict[str, str] = {}
     try:
         if mode == "device":
             device = start_device_authorization(credentials, endpoints, scopes)
@@ -323,16 +451,29 @@ def interactive_login(
             if options.open_browser:
                 ctx.open_browser(device.verification_uri_complete or device.verification_uri)
             response = poll_device_token(
-                credentials, endpoints, device, sleep=ctx.sleep, clock=ctx.monotonic
+                credentials,
+                endpoints,
+                device,
+                sleep=ctx.sleep,
+                clock=ctx.monotonic,
+                timeout=options.timeout,
             )
         else:
             if mode == "paste":
-                code, verifier, redirect_uri = _paste_code(
+                code, verifier, redirect_uri, callback = _paste_code(
                     ctx, settings, credentials, endpoints, options, scopes, nonce
                 )
             else:
-                code, verifier, redirect_uri = _loopback_code(
-                    ctx, settings, credentials, endpoints, options, scopes, nonce, listeners
+                code, verifier, redirect_uri, callback = _loopback_code(
+                    ctx,
+                    settings,
+                    credentials,
+                    endpoints,
+                    options,
+                    scopes,
+                    nonce,
+                    listeners,
+                    relay=mode == "relay",
                 )
             response = exchange_code(
                 credentials,
@@ -343,9 +484,17 @@ def interactive_login(
             )
         grant = grant_from_response(response, ctx.now(), scopes, settings)
         account, subject = _identify(ctx, grant, endpoints, credentials, nonce)
+        attributes = _login_attributes(ctx, settings, grant, callback, options)
+        attributes.update({k: v for k, v in (params or {}).items() if v})
+        result = LoginResult(
+            grant, account, subject, endpoints.issuer, endpoints, credentials, attributes
+        )
+        # The browser hears "retrieved" only once the caller has checked and stored it.
+        if on_success is not None:
+            on_success(result)
         for listener in listeners:
             listener.finish(success_page(token_name, account, definition.title))
-        return LoginResult(grant, account, subject, endpoints.issuer, endpoints, credentials)
+        return result
     except TokenctlError as error:
         for listener in listeners:
             listener.finish(failure_page(error.message))
@@ -398,13 +547,18 @@ def missing_scopes(grant: Grant, definition: Definition) -> list[str]:
 
 
 def revoke_grant(
-    ctx: AppContext, definition: Definition, secrets: TokenSecrets, endpoints: Endpoints | None
+    ctx: AppContext,
+    definition: Definition,
+    secrets: TokenSecrets,
+    endpoints: Endpoints | None,
+    params: Mapping[str, str] | None = None,
 ) -> tuple[bool, str]:
     """Revoke a grant at the provider (refresh token first); never raises for the provider."""
+    from tokenctl.definitions.model import fill_placeholders
     from tokenctl.oauth.provider import resolve_endpoints, revoke
 
     try:
-        endpoints = endpoints or resolve_endpoints(definition)
+        endpoints = endpoints or resolve_endpoints(fill_placeholders(definition, params or {}))
         credentials = client_credentials(ctx, definition)
     except TokenctlError as error:
         return False, error.message
@@ -442,8 +596,10 @@ def refresh_token(ctx: AppContext, token: Token, definition: Definition) -> Refr
     then that result is used), refresh with the refresh token stored now, persist the new
     secrets before anything else, then update the inventory.
     """
+    from tokenctl.definitions.model import fill_placeholders
     from tokenctl.oauth.provider import grant_from_response, refresh, resolve_endpoints
 
+    definition = fill_placeholders(definition, token.attributes)
     seen = token.secret_set_at
     with token_lock(ctx, token):
         current = ctx.inventory.resolve(str(token.number))
@@ -517,13 +673,15 @@ class ProbeOutcome:
 
 def probe_token(ctx: AppContext, token: Token, definition: Definition) -> ProbeOutcome:
     """Ask the provider whether the token still works, and record the answer."""
+    from tokenctl.definitions.model import fill_placeholders
     from tokenctl.oauth.provider import bearer_get, introspect, resolve_endpoints
 
     oauth_settings(definition)
+    filled = fill_placeholders(definition, token.attributes)
     now = ctx.now()
     result, detail = "unreachable", ""
     try:
-        endpoints = resolve_endpoints(definition)
+        endpoints = resolve_endpoints(filled)
         stored = ctx.secrets.get(token.secret_ref)
         if stored is None or not stored.access_token:
             result, detail = "invalid", "no access token is stored"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFAULT_TIMEOUT = 300.0
-LOGIN_MODES = ("loopback", "paste", "device")
+LOGIN_MODES = ("loopback", "paste", "device", "relay")
 
 
 @dataclass(frozen=True)
@@ -21,3 +21,4 @@ class LoginOptions:
     reuse_session: bool = False
     timeout: float = DEFAULT_TIMEOUT
     assume_yes: bool = False
+    tenant: str | None = None  # which tenant to record when the login can use several

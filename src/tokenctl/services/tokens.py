@@ -112,6 +112,7 @@ class AddRequest:
     expires_in: timedelta | None = None
     secret_from_stdin: bool = False
     login: LoginOptions | None = field(default_factory=LoginOptions)  # None: --no-login
+    params: dict[str, str] = field(default_factory=dict)  # values for the placeholders
 
 
 @dataclass(frozen=True)
@@ -318,7 +319,7 @@ def delete_token(
         if revoke and stored is not None and definition is not None and definition.oauth2:
             from tokenctl.services.oauth import revoke_grant
 
-            revoked, revocation = revoke_grant(ctx, definition, stored, None)
+            revoked, revocation = revoke_grant(ctx, definition, stored, None, token.attributes)
         secret_removed = ctx.secrets.delete(token.secret_ref)
     detail = "secret removed from the OS keyring" if secret_removed else "no secret was stored"
     if revocation is not None:
@@ -424,33 +425,58 @@ def _add_oauth(ctx: AppContext, request: AddRequest, definition: Definition) -> 
         secret_ref=f"token-{uuid.uuid4().hex}",
         description=request.description,
         identifier=request.identifier,
+        attributes=dict(request.params),
     )
     if request.login is None:
+        from tokenctl.definitions.model import fill_placeholders
+
+        fill_placeholders(definition, request.params)  # a missing --param fails now
         token = _store_new(ctx, draft, None, now)
         ctx.io.status(
             f"Recorded {token.name!r} without logging in; retrieve its token with: "
             f"tokenctl renew {token.name} --login"
         )
         return view_of(ctx, token, now)
+    stored: list[Token] = []
+
+    def store(result: LoginResult) -> None:
+        now = ctx.now()
+        secrets = secrets_of(result.grant)
+        fields: dict[str, Any] = grant_fields(
+            result.grant, definition, now, login=True, has_refresh=bool(secrets.refresh_token)
+        )
+        attributes = dict(result.attributes)
+        attributes.update(
+            {k: v for k, v in (("issuer", result.issuer), ("subject", result.subject)) if v}
+        )
+        complete = replace(draft, **fields, account=result.account, attributes=attributes)
+        token = _store_new(ctx, complete, secrets, now)
+        mode = (
+            request.login.mode
+            if request.login and request.login.mode
+            else (definition.oauth2.login_mode if definition.oauth2 else "login")
+        )
+        ctx.inventory.record_event(
+            token,
+            ctx.actor(),
+            now,
+            event="retrieved",
+            outcome="ok",
+            detail=_login_detail(result, mode),
+        )
+        stored.append(token)
+
     result = interactive_login(
-        ctx, definition, token_name=request.name, expected_account=None, options=request.login
-    )
-    now = ctx.now()
-    secrets = secrets_of(result.grant)
-    fields: dict[str, Any] = grant_fields(
-        result.grant, definition, now, login=True, has_refresh=bool(secrets.refresh_token)
-    )
-    attributes = {k: v for k, v in (("issuer", result.issuer), ("subject", result.subject)) if v}
-    draft = Token(
-        **{**draft.__dict__, **fields, "account": result.account, "attributes": attributes}
-    )
-    token = _store_new(ctx, draft, secrets, now)
-    mode = (request.login.mode or definition.oauth2.login_mode) if definition.oauth2 else "login"
-    ctx.inventory.record_event(
-        token, ctx.actor(), now, event="retrieved", outcome="ok", detail=_login_detail(result, mode)
+        ctx,
+        definition,
+        token_name=request.name,
+        expected_account=None,
+        options=request.login,
+        params=request.params,
+        on_success=store,
     )
     _warn_missing(ctx, missing_scopes(result.grant, definition))
-    return view_of(ctx, token, now)
+    return view_of(ctx, stored[0], ctx.now())
 
 
 def _warn_missing(ctx: AppContext, missing: list[str]) -> None:
@@ -525,53 +551,66 @@ def _relogin(
         token_lock,
     )
 
+    updated: list[Token] = []
+
+    def check_and_store(result: LoginResult) -> None:
+        secrets = secrets_of(result.grant)
+        if (
+            token.account
+            and result.account
+            and result.account != token.account
+            and not allow_account_change
+        ):
+            confirmed, said = revoke_grant(ctx, definition, secrets, result.endpoints)
+            revoked = "the new grant was revoked" if confirmed else f"revoking it failed ({said})"
+            ctx.inventory.record_event(
+                token,
+                ctx.actor(),
+                ctx.now(),
+                event="renewed",
+                outcome="refused",
+                detail=f"login as {result.account}, expected {token.account}; {revoked}",
+            )
+            raise AuthorizationError(
+                f"signed in as {result.account!r}, but {token.name!r} was retrieved as "
+                f"{token.account!r}; nothing was changed and {revoked}",
+                hint=f"log out of {definition.title} and sign in as {token.account}, or pass "
+                "--allow-account-change",
+            )
+        now = ctx.now()
+        fields: dict[str, Any] = grant_fields(
+            result.grant, definition, now, login=True, has_refresh=bool(secrets.refresh_token)
+        )
+        fields["account"] = result.account
+        attributes = dict(token.attributes)
+        attributes.update(result.attributes)
+        attributes.update(
+            {k: v for k, v in (("issuer", result.issuer), ("subject", result.subject)) if v}
+        )
+        fields["attributes"] = attributes
+        mode = options.mode or (definition.oauth2.login_mode if definition.oauth2 else "login")
+        with token_lock(ctx, token):
+            ctx.secrets.set(token.secret_ref, secrets)
+            updated.append(
+                ctx.inventory.update(
+                    token.number,
+                    fields,
+                    ctx.actor(),
+                    now,
+                    event="renewed",
+                    detail=_login_detail(result, mode),
+                )
+            )
+
     result = interactive_login(
-        ctx, definition, token_name=token.name, expected_account=token.account, options=options
+        ctx,
+        definition,
+        token_name=token.name,
+        expected_account=token.account,
+        options=options,
+        params=token.attributes,
+        on_success=check_and_store,
     )
-    secrets = secrets_of(result.grant)
-    if (
-        token.account
-        and result.account
-        and result.account != token.account
-        and not allow_account_change
-    ):
-        confirmed, said = revoke_grant(ctx, definition, secrets, result.endpoints)
-        revoked = "the new grant was revoked" if confirmed else f"revoking it failed ({said})"
-        ctx.inventory.record_event(
-            token,
-            ctx.actor(),
-            ctx.now(),
-            event="renewed",
-            outcome="refused",
-            detail=f"login as {result.account}, expected {token.account}; {revoked}",
-        )
-        raise AuthorizationError(
-            f"signed in as {result.account!r}, but {token.name!r} was retrieved as "
-            f"{token.account!r}; nothing was changed and {revoked}",
-            hint=f"log out of {definition.title} and sign in as {token.account}, or pass "
-            "--allow-account-change",
-        )
-    now = ctx.now()
-    fields: dict[str, Any] = grant_fields(
-        result.grant, definition, now, login=True, has_refresh=bool(secrets.refresh_token)
-    )
-    fields["account"] = result.account
-    attributes = dict(token.attributes)
-    attributes.update(
-        {k: v for k, v in (("issuer", result.issuer), ("subject", result.subject)) if v}
-    )
-    fields["attributes"] = attributes
-    mode = options.mode or (definition.oauth2.login_mode if definition.oauth2 else "login")
-    with token_lock(ctx, token):
-        ctx.secrets.set(token.secret_ref, secrets)
-        updated = ctx.inventory.update(
-            token.number,
-            fields,
-            ctx.actor(),
-            now,
-            event="renewed",
-            detail=_login_detail(result, mode),
-        )
     missing = missing_scopes(result.grant, definition)
     _warn_missing(ctx, missing)
-    return RenewResult(view_of(ctx, updated, now), "login", missing)
+    return RenewResult(view_of(ctx, updated[0], ctx.now()), "login", missing)
