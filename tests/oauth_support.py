@@ -19,6 +19,12 @@ PROVIDER_CONFIG: dict[str, Any] = {
     "rotate_refresh_token": True,
     "extra_clients": [
         {
+            "client_id": "tokenctl-relay",
+            "application_type": "native",
+            "redirect_uris": ["http://127.0.0.1/relay/callback.html"],
+            "token_endpoint_auth_method": "none",
+        },
+        {
             "client_id": "tokenctl-paste",
             "application_type": "web",
             "redirect_uris": [PASTE_REDIRECT],
@@ -36,6 +42,7 @@ CLIENTS = {
     "tokenctl-basic": ("tokenctl-basic-secret", "client_secret_basic"),
     "tokenctl-post": ("tokenctl-post-secret", "client_secret_post"),
     "tokenctl-paste": (None, None),
+    "tokenctl-relay": (None, None),
 }
 
 

@@ -85,6 +85,16 @@ def event_to_dict(event: HistoryEvent) -> dict[str, Any]:
     }
 
 
+def _account(view: TokenView) -> str | None:
+    """Who the token was retrieved as, with the tenant (administration) it was recorded for."""
+    token = view.token
+    who = token.account or token.identifier
+    tenant = token.attributes.get("tenant") or token.attributes.get("tenants")
+    if tenant:
+        return f"{who} [{tenant}]" if who else f"[{tenant}]"
+    return who
+
+
 def _status_text(status: Status) -> Text:
     from rich.text import Text
 
@@ -108,7 +118,7 @@ def _plain_line(view: TokenView) -> str:
             token.name,
             view.type_title,
             token.description,
-            token.account or token.identifier,
+            _account(view),
             view.status.value,
             to_iso(token.expires_at),
             token.state.value,
@@ -144,7 +154,7 @@ def render_listing(io: IOStreams, listing: TokenListing, *, as_json: bool) -> No
             Text(token.name),
             Text(view.type_title),
             Text(token.description or ""),
-            Text(token.account or token.identifier or ""),
+            Text(_account(view) or ""),
             _status_text(view.status),
             Text(_expires(view, listing.now)),
             Text(token.state.value.replace("_", " ")),
