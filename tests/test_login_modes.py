@@ -140,3 +140,28 @@ def test_placeholders_fill_from_param(ocli, oidc, tmp_path):
     assert token["attributes"]["environment"] == "42"
     assert token["probe"]["result"] == "valid"
     assert ocli("renew", "t").exit_code == 0  # the refresh uses the same values
+
+
+def test_delete_prints_the_command_with_params_and_tenant(ocli, oidc, tmp_path):
+    source = tmp_path / "templated.toml"
+    import tomli_w
+
+    source.write_text(tomli_w.dumps({"definitions": {"templated": {
+        "title": "Templated", "kind": "oauth2",
+        "placeholders": {"environment": "the environment number"},
+        "oauth2": {
+            "issuer": oidc.issuer, "client_id": "tokenctl-public",
+            "authorization_endpoint": f"{oidc.issuer}/auth",
+            "token_endpoint": f"{oidc.issuer}/token?env={{environment}}",
+            "jwks_uri": f"{oidc.issuer}/jwks",
+            "scopes": ["openid", "offline_access", "email"],
+        },
+    }}}))
+    assert ocli("definitions", "add", "--file", str(source)).exit_code == 0
+    assert ocli("add", "t", "--definition", "templated", "--no-login", "--description",
+                "Acme env 42", "--param", "environment=42").exit_code == 0
+    deleted = ocli("delete", "t", "--yes")
+    assert deleted.stdout == (
+        "tokenctl add t --definition templated --description 'Acme env 42' "
+        "--param environment=42\n"
+    )

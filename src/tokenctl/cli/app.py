@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
 
 import typer
+import typer.main
 from typer import _click
 from typer._coercion import RuntimeParam, build_runtime_param
 from typer._param_types import (
@@ -22,18 +24,6 @@ from typer._param_types import (
 from typer.core import TyperGroup, _TyperParameter
 
 from tokenctl import __version__
-from tokenctl.cli import (
-    add,
-    check,
-    definitions,
-    delete,
-    doctor,
-    list_cmd,
-    renew,
-    show,
-    state,
-    token,
-)
 from tokenctl.context import AppContext
 from tokenctl.errors import ExitCode, TokenctlError
 
@@ -162,8 +152,10 @@ def _fast_coercion(param: _TyperParameter) -> _FastCoercion | None:
     )
 
 
-def use_fast_coercion(command: _click.Command, parent: _click.Context | None = None) -> None:
-    """Give the parameters of ``command`` and its subcommands `_FastCoercion` where it fits.
+def use_fast_coercion(
+    command: _click.Command, parent: _click.Context | None = None, *, subcommands: bool = True
+) -> None:
+    """Give the parameters of ``command`` (and its subcommands) `_FastCoercion` where it fits.
 
     That includes each command's -h/--help option, which Click creates on first use: it is
     created here, from a context made the way `Command.make_context` makes it, and cached
@@ -178,8 +170,98 @@ def use_fast_coercion(command: _click.Command, parent: _click.Context | None = N
     for param in params:
         if isinstance(param, _TyperParameter) and param._runtime_param is None:
             param._runtime_param = _fast_coercion(param)
-    for sub in getattr(command, "commands", {}).values():
-        use_fast_coercion(sub, ctx)
+    if subcommands:
+        for sub in getattr(command, "commands", {}).values():
+            use_fast_coercion(sub, ctx)
+
+
+# -- subcommands, built on first use ----------------------------------------------------
+
+#: The subcommands in the order `tokenctl --help` lists them: name -> (module, callback).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "list": ("tokenctl.cli.list_cmd", "command"),
+    "show": ("tokenctl.cli.show", "command"),
+    "add": ("tokenctl.cli.add", "command"),
+    "renew": ("tokenctl.cli.renew", "command"),
+    "delete": ("tokenctl.cli.delete", "command"),
+    "enable": ("tokenctl.cli.state", "enable"),
+    "disable": ("tokenctl.cli.state", "disable"),
+    "check": ("tokenctl.cli.check", "command"),
+    "token": ("tokenctl.cli.token", "token_command"),
+    "exec": ("tokenctl.cli.token", "exec_command"),
+    "doctor": ("tokenctl.cli.doctor", "command"),
+}
+#: Sub-applications, listed after the commands: name -> (module, function returning a Typer).
+GROUPS: dict[str, tuple[str, str]] = {
+    "definitions": ("tokenctl.cli.definitions", "build"),
+}
+
+
+def _typer_app(cls: type[TyperGroup] | None = None) -> typer.Typer:
+    return typer.Typer(
+        name="tokenctl",
+        cls=cls,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+        rich_markup_mode=None,
+    )
+
+
+def _scratch_callback() -> None:
+    """Only there to make Typer build a group."""
+
+
+def build_subcommand(name: str) -> _click.Command:
+    """Import one subcommand and let Typer build it, as it builds a registered one."""
+    is_group = name in GROUPS
+    module, attribute = GROUPS[name] if is_group else COMMANDS[name]
+    target = getattr(importlib.import_module(module), attribute)
+    scratch = _typer_app()
+    scratch.callback()(_scratch_callback)
+    if is_group:
+        scratch.add_typer(target(), name=name)
+    else:
+        scratch.command(name)(target)
+    group = typer.main.get_command(scratch)
+    assert isinstance(group, TyperGroup)
+    return group.commands[name]
+
+
+class _LazyCommands(MutableMapping[str, _click.Command]):
+    """The root group's subcommands: named up front, imported and built on first use.
+
+    Building all of them (Typer inspects every callback's signature and makes its
+    parameters) and importing their modules cost each run ~10 ms, while a run uses one.
+    `tokenctl --help` and a mistyped command name still see every command.
+    """
+
+    def __init__(self, group: TokenctlGroup, built: Mapping[str, _click.Command]) -> None:
+        self._group = group
+        self._entries: dict[str, _click.Command | None] = dict.fromkeys([*COMMANDS, *GROUPS])
+        self._entries.update(built)
+
+    def __getitem__(self, name: str) -> _click.Command:
+        command = self._entries[name]
+        if command is None:
+            command = build_subcommand(name)
+            parent = _click.Context(self._group, **self._group.context_settings)
+            use_fast_coercion(command, parent)
+            self._entries[name] = command
+        return command
+
+    def __setitem__(self, name: str, command: _click.Command) -> None:
+        self._entries[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        del self._entries[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def report_error(app_ctx: AppContext | None, error: TokenctlError) -> None:
@@ -194,9 +276,10 @@ class TokenctlGroup(TyperGroup):
     """The root group; maps every error to its exit code in this one place."""
 
     def __init__(self, **attrs: Any) -> None:
-        """Build the group; Typer has built its subcommands already."""
+        """Build the group; its subcommands are built when used (see `_LazyCommands`)."""
         super().__init__(**attrs)
-        use_fast_coercion(self)
+        use_fast_coercion(self, subcommands=False)
+        self.commands = _LazyCommands(self, self.commands)
 
     def invoke(self, ctx: Any) -> Any:
         """Run the command; typed errors become a message and their exit code."""
@@ -269,27 +352,7 @@ def root(
 
 
 def build_app() -> typer.Typer:
-    """Assemble the application (cheap: command modules import their services lazily)."""
-    app = typer.Typer(
-        name="tokenctl",
-        cls=TokenctlGroup,
-        no_args_is_help=True,
-        add_completion=False,
-        pretty_exceptions_enable=False,
-        context_settings={"help_option_names": ["-h", "--help"]},
-        rich_markup_mode=None,
-    )
+    """Assemble the application (cheap: subcommands are imported and built when used)."""
+    app = _typer_app(TokenctlGroup)
     app.callback()(root)
-    app.command("list")(list_cmd.command)
-    app.command("show")(show.command)
-    app.command("add")(add.command)
-    app.command("renew")(renew.command)
-    app.command("delete")(delete.command)
-    app.command("enable")(state.enable)
-    app.command("disable")(state.disable)
-    app.command("check")(check.command)
-    app.command("token")(token.token_command)
-    app.command("exec")(token.exec_command)
-    app.add_typer(definitions.build(), name="definitions")
-    app.command("doctor")(doctor.command)
     return app

@@ -290,6 +290,11 @@ def renew_command(token: Token, definition: Definition | None) -> str:
         words += ["--description", token.description]
     if token.identifier:
         words += ["--identifier", token.identifier]
+    for placeholder in definition.placeholders if definition else ():
+        if token.attributes.get(placeholder):
+            words += ["--param", f"{placeholder}={token.attributes[placeholder]}"]
+    if definition is not None and definition.oauth2 and token.attributes.get("tenant_id"):
+        words += ["--tenant", token.attributes["tenant_id"]]
     kind = definition.kind if definition else DefinitionKind.STATIC
     if kind is DefinitionKind.STATIC and (
         token.secret_set_at or not definition or definition.pass_code_mandatory
