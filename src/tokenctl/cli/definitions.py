@@ -104,8 +104,17 @@ def configure_command(
         "--auth-method",
         help="none, client_secret_basic or client_secret_post (default: basic with a secret).",
     ),
+    login_mode: str | None = typer.Option(
+        None, "--login-mode", help="loopback, paste, device or relay (the default mode)."
+    ),
+    redirect_uri: str | None = typer.Option(
+        None, "--redirect-uri", help="The registered HTTPS redirect URI (paste and relay)."
+    ),
+    redirect_port: int | None = typer.Option(
+        None, "--redirect-port", min=1, max=65535, help="A fixed loopback listener port."
+    ),
 ) -> None:
-    """Set a definition's client id, and its client secret in the OS keyring."""
+    """Set a definition's client id and login settings; its client secret goes to the keyring."""
     from tokenctl.services.definitions import configure_definition
 
     app_ctx = app_context(ctx)
@@ -115,6 +124,9 @@ def configure_command(
         client_id=client_id,
         secret_from_stdin=client_secret_stdin,
         auth_method=auth_method,
+        login_mode=login_mode,
+        redirect_uri=redirect_uri,
+        redirect_port=redirect_port,
     )
     secret = "; client secret stored in the OS keyring" if result.secret_stored else ""
     app_ctx.io.status(f"Definition {name!r} uses client id {result.client_id}{secret}.")

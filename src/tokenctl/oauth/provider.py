@@ -186,7 +186,12 @@ def grant_from_response(
     """Normalise a token response; a missing ``scope`` means what was requested (RFC 6749)."""
     del settings  # reserved for provider-specific response fields
     expires_in = token.get("expires_in")
-    refresh_in = token.get("refresh_expires_in") or token.get("refresh_token_expires_in")
+    # Not standardised: Keycloak, Xero and others, and Intuit (x_refresh_token_expires_in).
+    refresh_in = (
+        token.get("refresh_expires_in")
+        or token.get("refresh_token_expires_in")
+        or token.get("x_refresh_token_expires_in")
+    )
     scope = token.get("scope")
     if isinstance(scope, str):
         scopes: tuple[str, ...] | None = tuple(scope.split())

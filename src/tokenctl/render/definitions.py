@@ -96,6 +96,11 @@ def render_definition(io: IOStreams, entry: DefinitionEntry, *, as_json: bool) -
     lines.append(("tokens using it", str(entry.token_count)))
     if entry.overrides_builtin:
         lines.append(("overrides", "the built-in definition of the same name"))
+    for key in ("registration_url", "documentation_url"):
+        if data[key]:
+            lines.append((key.replace("_", " "), data[key]))
+    for name, meaning in data["placeholders"].items():
+        lines.append((f"--param {name}=", meaning))
     for section in ("oauth2", "lifetimes"):
         values = data[section] or {}
         for key, value in values.items():
@@ -110,10 +115,14 @@ def render_definition(io: IOStreams, entry: DefinitionEntry, *, as_json: bool) -
                     )
                 )
                 lines.append((f"{section}.{key}", shown))
+    setup = data["setup"]
     if not io.stdout_tty:
         for key, value in lines:
             io.write(f"{key}:\t{value}\n")
+        if setup:
+            io.write("setup:\n" + "".join(f"\t{line}\n" for line in setup.strip().splitlines()))
         return
+    from rich.panel import Panel
     from rich.table import Table
     from rich.text import Text
 
@@ -123,6 +132,8 @@ def render_definition(io: IOStreams, entry: DefinitionEntry, *, as_json: bool) -
     for key, value in lines:
         table.add_row(key, Text(value))
     io.out.print(table)
+    if setup:
+        io.out.print(Panel(Text(setup.strip()), title="Setup", title_align="left"))
 
 
 def render_definitions_added(io: IOStreams, result: AddDefinitionsResult) -> None:

@@ -192,8 +192,15 @@ def configure_definition(
     client_id: str,
     secret_from_stdin: bool,
     auth_method: str | None,
+    login_mode: str | None = None,
+    redirect_uri: str | None = None,
+    redirect_port: int | None = None,
 ) -> ConfigureResult:
-    """Set the client id (in definitions.toml) and client secret (in the OS keyring)."""
+    """Set the client id (in definitions.toml) and client secret (in the OS keyring).
+
+    Also the site-specific login settings (mode, registered redirect URI, fixed port), so a
+    built-in needs no hand-copied override file.
+    """
     from tokenctl.definitions.model import parse_definition
     from tokenctl.models import TokenSecrets
     from tokenctl.services.oauth import client_secret_ref
@@ -206,6 +213,13 @@ def configure_definition(
     oauth["client_id"] = client_id
     if auth_method:
         oauth["token_endpoint_auth_method"] = auth_method
+    for key, value in (
+        ("login_mode", login_mode),
+        ("redirect_uri", redirect_uri),
+        ("redirect_port", redirect_port),
+    ):
+        if value is not None:
+            oauth[key] = value
     table["oauth2"] = oauth
     definition = parse_definition(name, table, str(ctx.paths.definitions_file))
     secret = None
