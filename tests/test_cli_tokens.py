@@ -281,3 +281,18 @@ def test_name_that_is_another_tokens_code_gets_a_precise_message(cli):
 def test_blank_description_is_stored_as_none(cli):
     add(cli, "acme", "--description", "  ")
     assert cli("show", "acme", "--json").json()["token"]["description"] is None
+
+
+def test_flags_of_the_other_kind_are_refused(cli, tmp_path):
+    refused = cli("add", "k", "--definition", "api-key", "--secret-stdin", "--device", input="x")
+    assert refused.exit_code == 2 and "login flags do not apply" in refused.stderr
+    assert cli("add", "k", "--definition", "api-key", "--no-login").exit_code == 2
+    add(cli, "k")
+    renew = cli("renew", "k", "--secret-stdin", "--login", input="y")
+    assert renew.exit_code == 2 and "static" in renew.stderr
+    source = tmp_path / "o.toml"
+    source.write_text('[definitions.o]\ntitle = "O"\nkind = "oauth2"\n[definitions.o.oauth2]\n'
+                      'token_endpoint = "https://o.example/token"\nclient_id = "c"\n')
+    assert cli("definitions", "add", "--file", str(source)).exit_code == 0
+    oauth = cli("add", "o1", "--definition", "o", "--no-login", "--expires-in", "30d")
+    assert oauth.exit_code == 2 and "apply only to hand-entered tokens" in oauth.stderr

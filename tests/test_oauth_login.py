@@ -138,3 +138,30 @@ def test_reuse_session_drops_the_fresh_login_parameter(ocli, oidc, tmp_path):
     assert ocli("add", "b", "--definition", name, "--yes", "--reuse-session").exit_code == 0
     params = query_of(browser2.opened[0])
     assert "force_login" not in params and "prompt" not in params
+
+
+def test_discovered_definition_still_requires_iss(ocli, oidc):
+    from urllib.parse import urlencode
+
+    from tests.oauth_support import fetch
+
+    added = ocli("definitions", "add", "disco", "--issuer", oidc.issuer, "--client-id",
+                 "tokenctl-public")
+    assert added.exit_code == 0, added.stderr
+    shown = ocli("definitions", "show", "disco", "--json").json()["definition"]["oauth2"]
+    assert shown["iss_parameter_supported"] is True
+    pages: list[tuple[int, str]] = []
+
+    def browser(url: str) -> None:
+        final = oidc.browser_login(url, "alice", "alice-password", follow_to_callback=False)
+        query = query_of(final)
+        without_iss = {k: v for k, v in query.items() if k != "iss"}
+        base = final.split("?")[0]
+        pages.append(fetch(base + "?" + urlencode(without_iss)))
+        pages.append(fetch(final))
+
+    ocli.browser = browser
+    result = ocli("add", "acme", "--definition", "disco", "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert pages[0][0] == 400 and "RFC 9207" in pages[0][1]
+    assert pages[1][0] == 200

@@ -285,6 +285,7 @@ def test_probe_by_introspection_and_unreachable(ocli, oidc, tmp_path):
         "token_endpoint": f"{oidc.issuer}/token",
         "jwks_uri": f"{oidc.issuer}/jwks",
         "introspection_endpoint": f"{oidc.issuer}/token/introspection",
+        "iss_parameter_supported": True,  # everything given: no discovery at all
     }
     login(ocli, oidc, tmp_path, client_id="tokenctl-basic", **explicit)
     shown = ocli("definitions", "show", "acme-books", "--json").json()["definition"]["oauth2"]

@@ -17,7 +17,7 @@ from typer._coercion import build_runtime_param
 
 import tokenctl
 from tests.proc import tokenctl as run
-from tokenctl.cli.app import STDOUT_CLOSED, build_app
+from tokenctl.cli.app import COMMANDS, GROUPS, STDOUT_CLOSED, build_app
 from tokenctl.errors import InventoryError
 from tokenctl.inventory.sqlite import SCHEMA_VERSION, SqliteInventory
 from tokenctl.models import Actor, Token
@@ -116,22 +116,48 @@ def test_empty_file_is_migrated_to_the_current_schema(tmp_path):
     assert inventory.check_integrity() == []
 
 
+def test_list_builds_only_its_own_subcommand(tmp_path):
+    code = (
+        "import sys\n"
+        "from tokenctl.__main__ import main\n"
+        "sys.argv = ['tokenctl', 'list']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith('tokenctl.cli.')), file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"TOKENCTL_HOME": str(tmp_path / "h")},
+        check=False,
+    )
+    loaded = result.stderr.strip().splitlines()[-1]
+    assert loaded == "['tokenctl.cli.app', 'tokenctl.cli.common', 'tokenctl.cli.list_cmd']"
+
+
+def test_help_lists_every_subcommand_in_order(tmp_path):
+    result = run("--help", home=tmp_path / "h", env={})
+    assert result.exit_code == 0
+    lines = result.stdout.split("Commands:\n", 1)[1].splitlines()
+    assert [line.split()[0] for line in lines if line.strip()] == [*COMMANDS, *GROUPS]
+
+
 # -- Typer's coercion without pydantic (see cli/app.py) ---------------------------------
 
 
 def _command_params():
-    """(context, parameter) for every parameter of the CLI, -h/--help included."""
+    """(command path, context, parameter) for every parameter of the CLI, -h/--help too."""
     found = []
 
-    def walk(command, parent):
+    def walk(command, path, parent):
         ctx = _click.Context(command, parent=parent, **command.context_settings)
         help_option = command.get_help_option(ctx)
         for param in [*command.params, *([help_option] if help_option else [])]:
-            found.append((ctx, param))
-        for sub in getattr(command, "commands", {}).values():
-            walk(sub, ctx)
+            found.append((path, ctx, param))
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, (*path, name), ctx)
 
-    walk(typer.main.get_command(build_app()), None)
+    walk(typer.main.get_command(build_app()), (), None)
     return found
 
 
@@ -146,14 +172,15 @@ def _coerced(runtime, value, param, ctx):
 
 def test_fast_coercion_covers_the_overview_parameters():
     fast = {
-        (ctx.command.name, param.name)
-        for ctx, param in _command_params()
+        (path, param.name)
+        for path, _ctx, param in _command_params()
         if type(param._runtime_param).__name__ == "_FastCoercion"
     }
     for name in ("home", "debug", "version", "help"):
-        assert ("", name) in fast or ("tokenctl", name) in fast or (None, name) in fast, name
+        assert ((), name) in fast
     for name in ("status", "definition", "state", "as_json", "help"):
-        assert ("list", name) in fast
+        assert (("list",), name) in fast
+    assert (("definitions", "show"), "name") in fast
 
 
 def test_fast_coercion_agrees_with_typer(tmp_path):
@@ -183,7 +210,7 @@ def test_fast_coercion_agrees_with_typer(tmp_path):
     ]
     values = [None, True, False, 0, 1.5, b"valid", *strings]
     checked = 0
-    for ctx, param in _command_params():
+    for _path, ctx, param in _command_params():
         runtime = param._runtime_param
         if type(runtime).__name__ != "_FastCoercion":
             continue

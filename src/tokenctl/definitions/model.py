@@ -69,6 +69,7 @@ class OAuth2Settings:
     tenant_id_field: str = "id"
     tenant_name_field: str | None = None
     max_concurrent_requests: int | None = None
+    iss_parameter_supported: bool | None = None  # None: ask discovery when there is an issuer
 
     @property
     def effective_required_scopes(self) -> tuple[str, ...]:
@@ -144,6 +145,7 @@ class Definition:
                 "tenant_id_field": settings.tenant_id_field,
                 "tenant_name_field": settings.tenant_name_field,
                 "max_concurrent_requests": settings.max_concurrent_requests,
+                "iss_parameter_supported": settings.iss_parameter_supported,
             }
         lifetimes = self.lifetimes
         return {
@@ -374,6 +376,7 @@ def _parse_oauth2(source: str, name: str, table: Mapping[str, Any]) -> OAuth2Set
         tenant_id_field=reader.string("tenant_id_field") or "id",
         tenant_name_field=reader.string("tenant_name_field"),
         max_concurrent_requests=reader.integer("max_concurrent_requests", 1, 64),
+        iss_parameter_supported=reader.boolean("iss_parameter_supported", None),
     )
     reader.reject_unknown()
     return settings

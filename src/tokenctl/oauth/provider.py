@@ -147,7 +147,9 @@ def resolve_endpoints(definition: Definition) -> Endpoints:
     metadata: Mapping[str, Any] = {}
     if settings.issuer and not (settings.token_endpoint and settings.authorization_endpoint):
         metadata = discover(settings.issuer)
-    elif settings.issuer and settings.jwks_uri is None:
+    elif settings.issuer and (
+        settings.jwks_uri is None or settings.iss_parameter_supported is None
+    ):
         # The id token cannot be checked without the JWKS; discovery also says whether the
         # server sends `iss` in the authorization response.
         try:
@@ -172,7 +174,9 @@ def resolve_endpoints(definition: Definition) -> Endpoints:
         jwks_uri=pick("jwks_uri"),
         probe_url=settings.probe_url,
         iss_parameter_supported=bool(
-            metadata.get("authorization_response_iss_parameter_supported", False)
+            settings.iss_parameter_supported
+            if settings.iss_parameter_supported is not None
+            else metadata.get("authorization_response_iss_parameter_supported", False)
         ),
         id_token_algorithms=tuple(
             metadata.get("id_token_signing_alg_values_supported") or ("RS256",)

@@ -120,7 +120,7 @@ def _plain_line(view: TokenView) -> str:
             token.description,
             _account(view),
             view.status.value,
-            to_iso(token.expires_at),
+            to_iso(view.connection_expires_at),
             token.state.value,
         ]
     )

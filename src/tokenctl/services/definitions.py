@@ -150,6 +150,10 @@ def add_discovered_definition(ctx: AppContext, request: DiscoverRequest) -> AddD
     ):
         if isinstance(metadata.get(key), str):
             oauth[key] = metadata[key]
+    # Recorded so that logins (which then skip discovery) still insist on `iss` (RFC 9207).
+    oauth["iss_parameter_supported"] = bool(
+        metadata.get("authorization_response_iss_parameter_supported", False)
+    )
     if request.client_id:
         oauth["client_id"] = request.client_id
     table: dict[str, object] = {
@@ -205,6 +209,15 @@ def configure_definition(
     from tokenctl.models import TokenSecrets
     from tokenctl.services.oauth import client_secret_ref
 
+    if auth_method not in (None, "none", "client_secret_basic", "client_secret_post"):
+        raise UsageError(
+            f"invalid --auth-method {auth_method!r}",
+            hint="use none, client_secret_basic or client_secret_post",
+        )
+    if login_mode not in (None, "loopback", "paste", "device", "relay"):
+        raise UsageError(
+            f"invalid --login-mode {login_mode!r}", hint="use loopback, paste, device or relay"
+        )
     current = ctx.definitions.require(name)
     if current.oauth2 is None:
         raise UsageError(f"definition {name!r} is static; only OAuth definitions have a client")

@@ -717,12 +717,14 @@ def probe_token(ctx: AppContext, token: Token, definition: Definition) -> ProbeO
         result, detail = "invalid", error.message
     except ProviderUnreachable as error:
         result, detail = "unreachable", error.message
+    now = ctx.now()  # after any refresh above, so the history stays in time order
     changes: dict[str, Any] = {"probed_at": now, "probe_result": result}
+    current = ctx.inventory.resolve(str(token.number))
     if result == "invalid":
         changes.update(invalid_at=now, invalid_reason=f"probe: {detail}")
-    elif result == "valid":
+    elif result == "valid" and not (current.invalid_reason or "").startswith("refresh refused"):
+        # A refused refresh token stays dead even while its last access token still works.
         changes.update(invalid_at=None, invalid_reason=None)
-    current = ctx.inventory.resolve(str(token.number))
     if result == "invalid" and current.invalid_at is not None:
         changes.pop("invalid_at")  # keep the first moment it was seen invalid
     updated = ctx.inventory.update(

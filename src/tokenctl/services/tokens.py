@@ -191,6 +191,43 @@ def _expiry(now: datetime, at: datetime | None, within: timedelta | None) -> dat
     return at
 
 
+def _login_flags_given(options: LoginOptions | None) -> bool:
+    defaults = LoginOptions()
+    if options is None:
+        return True  # --no-login
+    return (
+        options.mode is not None
+        or options.tenant is not None
+        or options.open_browser != defaults.open_browser
+        or options.reuse_session != defaults.reuse_session
+        or options.timeout != defaults.timeout
+    )
+
+
+def _refuse_flags_of_the_other_kind(
+    definition: Definition,
+    *,
+    login: LoginOptions | None,
+    force_login: bool = False,
+    secret_from_stdin: bool,
+    expiry_given: bool,
+) -> None:
+    """A flag that does not apply to this kind of token is a mistake, not something to skip."""
+    if definition.kind is DefinitionKind.STATIC:
+        if force_login or _login_flags_given(login):
+            raise UsageError(
+                f"definition {definition.name!r} is static: its token is entered by hand, "
+                "so the login flags do not apply",
+                hint="give the pass code with --secret-stdin or at the prompt",
+            )
+    elif secret_from_stdin or expiry_given:
+        raise UsageError(
+            f"definition {definition.name!r} is an OAuth definition: --secret-stdin, "
+            "--expires-at and --expires-in apply only to hand-entered tokens",
+            hint="the provider sets the expiry; leave those flags out",
+        )
+
+
 def _blank_to_none(value: str | None) -> str | None:
     return value if value and value.strip() else None
 
@@ -223,6 +260,12 @@ def add_token(ctx: AppContext, request: AddRequest) -> TokenView:
         identifier=_blank_to_none(request.identifier),
     )
     _validate_new(request, definition)
+    _refuse_flags_of_the_other_kind(
+        definition,
+        login=request.login,
+        secret_from_stdin=request.secret_from_stdin,
+        expiry_given=request.expires_at is not None or request.expires_in is not None,
+    )
     now = ctx.now()
     expires_at = _expiry(now, request.expires_at, request.expires_in)
     actor = ctx.actor()  # reads config.toml: fail on a broken one before any side effect
@@ -321,6 +364,8 @@ def delete_token(
     secret_removed = False
     if token.secret_set_at is not None:
         stored = ctx.secrets.get(token.secret_ref)
+        if revoke and stored is not None and definition is None and stored.refresh_token:
+            revocation = "its definition is gone, so the provider is unknown"
         if revoke and stored is not None and definition is not None and definition.oauth2:
             from tokenctl.services.oauth import revoke_grant
 
@@ -509,6 +554,13 @@ def renew_token(
     token = ctx.inventory.resolve(ref)
     definition = ctx.definitions.require(token.definition)
     ctx.actor()  # reads config.toml: fail on a broken one before any side effect
+    _refuse_flags_of_the_other_kind(
+        definition,
+        login=login if login is not None else LoginOptions(),
+        force_login=force_login,
+        secret_from_stdin=secret_from_stdin,
+        expiry_given=expires_at is not None or expires_in is not None,
+    )
     if definition.kind is DefinitionKind.STATIC:
         view = renew_static(
             ctx,
