@@ -35,6 +35,7 @@ PROVIDER_CONFIG: dict[str, Any] = {
         "carol": {"password": "carol-password", "deny_scopes": ["invoices:write"]},
         "dave": {"password": "dave-password", "email": "dave@example.test"},
         "erin": {"password": "erin-password", "email": "erin@example.test"},
+        "frank": {"password": "frank-password", "email": "frank@example.test"},
     },
 }
 CLIENTS = {

@@ -100,6 +100,12 @@ def test_tenant_listing_selection_and_attributes(ocli, oidc, tmp_path, static_si
     assert attributes["callback_issuer"] == oidc.issuer
     listed = ocli("list", tty=True)
     assert "Acme Holding" in listed.stdout
+    # A tenant the login cannot use: nothing stored, and no live grant left behind.
+    ocli.browser = ScriptedBrowser(oidc, user="frank", password="frank-password")
+    wrong = ocli("add", "acme-x", "--definition", name, "--yes", "--tenant", "Nope")
+    assert wrong.exit_code == 2 and "is not among those" in wrong.stderr
+    assert ocli("show", "acme-x").exit_code == 3
+    assert [g for g in oidc.grants("frank") if g.get("tokens")] == []
     # Several tenants and no terminal to ask on: all are recorded, with a hint.
     ocli.browser = ScriptedBrowser(oidc)
     both = ocli("add", "acme2", "--definition", name, "--yes")

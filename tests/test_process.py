@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
 import os
 import sqlite3
 import subprocess
 import sys
+import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import typer.main
+from hypothesis import given
+from hypothesis import strategies as st
 from typer import _click
 from typer._coercion import build_runtime_param
 
 import tokenctl
 from tests.proc import tokenctl as run
 from tokenctl.cli.app import COMMANDS, GROUPS, STDOUT_CLOSED, build_app
+from tokenctl.definitions import registry
 from tokenctl.errors import InventoryError
 from tokenctl.inventory.sqlite import SCHEMA_VERSION, SqliteInventory
 from tokenctl.models import Actor, Token
+from tokenctl.render import plain_row
 
 SRC = Path(tokenctl.__file__).parent
 HEAVY = ("authlib", "httpx2", "httpx", "keyring", "secretstorage", "jeepney", "pydantic")
@@ -255,15 +261,20 @@ def big_home(tmp_path_factory):
     return home
 
 
+#: stdout buffered (the default) and unbuffered (PYTHONUNBUFFERED=1, as in many CI jobs).
+BUFFERING = [{}, {"PYTHONUNBUFFERED": "1"}]
+
+
+@pytest.mark.parametrize("buffering", BUFFERING, ids=["buffered", "unbuffered"])
 @pytest.mark.parametrize("args", [["list"], ["list", "--json"]])
-def test_reader_closing_stdout_early_is_quiet(big_home, args):
+def test_reader_closing_stdout_early_is_quiet(big_home, args, buffering):
     """`tokenctl list | head -c 100`: no "internal error", no traceback, exit 141."""
     process = subprocess.Popen(
         [sys.executable, "-m", "tokenctl", *args],
         bufsize=0,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env={"TOKENCTL_HOME": str(big_home), "PATH": "/usr/bin:/bin"},
+        env={"TOKENCTL_HOME": str(big_home), "PATH": "/usr/bin:/bin", **buffering},
     )
     assert process.stdout is not None and process.stderr is not None
     assert process.stdout.read(100)  # like head -c 100: a little, then close
@@ -274,9 +285,10 @@ def test_reader_closing_stdout_early_is_quiet(big_home, args):
     assert stderr == ""
 
 
+@pytest.mark.parametrize("buffering", BUFFERING, ids=["buffered", "unbuffered"])
 @pytest.mark.parametrize("count", [1, 300])
 @pytest.mark.parametrize("args", [["list"], ["list", "--json"], ["definitions"]])
-def test_stdout_closed_before_any_output_is_quiet(tmp_path, count, args):
+def test_stdout_closed_before_any_output_is_quiet(tmp_path, count, args, buffering):
     """The reader is gone before tokenctl writes: the error comes in a write or at exit."""
     home = tmp_path / "h"
     home.mkdir()
@@ -288,7 +300,7 @@ def test_stdout_closed_before_any_output_is_quiet(tmp_path, count, args):
             [sys.executable, "-m", "tokenctl", *args],
             stdout=write_end,
             stderr=subprocess.PIPE,
-            env={"TOKENCTL_HOME": str(home), "PATH": "/usr/bin:/bin"},
+            env={"TOKENCTL_HOME": str(home), "PATH": "/usr/bin:/bin", **buffering},
             timeout=60,
             check=False,
         )
@@ -296,3 +308,61 @@ def test_stdout_closed_before_any_output_is_quiet(tmp_path, count, args):
         os.close(write_end)
     assert result.returncode == 141
     assert result.stderr.decode() == ""
+
+
+# -- the parsed built-in definitions are cached like byte code --------------------------
+
+
+@pytest.fixture
+def builtin_cache(tmp_path, monkeypatch):
+    cache = tmp_path / "pycache" / "builtin.toml.test.marshal"
+    monkeypatch.setattr(registry, "_builtin_cache_file", lambda: cache)
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    return cache
+
+
+def test_builtin_definitions_are_cached_and_read_back(builtin_cache):
+    data = registry.BUILTIN_FILE.read_bytes()
+    parsed = tomllib.loads(data.decode())
+    assert registry._parse_builtin(data) == parsed
+    assert builtin_cache.is_file()
+    assert registry._parse_builtin(data) == parsed
+    assert registry.load_builtin_definitions() == registry._parse_document(parsed, "built-in")
+
+
+def test_builtin_cache_of_other_contents_or_damaged_is_not_used(builtin_cache):
+    data = registry.BUILTIN_FILE.read_bytes()
+    registry._parse_builtin(data)
+    other = data + b'\n[definitions.cache-test]\ntitle = "Cache test"\n'
+    assert "cache-test" in registry._parse_builtin(other)["definitions"]
+    assert registry._parse_builtin(data) == tomllib.loads(data.decode())
+    builtin_cache.write_bytes(b"\x00garbage")
+    assert registry._parse_builtin(data) == tomllib.loads(data.decode())
+
+
+def test_builtin_cache_is_not_written_without_byte_code(builtin_cache, monkeypatch):
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    data = registry.BUILTIN_FILE.read_bytes()
+    assert registry._parse_builtin(data) == tomllib.loads(data.decode())
+    assert not builtin_cache.exists()
+
+
+def test_builtin_cache_sits_beside_the_byte_code():
+    cache = registry._builtin_cache_file()
+    assert cache is not None
+    pyc = importlib.util.cache_from_source(registry.__file__)
+    assert cache.parent == Path(pyc).parent
+    assert cache.name.startswith("builtin.toml.")
+
+
+# -- lines for pipes ----------------------------------------------------------------------
+
+
+def _plain_row_reference(values):
+    cleaned = [(value or "").replace("\t", " ").replace("\n", " ") for value in values]
+    return "\t".join(cleaned) + "\n"
+
+
+@given(st.lists(st.one_of(st.none(), st.text(alphabet=st.sampled_from("ab \t\n\r\xe9")))))
+def test_plain_row_matches_its_definition(values):
+    assert plain_row(values) == _plain_row_reference(values)

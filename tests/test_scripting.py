@@ -208,3 +208,40 @@ def test_renew_all_refuses_a_ref_or_login_flags(cli):
     assert cli("renew", "x", "--all").exit_code == 2
     assert cli("renew", "--all", "--login").exit_code == 2
     assert cli("renew").exit_code == 2
+
+
+def test_unknown_definition_filter_is_an_error(cli):
+    assert cli("check", "--definition", "nosuch").exit_code == 3
+    assert cli("renew", "--all", "--definition", "nosuch").exit_code == 3
+    assert cli("renew", "--all", "--secret-stdin").exit_code == 2
+    assert cli("renew", "--all", "--tenant", "x").exit_code == 2
+
+
+def test_undeclared_param_is_refused(cli):
+    result = cli("add", "k", "--definition", "api-key", "--secret-stdin", "--param", "x=1",
+                 input="s")
+    assert result.exit_code == 2 and "has no placeholder 'x'" in result.stderr
+
+
+def test_check_probe_skips_a_definition_it_cannot_probe(ocli, oidc, tmp_path):
+    configure(ocli, tmp_path, oidc, authorization_endpoint=f"{oidc.issuer}/auth",
+              token_endpoint=f"{oidc.issuer}/token", jwks_uri=f"{oidc.issuer}/jwks",
+              iss_parameter_supported=True)
+    ocli.browser = ScriptedBrowser(oidc)
+    assert ocli("add", "acme", "--definition", "acme-books", "--yes").exit_code == 0
+    result = ocli("check", "--probe")
+    assert result.exit_code == 0, result.stderr
+    assert "acme: not probed" in result.stderr
+
+
+def test_renew_all_honours_the_refresh_margin(ocli, oidc, tmp_path):
+    configure(ocli, tmp_path, oidc)
+    text = (ocli.home / "definitions.toml").read_text()
+    source = tmp_path / "margin.toml"
+    source.write_text(text + '\n[definitions.acme-books.lifetimes]\nrefresh_margin = "30s"\n')
+    assert ocli("definitions", "add", "--file", str(source), "--replace").exit_code == 0
+    ocli.browser = ScriptedBrowser(oidc)
+    assert ocli("add", "acme", "--definition", "acme-books", "--yes").exit_code == 0
+    result = ocli("renew", "--all")
+    assert result.exit_code == 0
+    assert "0 token(s): nothing" in result.stderr  # an hour left: not due yet

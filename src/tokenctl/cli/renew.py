@@ -61,8 +61,21 @@ def command(
     if all_tokens:
         from tokenctl.errors import UsageError
 
-        if ref is not None or login or device or paste or relay:
-            raise UsageError("--all refreshes without a browser; give no REF and no login flag")
+        others = (
+            secret_stdin,
+            expires_at,
+            expires_in,
+            tenant,
+            no_browser,
+            reuse_session,
+            allow_account_change,
+        )
+        if ref is not None or login or device or paste or relay or any(others):
+            raise UsageError(
+                "--all refreshes without a browser and takes no REF and no login or "
+                "pass-code flags",
+                hint="with --all use only --within, --definition, --concurrency and --json",
+            )
         _renew_all(app_ctx, within, definition, concurrency, as_json)
         return
     if ref is None:

@@ -44,5 +44,7 @@ def write_json(io: IOStreams, kind: str, payload: Any) -> None:
 
 def plain_row(values: list[str | None]) -> str:
     """A tab-separated line for pipes; tabs and newlines inside values become spaces."""
-    cleaned = [(value or "").replace("\t", " ").replace("\n", " ") for value in values]
-    return "\t".join(cleaned) + "\n"
+    line = "\t".join([value or "" for value in values])
+    if "\n" in line or line.count("\t") != len(values) - 1:  # rare: clean each value
+        line = "\t".join([(value or "").replace("\t", " ").replace("\n", " ") for value in values])
+    return line + "\n"

@@ -52,7 +52,13 @@ class BulkReport:
 def select_tokens(
     ctx: AppContext, *, within: timedelta | None, definition: str | None
 ) -> list[tuple[Token, Definition]]:
-    """Effective OAuth tokens (of ``definition``) whose access token expires ``within``."""
+    """Effective OAuth tokens (of ``definition``) whose access token expires ``within``.
+
+    A definition's refresh margin also holds here: a provider that limits token calls
+    (Exact Online) is only asked when the access token is about to expire.
+    """
+    if definition is not None:
+        ctx.definitions.require(definition)  # a misspelt name must not pass silently
     now = ctx.now()
     selected = []
     for token in ctx.inventory.tokens():
@@ -66,6 +72,9 @@ def select_tokens(
             and token.expires_at is not None
             and (token.expires_at - now > within)
         ):
+            continue
+        margin = token_definition.lifetimes.refresh_margin
+        if margin is not None and token.expires_at is not None and token.expires_at - now > margin:
             continue
         selected.append((token, token_definition))
     return selected

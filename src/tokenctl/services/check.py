@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from tokenctl.context import AppContext
 from tokenctl.definitions.model import DefinitionKind
-from tokenctl.errors import ExitCode
+from tokenctl.errors import ConfigError, ExitCode
 from tokenctl.models import Status, Token
 from tokenctl.services.tokens import TokenView, view_of
 
@@ -115,6 +115,7 @@ def run_check(
     ctx.definitions  # noqa: B018 - a broken definitions file is an error, not a finding
     tokens = [ctx.inventory.resolve(ref) for ref in refs] if refs else ctx.inventory.tokens()
     if definition is not None:
+        ctx.definitions.require(definition)  # a misspelt name must not pass silently
         tokens = [t for t in tokens if t.definition == definition]
     effective = [t for t in tokens if t.is_effective]
     if probe:
@@ -128,7 +129,11 @@ def run_check(
                 and token_definition.oauth2 is not None
                 and token.secret_set_at is not None
             ):
-                token = probe_token(ctx, token, token_definition).token
+                try:
+                    token = probe_token(ctx, token, token_definition).token
+                except ConfigError as error:
+                    # One definition without a who-am-I call must not hide the others'.
+                    ctx.io.warn(f"{token.name}: not probed ({error.message})")
             probed.append(token)
         effective = probed
     now = ctx.now()

@@ -484,7 +484,12 @@ def interactive_login(
             )
         grant = grant_from_response(response, ctx.now(), scopes, settings)
         account, subject = _identify(ctx, grant, endpoints, credentials, nonce)
-        attributes = _login_attributes(ctx, settings, grant, callback, options)
+        try:
+            attributes = _login_attributes(ctx, settings, grant, callback, options)
+        except TokenctlError:
+            # Nothing will be stored: leave no live grant behind at the provider.
+            revoke_grant(ctx, definition, secrets_of(grant), endpoints)
+            raise
         attributes.update({k: v for k, v in (params or {}).items() if v})
         result = LoginResult(
             grant, account, subject, endpoints.issuer, endpoints, credentials, attributes

@@ -233,6 +233,14 @@ def _blank_to_none(value: str | None) -> str | None:
 
 
 def _validate_new(request: AddRequest, definition: Definition) -> None:
+    unknown = sorted(set(request.params) - set(definition.placeholders))
+    if unknown:
+        declared = ", ".join(definition.placeholders) or "none"
+        raise UsageError(
+            f"definition {definition.name!r} has no placeholder {unknown[0]!r}",
+            hint=f"its placeholders: {declared} (see `tokenctl definitions show "
+            f"{definition.name}`)",
+        )
     if not NAME_RE.match(request.name):
         raise UsageError(
             f"invalid token name {request.name!r}",
