@@ -3,6 +3,8 @@
 Fixtures for real peers live in ``tests/peers/fixtures.py`` and are loaded as a plugin.
 """
 
+import os
+
 pytest_plugins = ["tests.peers.fixtures"]
 
 
@@ -27,6 +29,8 @@ def oidc(tmp_path_factory):  # type: ignore[no-untyped-def]
     try:
         server = start_oidc_provider(PROVIDER_CONFIG, tmp_path_factory.mktemp("oidc"))
     except OidcPeerError as error:
+        from tests.peers.fixtures import peers_required
+
         if peers_required():
             pytest.fail(f"TOKENCTL_REQUIRE_PEERS=1 but the OIDC peer failed: {error}")
         pytest.skip(f"OIDC peer unavailable: {error}")
@@ -40,3 +44,19 @@ def ocli(tmp_path):  # type: ignore[no-untyped-def]
     from tests.oauth_support import RealClock
 
     return Cli(home=tmp_path / "home", clock=RealClock())  # type: ignore[arg-type]
+
+
+CHROMIUM = os.environ.get("TOKENCTL_TEST_CHROMIUM", "/usr/lib/chromium/chromium")
+
+
+@pytest.fixture
+def chromium() -> str:
+    """The Chromium binary the driver runs; skips (or fails) when it is not installed."""
+    if not os.access(CHROMIUM, os.X_OK):
+        reason = f"headless Chromium not found at {CHROMIUM} (Debian package: chromium)"
+        from tests.peers.fixtures import peers_required
+
+        if peers_required():
+            pytest.fail(f"TOKENCTL_REQUIRE_PEERS=1 but {reason}", pytrace=False)
+        pytest.skip(f"{reason}; TOKENCTL_REQUIRE_PEERS=1 would fail")
+    return CHROMIUM

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import io
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-import threading
-from collections.abc import Callable
 from typing import Any, TextIO
 
 from typer.testing import CliRunner

@@ -29,7 +29,7 @@ PROVIDER_CONFIG: dict[str, Any] = {
             "application_type": "web",
             "redirect_uris": [PASTE_REDIRECT],
             "token_endpoint_auth_method": "none",
-        }
+        },
     ],
     "extra_users": {
         "carol": {"password": "carol-password", "deny_scopes": ["invoices:write"]},
@@ -58,16 +58,30 @@ def definition_toml(name: str, issuer: str, client_id: str, **extra: Any) -> str
     """A definition for the local provider, by discovery of its issuer."""
     import tomli_w
 
-    oauth: dict[str, Any] = {"issuer": issuer, "client_id": client_id, "scopes": SCOPES,
-                             "required_scopes": ["invoices:read", "invoices:write"]}
+    oauth: dict[str, Any] = {
+        "issuer": issuer,
+        "client_id": client_id,
+        "scopes": SCOPES,
+        "required_scopes": ["invoices:read", "invoices:write"],
+    }
     oauth.update(extra)
-    table = {"title": f"Acme Books ({client_id})", "classification": "Accounting",
-             "kind": "oauth2", "oauth2": oauth}
+    table = {
+        "title": f"Acme Books ({client_id})",
+        "classification": "Accounting",
+        "kind": "oauth2",
+        "oauth2": oauth,
+    }
     return tomli_w.dumps({"definitions": {name: table}})
 
 
-def configure(cli: Cli, tmp_path: Path, server: Any, client_id: str = "tokenctl-public",
-              name: str = "acme-books", **extra: Any) -> str:
+def configure(
+    cli: Cli,
+    tmp_path: Path,
+    server: Any,
+    client_id: str = "tokenctl-public",
+    name: str = "acme-books",
+    **extra: Any,
+) -> str:
     """Add a definition for ``client_id`` and store its secret (if any) like a user would."""
     source = tmp_path / f"{name}.toml"
     source.write_text(definition_toml(name, server.issuer, client_id, **extra))
@@ -75,8 +89,17 @@ def configure(cli: Cli, tmp_path: Path, server: Any, client_id: str = "tokenctl-
     assert result.exit_code == 0, result.stderr
     secret, method = CLIENTS[client_id]
     if secret:
-        configured = cli("definitions", "configure", name, "--client-id", client_id,
-                         "--auth-method", method, "--client-secret-stdin", input=secret)
+        configured = cli(
+            "definitions",
+            "configure",
+            name,
+            "--client-id",
+            client_id,
+            "--auth-method",
+            method,
+            "--client-secret-stdin",
+            input=secret,
+        )
         assert configured.exit_code == 0, configured.stderr
     return name
 
@@ -100,15 +123,19 @@ class ScriptedBrowser:
         self.opened.append(url)
         try:
             final = self.server.browser_login(
-                url, self.user, self.password, approve=self.approve,
-                follow_to_callback=False, grant_scopes=self.grant_scopes,
+                url,
+                self.user,
+                self.password,
+                approve=self.approve,
+                follow_to_callback=False,
+                grant_scopes=self.grant_scopes,
             )
             base = final.split("?")[0]
             origin = base.rsplit("/", 1)[0]
             for extra in self.before_callback:
                 self.pages.append(fetch(origin + extra.format(query=urlsplit(final).query)))
             self.pages.append(fetch(final))
-        except BaseException as error:  # noqa: BLE001 - reported by the test
+        except BaseException as error:
             self.errors.append(error)
         finally:
             self.done.set()
@@ -117,7 +144,7 @@ class ScriptedBrowser:
 def fetch(url: str) -> tuple[int, str]:
     """GET like a browser; returns status and body."""
     try:
-        with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - loopback
+        with urllib.request.urlopen(url, timeout=30) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()

@@ -358,8 +358,15 @@ def test_every_builtin_has_a_documentation_page():
 
 def test_configure_sets_login_mode_and_redirect_uri_on_a_builtin(cli):
     result = cli(
-        "definitions", "configure", "exact-online-nl", "--client-id", "my-app",
-        "--login-mode", "relay", "--redirect-uri", "https://auth.example.com/tokenctl/callback",
+        "definitions",
+        "configure",
+        "exact-online-nl",
+        "--client-id",
+        "my-app",
+        "--login-mode",
+        "relay",
+        "--redirect-uri",
+        "https://auth.example.com/tokenctl/callback",
     )
     assert result.exit_code == 0, result.stderr
     shown = cli("definitions", "show", "exact-online-nl", "--json").json()["definition"]
@@ -368,8 +375,9 @@ def test_configure_sets_login_mode_and_redirect_uri_on_a_builtin(cli):
     assert shown["oauth2"]["client_id"] == "my-app"
     assert shown["oauth2"]["token_endpoint"] == "https://start.exactonline.nl/api/oauth2/token"
     assert shown["overrides_builtin"] is True
-    bad = cli("definitions", "configure", "exact-online-be", "--client-id", "x",
-              "--login-mode", "paste")
+    bad = cli(
+        "definitions", "configure", "exact-online-be", "--client-id", "x", "--login-mode", "paste"
+    )
     assert bad.exit_code == 1 and "redirect_uri" in bad.stderr
 
 

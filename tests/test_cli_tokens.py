@@ -291,8 +291,10 @@ def test_flags_of_the_other_kind_are_refused(cli, tmp_path):
     renew = cli("renew", "k", "--secret-stdin", "--login", input="y")
     assert renew.exit_code == 2 and "static" in renew.stderr
     source = tmp_path / "o.toml"
-    source.write_text('[definitions.o]\ntitle = "O"\nkind = "oauth2"\n[definitions.o.oauth2]\n'
-                      'token_endpoint = "https://o.example/token"\nclient_id = "c"\n')
+    source.write_text(
+        '[definitions.o]\ntitle = "O"\nkind = "oauth2"\n[definitions.o.oauth2]\n'
+        'token_endpoint = "https://o.example/token"\nclient_id = "c"\n'
+    )
     assert cli("definitions", "add", "--file", str(source)).exit_code == 0
     oauth = cli("add", "o1", "--definition", "o", "--no-login", "--expires-in", "30d")
     assert oauth.exit_code == 2 and "apply only to hand-entered tokens" in oauth.stderr

@@ -178,11 +178,14 @@ def test_files_are_private(home, env, tmp_path):
 
 
 def test_token_and_exec_read_the_real_keyring(home, env):
-    tokenctl("add", "acme", "--definition", "api-key", "--secret-stdin", home=home, env=env,
-             input=SECRET)
+    tokenctl(
+        "add", "acme", "--definition", "api-key", "--secret-stdin", home=home, env=env, input=SECRET
+    )
     printed = tokenctl("token", "acme", home=home, env=env)
     assert printed.exit_code == 0 and printed.stdout == SECRET + "\n" and printed.stderr == ""
-    script = "import os, sys; sys.exit(0 if os.environ['TOKENCTL_ACCESS_TOKEN'] == sys.argv[1] else 9)"
+    script = (
+        "import os, sys; sys.exit(0 if os.environ['TOKENCTL_ACCESS_TOKEN'] == sys.argv[1] else 9)"
+    )
     import sys
 
     ran = tokenctl("exec", "acme", "--", sys.executable, "-c", script, SECRET, home=home, env=env)

@@ -13,7 +13,7 @@ import pytest
 
 from tests.oauth_support import ScriptedBrowser, configure
 from tests.proc import tokenctl
-from tests.test_oauth_chromium import browser_env, chromium, with_browser  # noqa: F401
+from tests.test_oauth_chromium import browser_env, with_browser
 
 pytestmark = pytest.mark.peers
 
@@ -64,12 +64,15 @@ def test_relay_mode_end_to_end_in_headless_chromium(
     from tests.oauth_support import definition_toml
 
     source = tmp_path / "relay.toml"
-    source.write_text(definition_toml("acme-relay", oidc.issuer, "tokenctl-relay",
-                                      login_mode="relay", redirect_uri=relay_uri))
-    assert tokenctl("definitions", "add", "--file", str(source), home=home,
-                    env=env).exit_code == 0
-    added, driver, log = with_browser("add", "acme", "--definition", "acme-relay", home=home,
-                                      env=env, out=tmp_path / "browser")
+    source.write_text(
+        definition_toml(
+            "acme-relay", oidc.issuer, "tokenctl-relay", login_mode="relay", redirect_uri=relay_uri
+        )
+    )
+    assert tokenctl("definitions", "add", "--file", str(source), home=home, env=env).exit_code == 0
+    added, _driver, log = with_browser(
+        "add", "acme", "--definition", "acme-relay", home=home, env=env, out=tmp_path / "browser"
+    )
     assert added.exit_code == 0, f"{added.stderr}\n{log}"
     assert f"The provider returns to {relay_uri}" in added.stderr
     html = (tmp_path / "browser" / "page.html").read_text()
@@ -80,15 +83,23 @@ def test_relay_mode_end_to_end_in_headless_chromium(
 
 def test_tenant_listing_selection_and_attributes(ocli, oidc, tmp_path, static_site):
     site_url, site_root = static_site
-    (site_root / "connections").write_text(json.dumps([
-        {"tenantId": "t-1", "tenantName": "Acme BV"},
-        {"tenantId": "t-2", "tenantName": "Acme Holding"},
-    ]))
+    (site_root / "connections").write_text(
+        json.dumps(
+            [
+                {"tenantId": "t-1", "tenantName": "Acme BV"},
+                {"tenantId": "t-2", "tenantName": "Acme Holding"},
+            ]
+        )
+    )
     name = configure(
-        ocli, tmp_path, oidc,
-        tenants_url=f"{site_url}/connections", tenant_id_field="tenantId",
+        ocli,
+        tmp_path,
+        oidc,
+        tenants_url=f"{site_url}/connections",
+        tenant_id_field="tenantId",
         tenant_name_field="tenantName",
-        probe_url=f"{oidc.issuer}/me", probe_attributes={"login_email": "email"},
+        probe_url=f"{oidc.issuer}/me",
+        probe_attributes={"login_email": "email"},
         callback_attributes={"iss": "callback_issuer"},
     )
     ocli.browser = ScriptedBrowser(oidc)
@@ -112,7 +123,8 @@ def test_tenant_listing_selection_and_attributes(ocli, oidc, tmp_path, static_si
     assert both.exit_code == 0
     assert "Pass --tenant ID to record one" in both.stderr
     assert ocli("show", "acme2", "--json").json()["token"]["attributes"]["tenants"] == (
-        "Acme BV, Acme Holding")
+        "Acme BV, Acme Holding"
+    )
     # On a terminal the user picks one.
     ocli.browser = ScriptedBrowser(oidc)
     picked = ocli("add", "acme3", "--definition", name, "--yes", tty=True, input="1\n")
@@ -124,18 +136,28 @@ def test_placeholders_fill_from_param(ocli, oidc, tmp_path):
     source = tmp_path / "templated.toml"
     import tomli_w
 
-    source.write_text(tomli_w.dumps({"definitions": {"templated": {
-        "title": "Templated", "kind": "oauth2",
-        "placeholders": {"environment": "the environment number"},
-        "oauth2": {
-            "issuer": oidc.issuer, "client_id": "tokenctl-public",
-            "authorization_endpoint": f"{oidc.issuer}/auth",
-            "token_endpoint": f"{oidc.issuer}/token",
-            "jwks_uri": f"{oidc.issuer}/jwks",
-            "probe_url": f"{oidc.issuer}/me?env={{environment}}",
-            "scopes": ["openid", "offline_access", "email"],
-        },
-    }}}))
+    source.write_text(
+        tomli_w.dumps(
+            {
+                "definitions": {
+                    "templated": {
+                        "title": "Templated",
+                        "kind": "oauth2",
+                        "placeholders": {"environment": "the environment number"},
+                        "oauth2": {
+                            "issuer": oidc.issuer,
+                            "client_id": "tokenctl-public",
+                            "authorization_endpoint": f"{oidc.issuer}/auth",
+                            "token_endpoint": f"{oidc.issuer}/token",
+                            "jwks_uri": f"{oidc.issuer}/jwks",
+                            "probe_url": f"{oidc.issuer}/me?env={{environment}}",
+                            "scopes": ["openid", "offline_access", "email"],
+                        },
+                    }
+                }
+            }
+        )
+    )
     assert ocli("definitions", "add", "--file", str(source)).exit_code == 0
     missing = ocli("add", "t", "--definition", "templated", "--yes")
     assert missing.exit_code == 2 and "--param environment=VALUE" in missing.stderr
@@ -152,22 +174,43 @@ def test_delete_prints_the_command_with_params_and_tenant(ocli, oidc, tmp_path):
     source = tmp_path / "templated.toml"
     import tomli_w
 
-    source.write_text(tomli_w.dumps({"definitions": {"templated": {
-        "title": "Templated", "kind": "oauth2",
-        "placeholders": {"environment": "the environment number"},
-        "oauth2": {
-            "issuer": oidc.issuer, "client_id": "tokenctl-public",
-            "authorization_endpoint": f"{oidc.issuer}/auth",
-            "token_endpoint": f"{oidc.issuer}/token?env={{environment}}",
-            "jwks_uri": f"{oidc.issuer}/jwks",
-            "scopes": ["openid", "offline_access", "email"],
-        },
-    }}}))
+    source.write_text(
+        tomli_w.dumps(
+            {
+                "definitions": {
+                    "templated": {
+                        "title": "Templated",
+                        "kind": "oauth2",
+                        "placeholders": {"environment": "the environment number"},
+                        "oauth2": {
+                            "issuer": oidc.issuer,
+                            "client_id": "tokenctl-public",
+                            "authorization_endpoint": f"{oidc.issuer}/auth",
+                            "token_endpoint": f"{oidc.issuer}/token?env={{environment}}",
+                            "jwks_uri": f"{oidc.issuer}/jwks",
+                            "scopes": ["openid", "offline_access", "email"],
+                        },
+                    }
+                }
+            }
+        )
+    )
     assert ocli("definitions", "add", "--file", str(source)).exit_code == 0
-    assert ocli("add", "t", "--definition", "templated", "--no-login", "--description",
-                "Acme env 42", "--param", "environment=42").exit_code == 0
+    assert (
+        ocli(
+            "add",
+            "t",
+            "--definition",
+            "templated",
+            "--no-login",
+            "--description",
+            "Acme env 42",
+            "--param",
+            "environment=42",
+        ).exit_code
+        == 0
+    )
     deleted = ocli("delete", "t", "--yes")
     assert deleted.stdout == (
-        "tokenctl add t --definition templated --description 'Acme env 42' "
-        "--param environment=42\n"
+        "tokenctl add t --definition templated --description 'Acme env 42' --param environment=42\n"
     )

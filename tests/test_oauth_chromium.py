@@ -20,25 +20,14 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import CHROMIUM
 from tests.oauth_support import definition_toml, query_of
-from tests.peers.fixtures import REQUIRE_PEERS_ENV, peers_required
 from tests.proc import Proc, tokenctl
 
 DRIVER = Path(__file__).resolve().parent / "peers" / "browser_driver.py"
-CHROMIUM = os.environ.get("TOKENCTL_TEST_CHROMIUM", "/usr/lib/chromium/chromium")
+
 DRIVER_TIMEOUT = 20  # seconds for the whole browser session
 LOGIN_TIMEOUT = 25  # tokenctl --timeout: a driver failure must not make it wait 300 s
-
-
-@pytest.fixture
-def chromium() -> str:
-    """The Chromium binary the driver runs; skips (or fails) when it is not installed."""
-    if not os.access(CHROMIUM, os.X_OK):
-        reason = f"headless Chromium not found at {CHROMIUM} (Debian package: chromium)"
-        if peers_required():
-            pytest.fail(f"{REQUIRE_PEERS_ENV}=1 but {reason}", pytrace=False)
-        pytest.skip(f"{reason}; {REQUIRE_PEERS_ENV}=1 would fail")
-    return CHROMIUM
 
 
 def browser_env(base: dict[str, str], out: Path, user: str, password: str) -> dict[str, str]:

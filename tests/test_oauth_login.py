@@ -32,9 +32,10 @@ def test_add_logs_in_through_the_loopback_callback(ocli, oidc, tmp_path, client_
     assert params["redirect_uri"].startswith("http://127.0.0.1:")
     # The browser got the success page naming the account.
     status, page = browser.pages[-1]
-    assert status == 200 and 'data-result=ok' in page and "alice@example.test" in page
+    assert status == 200 and "data-result=ok" in page and "alice@example.test" in page
     assert "<script" not in page and "http" not in page.split("<body", 1)[1].replace(
-        "http://", "")  # self-contained: no external resources
+        "http://", ""
+    )  # self-contained: no external resources
     token = ocli("show", "acme", "--json").json()["token"]
     assert token["account"] == "alice@example.test"
     assert token["has_refresh_token"] is True
@@ -57,18 +58,21 @@ def test_access_denied_is_exit_5_with_a_failure_page(ocli, oidc, tmp_path):
     result = ocli("add", "acme", "--definition", name, "--yes")
     assert result.exit_code == 5
     assert "access_denied" in result.stderr
-    status, page = browser.pages[-1]
+    _status, page = browser.pages[-1]
     assert "data-result=fail" in page
     assert ocli("list", "--json").json()["tokens"] == []
 
 
 def test_wrong_state_iss_mismatch_and_other_paths_are_ignored(ocli, oidc, tmp_path):
     name = configure(ocli, tmp_path, oidc)
-    browser = ScriptedBrowser(oidc, before_callback=[
-        "/favicon.ico",
-        "/callback?code=forged&state=wrong",
-        "/callback?{query}&iss=https%3A%2F%2Fevil.example",  # duplicate iss: first one wins?
-    ])
+    browser = ScriptedBrowser(
+        oidc,
+        before_callback=[
+            "/favicon.ico",
+            "/callback?code=forged&state=wrong",
+            "/callback?{query}&iss=https%3A%2F%2Fevil.example",  # duplicate iss: first one wins?
+        ],
+    )
     ocli.browser = browser
     result = ocli("add", "acme", "--definition", name, "--yes")
     assert result.exit_code == 0, result.stderr
@@ -145,8 +149,9 @@ def test_discovered_definition_still_requires_iss(ocli, oidc):
 
     from tests.oauth_support import fetch
 
-    added = ocli("definitions", "add", "disco", "--issuer", oidc.issuer, "--client-id",
-                 "tokenctl-public")
+    added = ocli(
+        "definitions", "add", "disco", "--issuer", oidc.issuer, "--client-id", "tokenctl-public"
+    )
     assert added.exit_code == 0, added.stderr
     shown = ocli("definitions", "show", "disco", "--json").json()["definition"]["oauth2"]
     assert shown["iss_parameter_supported"] is True

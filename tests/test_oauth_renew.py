@@ -36,10 +36,11 @@ def stored(ocli, name="acme"):  # type: ignore[no-untyped-def]
 def introspect(oidc, token: str) -> dict:  # type: ignore[type-arg]
     credentials = base64.b64encode(b"tokenctl-basic:tokenctl-basic-secret").decode()
     request = urllib.request.Request(
-        f"{oidc.issuer}/token/introspection", data=urlencode({"token": token}).encode(),
+        f"{oidc.issuer}/token/introspection",
+        data=urlencode({"token": token}).encode(),
         headers={"Authorization": f"Basic {credentials}"},
     )
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+    with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
 
@@ -94,7 +95,7 @@ def test_eight_processes_refreshing_at_once_keep_the_grant(tmp_path, oidc, real_
     assert introspect(oidc, after.access_token)["active"] is True
     final = tokenctl("renew", "acme", home=home, env=env)
     assert final.exit_code == 0, final.stderr
-    for result in results + [final]:
+    for result in [*results, final]:
         assert after.refresh_token not in result.stdout + result.stderr
 
 
@@ -157,8 +158,11 @@ def test_account_change_is_refused_unless_allowed(ocli, oidc, tmp_path):
     assert "Expected account: alice@example.test" in refused.stderr
     assert stored(ocli) == before
     assert ocli("show", "acme", "--json").json()["token"]["account"] == "alice@example.test"
-    assert [g for g in oidc.grants("erin") if g.get("client_id") == "tokenctl-public"
-            and g.get("tokens")] == []
+    assert [
+        g
+        for g in oidc.grants("erin")
+        if g.get("client_id") == "tokenctl-public" and g.get("tokens")
+    ] == []
     ocli.browser = ScriptedBrowser(oidc, user="erin", password="erin-password")
     allowed = ocli("renew", "acme", "--login", "--yes", "--allow-account-change")
     assert allowed.exit_code == 0, allowed.stderr
@@ -195,7 +199,8 @@ def test_device_flow(ocli, oidc, tmp_path):
 def test_device_flow_denied(ocli, oidc, tmp_path):
     name = configure(ocli, tmp_path, oidc)
     ocli.browser = lambda url: oidc.device_approve(
-        query_of(url)["user_code"], "alice", "alice-password", approve=False)
+        query_of(url)["user_code"], "alice", "alice-password", approve=False
+    )
     result = ocli("add", "acme", "--definition", name, "--device", "--yes")
     assert result.exit_code == 5
     assert "denied" in result.stderr
@@ -218,16 +223,18 @@ def test_device_polling_honours_slow_down_and_expiry(monkeypatch):
     credentials = provider.ClientCredentials("c")
     endpoints = provider.Endpoints(None, None, "https://x/token")
     clock = iter(range(0, 10_000, 1))
-    result = provider.poll_device_token(credentials, endpoints, device, sleep=slept.append,
-                                        clock=lambda: float(next(clock)))
+    result = provider.poll_device_token(
+        credentials, endpoints, device, sleep=slept.append, clock=lambda: float(next(clock))
+    )
     assert result["access_token"] == "a"
     assert slept == [2, 2, 7, 7]
 
     answers = iter(["expired_token"])
     monkeypatch.setattr(provider, "_fetch_device_token", fake_fetch)
     with pytest.raises(provider.AuthorizationError, match="expired"):
-        provider.poll_device_token(credentials, endpoints, device, sleep=slept.append,
-                                   clock=lambda: 0.0)
+        provider.poll_device_token(
+            credentials, endpoints, device, sleep=slept.append, clock=lambda: 0.0
+        )
 
 
 def test_paste_mode(ocli, oidc, tmp_path):
@@ -249,16 +256,38 @@ def test_paste_mode(ocli, oidc, tmp_path):
 
 def test_paste_mode_rejects_a_url_of_another_login(ocli, oidc, tmp_path):
     name = configure(ocli, tmp_path, oidc, "tokenctl-paste", redirect_uri=PASTE_REDIRECT)
-    result = ocli("add", "acme", "--definition", name, "--paste", "--yes", "--no-browser",
-                  input=f"{PASTE_REDIRECT}?code=x&state=not-this-one&iss={oidc.issuer}\n")
+    result = ocli(
+        "add",
+        "acme",
+        "--definition",
+        name,
+        "--paste",
+        "--yes",
+        "--no-browser",
+        input=f"{PASTE_REDIRECT}?code=x&state=not-this-one&iss={oidc.issuer}\n",
+    )
     assert result.exit_code == 5
     assert "state parameter" in result.stderr
 
 
 def test_definition_from_discovery(ocli, oidc):
-    added = ocli("definitions", "add", "books", "--issuer", oidc.issuer, "--client-id",
-                 "tokenctl-public", "--title", "Books", "--scope", "openid", "--scope",
-                 "offline_access", "--scope", "email")
+    added = ocli(
+        "definitions",
+        "add",
+        "books",
+        "--issuer",
+        oidc.issuer,
+        "--client-id",
+        "tokenctl-public",
+        "--title",
+        "Books",
+        "--scope",
+        "openid",
+        "--scope",
+        "offline_access",
+        "--scope",
+        "email",
+    )
     assert added.exit_code == 0, added.stderr
     shown = ocli("definitions", "show", "books", "--json").json()["definition"]
     oauth = shown["oauth2"]
@@ -276,7 +305,10 @@ def test_definition_from_discovery(ocli, oidc):
 def test_client_secret_lives_in_the_keyring_only(ocli, oidc, tmp_path):
     configure(ocli, tmp_path, oidc, "tokenctl-basic")
     assert "tokenctl-basic-secret" not in (ocli.home / "definitions.toml").read_text()
-    assert ocli.secrets.get("definition-acme-books-client-tokenctl-basic").client_secret == "tokenctl-basic-secret"
+    assert (
+        ocli.secrets.get("definition-acme-books-client-tokenctl-basic").client_secret
+        == "tokenctl-basic-secret"
+    )
 
 
 def test_probe_by_introspection_and_unreachable(ocli, oidc, tmp_path):
@@ -308,21 +340,34 @@ def test_id_token_is_checked_against_nonce_and_audience(ocli, oidc, tmp_path):
     id_token = stored(ocli).id_token
     from tokenctl.definitions.registry import load_definitions
 
-    endpoints = resolve_endpoints(load_definitions(ocli.home / "definitions.toml").require(
-        "acme-books"))
-    claims = validate_id_token(id_token, endpoints=endpoints, client_id="tokenctl-public",
-                               nonce=None, access_token=None)
+    endpoints = resolve_endpoints(
+        load_definitions(ocli.home / "definitions.toml").require("acme-books")
+    )
+    claims = validate_id_token(
+        id_token, endpoints=endpoints, client_id="tokenctl-public", nonce=None, access_token=None
+    )
     assert claims["sub"] == "alice"
     with pytest.raises(AuthorizationError, match="id token failed validation"):
-        validate_id_token(id_token, endpoints=endpoints, client_id="someone-else",
-                          nonce=None, access_token=None)
+        validate_id_token(
+            id_token, endpoints=endpoints, client_id="someone-else", nonce=None, access_token=None
+        )
     with pytest.raises(AuthorizationError, match="id token failed validation"):
-        validate_id_token(id_token, endpoints=endpoints, client_id="tokenctl-public",
-                          nonce="not-the-nonce-of-this-login", access_token=None)
+        validate_id_token(
+            id_token,
+            endpoints=endpoints,
+            client_id="tokenctl-public",
+            nonce="not-the-nonce-of-this-login",
+            access_token=None,
+        )
     tampered = id_token[:-4] + ("AAAA" if not id_token.endswith("AAAA") else "BBBB")
     with pytest.raises(AuthorizationError, match="id token failed validation"):
-        validate_id_token(tampered, endpoints=endpoints, client_id="tokenctl-public",
-                          nonce=None, access_token=None)
+        validate_id_token(
+            tampered,
+            endpoints=endpoints,
+            client_id="tokenctl-public",
+            nonce=None,
+            access_token=None,
+        )
 
 
 def test_oauth_secrets_reach_only_the_real_keyring(tmp_path, oidc, real_keyring):
@@ -343,13 +388,16 @@ def test_oauth_secrets_reach_only_the_real_keyring(tmp_path, oidc, real_keyring)
     assert all(o.exit_code == 0 for o in outputs), [o.stderr for o in outputs]
     ref = cli("show", "acme", "--json").json()["token"]["secret"]["keyring_entry"]
     secret_values = json.loads(real_keyring.lookup("tokenctl", ref))
-    client_secret = json.loads(real_keyring.lookup("tokenctl", "definition-acme-books-client-tokenctl-post"))
+    client_secret = json.loads(
+        real_keyring.lookup("tokenctl", "definition-acme-books-client-tokenctl-post")
+    )
     values = [v for v in secret_values.values() if len(v) > 12]
     values.append(client_secret["client_secret"])
     assert len(values) >= 4
     files = [p for p in home.rglob("*") if p.is_file()]
-    texts = [o.stdout + o.stderr for o in outputs] + [p.read_bytes().decode("latin-1")
-                                                     for p in files]
+    texts = [o.stdout + o.stderr for o in outputs] + [
+        p.read_bytes().decode("latin-1") for p in files
+    ]
     for value in values:
         for text in texts:
             assert value not in text
@@ -370,7 +418,11 @@ def test_device_polling_gives_up_at_the_timeout(monkeypatch):
 
     with pytest.raises(provider.AuthorizationError, match="no approval arrived within 3 s"):
         provider.poll_device_token(
-            provider.ClientCredentials("c"), provider.Endpoints(None, None, "https://x/token"),
-            device, sleep=sleep, clock=lambda: now[0], timeout=3,
+            provider.ClientCredentials("c"),
+            provider.Endpoints(None, None, "https://x/token"),
+            device,
+            sleep=sleep,
+            clock=lambda: now[0],
+            timeout=3,
         )
     assert now[0] == 4  # polled at 1, 2, 3 s, then gave up

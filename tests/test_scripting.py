@@ -124,7 +124,11 @@ def test_token_prints_only_the_secret(cli):
     assert result.stderr == ""
     cli("disable", "key")
     disabled = cli("token", "key")
-    assert disabled.exit_code == 1 and disabled.stdout == "" and "tokenctl enable key" in disabled.stderr
+    assert (
+        disabled.exit_code == 1
+        and disabled.stdout == ""
+        and "tokenctl enable key" in disabled.stderr
+    )
 
 
 def test_token_refreshes_when_due_and_never_prompts(oclock_cli, oidc, tmp_path):
@@ -156,7 +160,8 @@ def test_exec_passes_the_token_in_the_environment(cli, tmp_path):
     out = tmp_path / "seen.json"
     script = (
         "import json, os, sys; "
-        f"json.dump({{'env': os.environ.get('API_TOKEN'), 'argv': sys.argv}}, open({str(out)!r}, 'w')); "
+        "seen = {'env': os.environ.get('API_TOKEN'), 'argv': sys.argv}; "
+        f"json.dump(seen, open({str(out)!r}, 'w')); "
         "sys.exit(7)"
     )
     result = cli("exec", "key", "--env", "API_TOKEN", "--", sys.executable, "-c", script, "--flag")
@@ -175,8 +180,12 @@ def test_exec_passes_the_token_in_the_environment(cli, tmp_path):
 def test_renew_all_refreshes_concurrently_and_lists_what_needs_a_login(ocli, oidc, tmp_path):
     configure(ocli, tmp_path, oidc)
     configure(ocli, tmp_path, oidc, "tokenctl-post", name="post-books")
-    for name, definition, user in (("a1", "acme-books", "alice"), ("a2", "acme-books", "alice"),
-                                   ("p1", "post-books", "alice"), ("d1", "acme-books", "dave")):
+    for name, definition, user in (
+        ("a1", "acme-books", "alice"),
+        ("a2", "acme-books", "alice"),
+        ("p1", "post-books", "alice"),
+        ("d1", "acme-books", "dave"),
+    ):
         ocli.browser = ScriptedBrowser(oidc, user=user, password=f"{user}-password")
         assert ocli("add", name, "--definition", definition, "--yes").exit_code == 0
     add_static(ocli, "static")
@@ -191,7 +200,8 @@ def test_renew_all_refreshes_concurrently_and_lists_what_needs_a_login(ocli, oid
     outcomes = {item["name"]: item for item in result.json()["renewals"]}
     assert set(outcomes) == {"a1", "a2", "p1", "d1"}  # no static, no not-effective
     assert {n: outcomes[n]["outcome"] for n in ("a1", "a2", "p1")} == dict.fromkeys(
-        ("a1", "a2", "p1"), "refreshed")
+        ("a1", "a2", "p1"), "refreshed"
+    )
     assert outcomes["d1"]["outcome"] == "needs-login"
     assert outcomes["d1"]["fix"] == "tokenctl renew d1 --login"
     for name, old in before.items():
@@ -218,15 +228,22 @@ def test_unknown_definition_filter_is_an_error(cli):
 
 
 def test_undeclared_param_is_refused(cli):
-    result = cli("add", "k", "--definition", "api-key", "--secret-stdin", "--param", "x=1",
-                 input="s")
+    result = cli(
+        "add", "k", "--definition", "api-key", "--secret-stdin", "--param", "x=1", input="s"
+    )
     assert result.exit_code == 2 and "has no placeholder 'x'" in result.stderr
 
 
 def test_check_probe_skips_a_definition_it_cannot_probe(ocli, oidc, tmp_path):
-    configure(ocli, tmp_path, oidc, authorization_endpoint=f"{oidc.issuer}/auth",
-              token_endpoint=f"{oidc.issuer}/token", jwks_uri=f"{oidc.issuer}/jwks",
-              iss_parameter_supported=True)
+    configure(
+        ocli,
+        tmp_path,
+        oidc,
+        authorization_endpoint=f"{oidc.issuer}/auth",
+        token_endpoint=f"{oidc.issuer}/token",
+        jwks_uri=f"{oidc.issuer}/jwks",
+        iss_parameter_supported=True,
+    )
     ocli.browser = ScriptedBrowser(oidc)
     assert ocli("add", "acme", "--definition", "acme-books", "--yes").exit_code == 0
     result = ocli("check", "--probe")
