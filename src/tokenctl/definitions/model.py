@@ -18,6 +18,7 @@ from tokenctl.timeutil import format_duration, parse_duration
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 LOGIN_MODES = ("loopback", "paste", "device", "relay")
+AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post")
 PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 #: OAuth settings that may contain {placeholders}, filled per token.
 TEMPLATED_FIELDS = (
@@ -339,7 +340,7 @@ def parse_definition(name: str, table: Any, source: str) -> Definition:
 def _parse_oauth2(source: str, name: str, table: Mapping[str, Any]) -> OAuth2Settings:
     reader = _Fields(source, name, table, prefix="oauth2.")
     auth_method = reader.string("token_endpoint_auth_method")
-    if auth_method not in (None, "none", "client_secret_basic", "client_secret_post"):
+    if auth_method is not None and auth_method not in AUTH_METHODS:
         raise reader.fail(
             "token_endpoint_auth_method",
             "must be 'none', 'client_secret_basic' or 'client_secret_post'",

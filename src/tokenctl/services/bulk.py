@@ -12,7 +12,7 @@ import contextlib
 import fcntl
 import os
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -103,8 +103,12 @@ async def _refresh_one(
 ) -> BulkItem:
     from authlib.integrations.base_client import OAuthError
 
-    from tokenctl.oauth.provider import grant_from_response
-    from tokenctl.services.oauth import grant_fields, login_command, oauth_settings, secrets_of
+    from tokenctl.services.oauth import (
+        login_command,
+        mark_refresh_refused,
+        refreshed_state,
+        save_refreshed,
+    )
 
     seen = token.secret_set_at
     async with _token_lock(ctx, token):
@@ -118,16 +122,7 @@ async def _refresh_one(
             response = await client.refresh_token(endpoint, refresh_token=stored.refresh_token)
         except OAuthError as error:
             if error.error == "invalid_grant":
-                now = ctx.now()
-                ctx.inventory.update(
-                    current.number,
-                    {"invalid_at": now, "invalid_reason": "refresh refused (invalid_grant)"},
-                    ctx.actor(),
-                    now,
-                    event="renewed",
-                    outcome="invalid_grant",
-                    detail="the provider refused the refresh token",
-                )
+                mark_refresh_refused(ctx, current, ctx.now())
                 return BulkItem(
                     current,
                     "needs-login",
@@ -138,23 +133,9 @@ async def _refresh_one(
         except Exception as error:
             return BulkItem(current, "failed", f"{type(error).__name__}")
         now = ctx.now()
-        settings = oauth_settings(definition)
-        grant = grant_from_response(response, now, settings.scopes, settings)
-        if grant.scopes is None:
-            grant = replace(grant, scopes=current.granted_scopes)
-        new_secrets = secrets_of(grant, stored)
-        await asyncio.to_thread(ctx.secrets.set, current.secret_ref, new_secrets)
-        updated = ctx.inventory.update(
-            current.number,
-            grant_fields(
-                grant, definition, now, login=False, has_refresh=bool(new_secrets.refresh_token)
-            ),
-            ctx.actor(),
-            now,
-            event="renewed",
-            detail="refresh grant (renew --all)",
-        )
-        return BulkItem(updated, "refreshed")
+        refreshed = refreshed_state(current, definition, stored, response, now)
+        await asyncio.to_thread(ctx.secrets.set, current.secret_ref, refreshed.secrets)
+        return BulkItem(save_refreshed(ctx, current, refreshed, now), "refreshed")
 
 
 async def _renew_all(

@@ -205,16 +205,16 @@ def configure_definition(
     Also the site-specific login settings (mode, registered redirect URI, fixed port), so a
     built-in needs no hand-copied override file.
     """
-    from tokenctl.definitions.model import parse_definition
+    from tokenctl.definitions.model import AUTH_METHODS, LOGIN_MODES, parse_definition
     from tokenctl.models import TokenSecrets
     from tokenctl.services.oauth import client_secret_ref
 
-    if auth_method not in (None, "none", "client_secret_basic", "client_secret_post"):
+    if auth_method is not None and auth_method not in AUTH_METHODS:
         raise UsageError(
             f"invalid --auth-method {auth_method!r}",
             hint="use none, client_secret_basic or client_secret_post",
         )
-    if login_mode not in (None, "loopback", "paste", "device", "relay"):
+    if login_mode is not None and login_mode not in LOGIN_MODES:
         raise UsageError(
             f"invalid --login-mode {login_mode!r}", hint="use loopback, paste, device or relay"
         )

@@ -602,7 +602,7 @@ def refresh_token(ctx: AppContext, token: Token, definition: Definition) -> Refr
     secrets before anything else, then update the inventory.
     """
     from tokenctl.definitions.model import fill_placeholders
-    from tokenctl.oauth.provider import grant_from_response, refresh, resolve_endpoints
+    from tokenctl.oauth.provider import refresh, resolve_endpoints
 
     definition = fill_placeholders(definition, token.attributes)
     seen = token.secret_set_at
@@ -623,45 +623,75 @@ def refresh_token(ctx: AppContext, token: Token, definition: Definition) -> Refr
             response = refresh(credentials, endpoints, stored.refresh_token)
         except OAuthFailure as failure:
             if failure.error == "invalid_grant":
-                ctx.inventory.update(
-                    current.number,
-                    {"invalid_at": now, "invalid_reason": "refresh refused (invalid_grant)"},
-                    ctx.actor(),
-                    now,
-                    event="renewed",
-                    outcome="invalid_grant",
-                    detail="the provider refused the refresh token",
-                )
+                mark_refresh_refused(ctx, current, now)
                 raise NeedsLogin(
                     f"the provider refused the refresh token of {current.name!r} "
                     "(invalid_grant): it was revoked, expired or already used",
                     hint=f"run `{login_command(current)}`",
                 ) from None
             raise
-        grant = grant_from_response(
-            response, now, oauth_settings(definition).scopes, oauth_settings(definition)
-        )
-        if grant.scopes is None:
-            grant = replace(grant, scopes=current.granted_scopes)
-        new_secrets = secrets_of(grant, stored)
-        ctx.secrets.set(current.secret_ref, new_secrets)
-        fields = grant_fields(
-            grant, definition, now, login=False, has_refresh=bool(new_secrets.refresh_token)
-        )
-        updated = ctx.inventory.update(
-            current.number,
-            fields,
-            ctx.actor(),
-            now,
-            event="renewed",
-            detail="refresh grant"
-            + (
-                ", refresh token rotated"
-                if grant.refresh_token not in (None, stored.refresh_token)
-                else ""
-            ),
-        )
-        return RefreshOutcome(updated, refreshed=True)
+        refreshed = refreshed_state(current, definition, stored, response, now)
+        ctx.secrets.set(current.secret_ref, refreshed.secrets)
+        return RefreshOutcome(save_refreshed(ctx, current, refreshed, now), refreshed=True)
+
+
+@dataclass(frozen=True)
+class RefreshedState:
+    """What a refresh response changes: the secrets to store and the record's fields."""
+
+    secrets: TokenSecrets
+    fields: dict[str, Any]
+    detail: str
+
+
+def refreshed_state(
+    current: Token,
+    definition: Definition,
+    stored: TokenSecrets,
+    response: Mapping[str, Any],
+    now: datetime,
+) -> RefreshedState:
+    """Turn a refresh response into new secrets and inventory fields (no I/O)."""
+    from tokenctl.oauth.provider import grant_from_response
+
+    settings = oauth_settings(definition)
+    grant = grant_from_response(response, now, settings.scopes, settings)
+    if grant.scopes is None:
+        grant = replace(grant, scopes=current.granted_scopes)
+    new_secrets = secrets_of(grant, stored)
+    fields = grant_fields(
+        grant, definition, now, login=False, has_refresh=bool(new_secrets.refresh_token)
+    )
+    rotated = grant.refresh_token not in (None, stored.refresh_token)
+    detail = "refresh grant" + (", refresh token rotated" if rotated else "")
+    return RefreshedState(new_secrets, fields, detail)
+
+
+def save_refreshed(
+    ctx: AppContext, current: Token, refreshed: RefreshedState, now: datetime
+) -> Token:
+    """Record a refresh whose secrets are already stored (they are persisted first)."""
+    return ctx.inventory.update(
+        current.number,
+        refreshed.fields,
+        ctx.actor(),
+        now,
+        event="renewed",
+        detail=refreshed.detail,
+    )
+
+
+def mark_refresh_refused(ctx: AppContext, current: Token, now: datetime) -> None:
+    """Record that the provider refused the refresh token: the token is invalid."""
+    ctx.inventory.update(
+        current.number,
+        {"invalid_at": now, "invalid_reason": "refresh refused (invalid_grant)"},
+        ctx.actor(),
+        now,
+        event="renewed",
+        outcome="invalid_grant",
+        detail="the provider refused the refresh token",
+    )
 
 
 # -- the validity probe ----------------------------------------------------------------------
