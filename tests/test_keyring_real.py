@@ -190,3 +190,25 @@ def test_token_and_exec_read_the_real_keyring(home, env):
 
     ran = tokenctl("exec", "acme", "--", sys.executable, "-c", script, SECRET, home=home, env=env)
     assert ran.exit_code == 0, ran.stderr
+
+
+def test_a_refused_keyring_write_is_retried(real_keyring, monkeypatch):
+    from tokenctl.models import TokenSecrets
+    from tokenctl.secrets.keyring_store import KeyringSecretStore
+
+    store = KeyringSecretStore()
+    store.ensure_available()
+    store.RETRY_PAUSE = 0.01  # type: ignore[misc]
+    real_set = store._backend.set_password
+    failures = iter([RuntimeError("Prompt dismissed"), RuntimeError("busy")])
+
+    def flaky(service, username, value):  # type: ignore[no-untyped-def]
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        real_set(service, username, value)
+
+    monkeypatch.setattr(store._backend, "set_password", flaky)
+    store.set("retry-entry", TokenSecrets(refresh_token="rotated-refresh"))
+    assert json.loads(real_keyring.lookup("tokenctl", "retry-entry")) == {
+        "refresh_token": "rotated-refresh"}

@@ -366,3 +366,29 @@ def _plain_row_reference(values):
 @given(st.lists(st.one_of(st.none(), st.text(alphabet=st.sampled_from("ab \t\n\r\xe9")))))
 def test_plain_row_matches_its_definition(values):
     assert plain_row(values) == _plain_row_reference(values)
+
+
+def test_token_fast_path_matches_the_full_command_line(tmp_path):
+    home = tmp_path / "h"
+    env = {"PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
+    fast = run("token", "nope", home=home, env=env)
+    assert fast.exit_code == 3 and fast.stderr.startswith("error: no token 'nope'\nhint:")
+    via_home = run("--home", str(tmp_path / "other"), "token", "nope", home=home, env=env)
+    assert via_home.exit_code == 3
+    assert (tmp_path / "other" / "inventory.sqlite3").exists()
+    # Any other form goes through Typer and says the same.
+    full = run("--debug", "token", "nope", home=home, env=env)
+    assert full.exit_code == 3 and "error: no token 'nope'" in full.stderr
+    helped = run("token", "--help", home=home, env=env)
+    assert helped.exit_code == 0 and "Print a valid access token" in helped.stdout
+    code = (
+        "import sys\nfrom tokenctl.__main__ import _plain_token_ref as f\n"
+        "assert f(['token', 'x']) == (None, 'x')\n"
+        "assert f(['--home', 'D', 'token', 'x']) == ('D', 'x')\n"
+        "assert f(['token', '--help']) is None and f(['token', 'x', 'y']) is None\n"
+        "assert f(['list']) is None\n"
+    )
+    checked = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stderr

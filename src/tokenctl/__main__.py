@@ -12,9 +12,68 @@ import sys
 GC_THRESHOLD = 50_000
 
 
+def _plain_token_ref(argv: list[str]) -> tuple[str | None, str] | None:
+    """``(home, REF)`` for exactly ``tokenctl [--home DIR] token REF``, else ``None``."""
+    home = None
+    if len(argv) >= 2 and argv[0] == "--home":
+        home, argv = argv[1], argv[2:]
+    if len(argv) == 2 and argv[0] == "token" and not argv[1].startswith("-"):
+        return home, argv[1]
+    return None
+
+
+def _token_fast_path(home: str | None, ref: str) -> int:
+    """``tokenctl token REF`` without building the Typer application.
+
+    Scripts call it before every request, so it must cost no more than reading the
+    keyring itself. It runs the same service function and reports errors the same way as
+    the full command line; any other form of the command takes the full path.
+    """
+    import os
+    import traceback
+    from pathlib import Path
+
+    from tokenctl.context import AppContext
+    from tokenctl.errors import ExitCode, TokenctlError, error_text
+    from tokenctl.services.access import current_access_token
+
+    ctx = AppContext.from_environment().with_options(home=Path(home) if home else None, debug=False)
+    debug = os.environ.get("TOKENCTL_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+    try:
+        access_token = current_access_token(ctx, ref)
+    except TokenctlError as error:
+        if debug:
+            traceback.print_exc()
+        sys.stderr.write(error_text(error))
+        return int(error.exit_code)
+    except Exception as error:
+        if debug:
+            traceback.print_exc()
+        sys.stderr.write(
+            f"error: internal error ({type(error).__name__})\n"
+            "hint: run again with --debug to see the traceback, and report it\n"
+        )
+        return int(ExitCode.ERROR)
+    finally:
+        ctx.close()
+    sys.stdout.write(access_token + "\n")
+    return 0
+
+
 def main() -> None:
     """Run the command line."""
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
+    fast = _plain_token_ref(sys.argv[1:])
+    if fast is not None:
+        code = _token_fast_path(*fast)
+        from tokenctl.iostreams import STDOUT_CLOSED, discard_stdout
+
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            discard_stdout()
+            sys.exit(STDOUT_CLOSED)
+        sys.exit(code)
     from tokenctl.cli.app import STDOUT_CLOSED, build_app, discard_stdout
 
     try:

@@ -70,3 +70,8 @@ class ConfigError(TokenctlError):
 
 class InventoryError(TokenctlError):
     """The token inventory cannot be opened, migrated or written."""
+
+
+def error_text(error: TokenctlError) -> str:
+    """How an error is shown on stderr: the message, then the hint."""
+    return f"error: {error.message}\n" + (f"hint: {error.hint}\n" if error.hint else "")

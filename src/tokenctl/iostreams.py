@@ -7,6 +7,7 @@ that answers the question.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,6 +17,28 @@ from tokenctl.errors import UsageError
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+
+#: Exit status when the reader of stdout went away (``tokenctl list | head -1``): 128 + SIGPIPE,
+#: what a shell reports for a program that SIGPIPE ended.
+STDOUT_CLOSED = 141
+
+
+def discard_stdout() -> None:
+    """Point stdout at the null device once its reader has gone (see docs/exit-codes.md).
+
+    As the Python documentation advises (signal module, "Note on SIGPIPE"): then the
+    interpreter's last flush of what is still buffered does not fail again and print
+    "Exception ignored ... BrokenPipeError" on stderr.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+    except (AttributeError, OSError, ValueError):  # pragma: no cover - stdout is no file
+        pass
 
 
 def _is_tty(stream: TextIO) -> bool:

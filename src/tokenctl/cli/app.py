@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
@@ -25,30 +24,11 @@ from typer.core import TyperGroup, _TyperParameter
 
 from tokenctl import __version__
 from tokenctl.context import AppContext
-from tokenctl.errors import ExitCode, TokenctlError
+from tokenctl.errors import ExitCode, TokenctlError, error_text
+from tokenctl.iostreams import STDOUT_CLOSED as STDOUT_CLOSED
+from tokenctl.iostreams import discard_stdout as discard_stdout
 
 INTERRUPTED = 130
-#: Exit status when the reader of stdout went away (``tokenctl list | head -1``): 128 + SIGPIPE,
-#: what a shell reports for a program that SIGPIPE ended.
-STDOUT_CLOSED = 141
-
-
-def discard_stdout() -> None:
-    """Point stdout at the null device once its reader has gone (see docs/exit-codes.md).
-
-    As the Python documentation advises (signal module, "Note on SIGPIPE"): then the
-    interpreter's last flush of what is still buffered does not fail again and print
-    "Exception ignored ... BrokenPipeError" on stderr.
-    """
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, sys.stdout.fileno())
-        finally:
-            os.close(devnull)
-    except (AttributeError, OSError, ValueError):  # pragma: no cover - stdout is no file
-        pass
-
 
 # -- parameter coercion without pydantic ------------------------------------------------
 #
@@ -267,9 +247,7 @@ class _LazyCommands(MutableMapping[str, _click.Command]):
 def report_error(app_ctx: AppContext | None, error: TokenctlError) -> None:
     """Write an error and its hint to stderr."""
     stream = app_ctx.io.stderr if app_ctx else sys.stderr
-    stream.write(f"error: {error.message}\n")
-    if error.hint:
-        stream.write(f"hint: {error.hint}\n")
+    stream.write(error_text(error))
 
 
 class TokenctlGroup(TyperGroup):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 from tokenctl.errors import SecretStoreError
@@ -60,9 +62,18 @@ class KeyringSecretStore:
     load it (and never trigger an unlock prompt).
     """
 
+    #: Attempts for a write, and the pause before each retry (seconds). A refresh whose
+    #: rotated refresh token cannot be stored loses the connection, so a write that a busy
+    #: Secret Service refuses once is tried again before giving up.
+    WRITE_ATTEMPTS = 4
+    RETRY_PAUSE = 0.25
+
     def __init__(self, service: str = KEYRING_SERVICE) -> None:
         self.service = service
         self._backend: Any = None
+        # gnome-keyring has been seen to crash under concurrent D-Bus clients of one
+        # process (renew --all); calls from this process go to it one at a time.
+        self._serial = threading.Lock()
 
     def _secure_backend(self) -> Any:
         if self._backend is None:
@@ -94,7 +105,8 @@ class KeyringSecretStore:
         """The secrets stored under ``ref``, or ``None`` when there are none."""
         backend = self._secure_backend()
         try:
-            stored = backend.get_password(self.service, ref)
+            with self._serial:
+                stored = backend.get_password(self.service, ref)
         except Exception as error:
             raise self._fail("read from", error) from None
         if stored is None:
@@ -110,10 +122,16 @@ class KeyringSecretStore:
     def set(self, ref: str, secrets: TokenSecrets) -> None:
         """Store ``secrets`` under ``ref``, replacing what was there."""
         backend = self._secure_backend()
-        try:
-            backend.set_password(self.service, ref, secrets.to_json())
-        except Exception as error:
-            raise self._fail("write to", error) from None
+        value = secrets.to_json()
+        for attempt in range(1, self.WRITE_ATTEMPTS + 1):
+            try:
+                with self._serial:
+                    backend.set_password(self.service, ref, value)
+                return
+            except Exception as error:
+                if attempt == self.WRITE_ATTEMPTS:
+                    raise self._fail("write to", error) from None
+                time.sleep(self.RETRY_PAUSE * attempt)
 
     def delete(self, ref: str) -> bool:
         """Remove the entry; ``False`` when there was none."""
@@ -121,7 +139,8 @@ class KeyringSecretStore:
         from keyring.errors import PasswordDeleteError
 
         try:
-            backend.delete_password(self.service, ref)
+            with self._serial:
+                backend.delete_password(self.service, ref)
         except PasswordDeleteError:
             return False
         except Exception as error:

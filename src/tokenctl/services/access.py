@@ -23,7 +23,7 @@ def current_access_token(ctx: AppContext, ref: str) -> str:
 
     Never interactive: when only a login would help, raise exit code 5 with the command.
     """
-    from tokenctl.services.oauth import NeedsLogin, login_command, refresh_token
+    from tokenctl.services.oauth_options import login_command
 
     token = ctx.inventory.resolve(ref)
     if not token.is_effective:
@@ -60,6 +60,9 @@ def current_access_token(ctx: AppContext, ref: str) -> str:
     margin = definition.lifetimes.refresh_margin or REFRESH_MARGIN
     due = token.expires_at is not None and token.expires_at - ctx.now() <= margin
     if due:
+        # Only now: the refresh machinery costs ~10 ms of imports that a cached token skips.
+        from tokenctl.services.oauth import NeedsLogin, refresh_token
+
         try:
             token = refresh_token(ctx, token, definition).token
         except NeedsLogin as error:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import secrets as random_source
-import shlex
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -28,6 +27,7 @@ from tokenctl.oauth.provider import (
     ProviderUnreachable,
 )
 from tokenctl.services.oauth_options import LOGIN_MODES, LoginOptions
+from tokenctl.services.oauth_options import login_command as login_command
 
 
 @dataclass(frozen=True)
@@ -81,11 +81,6 @@ def client_credentials(ctx: AppContext, definition: Definition) -> ClientCredent
             f"{settings.client_id} --client-secret-stdin`",
         )
     return ClientCredentials(settings.client_id, secret, method)
-
-
-def login_command(token: Token) -> str:
-    """The exact command that renews ``token`` with an interactive login."""
-    return shlex.join(["tokenctl", "renew", token.name, "--login"])
 
 
 # -- the interactive login -------------------------------------------------------------------
