@@ -30,7 +30,6 @@ def _token_fast_path(home: str | None, ref: str) -> int:
     the full command line; any other form of the command takes the full path.
     """
     import os
-    import traceback
     from pathlib import Path
 
     from tokenctl.context import AppContext
@@ -43,11 +42,15 @@ def _token_fast_path(home: str | None, ref: str) -> int:
         access_token = current_access_token(ctx, ref)
     except TokenctlError as error:
         if debug:
+            import traceback
+
             traceback.print_exc()
         sys.stderr.write(error_text(error))
         return int(error.exit_code)
     except Exception as error:
         if debug:
+            import traceback
+
             traceback.print_exc()
         sys.stderr.write(
             f"error: internal error ({type(error).__name__})\n"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -83,6 +82,8 @@ def run_with_token(ctx: AppContext, ref: str, command: Sequence[str], env_name: 
     if not ENV_NAME.match(env_name):
         raise UsageError(f"invalid environment variable name {env_name!r}")
     access_token = current_access_token(ctx, ref)
+    import subprocess
+
     environment = {**os.environ, env_name: access_token}
     try:
         completed = subprocess.run(list(command), env=environment, check=False)
