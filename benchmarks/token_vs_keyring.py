@@ -1,0 +1,478 @@
+"""Benchmark ``tokenctl token REF`` against reading the same keyring entry with ``keyring``.
+
+Starts a private Secret Service (gnome-keyring, ``tests/peers``) and, unless
+``--no-oauth``, the local OpenID provider, then adds two tokens to a throw-away home with
+real ``tokenctl`` commands:
+
+* a static token: ``tokenctl add NAME --definition api-key --secret-stdin``;
+* an OAuth token: ``tokenctl add NAME --definition ... --yes --no-browser``, the login
+  played by ``OidcServer.browser_login`` (its access token is valid for an hour, so
+  ``token`` never refreshes it: the provider's counters are checked for that).
+
+Then it times real subprocesses, interleaved: ``tokenctl token REF`` and its baseline
+``python -m keyring get tokenctl ENTRY`` for the same entry (``show REF --json`` ->
+``token.secret.keyring_entry``), same interpreter, same Secret Service. Both do the
+same keyring read; the bar says tokenctl adds nothing measurable to it:
+
+* ``tokenctl token`` takes at most 1.0 times the ``keyring get`` baseline (median),
+  for each kind of token.
+
+Exit status: 0 when every check passes, 1 when one fails, 2 when the benchmark cannot run.
+This is a script, not a test; run it by hand (see benchmarks/README.md)::
+
+    python benchmarks/token_vs_keyring.py [--rounds 15] [--no-oauth] [--profile DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import secrets
+import selectors
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from list_overview import (
+    EXIT_BAR_FAILED,
+    EXIT_CANNOT_RUN,
+    EXIT_OK,
+    BenchmarkError,
+    Case,
+    Check,
+    Timing,
+    child_environment,
+    console_script,
+    measure,
+    packages_beyond,
+    passed,
+    positive_int,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # the peers live in tests/peers
+
+from tests.peers.oidc_server import (  # noqa: E402
+    PUBLIC_CLIENT_ID,
+    OidcPeerError,
+    OidcServer,
+    is_installed,
+    start_oidc_provider,
+)
+from tests.peers.secret_service import (  # noqa: E402
+    SecretService,
+    SecretServiceError,
+    SecretServiceUnavailable,
+    start_secret_service,
+)
+
+#: ``tokenctl token`` must take at most this multiple of the ``keyring get`` baseline.
+RATIO_LIMIT = 1.0
+STATIC_NAME = "bench-static"
+OAUTH_NAME = "bench-oauth"
+DEFINITION = "bench-books"
+SCOPES = ("openid", "offline_access", "email", "invoices:read", "invoices:write")
+USER, PASSWORD = "alice", "alice-password"
+LOGIN_URL_TIMEOUT = 30.0
+
+#: Runs the CLI's entry point, then reports every imported module on stderr's last line.
+TOKEN_PROBE = """
+import sys
+from tokenctl.__main__ import main
+sys.argv = ["tokenctl", *sys.argv[1:]]
+try:
+    main()
+except SystemExit as stop:
+    code = stop.code
+else:
+    code = 0
+"""
+#: The same for the baseline: keyring's command line.
+KEYRING_PROBE = """
+import sys
+from keyring.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as stop:
+    code = stop.code
+"""
+REPORT_MODULES = """
+modules = sorted(sys.modules)
+import json
+sys.stdout.flush()
+sys.stderr.write("\\n" + json.dumps({"exit": code, "modules": modules}) + "\\n")
+"""
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One token: its name, its keyring entry and what ``tokenctl token`` must print."""
+
+    kind: str
+    name: str
+    entry: str
+    expected: str
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line of this script."""
+    parser = argparse.ArgumentParser(
+        description="Time `tokenctl token REF` against `python -m keyring get tokenctl ENTRY`.",
+        epilog="Exit status: 0 all checks pass, 1 a check fails, 2 the benchmark cannot run.",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=positive_int,
+        default=15,
+        help="timed runs of every case (default 15), after one untimed warm-up round",
+    )
+    parser.add_argument(
+        "--no-oauth",
+        action="store_true",
+        help="only the static token (no OpenID provider needed)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="also write -X importtime and cProfile output of `tokenctl token` to DIR",
+    )
+    return parser.parse_args(argv)
+
+
+# -- setting up the tokens ---------------------------------------------------------------
+
+
+def tokenctl(
+    script: Path, env: Mapping[str, str], cwd: Path, *args: str, stdin: str | None = None
+) -> str:
+    """Run one untimed tokenctl command; its stdout. A failure stops the benchmark."""
+    result = subprocess.run(
+        (str(script), *args), cwd=cwd, env=dict(env), input=stdin, capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise BenchmarkError(
+            f"tokenctl {' '.join(args)}: exit status {result.returncode}\n{result.stderr}"
+        )
+    return result.stdout
+
+
+def keyring_entry(script: Path, env: Mapping[str, str], cwd: Path, name: str) -> str:
+    """The keyring entry of a token, as ``tokenctl show --json`` documents it."""
+    shown = json.loads(tokenctl(script, env, cwd, "show", name, "--json"))
+    entry: str = shown["token"]["secret"]["keyring_entry"]
+    return entry
+
+
+def add_static(script: Path, env: Mapping[str, str], cwd: Path) -> Pair:
+    """``tokenctl add --definition api-key --secret-stdin`` with a random pass code."""
+    pass_code = secrets.token_urlsafe(32)
+    tokenctl(
+        script,
+        env,
+        cwd,
+        "add",
+        STATIC_NAME,
+        "--definition",
+        "api-key",
+        "--secret-stdin",
+        stdin=pass_code,
+    )
+    return Pair("static", STATIC_NAME, keyring_entry(script, env, cwd, STATIC_NAME), pass_code)
+
+
+def definition_toml(issuer: str) -> str:
+    """An OAuth definition for the local provider (endpoints by discovery)."""
+    scopes = ", ".join(f'"{scope}"' for scope in SCOPES)
+    return (
+        f"[definitions.{DEFINITION}]\n"
+        'title = "Acme Books (benchmark)"\n'
+        'classification = "Accounting"\n'
+        'kind = "oauth2"\n\n'
+        f"[definitions.{DEFINITION}.oauth2]\n"
+        f'issuer = "{issuer}"\n'
+        f'client_id = "{PUBLIC_CLIENT_ID}"\n'
+        f"scopes = [{scopes}]\n"
+    )
+
+
+def read_login_url(process: subprocess.Popen[bytes], deadline: float) -> str:
+    """The authorization URL ``tokenctl add --no-browser`` prints on stderr.
+
+    Reads the pipe with ``os.read``: a buffered reader would take several lines at once
+    and leave the selector waiting for data it already holds.
+    """
+    assert process.stderr is not None
+    descriptor = process.stderr.fileno()
+    received = b""
+    with selectors.DefaultSelector() as selector:
+        selector.register(descriptor, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if not selector.select(deadline - time.monotonic()):
+                continue
+            chunk = os.read(descriptor, 65536)
+            if not chunk:
+                break
+            received += chunk
+            for line in received.decode("utf-8", "replace").splitlines():
+                if line.startswith("http") and "code_challenge=" in line:
+                    return line.strip()
+    raise BenchmarkError(
+        "tokenctl add printed no login URL:\n" + received.decode("utf-8", "replace")
+    )
+
+
+def add_oauth(
+    script: Path, env: Mapping[str, str], cwd: Path, provider: OidcServer, workdir: Path
+) -> Pair:
+    """A real ``tokenctl add`` with a loopback login, the browser played by the peer."""
+    source = workdir / "definitions.toml"
+    source.write_text(definition_toml(provider.issuer))
+    tokenctl(script, env, cwd, "definitions", "add", "--file", str(source))
+    process = subprocess.Popen(
+        (str(script), "add", OAUTH_NAME, "--definition", DEFINITION, "--yes", "--no-browser"),
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        url = read_login_url(process, time.monotonic() + LOGIN_URL_TIMEOUT)
+        provider.browser_login(url, USER, PASSWORD)  # follows the redirect to tokenctl
+        _, stderr = process.communicate(timeout=LOGIN_URL_TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    if process.returncode != 0:
+        raise BenchmarkError(
+            f"tokenctl add (OAuth): exit status {process.returncode}\n"
+            + stderr.decode("utf-8", "replace")
+        )
+    entry = keyring_entry(script, env, cwd, OAUTH_NAME)
+    access_token = json.loads(keyring_get(env, cwd, entry))["access_token"]
+    return Pair("OAuth", OAUTH_NAME, entry, access_token)
+
+
+def keyring_get(env: Mapping[str, str], cwd: Path, entry: str) -> str:
+    """What ``python -m keyring get tokenctl ENTRY`` prints (the stored JSON)."""
+    result = subprocess.run(
+        (sys.executable, "-m", "keyring", "get", "tokenctl", entry),
+        cwd=cwd,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0 or not result.stdout.strip():
+        raise BenchmarkError(f"keyring get {entry}: exit status {result.returncode}")
+    return result.stdout.strip()
+
+
+# -- timing ------------------------------------------------------------------------------
+
+
+def build_cases(script: Path, pairs: Sequence[Pair], env: Mapping[str, str]) -> list[Case]:
+    """For every token, the baseline and then ``tokenctl token``."""
+    cases: list[Case] = []
+    for pair in pairs:
+        cases.append(
+            Case(
+                f"baseline: python -m keyring get ({pair.kind})",
+                (sys.executable, "-m", "keyring", "get", "tokenctl", pair.entry),
+                env,
+            )
+        )
+        cases.append(Case(f"tokenctl token ({pair.kind})", (str(script), "token", pair.name), env))
+    return cases
+
+
+def check_outputs(cases: Sequence[Case], pairs: Sequence[Pair], cwd: Path) -> None:
+    """Untimed: each command prints the secret it should (so the timings measure real work)."""
+    for pair, (baseline, token) in zip(
+        pairs, zip(cases[::2], cases[1::2], strict=True), strict=True
+    ):
+        printed = token.run(cwd).stdout.decode()
+        if printed != pair.expected + "\n":
+            raise BenchmarkError(f"{token.label}: did not print the expected secret")
+        stored = json.loads(baseline.run(cwd).stdout)
+        if pair.expected not in stored.values():
+            raise BenchmarkError(f"{baseline.label}: did not print the expected entry")
+
+
+def imported_modules(probe: str, env: Mapping[str, str], cwd: Path, *args: str) -> list[str]:
+    """Every module a probe (TOKEN_PROBE, KEYRING_PROBE) has imported at its end."""
+    result = subprocess.run(
+        (sys.executable, "-c", probe + REPORT_MODULES, *args),
+        cwd=cwd,
+        env=dict(env),
+        capture_output=True,
+    )
+    try:
+        report = json.loads(result.stderr.decode("utf-8", "replace").splitlines()[-1])
+    except (IndexError, ValueError):
+        raise BenchmarkError(
+            "an import probe printed no module list:\n" + result.stderr.decode("utf-8", "replace")
+        ) from None
+    if report["exit"] not in (0, None):
+        raise BenchmarkError(f"an import probe exited with {report['exit']}")
+    modules: list[str] = report["modules"]
+    return modules
+
+
+def write_profiles(env: Mapping[str, str], cwd: Path, directory: Path, name: str) -> None:
+    """``-X importtime`` and cProfile output of ``python -m tokenctl token NAME`` in DIR."""
+    directory.mkdir(parents=True, exist_ok=True)
+    imports = directory / "token.importtime.txt"
+    profile = directory / "token.prof"
+    with imports.open("wb") as err:
+        subprocess.run(
+            (sys.executable, "-X", "importtime", "-m", "tokenctl", "token", name),
+            cwd=cwd,
+            env=dict(env),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            check=True,
+        )
+    subprocess.run(
+        (sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "tokenctl", "token", name),
+        cwd=cwd,
+        env=dict(env),
+        stdout=subprocess.DEVNULL,
+        check=True,
+    )
+    print(f"profiles  {imports}, {profile}")
+
+
+def print_table(timings: Sequence[Timing]) -> None:
+    """Case, median, min, and each ``token`` median as a multiple of its baseline's."""
+    width = max(len(timing.case.label) for timing in timings)
+    print(f"{'case':<{width}}  {'median s':>9}  {'min s':>7}  {'x baseline':>10}")
+    print(f"{'-' * width}  {'-' * 9}  {'-' * 7}  {'-' * 10}")
+    for index, timing in enumerate(timings):
+        baseline = timings[index - index % 2]
+        ratio = timing.median / baseline.median
+        print(
+            f"{timing.case.label:<{width}}  {timing.median:>9.3f}  {timing.best:>7.3f}"
+            f"  {ratio:>10.2f}"
+        )
+
+
+def start_keyring(stack: ExitStack, workdir: Path) -> SecretService:
+    """A private Secret Service that ``stack`` stops."""
+    try:
+        secret_service = start_secret_service(workdir / "secret-service")
+    except (SecretServiceUnavailable, SecretServiceError) as error:
+        raise BenchmarkError(f"no Secret Service: {error}") from None
+    stack.callback(secret_service.stop)
+    return secret_service
+
+
+def start_provider(stack: ExitStack, workdir: Path) -> OidcServer:
+    """The local OpenID provider, which ``stack`` stops."""
+    if not is_installed():
+        raise BenchmarkError(
+            "the OpenID provider is not installed (npm ci in tests/peers/oidc); or pass --no-oauth"
+        )
+    try:
+        provider = start_oidc_provider({"rotate_refresh_token": True}, workdir / "oidc")
+    except OidcPeerError as error:
+        raise BenchmarkError(f"no OpenID provider: {error}") from None
+    stack.callback(provider.stop)
+    return provider
+
+
+def ratio_checks(timings: Sequence[Timing]) -> list[Check]:
+    """Each ``tokenctl token`` median against its own baseline's, at most RATIO_LIMIT."""
+    checks = []
+    for baseline, token in zip(timings[::2], timings[1::2], strict=True):
+        ratio = token.median / baseline.median
+        checks.append(
+            Check(
+                passed(ratio <= RATIO_LIMIT),
+                f"{token.case.label} <= {RATIO_LIMIT:.1f}x keyring get: median"
+                f" {token.median:.3f} s / {baseline.median:.3f} s = {ratio:.2f}x",
+            )
+        )
+    return checks
+
+
+def run(options: argparse.Namespace) -> int:
+    """Start the peers, add the tokens, time the cases, check the bars, print the report."""
+    script = console_script()
+    with ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tokenctl-bench-")))
+        print(f"python    {sys.executable} ({platform.python_version()})")
+        print(f"tokenctl  {script} (console script, as users run it)")
+        secret_service = start_keyring(stack, workdir)
+        env = {
+            **child_environment(workdir / "home", workdir / "pycache"),
+            **secret_service.env,
+        }
+        pairs = [add_static(script, env, workdir)]
+        provider: OidcServer | None = None
+        if not options.no_oauth:
+            provider = start_provider(stack, workdir)
+            pairs.append(add_oauth(script, env, workdir, provider, workdir))
+            provider.reset_stats()
+        print(
+            "tokens    "
+            + ", ".join(f"{pair.kind} {pair.name!r} (entry {pair.entry})" for pair in pairs)
+        )
+        print("keyring   private gnome-keyring Secret Service, python keyring's SecretService")
+
+        cases = build_cases(script, pairs, env)
+        print(f"timing    {len(cases)} cases x {options.rounds + 1} runs ...\n", flush=True)
+        check_outputs(cases, pairs, workdir)
+        timings = measure(cases, options.rounds, workdir)
+        print_table(timings)
+        print()
+
+        if provider is not None:
+            refreshes = provider.stats().get("refresh_served", 0)
+            if refreshes:
+                raise BenchmarkError(
+                    f"tokenctl token refreshed the OAuth token {refreshes} times: the timings"
+                    " measure refreshes, not the keyring read"
+                )
+        keyring_modules = imported_modules(
+            KEYRING_PROBE, env, workdir, "get", "tokenctl", pairs[0].entry
+        )
+        token_modules = imported_modules(TOKEN_PROBE, env, workdir, "token", pairs[0].name)
+        beyond = packages_beyond(token_modules, keyring_modules)
+        print(
+            f"tokenctl token imports {len(token_modules)} modules, keyring get"
+            f" {len(keyring_modules)}; packages beyond keyring's: {', '.join(beyond) or 'none'}"
+        )
+        if options.profile is not None:
+            write_profiles(env, workdir, options.profile, pairs[0].name)
+        print()
+
+        checks = ratio_checks(timings)
+        if options.no_oauth:
+            checks.append(Check("SKIP", "tokenctl token (OAuth): --no-oauth"))
+        for check in checks:
+            print(f"{check.verdict}  {check.text}")
+    return EXIT_BAR_FAILED if any(check.verdict == "FAIL" for check in checks) else EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    options = parse_args(argv)
+    try:
+        return run(options)
+    except BenchmarkError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+
+
+if __name__ == "__main__":
+    sys.exit(main())
