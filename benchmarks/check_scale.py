@@ -19,34 +19,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 from list_overview import (
     BASELINE_CODE,
-    EXIT_BAR_FAILED,
-    EXIT_CANNOT_RUN,
-    EXIT_OK,
     LIST_PROBE,
     BenchmarkError,
     Case,
     Check,
     Timing,
     child_environment,
-    console_script,
-    fill_home,
+    entry,
+    filled_and_timed,
     imports_check,
-    measure,
     parse_sizes,
     passed,
     positive_int,
-    print_table,
+    report,
 )
 
 #: ``tokenctl check --json`` with this many tokens must take at most SECONDS_LIMIT.
@@ -164,31 +157,8 @@ def seconds_check(timings: Sequence[Timing]) -> Check:
 
 def run(options: argparse.Namespace) -> int:
     """Fill the homes, time the cases, check the bars and print the report."""
-    script = console_script()
     sizes: list[int] = options.sizes
-    with ExitStack() as stack:
-        workdir = Path(
-            tempfile.mkdtemp(prefix="tokenctl-bench-")
-            if options.keep_homes
-            else stack.enter_context(tempfile.TemporaryDirectory(prefix="tokenctl-bench-"))
-        )
-        homes = {size: workdir / f"home-{size}" for size in sizes}
-        pycache = workdir / "pycache"
-        print(f"python    {sys.executable} ({platform.python_version()})")
-        print(f"tokenctl  {script} (console script, as users run it)")
-        print(f"rounds    {options.rounds} timed, after 1 warm-up; order reverses each round")
-        for size, home in homes.items():
-            print(
-                f"filled    {size:>7,} tokens in {fill_home(home, size):.2f} s  ({home})",
-                flush=True,
-            )
-        cases = build_cases(script, homes, pycache)
-        print(f"timing    {len(cases)} cases x {options.rounds + 1} runs ...\n", flush=True)
-
-        timings = measure(cases, options.rounds, workdir)
-        print_table(timings, timings[0])
-        print()
-
+    with filled_and_timed(options, build_cases) as (workdir, homes, pycache, timings):
         checks = [seconds_check(timings)]
         probe_size = min(sizes)
         command = f"tokenctl check --json, {probe_size:,} tokens"
@@ -196,21 +166,12 @@ def run(options: argparse.Namespace) -> int:
             child_environment(homes[probe_size], pycache), workdir, "check", "--json"
         )
         checks.append(imports_check(command, modules))
-        for check in checks:
-            print(f"{check.verdict}  {check.text}")
-        if options.keep_homes:
-            print(f"\nhomes kept under {workdir}")
-    return EXIT_BAR_FAILED if any(check.verdict == "FAIL" for check in checks) else EXIT_OK
+        return report(checks)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    options = parse_args(argv)
-    try:
-        return run(options)
-    except BenchmarkError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_CANNOT_RUN
+    return entry(parse_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -27,8 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -479,8 +479,16 @@ def print_table(timings: Sequence[Timing], baseline: Timing) -> None:
         )
 
 
-def run(options: argparse.Namespace) -> int:
-    """Fill the homes, time the cases, check the bars and print the report."""
+@contextmanager
+def filled_and_timed(
+    options: argparse.Namespace,
+    build: Callable[[Path, Mapping[int, Path], Path], list[Case]],
+) -> Iterator[tuple[Path, dict[int, Path], Path, list[Timing]]]:
+    """Fill a home per size, time the cases ``build`` makes, print the table.
+
+    Yields the work directory, the homes, the byte-code cache and the timings; the
+    homes are removed afterwards unless ``--keep-homes``.
+    """
     script = console_script()
     sizes: list[int] = options.sizes
     with ExitStack() as stack:
@@ -499,14 +507,42 @@ def run(options: argparse.Namespace) -> int:
                 f"filled    {size:>7,} tokens in {fill_home(home, size):.2f} s  ({home})",
                 flush=True,
             )
-        cases = build_cases(script, homes, pycache)
+        cases = build(script, homes, pycache)
         print(f"timing    {len(cases)} cases x {options.rounds + 1} runs ...\n", flush=True)
-
         timings = measure(cases, options.rounds, workdir)
-        baseline = timings[0]
-        print_table(timings, baseline)
+        print_table(timings, timings[0])
         print()
+        yield workdir, homes, pycache, timings
+        if options.keep_homes:
+            print(f"\nhomes kept under {workdir}")
 
+
+def report(checks: list[Check]) -> int:
+    """Print every verdict; the exit status they add up to."""
+    for check in checks:
+        print(f"{check.verdict}  {check.text}")
+    return EXIT_BAR_FAILED if any(check.verdict == "FAIL" for check in checks) else EXIT_OK
+
+
+def entry(
+    parse: Callable[[Sequence[str] | None], argparse.Namespace],
+    run: Callable[[argparse.Namespace], int],
+    argv: Sequence[str] | None = None,
+) -> int:
+    """A benchmark's entry point: parse, run, and exit 2 when it cannot run."""
+    options = parse(argv)
+    try:
+        return run(options)
+    except BenchmarkError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+
+
+def run(options: argparse.Namespace) -> int:
+    """Fill the homes, time the cases, check the bars and print the report."""
+    sizes: list[int] = options.sizes
+    with filled_and_timed(options, build_cases) as (workdir, homes, pycache, timings):
+        baseline = timings[0]
         checks = [ratio_check(timings, baseline), seconds_check(timings)]
         baseline_modules = imported_modules(
             BASELINE_PROBE, child_environment(None, pycache), workdir
@@ -523,21 +559,12 @@ def run(options: argparse.Namespace) -> int:
                 f" packages beyond the baseline's: {', '.join(beyond) or 'none'}"
             )
         print()
-        for check in checks:
-            print(f"{check.verdict}  {check.text}")
-        if options.keep_homes:
-            print(f"\nhomes kept under {workdir}")
-    return EXIT_BAR_FAILED if any(check.verdict == "FAIL" for check in checks) else EXIT_OK
+        return report(checks)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    options = parse_args(argv)
-    try:
-        return run(options)
-    except BenchmarkError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_CANNOT_RUN
+    return entry(parse_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -54,16 +54,15 @@ from pathlib import Path
 from typing import Any
 
 from list_overview import (
-    EXIT_BAR_FAILED,
-    EXIT_CANNOT_RUN,
-    EXIT_OK,
     BenchmarkError,
     Check,
     child_environment,
     console_script,
+    entry,
     passed,
     positive_int,
     relax_durability,
+    report,
 )
 
 from tokenctl.definitions.model import Definition
@@ -667,19 +666,12 @@ def run(options: argparse.Namespace) -> int:
         )
         print()
         checks = verdicts(tokenctl_series, bare_series, final, errors)
-        for check in checks:
-            print(f"{check.verdict}  {check.text}")
-    return EXIT_BAR_FAILED if any(check.verdict == "FAIL" for check in checks) else EXIT_OK
+    return report(checks)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    options = parse_args(argv)
-    try:
-        return run(options)
-    except BenchmarkError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_CANNOT_RUN
+    return entry(parse_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -41,19 +41,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from list_overview import (
-    EXIT_BAR_FAILED,
-    EXIT_CANNOT_RUN,
-    EXIT_OK,
     BenchmarkError,
     Case,
     Check,
     Timing,
     child_environment,
     console_script,
+    entry,
     measure,
     packages_beyond,
     passed,
     positive_int,
+    report,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -459,19 +458,12 @@ def run(options: argparse.Namespace) -> int:
         checks = ratio_checks(timings)
         if options.no_oauth:
             checks.append(Check("SKIP", "tokenctl token (OAuth): --no-oauth"))
-        for check in checks:
-            print(f"{check.verdict}  {check.text}")
-    return EXIT_BAR_FAILED if any(check.verdict == "FAIL" for check in checks) else EXIT_OK
+    return report(checks)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    options = parse_args(argv)
-    try:
-        return run(options)
-    except BenchmarkError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_CANNOT_RUN
+    return entry(parse_args, run, argv)
 
 
 if __name__ == "__main__":
