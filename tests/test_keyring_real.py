@@ -211,4 +211,5 @@ def test_a_refused_keyring_write_is_retried(real_keyring, monkeypatch):
     monkeypatch.setattr(store._backend, "set_password", flaky)
     store.set("retry-entry", TokenSecrets(refresh_token="rotated-refresh"))
     assert json.loads(real_keyring.lookup("tokenctl", "retry-entry")) == {
-        "refresh_token": "rotated-refresh"}
+        "refresh_token": "rotated-refresh"
+    }

@@ -426,3 +426,44 @@ def test_device_polling_gives_up_at_the_timeout(monkeypatch):
             timeout=3,
         )
     assert now[0] == 4  # polled at 1, 2, 3 s, then gave up
+
+
+def test_unsafe_id_token_algorithms_are_never_accepted():
+    from tokenctl.oauth.provider import _asymmetric
+
+    assert _asymmetric(["none", "HS256", "RS256", "ES256"]) == ("RS256", "ES256")
+    assert _asymmetric(["none"]) == ("RS256",)
+    assert _asymmetric(None) == ("RS256",)
+
+
+def test_a_malformed_token_response_is_a_provider_error():
+    from datetime import UTC, datetime
+
+    from tokenctl.definitions.model import OAuth2Settings
+    from tokenctl.oauth.provider import ProviderUnreachable, grant_from_response
+
+    now = datetime.now(UTC)
+    for response in ({"token_type": "Bearer"}, {"access_token": "a", "expires_in": "soon"}):
+        with pytest.raises(ProviderUnreachable):
+            grant_from_response(response, now, (), OAuth2Settings())
+
+
+def test_a_busy_fixed_port_is_a_usage_error(ocli, oidc, tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        configure(ocli, tmp_path, oidc, redirect_port=port)
+        result = ocli("add", "acme", "--definition", "acme-books", "--yes")
+    assert result.exit_code == 2 and f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_renew_all_goes_on_past_a_token_it_cannot_renew(ocli, oidc, tmp_path):
+    login(ocli, oidc, tmp_path)
+    assert ocli("add", "later", "--definition", "acme-books", "--no-login").exit_code == 0
+    result = ocli("renew", "--all", "--json")
+    assert result.exit_code == 1
+    outcomes = {i["name"]: i["outcome"] for i in result.json()["renewals"]}
+    assert outcomes == {"acme": "refreshed", "later": "needs-login"}

@@ -40,6 +40,9 @@ def _token_fast_path(home: str | None, ref: str) -> int:
     debug = os.environ.get("TOKENCTL_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
     try:
         access_token = current_access_token(ctx, ref)
+    except KeyboardInterrupt:
+        sys.stderr.write("\ninterrupted\n")
+        return 130
     except TokenctlError as error:
         if debug:
             import traceback

@@ -146,7 +146,7 @@ class IOStreams:
 
     def read_secret(self, label: str, *, from_stdin: bool, flag: str, required: bool) -> str | None:
         """Read a secret from stdin (``from_stdin``) or a hidden prompt; never from argv."""
-        if from_stdin:
+        if from_stdin and not self.stdin_tty:
             value = self.stdin.read().rstrip("\r\n")
         elif self.can_prompt:
             suffix = "" if required else " (leave empty for none)"

@@ -232,13 +232,20 @@ class SqliteInventory:
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """An IMMEDIATE transaction: takes the write lock up front so no update is lost."""
         connection = self._connection
-        connection.execute("BEGIN IMMEDIATE")
         try:
-            yield connection
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        connection.execute("COMMIT")
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+        except sqlite3.OperationalError as error:
+            raise InventoryError(
+                f"the token inventory {self.path} refused a change: {error}",
+                hint="another process may hold it for long, or the file is read-only; "
+                "run `tokenctl doctor`",
+            ) from None
 
     def _migrate(self) -> None:
         version = self._connection.execute("PRAGMA user_version").fetchone()[0]

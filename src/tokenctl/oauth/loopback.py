@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tokenctl.errors import UsageError
 from tokenctl.oauth.pages import page, rejected_page
 
 CALLBACK_PATH = "/callback"
@@ -79,7 +80,13 @@ class LoopbackListener:
             def log_message(self, format: str, *args: Any) -> None:
                 return  # The URL carries the code: never log requests.
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        try:
+            self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        except OSError as error:
+            raise UsageError(
+                f"cannot listen on 127.0.0.1:{port} ({error.strerror or error})",
+                hint="close what uses that port, or remove the definition's redirect_port",
+            ) from None
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

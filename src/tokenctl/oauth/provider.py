@@ -178,10 +178,19 @@ def resolve_endpoints(definition: Definition) -> Endpoints:
             if settings.iss_parameter_supported is not None
             else metadata.get("authorization_response_iss_parameter_supported", False)
         ),
-        id_token_algorithms=tuple(
-            metadata.get("id_token_signing_alg_values_supported") or ("RS256",)
-        ),
+        id_token_algorithms=_asymmetric(metadata.get("id_token_signing_alg_values_supported")),
     )
+
+
+def _asymmetric(algorithms: Any) -> tuple[str, ...]:
+    """The advertised id-token algorithms minus "none" and shared-secret HMAC ones.
+
+    The list comes from the discovery document; "none" would switch the signature check
+    off, and HS* would make the client secret (or nothing, for a public client) the key.
+    """
+    listed = algorithms if isinstance(algorithms, list) else []
+    kept = tuple(a for a in listed if isinstance(a, str) and a != "none" and not a.startswith("HS"))
+    return kept or ("RS256",)
 
 
 def grant_from_response(
@@ -189,7 +198,22 @@ def grant_from_response(
 ) -> Grant:
     """Normalise a token response; a missing ``scope`` means what was requested (RFC 6749)."""
     del settings  # reserved for provider-specific response fields
+    access_token = token.get("access_token")
     expires_in = token.get("expires_in")
+    if not isinstance(access_token, str) or not access_token:
+        raise ProviderUnreachable("the provider's token response carries no access_token")
+    try:
+        (
+            int(expires_in or 0),
+            int(
+                token.get("refresh_expires_in")
+                or token.get("refresh_token_expires_in")
+                or token.get("x_refresh_token_expires_in")
+                or 0
+            ),
+        )
+    except (TypeError, ValueError):
+        raise ProviderUnreachable("the provider's token response has an invalid lifetime") from None
     # Not standardised: Keycloak, Xero and others, and Intuit (x_refresh_token_expires_in).
     refresh_in = (
         token.get("refresh_expires_in")
@@ -204,7 +228,7 @@ def grant_from_response(
     else:
         scopes = requested or None
     return Grant(
-        access_token=str(token["access_token"]),
+        access_token=access_token,
         token_type=str(token.get("token_type", "Bearer")),
         refresh_token=token.get("refresh_token"),
         id_token=token.get("id_token"),

@@ -148,7 +148,7 @@ async def _renew_all(
 
     from tokenctl.definitions.model import fill_placeholders
     from tokenctl.oauth.provider import HTTP_TIMEOUT, resolve_endpoints
-    from tokenctl.services.oauth import client_credentials
+    from tokenctl.services.oauth import client_credentials, login_command
 
     overall = asyncio.Semaphore(concurrency)
     per_host: dict[str, asyncio.Semaphore] = {}
@@ -156,26 +156,40 @@ async def _renew_all(
     token_endpoints: dict[int, str] = {}
     resolved: dict[tuple[str, str | None, str | None], str] = {}
     try:
+        setup_failures: dict[int, BulkItem] = {}
         for token, definition in selected:
-            if definition.name not in clients:
-                credentials = client_credentials(ctx, definition)
-                clients[definition.name] = AsyncOAuth2Client(
-                    client_id=credentials.client_id,
-                    client_secret=credentials.client_secret,
-                    token_endpoint_auth_method=credentials.auth_method,
-                    timeout=HTTP_TIMEOUT,
-                )
-            # Placeholders (tenant, environment) may give each token its own endpoint;
-            # discovery runs once per distinct issuer, not once per token.
-            filled = fill_placeholders(definition, token.attributes)
-            settings = filled.oauth2
-            assert settings is not None
-            key = (definition.name, settings.issuer, settings.token_endpoint)
-            if key not in resolved:
-                resolved[key] = resolve_endpoints(filled).token_endpoint
-            token_endpoints[token.number] = resolved[key]
+            # One unconfigured definition or unreachable issuer must not stop the others.
+            try:
+                if token.secret_set_at is None:
+                    setup_failures[token.number] = BulkItem(
+                        token, "needs-login", "no token was ever retrieved", login_command(token)
+                    )
+                    continue
+                if definition.name not in clients:
+                    credentials = client_credentials(ctx, definition)
+                    clients[definition.name] = AsyncOAuth2Client(
+                        client_id=credentials.client_id,
+                        client_secret=credentials.client_secret,
+                        token_endpoint_auth_method=credentials.auth_method,
+                        timeout=HTTP_TIMEOUT,
+                    )
+                # Placeholders (tenant, environment) may give each token its own endpoint;
+                # discovery runs once per distinct issuer, not once per token.
+                filled = fill_placeholders(definition, token.attributes)
+                settings = filled.oauth2
+                assert settings is not None
+                key = (definition.name, settings.issuer, settings.token_endpoint)
+                if key not in resolved:
+                    resolved[key] = resolve_endpoints(filled).token_endpoint
+                token_endpoints[token.number] = resolved[key]
+            except TokenctlError as error:
+                setup_failures[token.number] = BulkItem(token, "failed", error.message)
 
         async def run(token: Token, definition: Definition) -> BulkItem:
+            if token.number in setup_failures:
+                item = setup_failures[token.number]
+                on_done(item)
+                return item
             client = clients[definition.name]
             endpoint = token_endpoints[token.number]
             host = urlsplit(endpoint).netloc
@@ -187,6 +201,8 @@ async def _renew_all(
                     item = await _refresh_one(ctx, token, definition, client, endpoint)
                 except TokenctlError as error:
                     item = BulkItem(token, "failed", error.message)
+                except Exception as error:  # one token's surprise must not cancel the others
+                    item = BulkItem(token, "failed", f"internal error ({type(error).__name__})")
             on_done(item)
             return item
 

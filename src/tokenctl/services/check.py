@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from tokenctl.context import AppContext
 from tokenctl.definitions.model import DefinitionKind
-from tokenctl.errors import ConfigError, ExitCode
+from tokenctl.errors import ExitCode, TokenctlError
 from tokenctl.models import Status, Token
 from tokenctl.services.tokens import TokenView, view_of
 
@@ -131,8 +131,9 @@ def run_check(
             ):
                 try:
                     token = probe_token(ctx, token, token_definition).token
-                except ConfigError as error:
-                    # One definition without a who-am-I call must not hide the others'.
+                except TokenctlError as error:
+                    # One definition without a who-am-I call, or one provider's hiccup,
+                    # must not hide the other tokens' results.
                     ctx.io.warn(f"{token.name}: not probed ({error.message})")
             probed.append(token)
         effective = probed

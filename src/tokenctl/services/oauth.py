@@ -478,8 +478,8 @@ def interactive_login(
                 redirect_uri=redirect_uri,
             )
         grant = grant_from_response(response, ctx.now(), scopes, settings)
-        account, subject = _identify(ctx, grant, endpoints, credentials, nonce)
         try:
+            account, subject = _identify(ctx, grant, endpoints, credentials, nonce)
             attributes = _login_attributes(ctx, settings, grant, callback, options)
         except TokenctlError:
             # Nothing will be stored: leave no live grant behind at the provider.

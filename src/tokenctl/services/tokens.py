@@ -471,6 +471,7 @@ def _add_oauth(ctx: AppContext, request: AddRequest, definition: Definition) -> 
         grant_fields,
         interactive_login,
         missing_scopes,
+        revoke_grant,
         secrets_of,
     )
 
@@ -508,7 +509,13 @@ def _add_oauth(ctx: AppContext, request: AddRequest, definition: Definition) -> 
             {k: v for k, v in (("issuer", result.issuer), ("subject", result.subject)) if v}
         )
         complete = replace(draft, **fields, account=result.account, attributes=attributes)
-        token = _store_new(ctx, complete, secrets, now)
+        try:
+            token = _store_new(ctx, complete, secrets, now)
+        except TokenctlError:
+            # Nothing was stored (a name taken meanwhile, the keyring refused):
+            # leave no live grant behind at the provider.
+            revoke_grant(ctx, definition, secrets, result.endpoints)
+            raise
         mode = (
             request.login.mode
             if request.login and request.login.mode
@@ -620,12 +627,10 @@ def _relogin(
 
     def check_and_store(result: LoginResult) -> None:
         secrets = secrets_of(result.grant)
-        if (
-            token.account
-            and result.account
-            and result.account != token.account
-            and not allow_account_change
-        ):
+        known_subject = token.attributes.get("subject")
+        other_account = bool(token.account) and result.account != token.account
+        other_subject = bool(known_subject and result.subject) and result.subject != known_subject
+        if (other_account or other_subject) and not allow_account_change:
             confirmed, said = revoke_grant(ctx, definition, secrets, result.endpoints)
             revoked = "the new grant was revoked" if confirmed else f"revoking it failed ({said})"
             ctx.inventory.record_event(
@@ -637,7 +642,8 @@ def _relogin(
                 detail=f"login as {result.account}, expected {token.account}; {revoked}",
             )
             raise AuthorizationError(
-                f"signed in as {result.account!r}, but {token.name!r} was retrieved as "
+                f"signed in as {result.account or 'an unknown account'!r}, but {token.name!r} "
+                "was retrieved as "
                 f"{token.account!r}; nothing was changed and {revoked}",
                 hint=f"log out of {definition.title} and sign in as {token.account}, or pass "
                 "--allow-account-change",
