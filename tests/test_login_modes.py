@@ -132,33 +132,32 @@ def test_tenant_listing_selection_and_attributes(ocli, oidc, tmp_path, static_si
     assert ocli("show", "acme3", "--json").json()["token"]["attributes"]["tenant"] == "Acme BV"
 
 
-def test_placeholders_fill_from_param(ocli, oidc, tmp_path):
-    source = tmp_path / "templated.toml"
+def add_templated(ocli, oidc, tmp_path, **oauth):  # type: ignore[no-untyped-def]
+    """Add a definition `templated` with an {environment} placeholder in its URLs."""
     import tomli_w
 
-    source.write_text(
-        tomli_w.dumps(
-            {
-                "definitions": {
-                    "templated": {
-                        "title": "Templated",
-                        "kind": "oauth2",
-                        "placeholders": {"environment": "the environment number"},
-                        "oauth2": {
-                            "issuer": oidc.issuer,
-                            "client_id": "tokenctl-public",
-                            "authorization_endpoint": f"{oidc.issuer}/auth",
-                            "token_endpoint": f"{oidc.issuer}/token",
-                            "jwks_uri": f"{oidc.issuer}/jwks",
-                            "probe_url": f"{oidc.issuer}/me?env={{environment}}",
-                            "scopes": ["openid", "offline_access", "email"],
-                        },
-                    }
-                }
-            }
-        )
-    )
+    settings = {
+        "issuer": oidc.issuer,
+        "client_id": "tokenctl-public",
+        "authorization_endpoint": f"{oidc.issuer}/auth",
+        "token_endpoint": f"{oidc.issuer}/token",
+        "jwks_uri": f"{oidc.issuer}/jwks",
+        "scopes": ["openid", "offline_access", "email"],
+        **oauth,
+    }
+    table = {
+        "title": "Templated",
+        "kind": "oauth2",
+        "placeholders": {"environment": "the environment number"},
+        "oauth2": settings,
+    }
+    source = tmp_path / "templated.toml"
+    source.write_text(tomli_w.dumps({"definitions": {"templated": table}}))
     assert ocli("definitions", "add", "--file", str(source)).exit_code == 0
+
+
+def test_placeholders_fill_from_param(ocli, oidc, tmp_path):
+    add_templated(ocli, oidc, tmp_path, probe_url=f"{oidc.issuer}/me?env={{environment}}")
     missing = ocli("add", "t", "--definition", "templated", "--yes")
     assert missing.exit_code == 2 and "--param environment=VALUE" in missing.stderr
     ocli.browser = ScriptedBrowser(oidc)
@@ -171,31 +170,7 @@ def test_placeholders_fill_from_param(ocli, oidc, tmp_path):
 
 
 def test_delete_prints_the_command_with_params_and_tenant(ocli, oidc, tmp_path):
-    source = tmp_path / "templated.toml"
-    import tomli_w
-
-    source.write_text(
-        tomli_w.dumps(
-            {
-                "definitions": {
-                    "templated": {
-                        "title": "Templated",
-                        "kind": "oauth2",
-                        "placeholders": {"environment": "the environment number"},
-                        "oauth2": {
-                            "issuer": oidc.issuer,
-                            "client_id": "tokenctl-public",
-                            "authorization_endpoint": f"{oidc.issuer}/auth",
-                            "token_endpoint": f"{oidc.issuer}/token?env={{environment}}",
-                            "jwks_uri": f"{oidc.issuer}/jwks",
-                            "scopes": ["openid", "offline_access", "email"],
-                        },
-                    }
-                }
-            }
-        )
-    )
-    assert ocli("definitions", "add", "--file", str(source)).exit_code == 0
+    add_templated(ocli, oidc, tmp_path, token_endpoint=f"{oidc.issuer}/token?env={{environment}}")
     assert (
         ocli(
             "add",

@@ -154,6 +154,32 @@ def _identify(
     return _account_from(claims), subject if isinstance(subject, str) else None
 
 
+def _authorization_request(
+    settings: OAuth2Settings,
+    credentials: ClientCredentials,
+    endpoints: Endpoints,
+    options: LoginOptions,
+    scopes: tuple[str, ...],
+    nonce: str | None,
+    redirect_uri: str,
+    state: str,
+) -> tuple[str, str]:
+    """The authorization URL for one login, and the PKCE verifier it commits to."""
+    from tokenctl.oauth.provider import authorization_url
+
+    verifier = random_source.token_urlsafe(64)
+    url = authorization_url(
+        credentials,
+        endpoints,
+        redirect_uri=redirect_uri,
+        scopes=scopes,
+        state=state,
+        code_verifier=verifier,
+        extra=_authorize_params(settings, options, nonce),
+    )
+    return url, verifier
+
+
 def _loopback_code(
     ctx: AppContext,
     settings: OAuth2Settings,
@@ -173,7 +199,6 @@ def _loopback_code(
     """
     from tokenctl.oauth.loopback import CallbackCheck, LoopbackListener
     from tokenctl.oauth.pages import failure_page
-    from tokenctl.oauth.provider import authorization_url
 
     listener = LoopbackListener(
         CallbackCheck("", endpoints.issuer, endpoints.iss_parameter_supported),
@@ -184,20 +209,13 @@ def _loopback_code(
     listener.expect_state(state)
     listener.start()
     finish.append(listener)
-    verifier = random_source.token_urlsafe(64)
     redirect_uri = listener.redirect_uri
     if relay:
         if not settings.redirect_uri:
             raise ConfigError("relay mode needs the definition's oauth2.redirect_uri")
         redirect_uri = settings.redirect_uri
-    url = authorization_url(
-        credentials,
-        endpoints,
-        redirect_uri=redirect_uri,
-        scopes=scopes,
-        state=state,
-        code_verifier=verifier,
-        extra=_authorize_params(settings, options, nonce),
+    url, verifier = _authorization_request(
+        settings, credentials, endpoints, options, scopes, nonce, redirect_uri, state
     )
     io = ctx.io
     io.status(f"Listening for the login on {listener.redirect_uri}")
@@ -247,21 +265,13 @@ def _paste_code(
 ) -> tuple[str, str, str, dict[str, str]]:
     """Redirect to the registered HTTPS URI; the user pastes the redirected URL back."""
     from tokenctl.oauth.loopback import CallbackCheck, check_callback
-    from tokenctl.oauth.provider import authorization_url
 
     redirect_uri = settings.redirect_uri
     if not redirect_uri:
         raise ConfigError("paste mode needs the definition's oauth2.redirect_uri")
     state = random_source.token_urlsafe(24)
-    verifier = random_source.token_urlsafe(64)
-    url = authorization_url(
-        credentials,
-        endpoints,
-        redirect_uri=redirect_uri,
-        scopes=scopes,
-        state=state,
-        code_verifier=verifier,
-        extra=_authorize_params(settings, options, nonce),
+    url, verifier = _authorization_request(
+        settings, credentials, endpoints, options, scopes, nonce, redirect_uri, state
     )
     io = ctx.io
     io.status("Open this URL in a browser and sign in:")
