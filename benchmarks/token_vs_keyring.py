@@ -279,25 +279,59 @@ def keyring_get(env: Mapping[str, str], cwd: Path, entry: str) -> str:
 # -- timing ------------------------------------------------------------------------------
 
 
+#: The two ways keyring finds its backend: named in ``PYTHON_KEYRING_BACKEND`` (as the peers
+#: pin it), or detected by keyring as most users have it (tokenctl remembers its choice).
+BACKEND_CHOICES = ("pinned", "detected")
+
+
+def choice_environment(env: Mapping[str, str], choice: str) -> dict[str, str]:
+    """``env`` for one of BACKEND_CHOICES."""
+    if choice == "pinned":
+        return dict(env)
+    return {key: value for key, value in env.items() if key != "PYTHON_KEYRING_BACKEND"}
+
+
+def check_detected_backend(env: Mapping[str, str], cwd: Path) -> None:
+    """Without the pin, keyring must still choose the Secret Service (same backend for both)."""
+    result = subprocess.run(
+        (sys.executable, "-c", "import keyring; print(type(keyring.get_keyring()).__module__)"),
+        cwd=cwd,
+        env=choice_environment(env, "detected"),
+        capture_output=True,
+        text=True,
+    )
+    if result.stdout.strip() != "keyring.backends.SecretService":
+        raise BenchmarkError(
+            f"keyring detects {result.stdout.strip() or result.stderr.strip()!r}, not the"
+            " Secret Service: the detected cases would compare different backends"
+        )
+
+
 def build_cases(script: Path, pairs: Sequence[Pair], env: Mapping[str, str]) -> list[Case]:
-    """For every token, the baseline and then ``tokenctl token``."""
+    """For every token and backend choice, the baseline and then ``tokenctl token``."""
     cases: list[Case] = []
     for pair in pairs:
-        cases.append(
-            Case(
-                f"baseline: python -m keyring get ({pair.kind})",
-                (sys.executable, "-m", "keyring", "get", "tokenctl", pair.entry),
-                env,
+        for choice in BACKEND_CHOICES:
+            chosen_env = choice_environment(env, choice)
+            label = f"{pair.kind}, {choice} backend"
+            cases.append(
+                Case(
+                    f"baseline: python -m keyring get ({label})",
+                    (sys.executable, "-m", "keyring", "get", "tokenctl", pair.entry),
+                    chosen_env,
+                )
             )
-        )
-        cases.append(Case(f"tokenctl token ({pair.kind})", (str(script), "token", pair.name), env))
+            cases.append(
+                Case(f"tokenctl token ({label})", (str(script), "token", pair.name), chosen_env)
+            )
     return cases
 
 
 def check_outputs(cases: Sequence[Case], pairs: Sequence[Pair], cwd: Path) -> None:
     """Untimed: each command prints the secret it should (so the timings measure real work)."""
+    expected = [pair for pair in pairs for _ in BACKEND_CHOICES]
     for pair, (baseline, token) in zip(
-        pairs, zip(cases[::2], cases[1::2], strict=True), strict=True
+        expected, zip(cases[::2], cases[1::2], strict=True), strict=True
     ):
         printed = token.run(cwd).stdout.decode()
         if printed != pair.expected + "\n":
@@ -428,6 +462,7 @@ def run(options: argparse.Namespace) -> int:
         )
         print("keyring   private gnome-keyring Secret Service, python keyring's SecretService")
 
+        check_detected_backend(env, workdir)
         cases = build_cases(script, pairs, env)
         print(f"timing    {len(cases)} cases x {options.rounds + 1} runs ...\n", flush=True)
         check_outputs(cases, pairs, workdir)

@@ -17,7 +17,7 @@ from tokenctl.context import AppContext
 from tokenctl.errors import SecretStoreError
 from tokenctl.iostreams import IOStreams
 from tokenctl.models import TokenSecrets
-from tokenctl.secrets import BackendReport
+from tokenctl.secrets import KEYRING_SERVICE, BackendReport, parse_entry
 
 START = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -33,10 +33,12 @@ class MemorySecretStore:
         if not self.available:
             raise SecretStoreError("the OS keyring is unavailable (fake)", hint="start one")
 
-    def get(self, ref: str) -> TokenSecrets | None:
+    def get_text(self, ref: str) -> str | None:
         self.ensure_available()
-        stored = self.entries.get(ref)
-        return None if stored is None else TokenSecrets.from_json(stored)
+        return self.entries.get(ref)
+
+    def get(self, ref: str) -> TokenSecrets | None:
+        return parse_entry(KEYRING_SERVICE, ref, self.get_text(ref))
 
     def set(self, ref: str, secrets: TokenSecrets) -> None:
         self.ensure_available()
@@ -45,6 +47,9 @@ class MemorySecretStore:
     def delete(self, ref: str) -> bool:
         self.ensure_available()
         return self.entries.pop(ref, None) is not None
+
+    def close(self) -> None:
+        pass
 
     def report(self) -> BackendReport:
         if not self.available:
@@ -123,7 +128,7 @@ class Cli:
             io=streams,
             environ={"TOKENCTL_HOME": str(self.home), **self.environ},
             clock=self.clock,
-            secret_store_factory=lambda: self.secrets,
+            secret_store_factory=lambda paths: self.secrets,
             open_browser=self._open_browser,
             user_name=lambda: "tester",
             host_name=lambda: "testhost",

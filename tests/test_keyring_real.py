@@ -213,3 +213,135 @@ def test_a_refused_keyring_write_is_retried(real_keyring, monkeypatch):
     assert json.loads(real_keyring.lookup("tokenctl", "retry-entry")) == {
         "refresh_token": "rotated-refresh"
     }
+
+
+# -- the remembered choice of keyring backend --------------------------------------------
+
+#: Runs `tokenctl token REF`, then prints which keyring backend modules it imported.
+BACKEND_PROBE = """
+import json, sys
+from tokenctl.__main__ import main
+sys.argv = ["tokenctl", *sys.argv[1:]]
+try:
+    main()
+except SystemExit as stop:
+    code = stop.code
+sys.stdout.flush()
+loaded = sorted(name for name in sys.modules if name.startswith("keyring.backends."))
+sys.stderr.write("\\n" + json.dumps({"exit": code, "loaded": loaded}) + "\\n")
+"""
+
+
+def probe_token(home, env, ref):  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    completed = subprocess.run(
+        [sys.executable, "-c", BACKEND_PROBE, "token", ref],
+        capture_output=True,
+        text=True,
+        env={**env, "TOKENCTL_HOME": str(home)},
+        timeout=60,
+        check=False,
+    )
+    report = json.loads(completed.stderr.splitlines()[-1])
+    return completed.stdout, report["exit"], report["loaded"]
+
+
+@pytest.fixture
+def detecting_env(env):  # type: ignore[no-untyped-def]
+    """The peer's environment without the pinned backend: keyring detects it, as for users."""
+    environ = dict(env)
+    environ.pop("PYTHON_KEYRING_BACKEND", None)
+    return environ
+
+
+def test_keyring_backend_choice_is_remembered_and_reused(home, detecting_env):
+    added = tokenctl(
+        "add", "acme", "--definition", "api-key", "--secret-stdin",
+        home=home, env=detecting_env, input=SECRET + "\n",
+    )  # fmt: skip
+    assert added.exit_code == 0, added.stderr
+    cache = home / "cache" / "keyring-backend.json"
+    assert json.loads(cache.read_text())["backend"] == "keyring.backends.SecretService.Keyring"
+    assert oct(cache.stat().st_mode & 0o777) == "0o600"
+    stdout, code, loaded = probe_token(home, detecting_env, "acme")
+    assert (code, stdout) == (0, SECRET + "\n")
+    # Only the remembered backend was imported, not every plugin keyring knows of.
+    assert "keyring.backends.SecretService" in loaded
+    assert "keyring.backends.macOS" not in loaded and "keyring.backends.kwallet" not in loaded
+
+
+def test_a_stale_or_broken_backend_choice_is_made_again(home, detecting_env):
+    added = tokenctl(
+        "add", "acme", "--definition", "api-key", "--secret-stdin",
+        home=home, env=detecting_env, input=SECRET + "\n",
+    )  # fmt: skip
+    assert added.exit_code == 0, added.stderr
+    cache = home / "cache" / "keyring-backend.json"
+    remembered = json.loads(cache.read_text())
+    # A choice that no longer works (KWallet is not running here): keyring chooses again.
+    cache.write_text(json.dumps({**remembered, "backend": "keyring.backends.kwallet.DBusKeyring"}))
+    assert tokenctl("token", "acme", home=home, env=detecting_env).stdout == SECRET + "\n"
+    # A record that names something other than a keyring backend is not followed.
+    cache.write_text(json.dumps({**remembered, "backend": "tokenctl.paths.Paths"}))
+    assert tokenctl("token", "acme", home=home, env=detecting_env).stdout == SECRET + "\n"
+    assert json.loads(cache.read_text()) == remembered
+    # A choice made in another environment (say, before a plugin was installed) is not reused.
+    cache.write_text(
+        json.dumps({"backend": "keyring.backends.fail.Keyring", "key": [1, "elsewhere"]})
+    )
+    assert tokenctl("token", "acme", home=home, env=detecting_env).stdout == SECRET + "\n"
+    assert json.loads(cache.read_text()) == remembered
+
+
+def test_the_users_own_backend_choice_comes_before_the_remembered_one(home, detecting_env):
+    added = tokenctl(
+        "add", "acme", "--definition", "api-key", "--secret-stdin",
+        home=home, env=detecting_env, input=SECRET + "\n",
+    )  # fmt: skip
+    assert added.exit_code == 0, added.stderr
+    pinned = {**detecting_env, "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"}
+    refused = tokenctl("token", "acme", home=home, env=pinned)
+    assert refused.exit_code == 4 and refused.stdout == ""
+    assert "keyring.backends.null.Keyring is not a secure OS keyring" in refused.stderr
+
+
+# -- one held Secret Service connection --------------------------------------------------
+
+
+def test_held_connection_writes_what_keyring_writes_and_survives_a_dropped_bus(real_keyring):
+    import keyring
+    from keyring.backends.SecretService import Keyring as SecretServiceKeyring
+
+    from tokenctl.models import TokenSecrets
+    from tokenctl.secrets.held_secret_service import HeldSecretService
+    from tokenctl.secrets.keyring_store import KeyringSecretStore
+
+    store = KeyringSecretStore()
+    store.set("held-entry", TokenSecrets(pass_code="first"))
+    held = store._backend
+    assert isinstance(held, HeldSecretService)
+    connection = held._collection.connection
+    for round_ in range(5):  # many calls, one connection
+        store.set("held-entry", TokenSecrets(pass_code=f"value-{round_}"))
+        assert store.get("held-entry") == TokenSecrets(pass_code=f"value-{round_}")
+    assert held._collection.connection is connection
+    # The same entry, attributes and label as keyring's own backend writes.
+    SecretServiceKeyring().set_password("tokenctl", "plain-entry", "x")
+    by_name = {item.attributes["username"]: item for item in real_keyring.items("tokenctl")}
+    assert by_name["held-entry"].attributes == {
+        **by_name["plain-entry"].attributes,
+        "username": "held-entry",
+    }
+    assert by_name["held-entry"].label == "Password for 'held-entry' on 'tokenctl'"
+    assert json.loads(keyring.get_password("tokenctl", "held-entry")) == {"pass_code": "value-4"}
+    # The bus connection goes away (a restarted daemon, a dropped socket): connect again.
+    connection.close()
+    assert store.get("held-entry") == TokenSecrets(pass_code="value-4")
+    assert held._collection.connection is not connection
+    assert store.delete("held-entry") is True
+    assert store.delete("held-entry") is False
+    assert real_keyring.lookup("tokenctl", "held-entry") is None
+    store.close()
+    assert held._collection is None

@@ -26,20 +26,39 @@ def _token_fast_path(home: str | None, ref: str) -> int:
     """``tokenctl token REF`` without building the Typer application.
 
     Scripts call it before every request, so it must cost no more than reading the
-    keyring itself. It runs the same service function and reports errors the same way as
-    the full command line; any other form of the command takes the full path.
+    keyring itself: the quick path (:mod:`tokenctl.services.quick_token`) answers the
+    plain case, and the same service function as the full command line does the rest,
+    its errors reported the same way. Any other form of the command takes the full path.
     """
     import os
+    from datetime import UTC, datetime
     from pathlib import Path
 
-    from tokenctl.context import AppContext
     from tokenctl.errors import ExitCode, TokenctlError, error_text
-    from tokenctl.services.access import current_access_token
+    from tokenctl.paths import resolve_paths
+    from tokenctl.secrets.keyring_store import KeyringSecretStore
+    from tokenctl.services.quick_token import quick_access_token
 
-    ctx = AppContext.from_environment().with_options(home=Path(home) if home else None, debug=False)
     debug = os.environ.get("TOKENCTL_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+    paths = resolve_paths(Path(home) if home else None, os.environ)
+    store = KeyringSecretStore(backend_cache=paths.keyring_backend_cache)
+
+    def full_path() -> str:
+        # Everything but the plain case: refresh, errors and hints (see quick_token).
+        from tokenctl.context import AppContext
+        from tokenctl.services.access import current_access_token
+
+        ctx = AppContext.from_environment().with_options(home=paths.home_override, debug=False)
+        ctx.secret_store_factory = lambda _paths: store
+        try:
+            return current_access_token(ctx, ref, try_quick=False)
+        finally:
+            ctx.close()
+
     try:
-        access_token = current_access_token(ctx, ref)
+        access_token = quick_access_token(paths, ref, datetime.now(UTC), store.get_text)
+        if access_token is None:
+            access_token = full_path()
     except KeyboardInterrupt:
         sys.stderr.write("\ninterrupted\n")
         return 130
@@ -61,7 +80,7 @@ def _token_fast_path(home: str | None, ref: str) -> int:
         )
         return int(ExitCode.ERROR)
     finally:
-        ctx.close()
+        store.close()
     sys.stdout.write(access_token + "\n")
     return 0
 
@@ -72,11 +91,11 @@ def main() -> None:
     fast = _plain_token_ref(sys.argv[1:])
     if fast is not None:
         code = _token_fast_path(*fast)
-        from tokenctl.iostreams import STDOUT_CLOSED, discard_stdout
-
         try:
             sys.stdout.flush()
         except BrokenPipeError:
+            from tokenctl.iostreams import STDOUT_CLOSED, discard_stdout
+
             discard_stdout()
             sys.exit(STDOUT_CLOSED)
         sys.exit(code)

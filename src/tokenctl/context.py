@@ -30,10 +30,10 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _default_secret_store() -> SecretStore:
+def _default_secret_store(paths: Paths) -> SecretStore:
     from tokenctl.secrets.keyring_store import KeyringSecretStore
 
-    return KeyringSecretStore()
+    return KeyringSecretStore(backend_cache=paths.keyring_backend_cache)
 
 
 def _default_inventory(paths: Paths) -> Inventory:
@@ -79,7 +79,7 @@ class AppContext:
     home: Path | None = None
     debug: bool = False
     clock: Callable[[], datetime] = _utc_now
-    secret_store_factory: Callable[[], SecretStore] = _default_secret_store
+    secret_store_factory: Callable[[Paths], SecretStore] = _default_secret_store
     inventory_factory: Callable[[Paths], Inventory] = _default_inventory
     open_browser: Callable[[str], bool] = _open_browser
     sleep: Callable[[float], None] = time.sleep
@@ -129,7 +129,7 @@ class AppContext:
     @cached_property
     def secrets(self) -> SecretStore:
         """The secret store, created on first use (only commands that need a secret)."""
-        return self.secret_store_factory()
+        return self.secret_store_factory(self.paths)
 
     def now(self) -> datetime:
         """The current time, UTC."""
@@ -144,3 +144,5 @@ class AppContext:
         for inventory in self._opened:
             inventory.close()
         self._opened.clear()
+        if "secrets" in self.__dict__:  # only a store that was created holds anything
+            self.secrets.close()

@@ -6,7 +6,6 @@ import json
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
 
 class LifecycleState(StrEnum):
@@ -147,7 +146,9 @@ class TokenSecrets:
     @classmethod
     def from_json(cls, text: str) -> TokenSecrets:
         """Read back what :meth:`to_json` wrote; unknown keys are ignored."""
-        data: dict[str, Any] = json.loads(text)
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("a keyring entry of tokenctl holds a JSON object")
         known = {item.name for item in fields(cls)}
         return cls(**{key: value for key, value in data.items() if key in known})
 

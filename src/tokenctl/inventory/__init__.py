@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from tokenctl.models import Actor, HistoryEvent, Token
+if TYPE_CHECKING:  # the quick `token` path imports this package but builds no records
+    from tokenctl.models import Actor, HistoryEvent, Token
 
 #: Fields of :class:`Token` that :meth:`Inventory.update` may change.
 MUTABLE_FIELDS = frozenset(

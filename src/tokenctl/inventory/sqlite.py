@@ -13,6 +13,7 @@ from typing import Any
 from tokenctl.errors import ConflictError, InventoryError, NotFoundError
 from tokenctl.fsutil import ensure_private_file
 from tokenctl.inventory import MUTABLE_FIELDS
+from tokenctl.inventory.lookup import SCHEMA_VERSION, find_row
 from tokenctl.models import Actor, HistoryEvent, LifecycleState, Token
 from tokenctl.timeutil import from_iso, to_iso
 
@@ -87,7 +88,8 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _run_statements(_SCHEMA_V1),
     _run_statements(_SCHEMA_V2),
 )
-SCHEMA_VERSION = len(MIGRATIONS)
+if len(MIGRATIONS) != SCHEMA_VERSION:  # pragma: no cover - fails on the first import
+    raise RuntimeError("a migration was added: raise lookup.SCHEMA_VERSION to match")
 
 _COLUMNS = (
     "number",
@@ -268,14 +270,7 @@ class SqliteInventory:
 
     def resolve(self, ref: str) -> Token:
         """Find a token by number, name or authentication code."""
-        cursor = self._connection
-        row = None
-        if ref.isdigit():
-            row = cursor.execute(f"{_SELECT} WHERE number = ?", (int(ref),)).fetchone()
-        if row is None:
-            row = cursor.execute(f"{_SELECT} WHERE name = ?", (ref,)).fetchone()
-        if row is None:
-            row = cursor.execute(f"{_SELECT} WHERE authentication_code = ?", (ref,)).fetchone()
+        row = find_row(self._connection, _SELECT, ref)
         if row is None:
             raise NotFoundError(
                 f"no token {ref!r}",

@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from tokenctl.models import TokenSecrets
+if TYPE_CHECKING:  # the quick `token` path reads entries as text, without the model
+    from tokenctl.models import TokenSecrets
 
 #: The keyring service name every tokenctl entry is stored under.
 KEYRING_SERVICE = "tokenctl"
 
 
-@dataclass(frozen=True)
-class BackendReport:
+def parse_entry(service: str, ref: str, stored: str | None) -> TokenSecrets | None:
+    """The secrets in a keyring entry as stored; ``None`` for no entry.
+
+    An entry tokenctl did not write is an error that says how to replace it.
+    """
+    if stored is None:
+        return None
+    from tokenctl.errors import SecretStoreError
+    from tokenctl.models import TokenSecrets
+
+    try:
+        return TokenSecrets.from_json(stored)
+    except (ValueError, TypeError):
+        raise SecretStoreError(
+            f"the keyring entry {service}/{ref} is not a tokenctl secret",
+            hint="renew the token to write its secret again",
+        ) from None
+
+
+class BackendReport(NamedTuple):
     """What ``doctor`` says about the secret store."""
 
     name: str
@@ -35,6 +53,10 @@ class SecretStore(Protocol):
         """The secrets stored under ``ref``, or ``None`` when there are none."""
         ...
 
+    def get_text(self, ref: str) -> str | None:
+        """The entry under ``ref`` as stored (JSON), or ``None`` when there is none."""
+        ...
+
     def set(self, ref: str, secrets: TokenSecrets) -> None:
         """Store ``secrets`` under ``ref``, replacing what was there."""
         ...
@@ -45,4 +67,8 @@ class SecretStore(Protocol):
 
     def report(self) -> BackendReport:
         """Name the backend and say whether it is secure and usable, without raising."""
+        ...
+
+    def close(self) -> None:
+        """Release connections held open; the store may be used again afterwards."""
         ...

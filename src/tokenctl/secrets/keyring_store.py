@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 import threading
 import time
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tokenctl.errors import SecretStoreError
-from tokenctl.models import TokenSecrets
-from tokenctl.secrets import KEYRING_SERVICE, BackendReport
+from tokenctl.secrets import KEYRING_SERVICE, BackendReport, parse_entry
+
+if TYPE_CHECKING:
+    from tokenctl.models import TokenSecrets
 
 #: Backends that store nothing, fail everything, or keep secrets in plain files.
 INSECURE_BACKENDS = frozenset(
@@ -37,6 +43,98 @@ def backend_name(backend: Any) -> str:
     """The fully qualified class name of a keyring backend."""
     cls = type(backend)
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+#: keyring's Secret Service backend, used through :class:`HeldSecretService`.
+SECRET_SERVICE = "keyring.backends.SecretService.Keyring"  # noqa: S105 - a class name
+#: The one backend class whose choice is not cached: the chainer asks every backend anyway.
+_CHAINER = "keyring.backends.chainer.ChainerBackend"
+
+
+def _environment_key() -> list[Any]:
+    """What keyring's choice of backend depends on, cheaply: a change means choose again.
+
+    Installing or removing a package (a keyring plugin among them) changes the mtime of
+    its ``sys.path`` directory; the desktop decides between KWallet and the Secret Service.
+    ``sys.path[0]`` (the script's directory, or the working directory) is left out: it
+    changes all the time and holds no installed packages.
+    """
+    stamps = []
+    for entry in sys.path[1:]:
+        try:
+            stamps.append([entry, os.stat(entry or ".").st_mtime_ns])
+        except OSError:
+            continue
+    return [1, sys.prefix, os.environ.get("XDG_CURRENT_DESKTOP", ""), stamps]
+
+
+def _cached_backend_name(cache_file: Path, key: list[Any]) -> str | None:
+    try:
+        cached = json.loads(cache_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(cached, dict) or cached.get("key") != key:
+        return None
+    name = cached.get("backend")
+    return name if isinstance(name, str) else None
+
+
+def _remember_backend(cache_file: Path, key: list[Any], name: str) -> None:
+    from tokenctl.fsutil import write_private_atomic
+
+    try:
+        payload = json.dumps({"backend": name, "key": key})
+        write_private_atomic(cache_file, payload.encode("utf-8"))
+    except OSError:  # a read-only home only costs the next command the full detection
+        pass
+
+
+def _load_remembered(name: str) -> Any:
+    """The remembered backend, as ``keyring.core.load_keyring`` loads one by name.
+
+    Only a keyring backend class is made: the file is ours, but it is data, not code.
+    """
+    import importlib
+
+    from keyring.backend import KeyringBackend
+
+    module_name, _, class_name = name.rpartition(".")
+    backend_class = getattr(importlib.import_module(module_name), class_name)
+    if not (isinstance(backend_class, type) and issubclass(backend_class, KeyringBackend)):
+        raise TypeError(f"{name} is not a keyring backend")
+    backend_class.priority  # noqa: B018 - keyring's check: raises when it does not work here
+    return backend_class()
+
+
+def detect_backend(cache_file: Path | None, *, refresh: bool = False) -> Any:
+    """The backend ``keyring`` itself would use, its choice remembered in ``cache_file``.
+
+    keyring chooses by importing every installed backend plugin and asking each whether it
+    works: ~60 ms on Linux (its macOS backend runs the C compiler looking for frameworks),
+    a third of ``tokenctl token``. The choice only changes when packages are installed or
+    the desktop changes (see ``_environment_key``), so it is kept and reused while the
+    chosen backend still says it works; otherwise keyring chooses again. The user's own
+    choice (``PYTHON_KEYRING_BACKEND``, ``keyringrc.cfg``) always comes first, as in
+    keyring. ``refresh`` (``doctor``) skips the remembered choice.
+    """
+    import keyring
+    from keyring import core
+
+    configured = core.load_env() or core.load_config()
+    if configured is not None:
+        return configured
+    key = _environment_key()
+    name = None if cache_file is None or refresh else _cached_backend_name(cache_file, key)
+    if name is not None:
+        try:
+            return _load_remembered(name)
+        except Exception:  # noqa: S110 - no longer installed or no longer working: choose again
+            pass
+    backend = keyring.get_keyring()
+    chosen = backend_name(backend)
+    if cache_file is not None and chosen != _CHAINER and insecure_reason(backend) is None:
+        _remember_backend(cache_file, key, chosen)
+    return backend
 
 
 def insecure_reason(backend: Any) -> str | None:
@@ -68,8 +166,12 @@ class KeyringSecretStore:
     WRITE_ATTEMPTS = 4
     RETRY_PAUSE = 0.25
 
-    def __init__(self, service: str = KEYRING_SERVICE) -> None:
+    def __init__(
+        self, service: str = KEYRING_SERVICE, *, backend_cache: Path | None = None
+    ) -> None:
         self.service = service
+        #: Where the choice of keyring backend is remembered (see :func:`detect_backend`).
+        self.backend_cache = backend_cache
         self._backend: Any = None
         # gnome-keyring has been seen to crash under concurrent D-Bus clients of one
         # process (renew --all); calls from this process go to it one at a time.
@@ -78,9 +180,7 @@ class KeyringSecretStore:
     def _secure_backend(self) -> Any:
         if self._backend is None:
             try:
-                import keyring
-
-                backend = keyring.get_keyring()
+                backend = detect_backend(self.backend_cache)
             except Exception as error:
                 raise SecretStoreError(
                     f"the OS keyring is unavailable ({type(error).__name__})", hint=FIX_HINT
@@ -88,6 +188,10 @@ class KeyringSecretStore:
             reason = insecure_reason(backend)
             if reason is not None:
                 raise SecretStoreError(reason, hint=FIX_HINT)
+            if backend_name(backend) == SECRET_SERVICE:
+                from tokenctl.secrets.held_secret_service import HeldSecretService
+
+                backend = HeldSecretService.holding(backend)
             self._backend = backend
         return self._backend
 
@@ -101,23 +205,19 @@ class KeyringSecretStore:
         """Raise ``SecretStoreError`` unless the keyring backend is a secure one."""
         self._secure_backend()
 
-    def get(self, ref: str) -> TokenSecrets | None:
-        """The secrets stored under ``ref``, or ``None`` when there are none."""
+    def get_text(self, ref: str) -> str | None:
+        """The entry under ``ref`` as stored (JSON), or ``None`` when there is none."""
         backend = self._secure_backend()
         try:
             with self._serial:
-                stored = backend.get_password(self.service, ref)
+                stored: str | None = backend.get_password(self.service, ref)
         except Exception as error:
             raise self._fail("read from", error) from None
-        if stored is None:
-            return None
-        try:
-            return TokenSecrets.from_json(stored)
-        except (ValueError, TypeError):
-            raise SecretStoreError(
-                f"the keyring entry {self.service}/{ref} is not a tokenctl secret",
-                hint="renew the token to write its secret again",
-            ) from None
+        return stored
+
+    def get(self, ref: str) -> TokenSecrets | None:
+        """The secrets stored under ``ref``, or ``None`` when there are none."""
+        return parse_entry(self.service, ref, self.get_text(ref))
 
     def set(self, ref: str, secrets: TokenSecrets) -> None:
         """Store ``secrets`` under ``ref``, replacing what was there."""
@@ -147,12 +247,17 @@ class KeyringSecretStore:
             raise self._fail("delete from", error) from None
         return True
 
+    def close(self) -> None:
+        """Release what the backend holds open (the Secret Service connection)."""
+        close = getattr(self._backend, "close", None)
+        if callable(close):
+            with self._serial:
+                close()
+
     def report(self) -> BackendReport:
         """Name the backend and say whether it is secure and usable, without raising."""
         try:
-            import keyring
-
-            backend = keyring.get_keyring()
+            backend = detect_backend(self.backend_cache, refresh=True)
         except Exception as error:
             return BackendReport(name="(none)", secure=False, problem=type(error).__name__)
         name = backend_name(backend)

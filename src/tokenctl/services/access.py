@@ -5,23 +5,26 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from datetime import timedelta
 
 from tokenctl.context import AppContext
 from tokenctl.definitions.model import DefinitionKind
 from tokenctl.errors import AuthorizationError, TokenctlError, UsageError
+from tokenctl.services.quick_token import REFRESH_MARGIN, quick_access_token
 
-#: Refresh this long before the access token expires, so it outlives the request.
-REFRESH_MARGIN = timedelta(seconds=60)
 DEFAULT_ENV = "TOKENCTL_ACCESS_TOKEN"
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def current_access_token(ctx: AppContext, ref: str) -> str:
+def current_access_token(ctx: AppContext, ref: str, *, try_quick: bool = True) -> str:
     """A valid access token (or a static token's pass code), refreshed first when needed.
 
     Never interactive: when only a login would help, raise exit code 5 with the command.
+    ``try_quick=False`` when the caller already tried :func:`quick_access_token`.
     """
+    if try_quick:
+        quick = quick_access_token(ctx.paths, ref, ctx.now(), ctx.secrets.get_text)
+        if quick is not None:
+            return quick
     from tokenctl.services.oauth_options import login_command
 
     token = ctx.inventory.resolve(ref)

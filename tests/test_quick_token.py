@@ -1,0 +1,196 @@
+"""The quick path of ``tokenctl token``: it answers exactly when the full path would.
+
+:func:`quick_access_token` skips the token record and the definition objects; its answer
+must be the full path's answer whenever the full path would just hand out the stored
+value, and ``None`` (take the full path) in every other case. Checked over generated
+token states against :func:`current_access_token` itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.fakes import Cli, Clock, MemorySecretStore
+from tokenctl.context import AppContext
+from tokenctl.errors import TokenctlError
+from tokenctl.inventory.sqlite import SqliteInventory
+from tokenctl.iostreams import IOStreams
+from tokenctl.models import Actor, LifecycleState, Token
+from tokenctl.paths import resolve_paths
+from tokenctl.services import oauth
+from tokenctl.services.access import current_access_token
+from tokenctl.services.quick_token import definition_policies, quick_access_token
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+ACTOR = Actor(user="tester", unit="testhost")
+
+#: A user definition with its own refresh margin (10 minutes), next to the built-ins
+#: api-key (static), xero (OAuth, default margin) and exact-online-nl (OAuth, 30 s).
+USER_DEFINITIONS = """
+[definitions.books-10m]
+title = "Books with a long margin"
+kind = "oauth2"
+
+[definitions.books-10m.oauth2]
+authorization_endpoint = "https://books.example/authorize"
+token_endpoint = "https://books.example/token"
+client_id = "tokenctl"
+
+[definitions.books-10m.lifetimes]
+refresh_margin = "10m"
+"""
+DEFINITIONS = ("api-key", "xero", "exact-online-nl", "books-10m", "no-such-definition")
+OFFSETS = (None, -3600, -1, 0, 1, 29, 30, 31, 59, 60, 61, 599, 600, 601, 7200)
+SECRETS: tuple[Any, ...] = (
+    None,  # no keyring entry
+    {"access_token": "AT-1"},
+    {"pass_code": "PC-1"},
+    {"access_token": "AT-2", "pass_code": "PC-2", "refresh_token": "RT"},
+    {"access_token": ""},
+    {"refresh_token": "RT"},
+    "not json",
+    "[1, 2]",
+)
+
+
+class RefreshAttemptedError(Exception):
+    """The full path decided to refresh: the quick path must have said ``None``."""
+
+
+def _no_refresh(*args: Any, **kwargs: Any) -> Any:
+    raise RefreshAttemptedError
+
+
+def full_answer(ctx: AppContext, ref: str) -> Any:
+    """What the full path does: the value, an error, or a refresh."""
+    try:
+        return current_access_token(ctx, ref, try_quick=False)
+    except TokenctlError as error:
+        return error
+    except RefreshAttemptedError as attempt:
+        return attempt
+
+
+token_states = st.fixed_dictionaries(
+    {
+        "definition": st.sampled_from(DEFINITIONS),
+        "effective": st.booleans(),
+        "secret_set": st.booleans(),
+        "invalid": st.booleans(),
+        "expires_in": st.sampled_from(OFFSETS),
+        "secret": st.sampled_from(SECRETS),
+        "ref_by": st.sampled_from(("name", "number", "authentication_code")),
+    }
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(state=token_states)
+def test_quick_path_answers_exactly_when_the_full_path_would_just_read(
+    state: dict[str, Any], monkeypatch_module: pytest.MonkeyPatch
+) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        home = Path(directory)
+        (home / "definitions.toml").write_text(USER_DEFINITIONS)
+        secrets = MemorySecretStore()
+        inventory = SqliteInventory(home / "inventory.sqlite3")
+        expires_in = state["expires_in"]
+        token = inventory.add(
+            Token(
+                number=0,
+                name="acme",
+                authentication_code="ABCD-EFGH-JKLM-NPQR",
+                definition=state["definition"],
+                secret_ref=f"token-{uuid.uuid4().hex}",
+                state=LifecycleState.EFFECTIVE
+                if state["effective"]
+                else LifecycleState.NOT_EFFECTIVE,
+                expires_at=None if expires_in is None else NOW + timedelta(seconds=expires_in),
+                secret_set_at=NOW - timedelta(days=1) if state["secret_set"] else None,
+                invalid_at=NOW - timedelta(hours=1) if state["invalid"] else None,
+                invalid_reason="revoked" if state["invalid"] else None,
+                has_refresh_token=True,
+            ),
+            ACTOR,
+            NOW - timedelta(days=1),
+        )
+        inventory.close()
+        secret = state["secret"]
+        if secret is not None:
+            secrets.entries[token.secret_ref] = (
+                secret if isinstance(secret, str) else json.dumps(secret)
+            )
+        ref = {
+            "name": token.name,
+            "number": str(token.number),
+            "authentication_code": token.authentication_code,
+        }[state["ref_by"]]
+        ctx = AppContext(
+            io=IOStreams.system({}),
+            environ={"TOKENCTL_HOME": str(home)},
+            clock=lambda: NOW,
+            secret_store_factory=lambda paths: secrets,
+        )
+        try:
+            quick = quick_access_token(ctx.paths, ref, NOW, secrets.get_text)
+            full = full_answer(ctx, ref)
+        finally:
+            ctx.close()
+    if isinstance(full, str):
+        assert quick == full  # the plain case: the quick path must take it
+    else:
+        assert quick is None, (state, full)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():  # type: ignore[no-untyped-def]
+    """Module-wide: the full path's refresh is replaced so no example goes to a network."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(oauth, "refresh_token", _no_refresh)
+        yield patch
+
+
+def test_plain_static_token_is_answered_without_loading_the_definitions(tmp_path):
+    cli = Cli(home=tmp_path / "home", clock=Clock(NOW))
+    assert cli("add", "key", "--definition", "api-key", "--secret-stdin", input="v1").exit_code == 0
+    paths = resolve_paths(cli.home, {})
+    assert quick_access_token(paths, "key", NOW, cli.secrets.get_text) == "v1"
+    # The digest is written once; the next answer reads it, not the definitions.
+    assert paths.definitions_digest.is_file()
+    digest = json.loads(paths.definitions_digest.read_text())
+    assert digest["policies"]["api-key"] == ["static", None]
+    assert digest["policies"]["exact-online-nl"] == ["oauth2", 30]
+
+
+def test_digest_follows_edits_of_the_definitions_file(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    paths = resolve_paths(home, {})
+    assert "books-10m" not in definition_policies(paths)
+    paths.definitions_file.write_text(USER_DEFINITIONS)
+    assert definition_policies(paths)["books-10m"] == ("oauth2", 600)
+    paths.definitions_file.write_text(USER_DEFINITIONS.replace('"10m"', '"2m"'))
+    os.utime(paths.definitions_file, ns=(1, 1))  # even with an old mtime: the size changed
+    assert definition_policies(paths)["books-10m"] == ("oauth2", 120)
+    # A file that does not load gives no policies: the full path reports the error.
+    paths.definitions_file.write_text("[definitions.broken]\nkind = 'nope'\n")
+    assert definition_policies(paths) == {}
+
+
+def test_full_path_reports_what_the_quick_path_declines(tmp_path):
+    cli = Cli(home=tmp_path / "home", clock=Clock(NOW))
+    assert cli("add", "key", "--definition", "api-key", "--secret-stdin", input="v1").exit_code == 0
+    (cli.home / "definitions.toml").write_text("[definitions.broken]\nkind = 'nope'\n")
+    result = cli("token", "key")
+    assert result.exit_code != 0 and result.stdout == ""
+    assert "definitions.toml" in result.stderr
