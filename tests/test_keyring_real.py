@@ -283,10 +283,13 @@ def test_a_stale_or_broken_backend_choice_is_made_again(home, detecting_env):
     # A choice that no longer works (KWallet is not running here): keyring chooses again.
     cache.write_text(json.dumps({**remembered, "backend": "keyring.backends.kwallet.DBusKeyring"}))
     assert tokenctl("token", "acme", home=home, env=detecting_env).stdout == SECRET + "\n"
-    # A record that names something other than a keyring backend is not followed.
-    cache.write_text(json.dumps({**remembered, "backend": "tokenctl.paths.Paths"}))
-    assert tokenctl("token", "acme", home=home, env=detecting_env).stdout == SECRET + "\n"
-    assert json.loads(cache.read_text()) == remembered
+    # A record that names something other than one of keyring's own backends is not
+    # followed, not even imported: importing `this` would print the Zen of Python.
+    for name in ("tokenctl.paths.Paths", "this.Keyring", "keyring.backends.chainer.ChainerBackend"):
+        cache.write_text(json.dumps({**remembered, "backend": name}))
+        result = tokenctl("token", "acme", home=home, env=detecting_env)
+        assert result.stdout == SECRET + "\n" and result.stderr == ""
+        assert json.loads(cache.read_text()) == remembered
     # A choice made in another environment (say, before a plugin was installed) is not reused.
     cache.write_text(
         json.dumps({"backend": "keyring.backends.fail.Keyring", "key": [1, "elsewhere"]})
@@ -345,3 +348,23 @@ def test_held_connection_writes_what_keyring_writes_and_survives_a_dropped_bus(r
     assert real_keyring.lookup("tokenctl", "held-entry") is None
     store.close()
     assert held._collection is None
+
+
+def test_held_connection_survives_a_restarted_keyring_daemon(real_keyring):
+    from tokenctl.models import TokenSecrets
+    from tokenctl.secrets.keyring_store import KeyringSecretStore
+
+    store = KeyringSecretStore()
+    store.set("restart-entry", TokenSecrets(refresh_token="kept"))
+    connection = store._backend._collection.connection
+    # The bus connection outlives the daemon; the encrypted session does not.
+    real_keyring.restart_keyring()
+    assert store.get("restart-entry") == TokenSecrets(refresh_token="kept")
+    assert store._backend._collection.connection is not connection
+    store.set("restart-entry", TokenSecrets(refresh_token="rotated"))
+    real_keyring.restart_keyring()
+    store.set("restart-entry", TokenSecrets(refresh_token="rotated-again"))
+    assert json.loads(real_keyring.lookup("tokenctl", "restart-entry")) == {
+        "refresh_token": "rotated-again"
+    }
+    store.close()

@@ -113,6 +113,14 @@ def test_inventory_from_a_newer_tokenctl_is_refused(tmp_path):
         SqliteInventory(path)
 
 
+def test_an_inventory_that_cannot_be_opened_is_an_inventory_error(tmp_path):
+    home = tmp_path / "home"
+    (home / "inventory.sqlite3").mkdir(parents=True)  # not a file: opening it fails (OSError)
+    result = run("list", home=home, env={})
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error: cannot open the token inventory {home}")
+
+
 def test_empty_file_is_migrated_to_the_current_schema(tmp_path):
     path = tmp_path / "inventory.sqlite3"
     path.touch()

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from tests.fakes import Cli, Clock, MemorySecretStore
 from tokenctl.context import AppContext
+from tokenctl.definitions import registry
 from tokenctl.errors import TokenctlError
 from tokenctl.inventory.sqlite import SqliteInventory
 from tokenctl.iostreams import IOStreams
@@ -34,8 +35,9 @@ from tokenctl.services.quick_token import definition_policies, quick_access_toke
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 ACTOR = Actor(user="tester", unit="testhost")
 
-#: A user definition with its own refresh margin (10 minutes), next to the built-ins
-#: api-key (static), xero (OAuth, default margin) and exact-online-nl (OAuth, 30 s).
+#: User definitions with their own refresh margins (10 minutes, 0 s) and an override of a
+#: built-in, next to the built-ins api-key (static), xero (OAuth, default margin) and
+#: exact-online-nl (OAuth, 30 s).
 USER_DEFINITIONS = """
 [definitions.books-10m]
 title = "Books with a long margin"
@@ -48,8 +50,32 @@ client_id = "tokenctl"
 
 [definitions.books-10m.lifetimes]
 refresh_margin = "10m"
+
+[definitions.books-0s]
+title = "Books refreshed only once expired"
+kind = "oauth2"
+
+[definitions.books-0s.oauth2]
+authorization_endpoint = "https://books.example/authorize"
+token_endpoint = "https://books.example/token"
+client_id = "tokenctl"
+
+[definitions.books-0s.lifetimes]
+refresh_margin = "0s"
+
+[definitions.exact-online-be]
+title = "Exact Online (be), overridden with a static kind"
+kind = "static"
 """
-DEFINITIONS = ("api-key", "xero", "exact-online-nl", "books-10m", "no-such-definition")
+DEFINITIONS = (
+    "api-key",
+    "xero",
+    "exact-online-nl",
+    "exact-online-be",  # a built-in OAuth definition the user's file turns static
+    "books-10m",
+    "books-0s",
+    "no-such-definition",
+)
 OFFSETS = (None, -3600, -1, 0, 1, 29, 30, 31, 59, 60, 61, 599, 600, 601, 7200)
 SECRETS: tuple[Any, ...] = (
     None,  # no keyring entry
@@ -74,7 +100,7 @@ def _no_refresh(*args: Any, **kwargs: Any) -> Any:
 def full_answer(ctx: AppContext, ref: str) -> Any:
     """What the full path does: the value, an error, or a refresh."""
     try:
-        return current_access_token(ctx, ref, try_quick=False)
+        return current_access_token(ctx, ref)
     except TokenctlError as error:
         return error
     except RefreshAttemptedError as attempt:
@@ -165,11 +191,28 @@ def test_plain_static_token_is_answered_without_loading_the_definitions(tmp_path
     assert cli("add", "key", "--definition", "api-key", "--secret-stdin", input="v1").exit_code == 0
     paths = resolve_paths(cli.home, {})
     assert quick_access_token(paths, "key", NOW, cli.secrets.get_text) == "v1"
-    # The digest is written once; the next answer reads it, not the definitions.
     assert paths.definitions_digest.is_file()
     digest = json.loads(paths.definitions_digest.read_text())
     assert digest["policies"]["api-key"] == ["static", None]
     assert digest["policies"]["exact-online-nl"] == ["oauth2", 30]
+    # The digest is written once; the next answers read it, not the definitions.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(registry, "load_definitions", _must_not_load)
+        assert quick_access_token(paths, "key", NOW, cli.secrets.get_text) == "v1"
+        # A digest that is not what tokenctl writes is made again, not trusted.
+        digest["policies"]["api-key"] = ["static", "sixty"]
+        paths.definitions_digest.write_text(json.dumps(digest))
+        with pytest.raises(AssertionError, match="loaded the definitions"):
+            quick_access_token(paths, "key", NOW, cli.secrets.get_text)
+    assert quick_access_token(paths, "key", NOW, cli.secrets.get_text) == "v1"
+    assert json.loads(paths.definitions_digest.read_text())["policies"]["api-key"] == [
+        "static",
+        None,
+    ]
+
+
+def _must_not_load(*args: Any) -> Any:
+    raise AssertionError("loaded the definitions")
 
 
 def test_digest_follows_edits_of_the_definitions_file(tmp_path):

@@ -51,7 +51,7 @@ def _token_fast_path(home: str | None, ref: str) -> int:
         ctx = AppContext.from_environment().with_options(home=paths.home_override, debug=False)
         ctx.secret_store_factory = lambda _paths: store
         try:
-            return current_access_token(ctx, ref, try_quick=False)
+            return current_access_token(ctx, ref)
         finally:
             ctx.close()
 

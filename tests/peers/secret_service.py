@@ -207,6 +207,17 @@ class SecretService:
         if self._own_socket_dir:
             shutil.rmtree(self.socket_dir, ignore_errors=True)
 
+    def restart_keyring(self) -> None:
+        """Stop gnome-keyring and start it again on the same bus and data (as after a crash).
+
+        Clients keep their bus connection, but every Secret Service session they opened
+        is gone with the old daemon.
+        """
+        keyring_proc = self._procs.pop()  # started after the bus
+        _terminate_group(keyring_proc)
+        self._start_keyring()
+        self._wait_until_unlocked()
+
     def __enter__(self) -> SecretService:
         return self
 

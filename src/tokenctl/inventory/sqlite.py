@@ -224,7 +224,7 @@ class SqliteInventory:
             self._connection.execute("PRAGMA journal_mode = WAL")
             self._connection.execute("PRAGMA synchronous = FULL")
             self._migrate()
-        except sqlite3.DatabaseError as error:
+        except (sqlite3.DatabaseError, OSError) as error:
             raise InventoryError(
                 f"cannot open the token inventory {path}: {error}",
                 hint="run `tokenctl doctor`; restore the file from a backup if it is damaged",

@@ -56,11 +56,20 @@ class HeldSecretService(SecretServiceKeyring):
         return collection
 
     def _call(self, action: Any) -> Any:
+        reused = self._collection is not None
         try:
             return action(self.get_preferred_collection())
         except Exception:
-            # A restarted daemon or a dropped bus leaves the connection useless: the
-            # next call connects again.
+            # The held connection or its session may be stale: a restarted daemon keeps
+            # the bus connection working but forgets every session. Once more on a fresh
+            # connection, as keyring's own backend would have made (every call here is
+            # idempotent: a write replaces, a read reads).
+            self.close()
+            if not reused:
+                raise
+        try:
+            return action(self.get_preferred_collection())
+        except Exception:
             self.close()
             raise
 

@@ -47,8 +47,10 @@ def backend_name(backend: Any) -> str:
 
 #: keyring's Secret Service backend, used through :class:`HeldSecretService`.
 SECRET_SERVICE = "keyring.backends.SecretService.Keyring"  # noqa: S105 - a class name
-#: The one backend class whose choice is not cached: the chainer asks every backend anyway.
+#: The chainer is not remembered: it asks every backend anyway.
 _CHAINER = "keyring.backends.chainer.ChainerBackend"
+#: Where keyring's own backends live; only those are remembered.
+_OWN_BACKENDS = "keyring.backends."
 
 
 def _environment_key() -> list[Any]:
@@ -89,15 +91,23 @@ def _remember_backend(cache_file: Path, key: list[Any], name: str) -> None:
         pass
 
 
-def _load_remembered(name: str) -> Any:
-    """The remembered backend, as ``keyring.core.load_keyring`` loads one by name.
+def _rememberable(name: str) -> bool:
+    """Only keyring's own backends are remembered (and so ever loaded from the record).
 
-    Only a keyring backend class is made: the file is ours, but it is data, not code.
+    The record is a file: loading an arbitrary module named there would run its code.
+    A third-party plugin is simply detected again each time, as keyring does.
     """
+    return name.startswith(_OWN_BACKENDS) and name != _CHAINER
+
+
+def _load_remembered(name: str) -> Any:
+    """The remembered backend, as ``keyring.core.load_keyring`` loads one by name."""
     import importlib
 
     from keyring.backend import KeyringBackend
 
+    if not _rememberable(name):
+        raise ValueError(f"{name} is not one of keyring's own backends")
     module_name, _, class_name = name.rpartition(".")
     backend_class = getattr(importlib.import_module(module_name), class_name)
     if not (isinstance(backend_class, type) and issubclass(backend_class, KeyringBackend)):
@@ -132,7 +142,7 @@ def detect_backend(cache_file: Path | None, *, refresh: bool = False) -> Any:
             pass
     backend = keyring.get_keyring()
     chosen = backend_name(backend)
-    if cache_file is not None and chosen != _CHAINER and insecure_reason(backend) is None:
+    if cache_file is not None and _rememberable(chosen) and insecure_reason(backend) is None:
         _remember_backend(cache_file, key, chosen)
     return backend
 
@@ -176,24 +186,31 @@ class KeyringSecretStore:
         # gnome-keyring has been seen to crash under concurrent D-Bus clients of one
         # process (renew --all); calls from this process go to it one at a time.
         self._serial = threading.Lock()
+        self._creating = threading.Lock()
 
     def _secure_backend(self) -> Any:
-        if self._backend is None:
-            try:
-                backend = detect_backend(self.backend_cache)
-            except Exception as error:
-                raise SecretStoreError(
-                    f"the OS keyring is unavailable ({type(error).__name__})", hint=FIX_HINT
-                ) from None
-            reason = insecure_reason(backend)
-            if reason is not None:
-                raise SecretStoreError(reason, hint=FIX_HINT)
-            if backend_name(backend) == SECRET_SERVICE:
-                from tokenctl.secrets.held_secret_service import HeldSecretService
-
-                backend = HeldSecretService.holding(backend)
-            self._backend = backend
+        with self._creating:
+            if self._backend is None:
+                try:
+                    detected = detect_backend(self.backend_cache)
+                except Exception as error:
+                    raise SecretStoreError(
+                        f"the OS keyring is unavailable ({type(error).__name__})", hint=FIX_HINT
+                    ) from None
+                self._backend = self._make_backend(detected)
         return self._backend
+
+    @staticmethod
+    def _make_backend(detected: Any) -> Any:
+        """``detected`` as tokenctl uses it: refused when insecure, the Secret Service held."""
+        reason = insecure_reason(detected)
+        if reason is not None:
+            raise SecretStoreError(reason, hint=FIX_HINT)
+        if backend_name(detected) == SECRET_SERVICE:
+            from tokenctl.secrets.held_secret_service import HeldSecretService
+
+            return HeldSecretService.holding(detected)
+        return detected
 
     def _fail(self, action: str, error: Exception) -> SecretStoreError:
         # The keyring's own message describes the backend state (locked, no D-Bus, ...);
@@ -264,13 +281,20 @@ class KeyringSecretStore:
         reason = insecure_reason(backend)
         if reason is not None:
             return BackendReport(name=name, secure=False, problem=reason)
+        # The probe goes the way every other command's keyring calls go.
+        used = self._make_backend(backend)
         probe_ref = "tokenctl-doctor-probe"
         try:
-            backend.set_password(self.service, probe_ref, "probe")
-            works = backend.get_password(self.service, probe_ref) == "probe"
-            backend.delete_password(self.service, probe_ref)
+            with self._serial:
+                used.set_password(self.service, probe_ref, "probe")
+                works = used.get_password(self.service, probe_ref) == "probe"
+                used.delete_password(self.service, probe_ref)
         except Exception as error:
             return BackendReport(name=name, secure=True, problem=f"not usable: {error}")
+        finally:
+            close = getattr(used, "close", None)
+            if callable(close):
+                close()
         if not works:
             return BackendReport(
                 name=name, secure=True, problem="wrote an entry but read back none"

@@ -9,22 +9,18 @@ from collections.abc import Sequence
 from tokenctl.context import AppContext
 from tokenctl.definitions.model import DefinitionKind
 from tokenctl.errors import AuthorizationError, TokenctlError, UsageError
-from tokenctl.services.quick_token import REFRESH_MARGIN, quick_access_token
+from tokenctl.services.quick_token import refresh_margin
 
 DEFAULT_ENV = "TOKENCTL_ACCESS_TOKEN"
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def current_access_token(ctx: AppContext, ref: str, *, try_quick: bool = True) -> str:
+def current_access_token(ctx: AppContext, ref: str) -> str:
     """A valid access token (or a static token's pass code), refreshed first when needed.
 
     Never interactive: when only a login would help, raise exit code 5 with the command.
-    ``try_quick=False`` when the caller already tried :func:`quick_access_token`.
+    (``tokenctl token REF`` tries :mod:`tokenctl.services.quick_token` first.)
     """
-    if try_quick:
-        quick = quick_access_token(ctx.paths, ref, ctx.now(), ctx.secrets.get_text)
-        if quick is not None:
-            return quick
     from tokenctl.services.oauth_options import login_command
 
     token = ctx.inventory.resolve(ref)
@@ -59,7 +55,7 @@ def current_access_token(ctx: AppContext, ref: str, *, try_quick: bool = True) -
             )
         return stored.pass_code
     # Some providers limit token calls (Exact Online: refresh only in the last ~30 s).
-    margin = definition.lifetimes.refresh_margin or REFRESH_MARGIN
+    margin = refresh_margin(definition.lifetimes.refresh_margin)
     due = token.expires_at is not None and token.expires_at - ctx.now() <= margin
     if due:
         # Only now: the refresh machinery costs ~10 ms of imports that a cached token skips.
@@ -85,6 +81,8 @@ def run_with_token(ctx: AppContext, ref: str, command: Sequence[str], env_name: 
     if not ENV_NAME.match(env_name):
         raise UsageError(f"invalid environment variable name {env_name!r}")
     access_token = current_access_token(ctx, ref)
+    # The child may run for hours: it should not keep a keyring connection open meanwhile.
+    ctx.secrets.close()
     import subprocess
 
     environment = {**os.environ, env_name: access_token}

@@ -27,6 +27,16 @@ from tokenctl.paths import Paths
 #: Refresh this long before the access token expires, so it outlives the request; a
 #: definition's ``lifetimes.refresh_margin`` replaces it.
 REFRESH_MARGIN = timedelta(seconds=60)
+
+
+def refresh_margin(configured: timedelta | None) -> timedelta:
+    """How long before expiry an access token is refreshed: the definition's margin, or 60 s.
+
+    A configured ``0s`` means exactly that: refresh only once expired.
+    """
+    return REFRESH_MARGIN if configured is None else configured
+
+
 #: Changes whenever the layout of the definitions digest changes.
 _DIGEST_FORMAT = 1
 _SELECT = "SELECT state, definition, secret_ref, secret_set_at, invalid_at, expires_at FROM tokens"
@@ -57,7 +67,9 @@ def quick_access_token(
         return None
     expiry = None if expires_at is None else _utc(expires_at)
     if kind == "oauth2":
-        margin = REFRESH_MARGIN if margin_seconds is None else timedelta(seconds=margin_seconds)
+        margin = refresh_margin(
+            None if margin_seconds is None else timedelta(seconds=margin_seconds)
+        )
         if invalid_at is not None or (expiry is not None and expiry - now <= margin):
             return None
     elif expiry is not None and expiry <= now:
@@ -99,14 +111,40 @@ def _file_stamp(path: Path) -> list[int] | None:
         status = os.stat(path)
     except OSError:
         return None
-    return [status.st_size, status.st_mtime_ns, status.st_ino]
+    # ctime too: an edit that keeps the size and puts the mtime back still changes it.
+    return [status.st_size, status.st_mtime_ns, status.st_ctime_ns, status.st_ino]
 
 
 def _digest_key(paths: Paths) -> list[Any]:
     from tokenctl import definitions
 
-    builtin = Path(definitions.__file__).with_name("builtin.toml")
-    return [_DIGEST_FORMAT, _file_stamp(builtin), _file_stamp(paths.definitions_file)]
+    package = Path(definitions.__file__).parent
+    return [
+        _DIGEST_FORMAT,
+        _file_stamp(package / "builtin.toml"),
+        _file_stamp(package / "model.py"),  # the parser: a new tokenctl may read them otherwise
+        _file_stamp(paths.definitions_file),
+    ]
+
+
+def _policies_from(cached: Any, key: list[Any]) -> dict[str, tuple[str, int | None]] | None:
+    """The policies of a digest read back, or ``None`` unless it is current and well-formed."""
+    if not isinstance(cached, dict) or cached.get("key") != key:
+        return None
+    policies = cached.get("policies")
+    if not isinstance(policies, dict):
+        return None
+    checked: dict[str, tuple[str, int | None]] = {}
+    for name, policy in policies.items():
+        if not (isinstance(policy, list) and len(policy) == 2):
+            return None
+        kind, margin = policy
+        if kind not in _PART_BY_KIND or not (
+            margin is None or (type(margin) is int and margin >= 0)
+        ):
+            return None
+        checked[name] = (kind, margin)
+    return checked
 
 
 def definition_policies(paths: Paths) -> Mapping[str, tuple[str, int | None]]:
@@ -119,11 +157,11 @@ def definition_policies(paths: Paths) -> Mapping[str, tuple[str, int | None]]:
     key = _digest_key(paths)
     digest_file = paths.definitions_digest
     try:
-        cached = json.loads(digest_file.read_text(encoding="utf-8"))
-        if cached["key"] == key:
-            return {name: (kind, margin) for name, (kind, margin) in cached["policies"].items()}
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+        cached = _policies_from(json.loads(digest_file.read_text(encoding="utf-8")), key)
+    except (OSError, ValueError):
+        cached = None
+    if cached is not None:
+        return cached
     from tokenctl.definitions.registry import load_definitions
     from tokenctl.errors import TokenctlError
 
