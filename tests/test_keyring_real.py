@@ -256,13 +256,19 @@ def detecting_env(env):  # type: ignore[no-untyped-def]
     return environ
 
 
-def test_keyring_backend_choice_is_remembered_and_reused(home, detecting_env):
+@pytest.fixture
+def added_detecting(home, detecting_env):  # type: ignore[no-untyped-def]
+    """Token 'acme' added with the backend detected (so the choice is now remembered)."""
     added = tokenctl(
         "add", "acme", "--definition", "api-key", "--secret-stdin",
         home=home, env=detecting_env, input=SECRET + "\n",
     )  # fmt: skip
     assert added.exit_code == 0, added.stderr
-    cache = home / "cache" / "keyring-backend.json"
+    return home / "cache" / "keyring-backend.json"
+
+
+def test_keyring_backend_choice_is_remembered_and_reused(home, detecting_env, added_detecting):
+    cache = added_detecting
     assert json.loads(cache.read_text())["backend"] == "keyring.backends.SecretService.Keyring"
     assert oct(cache.stat().st_mode & 0o777) == "0o600"
     stdout, code, loaded = probe_token(home, detecting_env, "acme")
@@ -272,13 +278,8 @@ def test_keyring_backend_choice_is_remembered_and_reused(home, detecting_env):
     assert "keyring.backends.macOS" not in loaded and "keyring.backends.kwallet" not in loaded
 
 
-def test_a_stale_or_broken_backend_choice_is_made_again(home, detecting_env):
-    added = tokenctl(
-        "add", "acme", "--definition", "api-key", "--secret-stdin",
-        home=home, env=detecting_env, input=SECRET + "\n",
-    )  # fmt: skip
-    assert added.exit_code == 0, added.stderr
-    cache = home / "cache" / "keyring-backend.json"
+def test_a_stale_or_broken_backend_choice_is_made_again(home, detecting_env, added_detecting):
+    cache = added_detecting
     remembered = json.loads(cache.read_text())
     # A choice that no longer works (KWallet is not running here): keyring chooses again.
     cache.write_text(json.dumps({**remembered, "backend": "keyring.backends.kwallet.DBusKeyring"}))
@@ -298,12 +299,10 @@ def test_a_stale_or_broken_backend_choice_is_made_again(home, detecting_env):
     assert json.loads(cache.read_text()) == remembered
 
 
-def test_the_users_own_backend_choice_comes_before_the_remembered_one(home, detecting_env):
-    added = tokenctl(
-        "add", "acme", "--definition", "api-key", "--secret-stdin",
-        home=home, env=detecting_env, input=SECRET + "\n",
-    )  # fmt: skip
-    assert added.exit_code == 0, added.stderr
+def test_the_users_own_backend_choice_comes_before_the_remembered_one(
+    home, detecting_env, added_detecting
+):
+    assert added_detecting.is_file()
     pinned = {**detecting_env, "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"}
     refused = tokenctl("token", "acme", home=home, env=pinned)
     assert refused.exit_code == 4 and refused.stdout == ""
