@@ -32,13 +32,13 @@ from list_overview import (
     Case,
     Check,
     Timing,
+    benchmark_parser,
     child_environment,
     entry,
     filled_and_timed,
     imports_check,
     parse_sizes,
     passed,
-    positive_int,
     report,
 )
 
@@ -79,15 +79,8 @@ class CheckCase(Case):
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line of this script."""
-    parser = argparse.ArgumentParser(
-        description="Time `tokenctl check` against `python -c 'import typer, rich'`.",
-        epilog="Exit status: 0 all checks pass, 1 a check fails, 2 the benchmark cannot run.",
-    )
-    parser.add_argument(
-        "--rounds",
-        type=positive_int,
-        default=7,
-        help="timed runs of every case (default 7), after one untimed warm-up round",
+    parser = benchmark_parser(
+        "Time `tokenctl check` against `python -c 'import typer, rich'`.", rounds=7
     )
     parser.add_argument(
         "--sizes",

@@ -192,17 +192,28 @@ def positive_int(text: str) -> int:
     return value
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """The command line of this script."""
+def benchmark_parser(
+    description: str, *, rounds: int, rounds_help: str | None = None
+) -> argparse.ArgumentParser:
+    """A benchmark's command line: its description, the exit statuses and ``--rounds``."""
     parser = argparse.ArgumentParser(
-        description="Time `tokenctl list` against `python -c 'import typer, rich'`.",
+        description=description,
         epilog="Exit status: 0 all checks pass, 1 a check fails, 2 the benchmark cannot run.",
     )
     parser.add_argument(
         "--rounds",
         type=positive_int,
-        default=7,
-        help="timed runs of every case (default 7), after one untimed warm-up round",
+        default=rounds,
+        help=rounds_help
+        or f"timed runs of every case (default {rounds}), after one untimed warm-up round",
+    )
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line of this script."""
+    parser = benchmark_parser(
+        "Time `tokenctl list` against `python -c 'import typer, rich'`.", rounds=7
     )
     parser.add_argument(
         "--sizes",

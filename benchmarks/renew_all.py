@@ -56,6 +56,7 @@ from typing import Any
 from list_overview import (
     BenchmarkError,
     Check,
+    benchmark_parser,
     child_environment,
     console_script,
     entry,
@@ -172,21 +173,16 @@ class Peers:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line of this script."""
-    parser = argparse.ArgumentParser(
-        description="Time `tokenctl renew --all` against a bare authlib refresh loop.",
-        epilog="Exit status: 0 all checks pass, 1 a check fails, 2 the benchmark cannot run.",
+    parser = benchmark_parser(
+        "Time `tokenctl renew --all` against a bare authlib refresh loop.",
+        rounds=3,
+        rounds_help="timed runs of each case (default 3); the order alternates every round",
     )
     parser.add_argument(
         "--tokens",
         type=positive_int,
         default=DEFAULT_TOKENS,
         help=f"tokens to renew per run (default {DEFAULT_TOKENS})",
-    )
-    parser.add_argument(
-        "--rounds",
-        type=positive_int,
-        default=3,
-        help="timed runs of each case (default 3); the order alternates every round",
     )
     parser.add_argument(
         "--concurrency",

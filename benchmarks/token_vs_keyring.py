@@ -45,13 +45,13 @@ from list_overview import (
     Case,
     Check,
     Timing,
+    benchmark_parser,
     child_environment,
     console_script,
     entry,
     measure,
     packages_beyond,
     passed,
-    positive_int,
     report,
 )
 
@@ -123,15 +123,8 @@ class Pair:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line of this script."""
-    parser = argparse.ArgumentParser(
-        description="Time `tokenctl token REF` against `python -m keyring get tokenctl ENTRY`.",
-        epilog="Exit status: 0 all checks pass, 1 a check fails, 2 the benchmark cannot run.",
-    )
-    parser.add_argument(
-        "--rounds",
-        type=positive_int,
-        default=15,
-        help="timed runs of every case (default 15), after one untimed warm-up round",
+    parser = benchmark_parser(
+        "Time `tokenctl token REF` against `python -m keyring get tokenctl ENTRY`.", rounds=15
     )
     parser.add_argument(
         "--no-oauth",

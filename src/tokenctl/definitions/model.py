@@ -20,19 +20,18 @@ NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 LOGIN_MODES = ("loopback", "paste", "device", "relay")
 AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post")
 PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
-#: OAuth settings that may contain {placeholders}, filled per token.
-TEMPLATED_FIELDS = (
-    "issuer",
+#: OAuth settings named as in provider metadata (RFC 8414 / OpenID Connect Discovery).
+DISCOVERABLE_ENDPOINTS = (
     "authorization_endpoint",
     "token_endpoint",
     "revocation_endpoint",
     "userinfo_endpoint",
     "introspection_endpoint",
     "device_authorization_endpoint",
-    "probe_url",
     "jwks_uri",
-    "tenants_url",
 )
+#: OAuth settings that may contain {placeholders}, filled per token.
+TEMPLATED_FIELDS = ("issuer", *DISCOVERABLE_ENDPOINTS, "probe_url", "tenants_url")
 
 
 class DefinitionKind(StrEnum):

@@ -132,22 +132,14 @@ class DiscoverRequest:
 
 def add_discovered_definition(ctx: AppContext, request: DiscoverRequest) -> AddDefinitionsResult:
     """Create an ``oauth2`` definition from the issuer's discovery document."""
-    from tokenctl.definitions.model import parse_definition
+    from tokenctl.definitions.model import DISCOVERABLE_ENDPOINTS, parse_definition
     from tokenctl.oauth.provider import discover
 
     metadata = discover(request.issuer)
     supported = metadata.get("scopes_supported") or []
     scopes = list(request.scopes) or [s for s in ("openid", "offline_access") if s in supported]
     oauth: dict[str, object] = {"issuer": metadata["issuer"], "scopes": scopes}
-    for key in (
-        "authorization_endpoint",
-        "token_endpoint",
-        "revocation_endpoint",
-        "userinfo_endpoint",
-        "introspection_endpoint",
-        "device_authorization_endpoint",
-        "jwks_uri",
-    ):
+    for key in DISCOVERABLE_ENDPOINTS:
         if isinstance(metadata.get(key), str):
             oauth[key] = metadata[key]
     # Recorded so that logins (which then skip discovery) still insist on `iss` (RFC 9207).

@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,20 +90,25 @@ def code_flow(
     return dict(token), q
 
 
+def run_server(
+    config: dict[str, Any] | None, directory: Path, checks: Callable[[peer.OidcServer], None]
+) -> None:
+    """Start a provider with ``config``, run ``checks`` on it (its log on failure), stop it."""
+    started = time.monotonic()
+    srv = peer.start_oidc_provider(config, directory)
+    step(f"started {srv.issuer} in {time.monotonic() - started:.2f}s")
+    try:
+        checks(srv)
+    except BaseException:
+        print(srv.logs()[-6000:], file=sys.stderr)
+        raise
+    finally:
+        srv.stop()
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        t = time.monotonic()
-        srv = peer.start_oidc_provider(None, Path(tmp) / "a")
-        step(f"started {srv.issuer} in {time.monotonic() - t:.2f}s")
-        try:
-            run_default(srv)
-        except BaseException:
-            print(srv.logs()[-6000:], file=sys.stderr)
-            raise
-        finally:
-            srv.stop()
-
-        t = time.monotonic()
+        run_server(None, Path(tmp) / "a", run_default)
         cfg = {
             "rotate_refresh_token": False,
             "refresh_token_policy": "always",
@@ -113,15 +119,7 @@ def main() -> None:
             "device_slow_down": True,
             "device_slow_down_increment": 1,
         }
-        srv = peer.start_oidc_provider(cfg, Path(tmp) / "b")
-        step(f"started second server in {time.monotonic() - t:.2f}s")
-        try:
-            run_custom(srv)
-        except BaseException:
-            print(srv.logs()[-6000:], file=sys.stderr)
-            raise
-        finally:
-            srv.stop()
+        run_server(cfg, Path(tmp) / "b", run_custom)
     step("ALL OK")
 
 
