@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TextIO
 
@@ -143,6 +143,50 @@ class IOStreams:
         self.stderr.flush()
         answer = self.stdin.readline().strip().lower()
         return answer in {"y", "yes"}
+
+    def read_line(self, label: str) -> str:
+        """One line from stdin, stripped: typed after ``label`` on a terminal, else piped in.
+
+        For answers a script may pipe in (paste mode's redirected URL); a question that
+        only a person answers goes through :meth:`prompt` or :meth:`choose`.
+        """
+        if self.can_prompt:
+            self.stderr.write(f"{label}: ")
+            self.stderr.flush()
+        return self.stdin.readline().strip()
+
+    def prompt(self, label: str, *, flag: str, default: str | None = None) -> str:
+        """Ask for one line on a terminal; without one, fail and name ``flag``.
+
+        An empty answer is ``default`` when there is one (shown as ``[default]``).
+        """
+        if not self.can_prompt:
+            raise UsageError(f"{label} (no terminal to ask on)", hint=f"pass {flag}")
+        shown = label if default is None else f"{label} [{default}]"
+        return self.read_line(shown) or (default or "")
+
+    def choose(
+        self,
+        question: str,
+        options: Sequence[str],
+        *,
+        flag: str,
+        default: int = 0,
+        item: str = "choice",
+    ) -> int:
+        """Let the user pick one of ``options`` by number on a terminal; the index picked.
+
+        Without a terminal, fail and name ``flag``. An empty answer picks ``default``; an
+        answer that is no listed number fails (``no {item} number ...``), naming ``flag``.
+        """
+        if not self.can_prompt:
+            raise UsageError(f"{question} (no terminal to ask on)", hint=f"pass {flag}")
+        for number, option in enumerate(options, 1):
+            self.status(f"  {number}. {option}")
+        answer = self.prompt(question, flag=flag, default=str(default + 1))
+        if answer.isdigit() and 1 <= int(answer) <= len(options):
+            return int(answer) - 1
+        raise UsageError(f"no {item} number {answer!r}", hint=f"pass {flag}")
 
     def read_secret(self, label: str, *, from_stdin: bool, flag: str, required: bool) -> str | None:
         """Read a secret from stdin (``from_stdin``) or a hidden prompt; never from argv."""

@@ -32,7 +32,8 @@ from tokenctl.models import (
 from tokenctl.services.oauth_options import LoginOptions
 
 if TYPE_CHECKING:
-    from tokenctl.services.oauth import LoginResult, ProbeOutcome
+    from tokenctl.services.login import LoginResult
+    from tokenctl.services.oauth import ProbeOutcome
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")
 CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{3,63}$")
@@ -467,13 +468,8 @@ def _login_detail(result: LoginResult, mode: str) -> str:
 
 
 def _add_oauth(ctx: AppContext, request: AddRequest, definition: Definition) -> TokenView:
-    from tokenctl.services.oauth import (
-        grant_fields,
-        interactive_login,
-        missing_scopes,
-        revoke_grant,
-        secrets_of,
-    )
+    from tokenctl.services.login import interactive_login
+    from tokenctl.services.oauth import grant_fields, missing_scopes, revoke_grant, secrets_of
 
     now = ctx.now()
     draft = Token(
@@ -614,40 +610,16 @@ def _relogin(
     options: LoginOptions,
     allow_account_change: bool,
 ) -> RenewResult:
-    from tokenctl.services.oauth import (
-        grant_fields,
-        interactive_login,
-        missing_scopes,
-        revoke_grant,
-        secrets_of,
-        token_lock,
-    )
+    from tokenctl.services.login import interactive_login, refuse_another_account
+    from tokenctl.services.oauth import grant_fields, missing_scopes, secrets_of, token_lock
 
     updated: list[Token] = []
 
     def check_and_store(result: LoginResult) -> None:
+        refuse_another_account(
+            ctx, token, definition, result, allow_account_change=allow_account_change
+        )
         secrets = secrets_of(result.grant)
-        known_subject = token.attributes.get("subject")
-        other_account = bool(token.account) and result.account != token.account
-        other_subject = bool(known_subject and result.subject) and result.subject != known_subject
-        if (other_account or other_subject) and not allow_account_change:
-            confirmed, said = revoke_grant(ctx, definition, secrets, result.endpoints)
-            revoked = "the new grant was revoked" if confirmed else f"revoking it failed ({said})"
-            ctx.inventory.record_event(
-                token,
-                ctx.actor(),
-                ctx.now(),
-                event="renewed",
-                outcome="refused",
-                detail=f"login as {result.account}, expected {token.account}; {revoked}",
-            )
-            raise AuthorizationError(
-                f"signed in as {result.account or 'an unknown account'!r}, but {token.name!r} "
-                "was retrieved as "
-                f"{token.account!r}; nothing was changed and {revoked}",
-                hint=f"log out of {definition.title} and sign in as {token.account}, or pass "
-                "--allow-account-change",
-            )
         now = ctx.now()
         fields: dict[str, Any] = grant_fields(
             result.grant, definition, now, login=True, has_refresh=bool(secrets.refresh_token)
