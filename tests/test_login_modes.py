@@ -129,7 +129,14 @@ def test_tenant_listing_selection_and_attributes(ocli, oidc, tmp_path, static_si
     ocli.browser = ScriptedBrowser(oidc)
     picked = ocli("add", "acme3", "--definition", name, "--yes", tty=True, input="1\n")
     assert picked.exit_code == 0, picked.stderr
+    assert "  2. Acme Holding\nRecord the token for which tenant? [1]: " in picked.stderr
     assert ocli("show", "acme3", "--json").json()["token"]["attributes"]["tenant"] == "Acme BV"
+    # An answer that is no listed number: nothing stored, and the flag that answers it named.
+    ocli.browser = ScriptedBrowser(oidc)
+    bad = ocli("add", "acme4", "--definition", name, "--yes", tty=True, input="3\n")
+    assert bad.exit_code == 2 and "no tenant number '3'" in bad.stderr
+    assert "pass --tenant ID" in bad.stderr
+    assert ocli("show", "acme4").exit_code == 3
 
 
 def add_templated(ocli, oidc, tmp_path, **oauth):  # type: ignore[no-untyped-def]
