@@ -28,6 +28,7 @@ from tokenctl.oauth.provider import (
 )
 from tokenctl.services.oauth_options import LOGIN_MODES, LoginOptions
 from tokenctl.services.oauth_options import login_command as login_command
+from tokenctl.timeutil import add_checked
 
 
 @dataclass(frozen=True)
@@ -502,6 +503,8 @@ def interactive_login(
         # The browser hears "retrieved" only once the caller has checked and stored it.
         if on_success is not None:
             on_success(result)
+        for note in grant.notes:
+            ctx.io.warn(note)
         for listener in listeners:
             listener.finish(success_page(token_name, account, definition.title))
         return result
@@ -534,7 +537,7 @@ def grant_fields(
     lifetimes = definition.lifetimes
     refresh_expires_at = grant.refresh_expires_at
     if refresh_expires_at is None and login and lifetimes.refresh_token is not None:
-        refresh_expires_at = now + lifetimes.refresh_token
+        refresh_expires_at = add_checked(now, lifetimes.refresh_token)
     fields: dict[str, Any] = {
         "expires_at": grant.expires_at,
         "granted_scopes": grant.scopes,
@@ -637,7 +640,10 @@ def refresh_token(ctx: AppContext, token: Token, definition: Definition) -> Refr
             raise
         refreshed = refreshed_state(current, definition, stored, response, now)
         ctx.secrets.set(current.secret_ref, refreshed.secrets)
-        return RefreshOutcome(save_refreshed(ctx, current, refreshed, now), refreshed=True)
+        saved = save_refreshed(ctx, current, refreshed, now)
+    for note in refreshed.notes:
+        ctx.io.warn(note)
+    return RefreshOutcome(saved, refreshed=True)
 
 
 @dataclass(frozen=True)
@@ -647,6 +653,7 @@ class RefreshedState:
     secrets: TokenSecrets
     fields: dict[str, Any]
     detail: str
+    notes: tuple[str, ...] = ()  # for the user, such as an unusable lifetime
 
 
 def refreshed_state(
@@ -669,7 +676,7 @@ def refreshed_state(
     )
     rotated = grant.refresh_token not in (None, stored.refresh_token)
     detail = "refresh grant" + (", refresh token rotated" if rotated else "")
-    return RefreshedState(new_secrets, fields, detail)
+    return RefreshedState(new_secrets, fields, detail, grant.notes)
 
 
 def save_refreshed(
