@@ -443,9 +443,13 @@ def test_a_malformed_token_response_is_a_provider_error():
     from tokenctl.oauth.provider import ProviderUnreachable, grant_from_response
 
     now = datetime.now(UTC)
-    for response in ({"token_type": "Bearer"}, {"access_token": "a", "expires_in": "soon"}):
-        with pytest.raises(ProviderUnreachable):
-            grant_from_response(response, now, (), OAuth2Settings())
+    with pytest.raises(ProviderUnreachable):
+        grant_from_response({"token_type": "Bearer"}, now, (), OAuth2Settings())
+    # A malformed lifetime costs only that lifetime (tests/test_lifetimes.py).
+    grant = grant_from_response(
+        {"access_token": "a", "expires_in": "soon"}, now, (), OAuth2Settings()
+    )
+    assert grant.expires_at is None and "unusable lifetime" in grant.notes[0]
 
 
 def test_a_busy_fixed_port_is_a_usage_error(ocli, oidc, tmp_path):

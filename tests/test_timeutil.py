@@ -9,7 +9,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tokenctl.errors import UsageError
-from tokenctl.timeutil import format_duration, parse_duration, parse_time, relative, to_iso
+from tokenctl.timeutil import (
+    EARLIEST,
+    LATEST,
+    MAX_DURATION,
+    add_checked,
+    format_duration,
+    from_iso,
+    parse_duration,
+    parse_time,
+    relative,
+    to_iso,
+)
 
 
 @pytest.mark.parametrize(
@@ -66,10 +77,14 @@ def test_relative():
 
 
 def _to_iso_before(moment: datetime | None) -> str | None:
-    """to_iso as it was before it was made faster: the reference for its output."""
+    """to_iso as it was before it was made faster: the reference for its output.
+
+    With one correction: years before 1000 get their four digits (strftime drops them).
+    """
     if moment is None:
         return None
-    return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    in_utc = moment.astimezone(UTC).replace(microsecond=0)
+    return f"{in_utc.year:04d}" + in_utc.strftime("-%m-%dT%H:%M:%SZ")
 
 
 def _outcome(function, moment):
@@ -103,4 +118,86 @@ def test_to_iso_examples():
     plus_one = timezone(timedelta(hours=1))
     assert to_iso(datetime(2027, 1, 1, 0, 30, tzinfo=plus_one)) == "2026-12-31T23:30:00Z"
     early = datetime(999, 5, 6, tzinfo=UTC)
-    assert to_iso(early) == _to_iso_before(early)
+    assert to_iso(early) == "0999-05-06T00:00:00Z"
+    assert to_iso(datetime(1, 1, 1, tzinfo=UTC)) == "0001-01-01T00:00:00Z"
+
+
+@given(st.datetimes(timezones=st.just(UTC)))
+def test_to_iso_then_from_iso_round_trips_every_time(moment):
+    assert from_iso(to_iso(moment)) == moment.replace(microsecond=0)
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1, 1, 1), max_value=datetime(999, 12, 31), timezones=st.just(UTC)
+    )
+)
+def test_from_iso_reads_the_short_years_older_versions_wrote(moment):
+    written = moment.strftime("%Y-%m-%dT%H:%M:%SZ")  # what to_iso wrote before: "999-..."
+    assert from_iso(written) == moment.replace(microsecond=0)
+
+
+def test_from_iso_still_refuses_what_is_no_time():
+    for text in ("soon", "12-31", "99999-01-01T00:00:00Z", ""):
+        with pytest.raises(ValueError):
+            from_iso(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0001-01-01T00:00:00+01:00",  # before datetime.min in UTC
+        "9999-12-31T23:59:59-01:00",  # after datetime.max in UTC
+        "0999-12-31",
+        "0001-01-01",
+    ],
+)
+def test_parse_time_refuses_times_outside_the_stored_range(text):
+    with pytest.raises(UsageError, match="out of range"):
+        parse_time(text)
+
+
+def test_parse_time_accepts_the_edges_of_the_range():
+    assert parse_time("1000-01-01") == EARLIEST
+    assert parse_time("1000-01-01T00:30:00+00:30") == EARLIEST
+    assert parse_time("9999-12-31T23:59:59Z") == datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
+@given(st.datetimes(timezones=_ZONES))
+def test_parse_time_never_raises_anything_but_usage_error_and_round_trips(moment):
+    try:
+        parsed = parse_time(moment.isoformat())
+    except UsageError:
+        return
+    assert EARLIEST <= parsed <= LATEST
+    assert from_iso(to_iso(parsed)) == parsed.replace(microsecond=0)
+
+
+@pytest.mark.parametrize("text", ["99999999999999d", "99999999999999999999d", "36501d", "5215w"])
+def test_parse_duration_refuses_what_is_too_long(text):
+    with pytest.raises(UsageError, match="the longest is 36500d"):
+        parse_duration(text)
+
+
+def test_parse_duration_accepts_the_longest():
+    assert parse_duration("36500d") == MAX_DURATION
+    assert parse_duration("0000000000000000000000001s") == timedelta(seconds=1)
+
+
+@given(st.from_regex(r"\A(\d{1,40}[smhdw]){1,3}\Z"))
+def test_parse_duration_of_any_size_never_raises_anything_but_usage_error(text):
+    try:
+        result = parse_duration(text)
+    except UsageError as error:
+        assert "the longest is 36500d" in error.message
+        return
+    assert timedelta(0) <= result <= MAX_DURATION
+
+
+@given(
+    st.datetimes(timezones=st.just(UTC)),
+    st.timedeltas(min_value=timedelta.min, max_value=timedelta.max),
+)
+def test_add_checked_never_overflows(moment, delta):
+    result = add_checked(moment, delta)
+    assert result is None or EARLIEST <= result <= LATEST

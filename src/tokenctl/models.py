@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from tokenctl.timeutil import add_checked
+
 
 class LifecycleState(StrEnum):
     """Whether a token is in use: only effective tokens are used, renewed and checked."""
@@ -96,7 +98,10 @@ def connection_expires_at(token: Token, refresh_idle: timedelta | None = None) -
         return token.expires_at
     candidates = [token.refresh_expires_at] if token.refresh_expires_at else []
     if refresh_idle is not None and token.refreshed_at is not None:
-        candidates.append(token.refreshed_at + refresh_idle)
+        # An inactivity limit that ends past the last time tokenctl stores is no limit.
+        idle_end = add_checked(token.refreshed_at, refresh_idle)
+        if idle_end is not None:
+            candidates.append(idle_end)
     return min(candidates) if candidates else None
 
 

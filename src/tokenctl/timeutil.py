@@ -10,6 +10,17 @@ from tokenctl.errors import UsageError
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"(\d+)([smhdw])")
 
+#: The longest duration tokenctl accepts (100 years): longer than any token lives or any
+#: window needs, and short enough that adding it to any time tokenctl stores stays a time.
+MAX_DURATION = timedelta(days=36500)
+#: The times tokenctl accepts and stores: four-digit years, as ISO 8601 and RFC 3339 write
+#: them. An expiry outside them is a typo or a provider's nonsense, never a real date.
+EARLIEST = datetime(1000, 1, 1, tzinfo=UTC)
+LATEST = datetime.max.replace(tzinfo=UTC)
+_TIME_HINT = "write an ISO 8601 time such as 2027-01-31 or 2027-01-31T12:00:00+01:00"
+#: Older versions wrote years before 1000 with fewer than four digits ("999-12-31T...").
+_SHORT_YEAR = re.compile(r"(\d{1,3})(?=-\d\d-\d\d)")
+
 
 def parse_duration(text: str) -> timedelta:
     """Parse ``90s``, ``30m``, ``12h``, ``7d``, ``2w`` or a sum such as ``1h30m``."""
@@ -21,14 +32,40 @@ def parse_duration(text: str) -> timedelta:
     for match in _DURATION.finditer(cleaned):
         if match.start() != position:
             break
-        seconds += int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        digits = match.group(1).lstrip("0") or "0"
+        # Checked before int(): a long enough number would overflow timedelta (or int()).
+        if len(digits) > 12:
+            raise _too_long(text)
+        seconds += int(digits) * _UNIT_SECONDS[match.group(2)]
         position = match.end()
     if position != len(cleaned):
         raise UsageError(
             f"invalid duration {text!r}",
             hint="write a duration like 90s, 30m, 12h, 7d or 2w (sums such as 1h30m work too)",
         )
+    if seconds > MAX_DURATION.total_seconds():
+        raise _too_long(text)
     return timedelta(seconds=seconds)
+
+
+def _too_long(text: str) -> UsageError:
+    return UsageError(
+        f"duration {text!r} is too long: the longest is 36500d (100 years)",
+        hint="write a duration of at most 36500d (5214w)",
+    )
+
+
+def add_checked(moment: datetime, delta: timedelta) -> datetime | None:
+    """``moment + delta``, or ``None`` when that lies outside the times tokenctl stores.
+
+    Every sum of a time and a duration from a user, a file or a provider goes through
+    here, so none can raise OverflowError; each caller says what ``None`` means to it.
+    """
+    try:
+        later = moment + delta
+    except OverflowError:
+        return None
+    return later if EARLIEST <= later <= LATEST else None
 
 
 def format_duration(delta: timedelta) -> str:
@@ -49,13 +86,20 @@ def parse_time(text: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise UsageError(
-            f"invalid time {text!r}",
-            hint="write an ISO 8601 time such as 2027-01-31 or 2027-01-31T12:00:00+01:00",
-        ) from None
+        raise UsageError(f"invalid time {text!r}", hint=_TIME_HINT) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        in_utc = parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before datetime.min in UTC
+        in_utc = None
+    if in_utc is None or not EARLIEST <= in_utc <= LATEST:
+        raise UsageError(
+            f"time {text!r} is out of range: times must lie between "
+            "1000-01-01T00:00:00Z and 9999-12-31T23:59:59Z",
+            hint=_TIME_HINT,
+        )
+    return in_utc
 
 
 def to_iso(moment: datetime | None) -> str | None:
@@ -66,8 +110,8 @@ def to_iso(moment: datetime | None) -> str | None:
     # than astimezone + replace + strftime, with the same text (tests/test_timeutil.py).
     if moment.tzinfo is not UTC:
         moment = moment.astimezone(UTC)
-    if moment.year < 1000:  # strftime writes such years without leading zeros
-        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Always four digits: strftime writes years before 1000 without leading zeros, which
+    # fromisoformat (and RFC 3339) refuses.
     return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (  # noqa: UP031 - faster than the alternatives
         moment.year,
         moment.month,
@@ -79,10 +123,20 @@ def to_iso(moment: datetime | None) -> str | None:
 
 
 def from_iso(text: str | None) -> datetime | None:
-    """Read back a time written by :func:`to_iso` (or any ISO 8601 time)."""
+    """Read back a time written by :func:`to_iso` (or any ISO 8601 time).
+
+    Also reads what older versions wrote for years before 1000 (``999-12-31T...Z``), so
+    such a stored row cannot make the inventory unreadable.
+    """
     if text is None:
         return None
-    parsed = datetime.fromisoformat(text)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        short = _SHORT_YEAR.match(text)
+        if short is None:
+            raise
+        parsed = datetime.fromisoformat(short.group(1).zfill(4) + text[short.end() :])
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed

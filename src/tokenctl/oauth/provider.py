@@ -7,6 +7,8 @@ use the same client's HTTP session.
 
 from __future__ import annotations
 
+import json
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -15,6 +17,7 @@ from typing import Any
 
 from tokenctl.definitions.model import Definition, OAuth2Settings
 from tokenctl.errors import AuthorizationError, ConfigError, TokenctlError
+from tokenctl.timeutil import add_checked
 
 HTTP_TIMEOUT = 30.0
 ID_TOKEN_LEEWAY = 120
@@ -72,6 +75,8 @@ class Grant:
     expires_at: datetime | None = None
     refresh_expires_at: datetime | None = None
     scopes: tuple[str, ...] | None = None
+    #: What the user should hear about the response, such as an unusable lifetime.
+    notes: tuple[str, ...] = ()
 
 
 def _client(credentials: ClientCredentials | None, **kwargs: Any) -> Any:
@@ -193,32 +198,118 @@ def _asymmetric(algorithms: Any) -> tuple[str, ...]:
     return kept or ("RS256",)
 
 
+#: Token-response fields authlib interprets itself, with int(): "soon" or Infinity there
+#: would make it drop the whole response, new refresh token included.
+_AUTHLIB_READS = ("expires_in", "expires_at")
+#: Under this prefix :func:`shield_lifetimes` hands those fields on, as the provider sent them.
+_SHIELDED = "tokenctl:"
+#: The refresh token's lifetime: not standardised (Keycloak, Xero and others; Intuit).
+_REFRESH_LIFETIMES = (
+    "refresh_expires_in",
+    "refresh_token_expires_in",
+    "x_refresh_token_expires_in",
+)
+
+
+def shield_lifetimes(client: Any) -> None:
+    """Make an authlib client hand the provider's lifetime fields on without reading them.
+
+    authlib's compliance hooks exist for providers that bend the standard; this one moves
+    ``expires_in`` and ``expires_at`` under a prefix, so a malformed lifetime reaches
+    :func:`grant_from_response`, which keeps the token set and calls the lifetime unknown.
+    """
+
+    def hook(response: Any) -> Any:
+        import httpx2
+
+        try:
+            body = response.json()
+        except ValueError:
+            return response
+        if not isinstance(body, dict) or not any(name in body for name in _AUTHLIB_READS):
+            return response
+        moved = {(_SHIELDED + k if k in _AUTHLIB_READS else k): v for k, v in body.items()}
+        # json.dumps, not httpx2's json=: it writes what the provider sent, Infinity too.
+        return httpx2.Response(
+            response.status_code,
+            content=json.dumps(moved).encode("utf-8"),
+            headers={"Content-Type": "application/json"},
+            request=response.request,
+        )
+
+    client.register_compliance_hook("access_token_response", hook)
+    client.register_compliance_hook("refresh_token_response", hook)
+
+
+def _sent(token: Mapping[str, Any], name: str) -> Any:
+    """A response field as the provider sent it, shielded from authlib or not."""
+    return token.get(_SHIELDED + name, token.get(name))
+
+
+def _seconds(value: Any) -> int | float | None:
+    """A lifetime as a number of seconds (sent as a number or numeric string); ``None`` if not."""
+    if isinstance(value, str):
+        try:
+            value = float(value)  # some providers (Azure AD v1) send "3599"
+        except ValueError:
+            return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value if value >= 0 else None
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)  # repr escapes control characters
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _lifetime(
+    token: Mapping[str, Any], names: tuple[str, ...], now: datetime, what: str
+) -> tuple[datetime | None, str | None]:
+    """The end of the first lifetime sent among ``names``, and a note if it is unusable.
+
+    Missing, empty or 0 means no known end, as before; anything else that is not a
+    non-negative number of seconds ending within the storable range is unusable.
+    """
+    for name in names:
+        value = _sent(token, name)
+        if value is None or value == "":
+            continue
+        seconds = _seconds(value)
+        if seconds == 0:
+            continue
+        end = None
+        if seconds is not None:
+            try:
+                end = add_checked(now, timedelta(seconds=seconds))
+            except OverflowError:  # 1e300 seconds is no timedelta
+                end = None
+        if end is None:
+            return None, (
+                f"the provider sent an unusable lifetime ({name}={_shown(value)}); "
+                f"{what} expiry is unknown"
+            )
+        return end, None
+    return None, None
+
+
 def grant_from_response(
     token: Mapping[str, Any], now: datetime, requested: tuple[str, ...], settings: OAuth2Settings
 ) -> Grant:
-    """Normalise a token response; a missing ``scope`` means what was requested (RFC 6749)."""
+    """Normalise a token response; a missing ``scope`` means what was requested (RFC 6749).
+
+    An unusable lifetime (``"soon"``, ``1e300``, negative) does not cost the token set:
+    that expiry becomes unknown and the grant's ``notes`` say so.
+    """
     del settings  # reserved for provider-specific response fields
     access_token = token.get("access_token")
-    expires_in = token.get("expires_in")
     if not isinstance(access_token, str) or not access_token:
         raise ProviderUnreachable("the provider's token response carries no access_token")
-    try:
-        (
-            int(expires_in or 0),
-            int(
-                token.get("refresh_expires_in")
-                or token.get("refresh_token_expires_in")
-                or token.get("x_refresh_token_expires_in")
-                or 0
-            ),
-        )
-    except (TypeError, ValueError):
-        raise ProviderUnreachable("the provider's token response has an invalid lifetime") from None
-    # Not standardised: Keycloak, Xero and others, and Intuit (x_refresh_token_expires_in).
-    refresh_in = (
-        token.get("refresh_expires_in")
-        or token.get("refresh_token_expires_in")
-        or token.get("x_refresh_token_expires_in")
+    expires_at, access_note = _lifetime(token, ("expires_in",), now, "the access token's")
+    refresh_expires_at, refresh_note = _lifetime(
+        token, _REFRESH_LIFETIMES, now, "the refresh token's"
     )
     scope = token.get("scope")
     if isinstance(scope, str):
@@ -232,17 +323,19 @@ def grant_from_response(
         token_type=str(token.get("token_type", "Bearer")),
         refresh_token=token.get("refresh_token"),
         id_token=token.get("id_token"),
-        expires_at=now + timedelta(seconds=int(expires_in)) if expires_in else None,
-        refresh_expires_at=now + timedelta(seconds=int(refresh_in)) if refresh_in else None,
+        expires_at=expires_at,
+        refresh_expires_at=refresh_expires_at,
         scopes=scopes,
+        notes=tuple(note for note in (access_note, refresh_note) if note),
     )
 
 
-def _token_call(call: Callable[[], Any], url: str) -> Mapping[str, Any]:
+def _token_call(client: Any, call: Callable[[], Any], url: str) -> Mapping[str, Any]:
     """Run an authlib token request, mapping its failures onto tokenctl's errors."""
     import httpx2
     from authlib.integrations.base_client import OAuthError
 
+    shield_lifetimes(client)
     try:
         result: Mapping[str, Any] = call()
     except OAuthError as error:
@@ -286,6 +379,7 @@ def exchange_code(
     """Exchange an authorization code for tokens."""
     with _client(credentials, redirect_uri=redirect_uri) as client:
         return _token_call(
+            client,
             lambda: client.fetch_token(
                 endpoints.token_endpoint,
                 grant_type="authorization_code",
@@ -303,6 +397,7 @@ def refresh(
     """The refresh grant. No scope is sent, so a partial grant is not refused."""
     with _client(credentials) as client:
         return _token_call(
+            client,
             lambda: client.refresh_token(endpoints.token_endpoint, refresh_token=refresh_token),
             endpoints.token_endpoint,
         )
@@ -471,6 +566,7 @@ def _fetch_device_token(
 ) -> Mapping[str, Any]:
     with _client(credentials) as client:
         return _token_call(
+            client,
             lambda: client.fetch_token(
                 endpoints.token_endpoint,
                 grant_type=DEVICE_GRANT,

@@ -135,7 +135,10 @@ async def _refresh_one(
         now = ctx.now()
         refreshed = refreshed_state(current, definition, stored, response, now)
         await asyncio.to_thread(ctx.secrets.set, current.secret_ref, refreshed.secrets)
-        return BulkItem(save_refreshed(ctx, current, refreshed, now), "refreshed")
+        saved = save_refreshed(ctx, current, refreshed, now)
+    for note in refreshed.notes:
+        ctx.io.warn(f"{current.name}: {note}")
+    return BulkItem(saved, "refreshed")
 
 
 async def _renew_all(
@@ -147,7 +150,7 @@ async def _renew_all(
     from authlib.integrations.httpx_client import AsyncOAuth2Client
 
     from tokenctl.definitions.model import fill_placeholders
-    from tokenctl.oauth.provider import HTTP_TIMEOUT, resolve_endpoints
+    from tokenctl.oauth.provider import HTTP_TIMEOUT, resolve_endpoints, shield_lifetimes
     from tokenctl.services.oauth import client_credentials, login_command
 
     overall = asyncio.Semaphore(concurrency)
@@ -173,6 +176,7 @@ async def _renew_all(
                         token_endpoint_auth_method=credentials.auth_method,
                         timeout=HTTP_TIMEOUT,
                     )
+                    shield_lifetimes(clients[definition.name])
                 # Placeholders (tenant, environment) may give each token its own endpoint;
                 # discovery runs once per distinct issuer, not once per token.
                 filled = fill_placeholders(definition, token.attributes)

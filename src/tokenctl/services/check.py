@@ -12,6 +12,7 @@ from tokenctl.definitions.model import DefinitionKind
 from tokenctl.errors import ExitCode, TokenctlError
 from tokenctl.models import Status, Token
 from tokenctl.services.tokens import TokenView, view_of
+from tokenctl.timeutil import add_checked
 
 #: Statuses that make a connection fail now (exit code 11).
 FAILING = frozenset({Status.EXPIRED, Status.INVALID, Status.INSUFFICIENT})
@@ -85,7 +86,9 @@ def _assess(view: TokenView, now: datetime, within: timedelta) -> Finding | None
                 and view.definition.lifetimes.refresh_token_idle
                 and (token.refreshed_at)
             ):
-                idle_end = token.refreshed_at + view.definition.lifetimes.refresh_token_idle
+                idle_end = add_checked(
+                    token.refreshed_at, view.definition.lifetimes.refresh_token_idle
+                )
             # A refresh only helps against the inactivity limit, not a fixed end.
             by_idle = idle_end is not None and idle_end == expiry
             reason = (

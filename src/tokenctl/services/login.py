@@ -289,6 +289,8 @@ def interactive_login(
         # The browser hears "retrieved" only once the caller has checked and stored it.
         if on_success is not None:
             on_success(result)
+        for note in grant.notes:
+            ctx.io.warn(note)
         session.finish(success_page(token_name, account, definition.title))
         return result
     except TokenctlError as error:

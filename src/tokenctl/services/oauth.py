@@ -25,6 +25,7 @@ from tokenctl.oauth.provider import (
     ProviderUnreachable,
 )
 from tokenctl.services.oauth_options import login_command as login_command
+from tokenctl.timeutil import add_checked
 
 
 class NeedsLogin(AuthorizationError):  # noqa: N818 - reads as a state
@@ -87,7 +88,7 @@ def grant_fields(
     lifetimes = definition.lifetimes
     refresh_expires_at = grant.refresh_expires_at
     if refresh_expires_at is None and login and lifetimes.refresh_token is not None:
-        refresh_expires_at = now + lifetimes.refresh_token
+        refresh_expires_at = add_checked(now, lifetimes.refresh_token)
     fields: dict[str, Any] = {
         "expires_at": grant.expires_at,
         "granted_scopes": grant.scopes,
@@ -190,7 +191,10 @@ def refresh_token(ctx: AppContext, token: Token, definition: Definition) -> Refr
             raise
         refreshed = refreshed_state(current, definition, stored, response, now)
         ctx.secrets.set(current.secret_ref, refreshed.secrets)
-        return RefreshOutcome(save_refreshed(ctx, current, refreshed, now), refreshed=True)
+        saved = save_refreshed(ctx, current, refreshed, now)
+    for note in refreshed.notes:
+        ctx.io.warn(note)
+    return RefreshOutcome(saved, refreshed=True)
 
 
 @dataclass(frozen=True)
@@ -200,6 +204,7 @@ class RefreshedState:
     secrets: TokenSecrets
     fields: dict[str, Any]
     detail: str
+    notes: tuple[str, ...] = ()  # for the user, such as an unusable lifetime
 
 
 def refreshed_state(
@@ -222,7 +227,7 @@ def refreshed_state(
     )
     rotated = grant.refresh_token not in (None, stored.refresh_token)
     detail = "refresh grant" + (", refresh token rotated" if rotated else "")
-    return RefreshedState(new_secrets, fields, detail)
+    return RefreshedState(new_secrets, fields, detail, grant.notes)
 
 
 def save_refreshed(

@@ -17,12 +17,13 @@ import json
 import os
 import sqlite3
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from tokenctl.inventory.lookup import SCHEMA_VERSION, find_row
 from tokenctl.paths import Paths
+from tokenctl.timeutil import MAX_DURATION, from_iso
 
 #: Refresh this long before the access token expires, so it outlives the request; a
 #: definition's ``lifetimes.refresh_margin`` replaces it.
@@ -65,7 +66,7 @@ def quick_access_token(
     part = _PART_BY_KIND.get(kind)
     if part is None:
         return None
-    expiry = None if expires_at is None else _utc(expires_at)
+    expiry = None if expires_at is None else from_iso(expires_at)
     if kind == "oauth2":
         margin = refresh_margin(
             None if margin_seconds is None else timedelta(seconds=margin_seconds)
@@ -82,11 +83,6 @@ def quick_access_token(
     except (ValueError, AttributeError):
         return None
     return value if isinstance(value, str) and value else None
-
-
-def _utc(text: str) -> datetime:
-    moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _token_row(inventory_file: Path, ref: str) -> Any:
@@ -140,7 +136,7 @@ def _policies_from(cached: Any, key: list[Any]) -> dict[str, tuple[str, int | No
             return None
         kind, margin = policy
         if kind not in _PART_BY_KIND or not (
-            margin is None or (type(margin) is int and margin >= 0)
+            margin is None or (type(margin) is int and 0 <= margin <= MAX_DURATION.total_seconds())
         ):
             return None
         checked[name] = (kind, margin)

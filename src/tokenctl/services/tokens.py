@@ -30,6 +30,7 @@ from tokenctl.models import (
     connection_expires_at,
 )
 from tokenctl.services.oauth_options import LoginOptions
+from tokenctl.timeutil import add_checked
 
 if TYPE_CHECKING:
     from tokenctl.services.login import LoginResult
@@ -188,7 +189,12 @@ def _expiry(now: datetime, at: datetime | None, within: timedelta | None) -> dat
     if at is not None and within is not None:
         raise UsageError("give --expires-at or --expires-in, not both")
     if within is not None:
-        return now + within
+        expiry = add_checked(now, within)
+        if expiry is None:
+            raise UsageError(
+                "--expires-in reaches past 9999-12-31", hint="give a shorter --expires-in"
+            )
+        return expiry
     return at
 
 
