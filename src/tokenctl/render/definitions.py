@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from tokenctl.iostreams import IOStreams
 from tokenctl.render import plain_row, write_json
+from tokenctl.textsafe import safe_line, safe_text
 
 if TYPE_CHECKING:
     from tokenctl.services.definitions import (
@@ -68,15 +69,15 @@ def render_definition_list(io: IOStreams, entries: list[DefinitionEntry], *, as_
         d = entry.definition
         if d.classification != current:
             current = d.classification
-            table.add_row(Text(current, style="bold underline"))
+            table.add_row(Text(safe_line(current), style="bold underline"))
         source = "definitions.toml" if d.source != "built-in" else "built-in"
         if entry.overrides_builtin:
             source += " (overrides built-in)"
         table.add_row(
-            Text(f"  {d.name}"),
-            Text(d.title),
+            Text(f"  {safe_line(d.name)}"),
+            Text(safe_line(d.title)),
             d.kind.value,
-            Text(_mandatory(entry)),
+            Text(safe_line(_mandatory(entry))),
             str(entry.token_count),
             source,
         )
@@ -115,7 +116,8 @@ def render_definition(io: IOStreams, entry: DefinitionEntry, *, as_json: bool) -
                     )
                 )
                 lines.append((f"{section}.{key}", shown))
-    setup = data["setup"]
+    lines = [(safe_line(key), safe_line(value)) for key, value in lines]
+    setup = safe_text(data["setup"]) if data["setup"] else data["setup"]
     if not io.stdout_tty:
         for key, value in lines:
             io.write(f"{key}:\t{value}\n")
@@ -130,7 +132,7 @@ def render_definition(io: IOStreams, entry: DefinitionEntry, *, as_json: bool) -
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     for key, value in lines:
-        table.add_row(key, Text(value))
+        table.add_row(Text(key), Text(value))
     io.out.print(table)
     if setup:
         io.out.print(Panel(Text(setup.strip()), title="Setup", title_align="left"))

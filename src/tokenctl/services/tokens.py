@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import secrets as random_source
-import shlex
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
@@ -30,6 +29,7 @@ from tokenctl.models import (
     connection_expires_at,
 )
 from tokenctl.services.oauth_options import LoginOptions
+from tokenctl.textsafe import shell_join
 
 if TYPE_CHECKING:
     from tokenctl.services.oauth import LoginResult, ProbeOutcome
@@ -351,7 +351,7 @@ def renew_command(token: Token, definition: Definition | None) -> str:
         token.secret_set_at or not definition or definition.pass_code_mandatory
     ):
         words.append(SECRET_FLAG)
-    return shlex.join(words)
+    return shell_join(words)
 
 
 def delete_token(
