@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from tokenctl.services.definitions import (
         AddDefinitionsResult,
         DefinitionEntry,
+        RelayPageResult,
         RemoveDefinitionResult,
     )
 
@@ -159,3 +160,19 @@ def render_definition_removed(io: IOStreams, result: RemoveDefinitionResult) -> 
             f"{len(result.orphaned_tokens)} token(s) now refer to a missing definition: "
             + ", ".join(result.orphaned_tokens)
         )
+
+
+def render_relay_page(io: IOStreams, result: RelayPageResult) -> None:
+    """The page on stdout; on stderr, where it forwards to (and the risk without a port)."""
+    io.write(result.html)
+    if result.fixed_port is not None:
+        io.status(f"The page forwards only to http://127.0.0.1:{result.fixed_port}/callback.")
+        return
+    io.warn(
+        "the page forwards to whichever 127.0.0.1 port a request's state names, so a crafted "
+        "link can send a user's browser to any local web service (see docs/login.md)"
+    )
+    io.status(
+        "Prefer a fixed port: give the definition one (tokenctl definitions configure NAME "
+        "--redirect-port PORT) and run: tokenctl definitions relay-page NAME"
+    )
