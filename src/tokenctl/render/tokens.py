@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from tokenctl.definitions.model import DefinitionKind
 from tokenctl.iostreams import IOStreams
 from tokenctl.models import HistoryEvent, Status
 from tokenctl.render import plain_row, write_data, write_json
@@ -201,26 +202,41 @@ def render_detail(io: IOStreams, detail: TokenDetail, *, as_json: bool) -> None:
         ("Classification", definition.classification if definition else "(definition missing)"),
         ("Description", token.description or ""),
         ("Identifier", token.identifier or ""),
-        ("Account", token.account or ""),
-        ("State", token.state.value),
-        ("Status", view.status.value),
-        ("Expires", _expires(view, detail.now)),
-        ("Access token expires", to_iso(token.expires_at) or "—"),
-        (
-            "Refresh token",
-            ("stored" if token.has_refresh_token else "none")
-            + (f", expires {to_iso(token.refresh_expires_at)}" if token.refresh_expires_at else ""),
-        ),
-        ("Last renewed", to_iso(token.refreshed_at) or "—"),
-        (
-            "Last probe",
-            f"{token.probe_result} at {to_iso(token.probed_at)}" if token.probed_at else "never",
-        ),
-        ("Granted scopes", " ".join(granted) if granted is not None else "—"),
-        ("Required scopes", " ".join(required) or "—"),
-        ("Missing scopes", " ".join(missing) or "—"),
-        ("Secret", f"{secret} (value never shown)"),
     ]
+    if view.kind is DefinitionKind.OAUTH2:
+        fields += [
+            ("Account", token.account or ""),
+            ("State", token.state.value),
+            ("Status", view.status.value),
+            ("Expires", _expires(view, detail.now)),
+            ("Access token expires", to_iso(token.expires_at) or "—"),
+            (
+                "Refresh token",
+                ("stored" if token.has_refresh_token else "none")
+                + (
+                    f", expires {to_iso(token.refresh_expires_at)}"
+                    if token.refresh_expires_at
+                    else ""
+                ),
+            ),
+            ("Last renewed", to_iso(token.refreshed_at) or "—"),
+            (
+                "Last probe",
+                f"{token.probe_result} at {to_iso(token.probed_at)}"
+                if token.probed_at
+                else "never",
+            ),
+            ("Granted scopes", " ".join(granted) if granted is not None else "—"),
+            ("Required scopes", " ".join(required) or "—"),
+            ("Missing scopes", " ".join(missing) or "—"),
+        ]
+    else:  # hand-entered: its pass code's expiry is the one that counts; no OAuth fields
+        fields += [
+            ("State", token.state.value),
+            ("Status", view.status.value),
+            ("Expires", _expires(view, detail.now)),
+        ]
+    fields.append(("Secret", f"{secret} (value never shown)"))
     if token.invalid_at:
         fields.append(
             ("Invalid since", f"{to_iso(token.invalid_at)}: {token.invalid_reason or ''}")

@@ -56,6 +56,25 @@ class TokenView:
         return connection_expires_at(self.token, idle)
 
     @property
+    def kind(self) -> DefinitionKind:
+        """Hand-entered (static) or OAuth: the definition's kind.
+
+        When the definition is gone, what the record shows: only an OAuth login leaves an
+        account, scopes, a refresh token, a renewal or a probe.
+        """
+        if self.definition is not None:
+            return self.definition.kind
+        token = self.token
+        oauth = (
+            token.has_refresh_token
+            or token.account is not None
+            or token.granted_scopes is not None
+            or token.refreshed_at is not None
+            or token.probed_at is not None
+        )
+        return DefinitionKind.OAUTH2 if oauth else DefinitionKind.STATIC
+
+    @property
     def type_title(self) -> str:
         """The token's "type": its definition's title, or the bare name if it is gone."""
         return self.definition.title if self.definition else self.token.definition
