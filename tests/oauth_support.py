@@ -14,6 +14,8 @@ from urllib.parse import parse_qs, urlsplit
 from tests.fakes import Cli
 
 PASTE_REDIRECT = "https://tokenctl.example/callback"
+#: The e-mail claim of the provider's user "mallory": terminal control sequences.
+EVIL_EMAIL = "\x1b]0;owned\x07mallory\x9b2J\x1b[31m@example.test"
 SCOPES = ["openid", "offline_access", "email", "profile", "invoices:read", "invoices:write"]
 PROVIDER_CONFIG: dict[str, Any] = {
     "rotate_refresh_token": True,
@@ -36,6 +38,7 @@ PROVIDER_CONFIG: dict[str, Any] = {
         "dave": {"password": "dave-password", "email": "dave@example.test"},
         "erin": {"password": "erin-password", "email": "erin@example.test"},
         "frank": {"password": "frank-password", "email": "frank@example.test"},
+        "mallory": {"password": "mallory-password", "email": EVIL_EMAIL},
     },
 }
 CLIENTS = {

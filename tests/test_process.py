@@ -366,12 +366,25 @@ def test_builtin_cache_sits_beside_the_byte_code():
 # -- lines for pipes ----------------------------------------------------------------------
 
 
+def _escaped(character):
+    code = ord(character)
+    if code < 0x20 or 0x7F <= code <= 0x9F:  # C0 (TAB, line feed too), DEL, C1
+        return {"\t": "\\t", "\n": "\\n", "\r": "\\r"}.get(character, f"\\x{code:02x}")
+    return character
+
+
 def _plain_row_reference(values):
-    cleaned = [(value or "").replace("\t", " ").replace("\n", " ") for value in values]
+    cleaned = ["".join(map(_escaped, value or "")) for value in values]
     return "\t".join(cleaned) + "\n"
 
 
-@given(st.lists(st.one_of(st.none(), st.text(alphabet=st.sampled_from("ab \t\n\r\xe9")))))
+@given(
+    st.lists(
+        st.one_of(
+            st.none(), st.text(alphabet=st.sampled_from("ab \\\t\n\r\xe9\x1b\x7f\x9b\x85\x00"))
+        )
+    )
+)
 def test_plain_row_matches_its_definition(values):
     assert plain_row(values) == _plain_row_reference(values)
 

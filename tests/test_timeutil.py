@@ -72,8 +72,72 @@ def test_relative():
     now = datetime(2026, 1, 1, tzinfo=UTC)
     assert relative(now + timedelta(days=3, hours=1), now) == "in 3 days"
     assert relative(now - timedelta(hours=2), now) == "2 hours ago"
-    assert relative(now + timedelta(seconds=30), now) == "now"
+    assert relative(now + timedelta(seconds=29), now) == "now"
     assert relative(now + timedelta(days=1), now) == "in 1 day"
+
+
+@pytest.mark.parametrize(
+    ("delta", "text"),
+    [
+        (timedelta(days=5) - timedelta(seconds=1), "in 5 days"),  # --expires-in 5d, 1 s later
+        (timedelta(days=4, hours=12), "in 5 days"),  # halves round up
+        (timedelta(days=4, hours=11, minutes=59), "in 4 days"),
+        (timedelta(hours=3) - timedelta(minutes=10), "in 3 hours"),
+        (timedelta(hours=23, minutes=50), "in 1 day"),  # rounding reaches the next unit
+        (timedelta(minutes=59, seconds=40), "in 1 hour"),
+        (timedelta(days=6, hours=13), "in 1 week"),
+        (timedelta(days=29), "in 4 weeks"),
+        (timedelta(days=30), "in 1 month"),
+        (timedelta(days=350), "in 1 year"),  # 12 months read as a year
+        (timedelta(days=700), "in 2 years"),
+        (timedelta(seconds=30), "in 1 minute"),
+        (-timedelta(hours=1, minutes=31), "2 hours ago"),
+        (-timedelta(seconds=29), "now"),
+    ],
+)
+def test_relative_rounds_as_people_read(delta, text):
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert relative(now + delta, now) == text
+
+
+_UNIT_SECONDS_OF = {
+    "minute": 60,
+    "hour": 3_600,
+    "day": 86_400,
+    "week": 604_800,
+    "month": 2_592_000,
+    "year": 31_536_000,
+}
+
+
+def _said(text: str) -> tuple[float, int]:
+    """(signed seconds the text says, seconds of its unit) for what `relative` writes."""
+    if text == "now":
+        return 0.0, 60
+    future = text.startswith("in ")
+    count, unit = text.removeprefix("in ").removesuffix(" ago").split(" ")
+    size = _UNIT_SECONDS_OF[unit.removesuffix("s")]
+    assert (int(count) == 1) == (not unit.endswith("s"))  # "1 day", "2 days"
+    return (1 if future else -1) * int(count) * size, size
+
+
+_DISTANCES = st.floats(min_value=-5e9, max_value=5e9, allow_nan=False)
+
+
+@given(_DISTANCES)
+def test_relative_is_never_off_by_more_than_half_its_unit(seconds):
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    said, unit = _said(relative(now + timedelta(seconds=seconds), now))
+    assert abs(said - seconds) <= unit / 2 + 1e-6
+
+
+@given(_DISTANCES, _DISTANCES)
+def test_relative_is_monotonic(first, second):
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    low, high = sorted((first, second))
+    said_low = _said(relative(now + timedelta(seconds=low), now))[0]
+    said_high = _said(relative(now + timedelta(seconds=high), now))[0]
+    assert said_low <= said_high
 
 
 def _to_iso_before(moment: datetime | None) -> str | None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from tokenctl.textsafe import safe_line
+
 
 class ExitCode(IntEnum):
     """Process exit codes; documented in docs/exit-codes.md."""
@@ -73,5 +75,10 @@ class InventoryError(TokenctlError):
 
 
 def error_text(error: TokenctlError) -> str:
-    """How an error is shown on stderr: the message, then the hint."""
-    return f"error: {error.message}\n" + (f"hint: {error.hint}\n" if error.hint else "")
+    """How an error is shown on stderr: the message, then the hint.
+
+    Each is one line with its control characters escaped: a message can quote a
+    provider's error text or a file's content (see tokenctl.textsafe).
+    """
+    message = f"error: {safe_line(error.message)}\n"
+    return message + (f"hint: {safe_line(error.hint)}\n" if error.hint else "")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TextIO
 
 from tokenctl.errors import UsageError
+from tokenctl.textsafe import safe_line, safe_text
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -121,11 +122,15 @@ class IOStreams:
         self.stdout.write(text)
 
     def status(self, message: str) -> None:
-        """A status line on stderr (plain text, no markup)."""
-        self.stderr.write(f"{message}\n")
+        """A status line on stderr: plain text, no markup, control characters escaped.
+
+        Line breaks and TABs are kept (see tokenctl.textsafe.safe_text).
+        """
+        self.stderr.write(f"{safe_text(message)}\n")
 
     def warn(self, message: str) -> None:
-        """A warning on stderr."""
+        """A warning on stderr: one line, control characters escaped."""
+        message = safe_line(message)
         if self.stderr_tty and self.color:
             from rich.text import Text
 
@@ -139,7 +144,7 @@ class IOStreams:
             raise UsageError(
                 f"{question} (no terminal to ask on)", hint=f"pass {flag} to answer yes"
             )
-        self.stderr.write(f"{question} [y/N]: ")
+        self.stderr.write(f"{safe_line(question)} [y/N]: ")
         self.stderr.flush()
         answer = self.stdin.readline().strip().lower()
         return answer in {"y", "yes"}

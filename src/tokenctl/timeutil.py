@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -142,23 +143,38 @@ def from_iso(text: str | None) -> datetime | None:
     return parsed
 
 
+#: The units of :func:`relative`: name, length in seconds, and the rounded count that
+#: rolls over into the next unit (24 hours read as "1 day"). Four weeks stay weeks: a month
+#: (30 days) starts above them; twelve months read as "1 year".
+_RELATIVE_UNITS: tuple[tuple[str, int, int | None], ...] = (
+    ("minute", 60, 60),
+    ("hour", 3_600, 24),
+    ("day", 86_400, 7),
+    ("week", 604_800, None),
+    ("month", 2_592_000, 12),
+    ("year", 31_536_000, None),
+)
+
+
 def relative(moment: datetime, now: datetime) -> str:
-    """Say how far a moment is from now: ``in 3 days``, ``2 hours ago``, ``now``."""
+    """Say how far a moment is from now, rounded as people read it.
+
+    ``in 5 days`` for 4 days 23 hours, ``2 hours ago``, ``now`` (under half a minute).
+    The count is rounded to the nearest whole unit (halves up), in the largest unit the
+    distance reaches; when rounding reaches the next unit it says that one
+    (23 h 50 min is ``in 1 day``). So the text is never off by more than half its unit.
+    """
     seconds = (moment - now).total_seconds()
     future = seconds >= 0
     seconds = abs(seconds)
-    if seconds < 60:
+    index = 0
+    while index + 1 < len(_RELATIVE_UNITS) and seconds >= _RELATIVE_UNITS[index + 1][1]:
+        index += 1
+    unit, size, rollover = _RELATIVE_UNITS[index]
+    count = math.floor(seconds / size + 0.5)
+    if count == 0:
         return "now"
-    for unit, size in (
-        ("year", 31_536_000),
-        ("month", 2_592_000),
-        ("week", 604_800),
-        ("day", 86_400),
-        ("hour", 3_600),
-        ("minute", 60),
-    ):
-        if seconds >= size:
-            count = int(seconds // size)
-            label = f"{count} {unit}{'' if count == 1 else 's'}"
-            return f"in {label}" if future else f"{label} ago"
-    raise AssertionError("unreachable")  # pragma: no cover
+    if rollover is not None and count >= rollover:
+        unit, count = _RELATIVE_UNITS[index + 1][0], 1
+    label = f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"in {label}" if future else f"{label} ago"

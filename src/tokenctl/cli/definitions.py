@@ -146,6 +146,11 @@ def remove_command(
 
 
 def relay_page_command(
+    ctx: typer.Context,
+    name: str | None = typer.Argument(
+        None,
+        help="Definition whose oauth2.redirect_port the page forwards to (the safe default).",
+    ),
     port: int | None = typer.Option(
         None,
         "--port",
@@ -155,11 +160,11 @@ def relay_page_command(
     ),
 ) -> None:
     """Print the static HTML page to host at a registered HTTPS redirect URI (relay mode)."""
-    import sys
+    from tokenctl.render.definitions import render_relay_page
+    from tokenctl.services.definitions import relay_page_for
 
-    from tokenctl.oauth.relay import relay_page
-
-    sys.stdout.write(relay_page(port))
+    app_ctx = app_context(ctx)
+    render_relay_page(app_ctx.io, relay_page_for(app_ctx, name, port))
 
 
 def build() -> typer.Typer:

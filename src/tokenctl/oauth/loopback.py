@@ -1,7 +1,10 @@
 """A one-shot HTTP listener on 127.0.0.1 that receives the authorization response.
 
-It is started before the browser opens. A callback with the wrong state or issuer is
-answered and ignored; the flow goes on waiting. The first acceptable callback is handed
+It is started before the browser opens. A request whose Host header is not this listener
+(``127.0.0.1:PORT`` or ``localhost:PORT``) is answered 400 and ignored: a web page the user
+visits could otherwise reach it through DNS rebinding (``Host: rebind.evil.example``).
+A callback with the wrong state or issuer is answered and ignored too; the flow goes on
+waiting. The first acceptable callback is handed
 to the caller, whose final page (success with the account, or failure) is then sent to
 the browser before the listener closes.
 """
@@ -47,6 +50,20 @@ class Callback:
     def error(self) -> str | None:
         """The provider's error code (``access_denied``, ...), if any."""
         return self.params.get("error")
+
+
+def host_is_loopback(host: str | None, port: int) -> bool:
+    """True when a request's Host header names this listener.
+
+    That is ``127.0.0.1:PORT`` or ``localhost:PORT``; the port may be left out only when
+    it is HTTP's default, 80.
+    """
+    if host is None:
+        return False
+    names = {f"127.0.0.1:{port}", f"localhost:{port}"}
+    if port == 80:
+        names |= {"127.0.0.1", "localhost"}
+    return host.strip().lower() in names
 
 
 def check_callback(params: dict[str, str], check: CallbackCheck) -> str | None:
@@ -141,6 +158,20 @@ class LoopbackListener:
         handler.wfile.write(body)
 
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        # Only requests addressed to this listener: Host must name it, and the target must be
+        # a path (an absolute "GET http://other/..." would make Host meaningless).
+        hosts = handler.headers.get_all("Host") or []
+        if (
+            len(hosts) != 1
+            or not host_is_loopback(hosts[0], self.port)
+            or not handler.path.startswith("/")
+        ):
+            self._respond(
+                handler,
+                HTTPStatus.BAD_REQUEST,
+                rejected_page("This request is not addressed to tokenctl's listener."),
+            )
+            return
         url = urlsplit(handler.path)
         if url.path != CALLBACK_PATH:
             self._respond(

@@ -1,9 +1,11 @@
 """The relay page: for providers that accept only a registered HTTPS redirect URI.
 
 The organisation hosts this static page at that URI. It forwards the query string to
-tokenctl's one-shot listener on 127.0.0.1; the port comes from the front of the state
-(``PORT.random``) or is fixed. Nothing leaves the user's machine but the redirect to
-127.0.0.1, and PKCE plus the state keep an intercepted code useless.
+tokenctl's one-shot listener on 127.0.0.1; the port is fixed (the definition's
+redirect_port, the default when there is one) or comes from the front of the state
+(``PORT.random``), which lets a crafted link reach any local port. Nothing leaves the
+user's machine but the redirect to 127.0.0.1, and PKCE plus the state keep an
+intercepted code useless.
 """
 
 from __future__ import annotations
@@ -40,8 +42,17 @@ page's address into the terminal.</noscript>
 """
 
 
+#: The ports the page forwards to (none of the privileged ones).
+FIXED_PORTS = range(1024, 65536)
+
+
 def relay_page(fixed_port: int | None = None) -> str:
-    """The HTML of the relay page; ``fixed_port`` for definitions with a fixed redirect_port."""
-    if fixed_port is not None and not 1024 <= fixed_port <= 65535:
+    """The HTML of the relay page; ``fixed_port`` for definitions with a fixed redirect_port.
+
+    Without a fixed port the page forwards to whatever port the state names: any page on
+    the web can link to it with ``state=PORT.x`` and so send the user's browser to any local
+    web service (see docs/login.md). Prefer the fixed port.
+    """
+    if fixed_port is not None and fixed_port not in FIXED_PORTS:
         raise ValueError("the fixed port must be from 1024 to 65535")
     return _TEMPLATE.replace("__FIXED_PORT__", str(fixed_port) if fixed_port else "0")

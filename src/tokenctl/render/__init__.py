@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from tokenctl.iostreams import IOStreams
+from tokenctl.textsafe import safe_json, safe_row
 
 #: Version of every ``--json`` document; bumped only for incompatible changes.
 SCHEMA_VERSION = 1
@@ -32,19 +33,20 @@ def write_json(io: IOStreams, kind: str, payload: Any) -> None:
 
     Indented on a terminal, for people; compact on one line otherwise, for programs.
     (Indentation is no part of the contract, see docs/json.md, and only the compact form
-    uses the json module's C encoder: ~10x faster for a large inventory.)
+    uses the json module's C encoder: ~10x faster for a large inventory.) DEL and the C1
+    controls are escaped too (textsafe.safe_json), so no value can drive the terminal.
     """
     document = {"schema_version": SCHEMA_VERSION, kind: payload}
     if io.stdout_tty:
         text = json.dumps(document, indent=2, ensure_ascii=False)
     else:
         text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
-    write_data(io, text + "\n")
+    write_data(io, safe_json(text) + "\n")
 
 
 def plain_row(values: list[str | None]) -> str:
-    """A tab-separated line for pipes; tabs and newlines inside values become spaces."""
-    line = "\t".join([value or "" for value in values])
-    if "\n" in line or line.count("\t") != len(values) - 1:  # rare: clean each value
-        line = "\t".join([(value or "").replace("\t", " ").replace("\n", " ") for value in values])
-    return line + "\n"
+    r"""A tab-separated line for pipes; control characters inside values are escaped.
+
+    TAB as ``\t``, a line break as ``\n``, ESC as ``\x1b`` (see tokenctl.textsafe).
+    """
+    return safe_row(values) + "\n"

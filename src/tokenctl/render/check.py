@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from tokenctl.iostreams import IOStreams
 from tokenctl.render import plain_row, write_json
+from tokenctl.textsafe import safe_line, safe_row
 from tokenctl.timeutil import format_duration, to_iso
 
 if TYPE_CHECKING:
@@ -51,10 +52,10 @@ def render_check(io: IOStreams, report: CheckReport, *, as_json: bool) -> None:
             style = "bold red" if f.severity == "failing" else "yellow"
             table.add_row(
                 str(f.view.token.number),
-                Text(f.view.token.name),
+                Text(safe_line(f.view.token.name)),
                 Text(f.severity, style=style),
-                Text(f.reason),
-                Text(f.fix),
+                Text(safe_line(f.reason)),
+                Text(safe_line(f.fix)),
             )
         io.out.print(table)
     else:
@@ -79,7 +80,7 @@ def render_check(io: IOStreams, report: CheckReport, *, as_json: bool) -> None:
 
 def render_bulk_item(io: IOStreams, item: BulkItem) -> None:
     """One plain progress line per token (when stderr is not a terminal)."""
-    io.status(f"{item.outcome}\t{item.token.name}" + (f"\t{item.detail}" if item.detail else ""))
+    io.status(safe_row([item.outcome, item.token.name] + ([item.detail] if item.detail else [])))
 
 
 def render_bulk(io: IOStreams, report: BulkReport, *, as_json: bool) -> None:
@@ -118,10 +119,10 @@ def render_bulk(io: IOStreams, report: BulkReport, *, as_json: bool) -> None:
         for i in problems:
             table.add_row(
                 str(i.token.number),
-                Text(i.token.name),
+                Text(safe_line(i.token.name)),
                 i.outcome,
-                Text(i.detail),
-                Text(i.fix or ""),
+                Text(safe_line(i.detail)),
+                Text(safe_line(i.fix or "")),
             )
         io.out.print(table)
     else:

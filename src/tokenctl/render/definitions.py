@@ -6,11 +6,13 @@ from typing import TYPE_CHECKING, Any
 
 from tokenctl.iostreams import IOStreams
 from tokenctl.render import plain_row, write_json
+from tokenctl.textsafe import safe_line, safe_text
 
 if TYPE_CHECKING:
     from tokenctl.services.definitions import (
         AddDefinitionsResult,
         DefinitionEntry,
+        RelayPageResult,
         RemoveDefinitionResult,
     )
 
@@ -68,15 +70,15 @@ def render_definition_list(io: IOStreams, entries: list[DefinitionEntry], *, as_
         d = entry.definition
         if d.classification != current:
             current = d.classification
-            table.add_row(Text(current, style="bold underline"))
+            table.add_row(Text(safe_line(current), style="bold underline"))
         source = "definitions.toml" if d.source != "built-in" else "built-in"
         if entry.overrides_builtin:
             source += " (overrides built-in)"
         table.add_row(
-            Text(f"  {d.name}"),
-            Text(d.title),
+            Text(f"  {safe_line(d.name)}"),
+            Text(safe_line(d.title)),
             d.kind.value,
-            Text(_mandatory(entry)),
+            Text(safe_line(_mandatory(entry))),
             str(entry.token_count),
             source,
         )
@@ -115,7 +117,8 @@ def render_definition(io: IOStreams, entry: DefinitionEntry, *, as_json: bool) -
                     )
                 )
                 lines.append((f"{section}.{key}", shown))
-    setup = data["setup"]
+    lines = [(safe_line(key), safe_line(value)) for key, value in lines]
+    setup = safe_text(data["setup"]) if data["setup"] else data["setup"]
     if not io.stdout_tty:
         for key, value in lines:
             io.write(f"{key}:\t{value}\n")
@@ -130,7 +133,7 @@ def render_definition(io: IOStreams, entry: DefinitionEntry, *, as_json: bool) -
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     for key, value in lines:
-        table.add_row(key, Text(value))
+        table.add_row(Text(key), Text(value))
     io.out.print(table)
     if setup:
         io.out.print(Panel(Text(setup.strip()), title="Setup", title_align="left"))
@@ -157,3 +160,19 @@ def render_definition_removed(io: IOStreams, result: RemoveDefinitionResult) -> 
             f"{len(result.orphaned_tokens)} token(s) now refer to a missing definition: "
             + ", ".join(result.orphaned_tokens)
         )
+
+
+def render_relay_page(io: IOStreams, result: RelayPageResult) -> None:
+    """The page on stdout; on stderr, where it forwards to (and the risk without a port)."""
+    io.write(result.html)
+    if result.fixed_port is not None:
+        io.status(f"The page forwards only to http://127.0.0.1:{result.fixed_port}/callback.")
+        return
+    io.warn(
+        "the page forwards to whichever 127.0.0.1 port a request's state names, so a crafted "
+        "link can send a user's browser to any local web service (see docs/login.md)"
+    )
+    io.status(
+        "Prefer a fixed port: give the definition one (tokenctl definitions configure NAME "
+        "--redirect-port PORT) and run: tokenctl definitions relay-page NAME"
+    )

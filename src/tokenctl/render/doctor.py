@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from tokenctl.iostreams import IOStreams
 from tokenctl.render import write_json
+from tokenctl.textsafe import safe_line
 
 if TYPE_CHECKING:
     from tokenctl.services.doctor import DoctorReport
@@ -25,6 +26,7 @@ def render_doctor(io: IOStreams, report: DoctorReport, *, as_json: bool) -> None
         )
         return
     for check in report.checks:
+        detail = safe_line(check.detail)  # can quote a damaged file or a keyring's answer
         mark = "ok " if check.ok else "FAIL"
         if io.stdout_tty and io.color:
             from rich.text import Text
@@ -32,10 +34,10 @@ def render_doctor(io: IOStreams, report: DoctorReport, *, as_json: bool) -> None
             io.out.print(
                 Text.assemble(
                     (f"{mark:4} ", "green" if check.ok else "bold red"),
-                    f"{check.name:12} {check.detail}",
+                    f"{check.name:12} {detail}",
                 )
             )
         else:
-            io.write(f"{mark:4} {check.name:12} {check.detail}\n")
+            io.write(f"{mark:4} {check.name:12} {detail}\n")
     for key, value in report.paths.items():
-        io.write(f"     {key:16} {value}\n")
+        io.write(f"     {key:16} {safe_line(value)}\n")

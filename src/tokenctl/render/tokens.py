@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from tokenctl.definitions.model import DefinitionKind
 from tokenctl.iostreams import IOStreams
 from tokenctl.models import HistoryEvent, Status
 from tokenctl.render import plain_row, write_data, write_json
+from tokenctl.textsafe import safe_line
 from tokenctl.timeutil import relative, to_iso
 
 if TYPE_CHECKING:
@@ -148,13 +150,14 @@ def render_listing(io: IOStreams, listing: TokenListing, *, as_json: bool) -> No
         table.add_column(column, justify="right" if column == "#" else "left", overflow="fold")
     for view in listing.views:
         token = view.token
-        # Text() keeps user-entered brackets from being read as rich markup.
+        # Text() keeps user-entered brackets from being read as rich markup; safe_line
+        # keeps control characters (ESC, CSI, OSC ...) from driving the terminal.
         table.add_row(
             Text(str(token.number)),
-            Text(token.name),
-            Text(view.type_title),
-            Text(token.description or ""),
-            Text(_account(view) or ""),
+            Text(safe_line(token.name)),
+            Text(safe_line(view.type_title)),
+            Text(safe_line(token.description or "")),
+            Text(safe_line(_account(view) or "")),
             _status_text(view.status),
             Text(_expires(view, listing.now)),
             Text(token.state.value.replace("_", " ")),
@@ -179,7 +182,7 @@ def render_detail(io: IOStreams, detail: TokenDetail, *, as_json: bool) -> None:
         write_json(io, "token", payload)
         return
     if detail.probe is not None:
-        io.status(f"Probe: {detail.probe.result} ({detail.probe.detail})")
+        io.status(f"Probe: {detail.probe.result} ({safe_line(detail.probe.detail)})")
     token = view.token
     definition = view.definition
     required = definition.required_scopes if definition else ()
@@ -199,26 +202,41 @@ def render_detail(io: IOStreams, detail: TokenDetail, *, as_json: bool) -> None:
         ("Classification", definition.classification if definition else "(definition missing)"),
         ("Description", token.description or ""),
         ("Identifier", token.identifier or ""),
-        ("Account", token.account or ""),
-        ("State", token.state.value),
-        ("Status", view.status.value),
-        ("Expires", _expires(view, detail.now)),
-        ("Access token expires", to_iso(token.expires_at) or "—"),
-        (
-            "Refresh token",
-            ("stored" if token.has_refresh_token else "none")
-            + (f", expires {to_iso(token.refresh_expires_at)}" if token.refresh_expires_at else ""),
-        ),
-        ("Last renewed", to_iso(token.refreshed_at) or "—"),
-        (
-            "Last probe",
-            f"{token.probe_result} at {to_iso(token.probed_at)}" if token.probed_at else "never",
-        ),
-        ("Granted scopes", " ".join(granted) if granted is not None else "—"),
-        ("Required scopes", " ".join(required) or "—"),
-        ("Missing scopes", " ".join(missing) or "—"),
-        ("Secret", f"{secret} (value never shown)"),
     ]
+    if view.kind is DefinitionKind.OAUTH2:
+        fields += [
+            ("Account", token.account or ""),
+            ("State", token.state.value),
+            ("Status", view.status.value),
+            ("Expires", _expires(view, detail.now)),
+            ("Access token expires", to_iso(token.expires_at) or "—"),
+            (
+                "Refresh token",
+                ("stored" if token.has_refresh_token else "none")
+                + (
+                    f", expires {to_iso(token.refresh_expires_at)}"
+                    if token.refresh_expires_at
+                    else ""
+                ),
+            ),
+            ("Last renewed", to_iso(token.refreshed_at) or "—"),
+            (
+                "Last probe",
+                f"{token.probe_result} at {to_iso(token.probed_at)}"
+                if token.probed_at
+                else "never",
+            ),
+            ("Granted scopes", " ".join(granted) if granted is not None else "—"),
+            ("Required scopes", " ".join(required) or "—"),
+            ("Missing scopes", " ".join(missing) or "—"),
+        ]
+    else:  # hand-entered: its pass code's expiry is the one that counts; no OAuth fields
+        fields += [
+            ("State", token.state.value),
+            ("Status", view.status.value),
+            ("Expires", _expires(view, detail.now)),
+        ]
+    fields.append(("Secret", f"{secret} (value never shown)"))
     if token.invalid_at:
         fields.append(
             ("Invalid since", f"{to_iso(token.invalid_at)}: {token.invalid_reason or ''}")
@@ -229,6 +247,8 @@ def render_detail(io: IOStreams, detail: TokenDetail, *, as_json: bool) -> None:
         ("Created", f"{to_iso(token.created_at)} by {token.created_by} on {token.created_unit}"),
         ("Updated", f"{to_iso(token.updated_at)} by {token.updated_by} on {token.updated_unit}"),
     ]
+    # Values (and attribute names) come from the user and the provider: one line each.
+    fields = [(safe_line(key), safe_line(value)) for key, value in fields]
     if not io.stdout_tty:
         for key, value in fields:
             io.write(f"{key}:\t{value}\n")
@@ -254,7 +274,7 @@ def render_detail(io: IOStreams, detail: TokenDetail, *, as_json: bool) -> None:
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     for key, value in fields:
-        table.add_row(key, _status_text(view.status) if key == "Status" else Text(value))
+        table.add_row(Text(key), _status_text(view.status) if key == "Status" else Text(value))
     io.out.print(table)
     history = Table(title="History", title_justify="left", box=None, header_style="bold")
     for column in ("When", "Event", "Outcome", "By", "Detail"):
@@ -262,10 +282,10 @@ def render_detail(io: IOStreams, detail: TokenDetail, *, as_json: bool) -> None:
     for event in detail.history:
         history.add_row(
             f"{event.at:%Y-%m-%d %H:%M:%S}",
-            Text(event.event),
-            Text(event.outcome),
-            Text(f"{event.user}@{event.unit}"),
-            Text(event.detail or ""),
+            Text(safe_line(event.event)),
+            Text(safe_line(event.outcome)),
+            Text(safe_line(f"{event.user}@{event.unit}")),
+            Text(safe_line(event.detail or "")),
         )
     io.out.print()
     io.out.print(history)
@@ -280,7 +300,7 @@ def render_added(io: IOStreams, view: TokenView, *, as_json: bool) -> None:
     io.status(
         f"Added token #{token.number} {token.name!r} ({view.type_title}), "
         f"authentication code {token.authentication_code}; status {view.status.value}"
-        + (f", account {token.account}." if token.account else ".")
+        + (f", account {safe_line(token.account)}." if token.account else ".")
     )
     io.write(f"{token.number}\n")
 
@@ -290,7 +310,7 @@ def render_deleted(io: IOStreams, result: DeleteResult) -> None:
     token = result.token
     if result.revocation is not None:
         if result.revoked:
-            io.status(f"Revoked at the provider: {result.revocation}.")
+            io.status(f"Revoked at the provider: {safe_line(result.revocation)}.")
         else:
             io.warn(f"not revoked at the provider ({result.revocation}); deleted locally anyway")
     secret = (
@@ -300,7 +320,9 @@ def render_deleted(io: IOStreams, result: DeleteResult) -> None:
     )
     io.status(f"Deleted token #{token.number} {token.name!r}; {secret}.")
     io.status("To retrieve a new token for the same connection, run:")
-    io.write(result.renew_command + "\n")
+    # Shell-quoted by textsafe.shell_join: control characters as $'\x1b', so the command
+    # shows no raw control character and still recreates the exact values.
+    io.write(safe_line(result.renew_command) + "\n")
 
 
 def render_state_change(io: IOStreams, change: StateChange) -> None:
@@ -324,7 +346,8 @@ def render_renewed(io: IOStreams, result: RenewResult, *, as_json: bool = False)
     token = view.token
     how = {
         "refresh": "refreshed without a browser",
-        "login": "renewed by a login" + (f" as {token.account}" if token.account else ""),
+        "login": "renewed by a login"
+        + (f" as {safe_line(token.account)}" if token.account else ""),
         "pass code": "renewed with a new pass code",
         "concurrent": "already renewed by another tokenctl process; using that",
     }[result.method]

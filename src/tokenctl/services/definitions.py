@@ -69,6 +69,44 @@ def show_definition(ctx: AppContext, name: str) -> DefinitionEntry:
     return DefinitionEntry(definition, count, definitions.overrides_builtin(name))
 
 
+@dataclass(frozen=True)
+class RelayPageResult:
+    """The relay page to host, and the one port it forwards to (``None``: the state's)."""
+
+    html: str
+    fixed_port: int | None
+    definition: str | None
+
+
+def relay_page_for(ctx: AppContext, name: str | None, port: int | None) -> RelayPageResult:
+    """The relay page; for a definition with ``oauth2.redirect_port`` fixed to that port.
+
+    A page without a fixed port forwards to whichever loopback port the ``state`` of the
+    request names (see docs/login.md): the fixed port is the default whenever it is known.
+    """
+    from tokenctl.oauth.relay import FIXED_PORTS, relay_page
+
+    fixed = port
+    if name is not None:
+        definition = ctx.definitions.require(name)
+        settings = definition.oauth2
+        configured = settings.redirect_port if settings else None
+        if port is not None and configured is not None and port != configured:
+            raise UsageError(
+                f"--port {port} differs from definition {name!r}'s redirect_port {configured}",
+                hint="leave out --port: the page then uses the definition's port",
+            )
+        fixed = port if port is not None else configured
+    if fixed is not None and fixed not in FIXED_PORTS:
+        raise UsageError(
+            f"the relay page can forward only to ports {FIXED_PORTS.start}-"
+            f"{FIXED_PORTS.stop - 1}, not {fixed}",
+            hint="give the definition a redirect_port in that range "
+            "(tokenctl definitions configure NAME --redirect-port PORT)",
+        )
+    return RelayPageResult(relay_page(fixed), fixed, name)
+
+
 def add_definitions(ctx: AppContext, file: Path, *, replace: bool) -> AddDefinitionsResult:
     """Validate every definition in ``file`` and merge them into the user's definitions."""
     new = load_definition_file(file)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import secrets as random_source
-import shlex
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
@@ -30,6 +29,7 @@ from tokenctl.models import (
     connection_expires_at,
 )
 from tokenctl.services.oauth_options import LoginOptions
+from tokenctl.textsafe import shell_join
 from tokenctl.timeutil import add_checked
 
 if TYPE_CHECKING:
@@ -56,6 +56,25 @@ class TokenView:
         """When the connection dies (the refresh horizon for refreshable tokens)."""
         idle = self.definition.lifetimes.refresh_token_idle if self.definition else None
         return connection_expires_at(self.token, idle)
+
+    @property
+    def kind(self) -> DefinitionKind:
+        """Hand-entered (static) or OAuth: the definition's kind.
+
+        When the definition is gone, what the record shows: only an OAuth login leaves an
+        account, scopes, a refresh token, a renewal or a probe.
+        """
+        if self.definition is not None:
+            return self.definition.kind
+        token = self.token
+        oauth = (
+            token.has_refresh_token
+            or token.account is not None
+            or token.granted_scopes is not None
+            or token.refreshed_at is not None
+            or token.probed_at is not None
+        )
+        return DefinitionKind.OAUTH2 if oauth else DefinitionKind.STATIC
 
     @property
     def type_title(self) -> str:
@@ -358,7 +377,7 @@ def renew_command(token: Token, definition: Definition | None) -> str:
         token.secret_set_at or not definition or definition.pass_code_mandatory
     ):
         words.append(SECRET_FLAG)
-    return shlex.join(words)
+    return shell_join(words)
 
 
 def delete_token(

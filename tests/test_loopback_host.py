@@ -1,0 +1,81 @@
+"""The loopback listener serves only requests addressed to it (DNS rebinding)."""
+
+from __future__ import annotations
+
+import http.client
+from urllib.parse import urlencode, urlsplit
+
+import pytest
+
+from tests.oauth_support import configure, query_of
+from tokenctl.oauth.loopback import CallbackCheck, LoopbackListener
+
+
+def _get(port: int, target: str, host: str | None) -> tuple[int, str]:
+    """A raw GET with exactly the Host header given (none when ``host`` is None)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.putrequest("GET", target, skip_host=True, skip_accept_encoding=True)
+        if host is not None:
+            connection.putheader("Host", host)
+        connection.endheaders()
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+def test_host_names_that_address_the_listener():
+    from tokenctl.oauth.loopback import host_is_loopback
+
+    assert host_is_loopback("127.0.0.1:8765", 8765)
+    assert host_is_loopback("LOCALHOST:8765", 8765)
+    for host in (
+        None,
+        "",
+        "rebind.evil.example",
+        "rebind.evil.example:8765",
+        "127.0.0.1",
+        "127.0.0.1:8766",
+        "localhost.evil.example:8765",
+        "[::1]:8765",
+    ):
+        assert not host_is_loopback(host, 8765), host
+
+
+def test_a_foreign_host_gets_400_and_the_flow_goes_on():
+    with LoopbackListener(CallbackCheck("st4te", None, issuer_required=False)) as listener:
+        port = listener.port
+        callback = "/callback?" + urlencode({"code": "c0de", "state": "st4te"})
+        for host in ("rebind.evil.example", f"rebind.evil.example:{port}", None):
+            status, body = _get(port, callback, host)
+            assert status == 400, host
+            assert "not addressed to tokenctl" in body
+        absolute = f"http://rebind.evil.example:{port}{callback}"
+        assert _get(port, absolute, f"127.0.0.1:{port}")[0] == 400
+        assert listener.wait(0.2) is None  # nothing was accepted
+        listener.finish(b"done")
+        status, body = _get(port, callback, f"localhost:{port}")
+        assert status == 200 and body == "done"
+        accepted = listener.wait(5)
+        assert accepted is not None and accepted.code == "c0de"
+
+
+@pytest.mark.peers
+def test_a_real_callback_with_a_rebound_host_does_not_complete_the_login(ocli, oidc, tmp_path):
+    name = configure(ocli, tmp_path, oidc)
+    answers: list[int] = []
+
+    def browser(url: str) -> None:
+        final = oidc.browser_login(url, "alice", "alice-password", follow_to_callback=False)
+        parts = urlsplit(final)
+        target = f"{parts.path}?{parts.query}"
+        assert query_of(final)["code"]
+        answers.append(_get(parts.port or 80, target, "rebind.evil.example")[0])
+        answers.append(_get(parts.port or 80, target, parts.netloc)[0])  # the browser's own
+
+    ocli.browser = browser
+    result = ocli("add", "acme", "--definition", name, "--yes", "--timeout", "30")
+    assert answers == [400, 200]
+    assert result.exit_code == 0, result.stderr
+    assert ocli("show", "acme", "--json").json()["token"]["account"] == "alice@example.test"
