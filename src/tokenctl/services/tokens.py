@@ -502,7 +502,7 @@ def _add_oauth(ctx: AppContext, request: AddRequest, definition: Definition) -> 
         now = ctx.now()
         secrets = secrets_of(result.grant)
         fields: dict[str, Any] = grant_fields(
-            result.grant, definition, now, login=True, has_refresh=bool(secrets.refresh_token)
+            result.grant, definition, now, login=True, secrets=secrets
         )
         attributes = dict(result.attributes)
         attributes.update(
@@ -650,7 +650,7 @@ def _relogin(
             )
         now = ctx.now()
         fields: dict[str, Any] = grant_fields(
-            result.grant, definition, now, login=True, has_refresh=bool(secrets.refresh_token)
+            result.grant, definition, now, login=True, secrets=secrets
         )
         fields["account"] = result.account
         attributes = dict(token.attributes)
