@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from tokenctl.timeutil import add_checked
+
+#: The scope that asks for a refresh token, and the one that asks for an id token.
+OFFLINE_ACCESS_SCOPE = "offline_access"
+OPENID_SCOPE = "openid"
 
 
 class LifecycleState(StrEnum):
@@ -81,11 +86,60 @@ class Token:
     refreshed_at: datetime | None = None
     probed_at: datetime | None = None
     probe_result: str | None = None
+    has_id_token: bool = False
 
     @property
     def is_effective(self) -> bool:
         """True when the life-cycle state lets the token be used."""
         return self.state is LifecycleState.EFFECTIVE
+
+    def missing_scopes(self, required: Iterable[str]) -> list[str]:
+        """Required scopes the token's grant does not evidence (see :func:`missing_scopes`)."""
+        return missing_scopes(
+            required,
+            self.granted_scopes,
+            has_refresh_token=self.has_refresh_token,
+            has_id_token=self.has_id_token,
+        )
+
+
+def evidenced_scopes(
+    granted: Iterable[str] | None, *, has_refresh_token: bool, has_id_token: bool
+) -> frozenset[str] | None:
+    """The scopes a grant proves it has; ``None`` when the provider never said.
+
+    The scopes the provider listed, plus ``offline_access`` when the grant holds a
+    refresh token and ``openid`` when it came with an id token: some providers (the
+    Microsoft identity platform) leave those out of the granted ``scope``, yet the
+    tokens themselves are the proof.
+    """
+    if granted is None:
+        return None
+    evidenced = set(granted)
+    if has_refresh_token:
+        evidenced.add(OFFLINE_ACCESS_SCOPE)
+    if has_id_token:
+        evidenced.add(OPENID_SCOPE)
+    return frozenset(evidenced)
+
+
+def missing_scopes(
+    required: Iterable[str],
+    granted: Iterable[str] | None,
+    *,
+    has_refresh_token: bool,
+    has_id_token: bool,
+) -> list[str]:
+    """Required scopes a grant does not evidence, sorted; none when its scopes are unknown.
+
+    The one test of scope sufficiency: status, ``check``, ``show`` and the login's warning.
+    """
+    evidenced = evidenced_scopes(
+        granted, has_refresh_token=has_refresh_token, has_id_token=has_id_token
+    )
+    if evidenced is None:
+        return []
+    return sorted(set(required) - evidenced)
 
 
 def connection_expires_at(token: Token, refresh_idle: timedelta | None = None) -> datetime | None:
@@ -118,7 +172,7 @@ def compute_status(
     expiry = connection_expires_at(token, refresh_idle)
     if expiry is not None and expiry <= now:
         return Status.EXPIRED
-    if token.granted_scopes is not None and not set(required_scopes) <= set(token.granted_scopes):
+    if token.missing_scopes(required_scopes):
         return Status.INSUFFICIENT
     if expiry is None:
         # A refreshable token with no known end keeps renewing itself.

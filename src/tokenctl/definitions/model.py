@@ -32,6 +32,10 @@ DISCOVERABLE_ENDPOINTS = (
 )
 #: OAuth settings that may contain {placeholders}, filled per token.
 TEMPLATED_FIELDS = ("issuer", *DISCOVERABLE_ENDPOINTS, "probe_url", "tenants_url")
+#: The total time one provider call (discovery, token, userinfo, ...) may take by default.
+DEFAULT_CALL_DEADLINE = timedelta(seconds=60)
+#: What ``oauth2.call_deadline`` may be set to.
+CALL_DEADLINE_RANGE = (timedelta(seconds=1), timedelta(hours=1))
 
 
 class DefinitionKind(StrEnum):
@@ -70,6 +74,12 @@ class OAuth2Settings:
     tenant_name_field: str | None = None
     max_concurrent_requests: int | None = None
     iss_parameter_supported: bool | None = None  # None: ask discovery when there is an issuer
+    call_deadline: timedelta | None = None  # None: DEFAULT_CALL_DEADLINE
+
+    @property
+    def effective_call_deadline(self) -> timedelta:
+        """How long one call to this provider (request and whole answer) may take."""
+        return DEFAULT_CALL_DEADLINE if self.call_deadline is None else self.call_deadline
 
     @property
     def effective_required_scopes(self) -> tuple[str, ...]:
@@ -146,6 +156,7 @@ class Definition:
                 "tenant_name_field": settings.tenant_name_field,
                 "max_concurrent_requests": settings.max_concurrent_requests,
                 "iss_parameter_supported": settings.iss_parameter_supported,
+                "call_deadline": _duration_or_none(settings.call_deadline),
             }
         lifetimes = self.lifetimes
         return {
@@ -377,8 +388,16 @@ def _parse_oauth2(source: str, name: str, table: Mapping[str, Any]) -> OAuth2Set
         tenant_name_field=reader.string("tenant_name_field"),
         max_concurrent_requests=reader.integer("max_concurrent_requests", 1, 64),
         iss_parameter_supported=reader.boolean("iss_parameter_supported", None),
+        call_deadline=reader.duration("call_deadline"),
     )
     reader.reject_unknown()
+    low, high = CALL_DEADLINE_RANGE
+    if settings.call_deadline is not None and not low <= settings.call_deadline <= high:
+        raise reader.fail(
+            "call_deadline",
+            f"must be from {format_duration(low)} to {format_duration(high)}, "
+            f"got {table['call_deadline']!r}",
+        )
     return settings
 
 

@@ -24,6 +24,7 @@ MUTABLE_FIELDS = frozenset(
         "invalid_at",
         "invalid_reason",
         "has_refresh_token",
+        "has_id_token",
         "refreshed_at",
         "probed_at",
         "probe_result",

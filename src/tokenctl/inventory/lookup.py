@@ -10,7 +10,7 @@ import sqlite3
 from typing import Any
 
 #: The inventory schema this tokenctl writes and reads; ``sqlite.MIGRATIONS`` reaches it.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def find_row(connection: sqlite3.Connection, select: str, ref: str) -> Any:

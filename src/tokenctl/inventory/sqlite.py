@@ -83,10 +83,20 @@ ALTER TABLE tokens ADD COLUMN probed_at TEXT;
 ALTER TABLE tokens ADD COLUMN probe_result TEXT
 """
 
+# Version 3: whether the grant came with an id token, the proof of the `openid` scope
+# (as a refresh token is of `offline_access`) when the provider leaves it out of `scope`.
+# Older rows count as having one when a subject was recorded at their login: that came
+# from the id token or the OpenID Connect userinfo endpoint, so the grant is an OpenID one.
+_SCHEMA_V3 = """
+ALTER TABLE tokens ADD COLUMN has_id_token INTEGER NOT NULL DEFAULT 0;
+UPDATE tokens SET has_id_token = 1 WHERE attributes LIKE '%"subject": %'
+"""
+
 #: Each entry upgrades the schema by one version; append, never edit a released one.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _run_statements(_SCHEMA_V1),
     _run_statements(_SCHEMA_V2),
+    _run_statements(_SCHEMA_V3),
 )
 if len(MIGRATIONS) != SCHEMA_VERSION:  # pragma: no cover - fails on the first import
     raise RuntimeError("a migration was added: raise lookup.SCHEMA_VERSION to match")
@@ -118,6 +128,7 @@ _COLUMNS = (
     "refreshed_at",
     "probed_at",
     "probe_result",
+    "has_id_token",
 )
 _TIME_COLUMNS = frozenset(
     {
@@ -143,7 +154,7 @@ def _encode(column: str, value: Any) -> Any:
         return json.dumps(dict(value), sort_keys=True)
     if column == "state":
         return LifecycleState(value).value
-    if column == "has_refresh_token":
+    if column in ("has_refresh_token", "has_id_token"):
         return int(bool(value))
     return value
 
@@ -179,6 +190,7 @@ def _token_from_row(row: Sequence[Any]) -> Token:
         refreshed_at,
         probed_at,
         probe_result,
+        has_id_token,
     ) = row
     return Token(
         number=number,
@@ -207,6 +219,7 @@ def _token_from_row(row: Sequence[Any]) -> Token:
         refreshed_at=None if refreshed_at is None else from_iso(refreshed_at),
         probed_at=None if probed_at is None else from_iso(probed_at),
         probe_result=probe_result,
+        has_id_token=bool(has_id_token),
     )
 
 

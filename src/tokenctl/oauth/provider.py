@@ -2,7 +2,8 @@
 
 Every token request (code exchange, refresh, device code, revocation, introspection)
 goes through authlib's ``OAuth2Client``; plain GETs (discovery, JWKS, userinfo, probe)
-use the same client's HTTP session.
+use the same client's HTTP session. Each call ends by the definition's total deadline
+(:mod:`tokenctl.oauth.http`).
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from tokenctl.definitions.model import Definition, OAuth2Settings
+from tokenctl.definitions.model import DEFAULT_CALL_DEADLINE, Definition, OAuth2Settings
 from tokenctl.errors import AuthorizationError, ConfigError, TokenctlError
 from tokenctl.timeutil import add_checked
 
-HTTP_TIMEOUT = 30.0
 ID_TOKEN_LEEWAY = 120
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
@@ -40,7 +40,10 @@ class OAuthFailure(AuthorizationError):  # noqa: N818 - an OAuth error response
 
 @dataclass(frozen=True)
 class Endpoints:
-    """The endpoints in effect for one login: the definition's, completed by discovery."""
+    """The endpoints in effect for one login: the definition's, completed by discovery.
+
+    ``call_deadline`` (seconds) bounds each call to any of them, answer included.
+    """
 
     issuer: str | None
     authorization_endpoint: str | None
@@ -53,6 +56,7 @@ class Endpoints:
     probe_url: str | None = None
     iss_parameter_supported: bool = False
     id_token_algorithms: tuple[str, ...] = ("RS256",)
+    call_deadline: float = DEFAULT_CALL_DEADLINE.total_seconds()
 
 
 @dataclass(frozen=True)
@@ -79,39 +83,51 @@ class Grant:
     notes: tuple[str, ...] = ()
 
 
-def _client(credentials: ClientCredentials | None, **kwargs: Any) -> Any:
+def _client(credentials: ClientCredentials | None, *, deadline: float, **kwargs: Any) -> Any:
+    """An authlib client whose every request ends within ``deadline`` seconds."""
     from authlib.integrations.httpx_client import OAuth2Client
 
+    from tokenctl.oauth.http import client_options
+
     if credentials is None:
-        return OAuth2Client(timeout=HTTP_TIMEOUT, **kwargs)
+        return OAuth2Client(**client_options(deadline), **kwargs)
     return OAuth2Client(
         client_id=credentials.client_id,
         client_secret=credentials.client_secret,
         token_endpoint_auth_method=credentials.auth_method,
         revocation_endpoint_auth_method=credentials.auth_method,
         code_challenge_method="S256",
-        timeout=HTTP_TIMEOUT,
+        **client_options(deadline),
         **kwargs,
     )
 
 
-def _unreachable(url: str, error: Exception) -> ProviderUnreachable:
+def unreachable(url: str, error: Exception) -> ProviderUnreachable:
+    """The error for a provider call that failed below HTTP (network, deadline)."""
+    from tokenctl.oauth.http import CallDeadlineExceeded
+
+    if isinstance(error, CallDeadlineExceeded):
+        return ProviderUnreachable(
+            f"{url} did not answer within the call deadline of {error.seconds:g} s",
+            hint="try again later; for a provider that is this slow, raise oauth2.call_deadline "
+            "in its definition (see docs/definitions.md)",
+        )
     return ProviderUnreachable(
         f"could not reach {url}: {type(error).__name__}",
         hint="check the network and the definition's endpoints, then try again",
     )
 
 
-def _get_json(url: str) -> Mapping[str, Any]:
+def _get_json(url: str, deadline: float) -> Mapping[str, Any]:
     import httpx2
 
-    with _client(None) as client:
+    with _client(None, deadline=deadline) as client:
         try:
             response = client.request(
                 "GET", url, headers={"Accept": "application/json"}, withhold_token=True
             )
         except httpx2.HTTPError as error:
-            raise _unreachable(url, error) from None
+            raise unreachable(url, error) from None
     if response.status_code != 200:
         raise ProviderUnreachable(f"{url} answered HTTP {response.status_code}")
     try:
@@ -123,13 +139,18 @@ def _get_json(url: str) -> Mapping[str, Any]:
     return data
 
 
-def discover(issuer: str) -> Mapping[str, Any]:
-    """Fetch OpenID Connect (or RFC 8414) metadata for ``issuer`` and check its issuer."""
+def discover(
+    issuer: str, deadline: float = DEFAULT_CALL_DEADLINE.total_seconds()
+) -> Mapping[str, Any]:
+    """Fetch OpenID Connect (or RFC 8414) metadata for ``issuer`` and check its issuer.
+
+    ``deadline`` (seconds) bounds each of the (at most two) requests.
+    """
     base = issuer.rstrip("/")
     last_error: TokenctlError | None = None
     for suffix in ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"):
         try:
-            metadata = _get_json(base + suffix)
+            metadata = _get_json(base + suffix, deadline)
         except ProviderUnreachable as error:
             last_error = error
             continue
@@ -149,16 +170,17 @@ def resolve_endpoints(definition: Definition) -> Endpoints:
     settings = definition.oauth2
     if settings is None:
         raise ConfigError(f"definition {definition.name!r} is not an OAuth definition")
+    deadline = settings.effective_call_deadline.total_seconds()
     metadata: Mapping[str, Any] = {}
     if settings.issuer and not (settings.token_endpoint and settings.authorization_endpoint):
-        metadata = discover(settings.issuer)
+        metadata = discover(settings.issuer, deadline)
     elif settings.issuer and (
         settings.jwks_uri is None or settings.iss_parameter_supported is None
     ):
         # The id token cannot be checked without the JWKS; discovery also says whether the
         # server sends `iss` in the authorization response.
         try:
-            metadata = discover(settings.issuer)
+            metadata = discover(settings.issuer, deadline)
         except TokenctlError:
             metadata = {}
 
@@ -184,6 +206,7 @@ def resolve_endpoints(definition: Definition) -> Endpoints:
             else metadata.get("authorization_response_iss_parameter_supported", False)
         ),
         id_token_algorithms=_asymmetric(metadata.get("id_token_signing_alg_values_supported")),
+        call_deadline=deadline,
     )
 
 
@@ -341,7 +364,7 @@ def _token_call(client: Any, call: Callable[[], Any], url: str) -> Mapping[str, 
     except OAuthError as error:
         raise OAuthFailure(error.error, error.description) from None
     except httpx2.HTTPError as error:
-        raise _unreachable(url, error) from None
+        raise unreachable(url, error) from None
     except ValueError as error:
         # authlib raises ValueError for a body that is not a token response.
         raise ProviderUnreachable(f"{url} did not answer with a token response ({error})") from None
@@ -361,7 +384,12 @@ def authorization_url(
     """Build the authorization URL (PKCE S256, state, nonce and extra parameters)."""
     if not endpoints.authorization_endpoint:
         raise ConfigError("the definition has no authorization endpoint")
-    with _client(credentials, redirect_uri=redirect_uri, scope=" ".join(scopes) or None) as client:
+    with _client(
+        credentials,
+        deadline=endpoints.call_deadline,
+        redirect_uri=redirect_uri,
+        scope=" ".join(scopes) or None,
+    ) as client:
         url, _ = client.create_authorization_url(
             endpoints.authorization_endpoint, state=state, code_verifier=code_verifier, **extra
         )
@@ -377,7 +405,9 @@ def exchange_code(
     redirect_uri: str,
 ) -> Mapping[str, Any]:
     """Exchange an authorization code for tokens."""
-    with _client(credentials, redirect_uri=redirect_uri) as client:
+    with _client(
+        credentials, deadline=endpoints.call_deadline, redirect_uri=redirect_uri
+    ) as client:
         return _token_call(
             client,
             lambda: client.fetch_token(
@@ -395,7 +425,7 @@ def refresh(
     credentials: ClientCredentials, endpoints: Endpoints, refresh_token: str
 ) -> Mapping[str, Any]:
     """The refresh grant. No scope is sent, so a partial grant is not refused."""
-    with _client(credentials) as client:
+    with _client(credentials, deadline=endpoints.call_deadline) as client:
         return _token_call(
             client,
             lambda: client.refresh_token(endpoints.token_endpoint, refresh_token=refresh_token),
@@ -412,11 +442,11 @@ def revoke(
     url = endpoints.revocation_endpoint
     if not url:
         return False, "the definition has no revocation endpoint"
-    with _client(credentials) as client:
+    with _client(credentials, deadline=endpoints.call_deadline) as client:
         try:
             response = client.revoke_token(url, token=token, token_type_hint=hint)
         except httpx2.HTTPError as error:
-            return False, f"could not reach {url}: {type(error).__name__}"
+            return False, unreachable(url, error).message
     if response.status_code == 200:
         return True, "the provider confirmed the revocation"
     return False, f"the provider answered HTTP {response.status_code}"
@@ -428,11 +458,11 @@ def introspect(credentials: ClientCredentials, endpoints: Endpoints, token: str)
 
     url = endpoints.introspection_endpoint
     assert url is not None
-    with _client(credentials) as client:
+    with _client(credentials, deadline=endpoints.call_deadline) as client:
         try:
             response = client.introspect_token(url, token=token)
         except httpx2.HTTPError as error:
-            raise _unreachable(url, error) from None
+            raise unreachable(url, error) from None
     if response.status_code >= 500:
         raise ProviderUnreachable(f"{url} answered HTTP {response.status_code}")
     if response.status_code != 200:
@@ -443,21 +473,24 @@ def introspect(credentials: ClientCredentials, endpoints: Endpoints, token: str)
     return bool(response.json().get("active"))
 
 
-def bearer_get(url: str, access_token: str) -> tuple[int, Mapping[str, Any] | None]:
+def bearer_get(
+    url: str, access_token: str, *, deadline: float
+) -> tuple[int, Mapping[str, Any] | None]:
     """GET ``url`` with the access token; returns the status and the JSON object if any."""
-    status, body = bearer_get_any(url, access_token)
+    status, body = bearer_get_any(url, access_token, deadline=deadline)
     return status, body if isinstance(body, dict) else None
 
 
-def bearer_get_any(url: str, access_token: str) -> tuple[int, Any]:
+def bearer_get_any(url: str, access_token: str, *, deadline: float) -> tuple[int, Any]:
     """GET ``url`` with the access token; returns the status and the JSON body if any."""
     import httpx2
 
-    with _client(None, token={"access_token": access_token, "token_type": "Bearer"}) as client:
+    bearer = {"access_token": access_token, "token_type": "Bearer"}
+    with _client(None, deadline=deadline, token=bearer) as client:
         try:
             response = client.get(url, headers={"Accept": "application/json"})
         except httpx2.HTTPError as error:
-            raise _unreachable(url, error) from None
+            raise unreachable(url, error) from None
     try:
         body = response.json()
     except ValueError:
@@ -485,7 +518,8 @@ def validate_id_token(
             "the provider returned an id token but its JWKS is unknown",
             hint="give the definition an issuer (for discovery) or oauth2.jwks_uri",
         )
-    keys = KeySet.import_key_set(dict(_get_json(endpoints.jwks_uri)))  # type: ignore[arg-type]
+    jwks = dict(_get_json(endpoints.jwks_uri, endpoints.call_deadline))
+    keys = KeySet.import_key_set(jwks)  # type: ignore[arg-type]
     options: dict[str, Any] = {"aud": {"essential": True, "values": [client_id]}}
     if endpoints.issuer:
         options["iss"] = {"essential": True, "values": [endpoints.issuer]}
@@ -531,7 +565,7 @@ def start_device_authorization(
         raise ConfigError("the definition has no device authorization endpoint")
     # authlib's client authentication adds client_id itself (also for method "none").
     data = {"scope": " ".join(scopes)} if scopes else {}
-    with _client(credentials) as client:
+    with _client(credentials, deadline=endpoints.call_deadline) as client:
         try:
             response = client.request(
                 "POST",
@@ -541,7 +575,7 @@ def start_device_authorization(
                 withhold_token=True,
             )
         except httpx2.HTTPError as error:
-            raise _unreachable(url, error) from None
+            raise unreachable(url, error) from None
     body = (
         response.json()
         if response.headers.get("content-type", "").startswith("application/json")
@@ -564,7 +598,7 @@ def start_device_authorization(
 def _fetch_device_token(
     credentials: ClientCredentials, endpoints: Endpoints, device: DeviceAuthorization
 ) -> Mapping[str, Any]:
-    with _client(credentials) as client:
+    with _client(credentials, deadline=endpoints.call_deadline) as client:
         return _token_call(
             client,
             lambda: client.fetch_token(

@@ -59,6 +59,7 @@ def token_to_dict(view: TokenView) -> dict[str, Any]:
         "probe_result": token.probe_result,
         "granted_scopes": None if token.granted_scopes is None else list(token.granted_scopes),
         "required_scopes": list(definition.required_scopes) if definition else [],
+        "missing_scopes": token.missing_scopes(definition.required_scopes if definition else ()),
         "secret_stored": token.secret_set_at is not None,
         "secret_set_at": to_iso(token.secret_set_at),
         "invalid_at": to_iso(token.invalid_at),
@@ -187,7 +188,7 @@ def render_detail(io: IOStreams, detail: TokenDetail, *, as_json: bool) -> None:
     definition = view.definition
     required = definition.required_scopes if definition else ()
     granted = token.granted_scopes
-    missing = sorted(set(required) - set(granted)) if granted is not None else []
+    missing = token.missing_scopes(required)
     secret = (
         f"stored in the OS keyring (service tokenctl, entry {token.secret_ref}), "
         f"set {to_iso(token.secret_set_at)}"

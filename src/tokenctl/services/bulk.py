@@ -101,8 +101,10 @@ async def _refresh_one(
     client: Any,
     endpoint: str,
 ) -> BulkItem:
+    import httpx2
     from authlib.integrations.base_client import OAuthError
 
+    from tokenctl.oauth.provider import unreachable
     from tokenctl.services.oauth import (
         login_command,
         mark_refresh_refused,
@@ -130,6 +132,8 @@ async def _refresh_one(
                     login_command(current),
                 )
             return BulkItem(current, "failed", f"{error.error}: {error.description or ''}")
+        except httpx2.HTTPError as error:  # unreachable, or past the call deadline
+            return BulkItem(current, "failed", unreachable(endpoint, error).message)
         except Exception as error:
             return BulkItem(current, "failed", f"{type(error).__name__}")
         now = ctx.now()
@@ -150,7 +154,8 @@ async def _renew_all(
     from authlib.integrations.httpx_client import AsyncOAuth2Client
 
     from tokenctl.definitions.model import fill_placeholders
-    from tokenctl.oauth.provider import HTTP_TIMEOUT, resolve_endpoints, shield_lifetimes
+    from tokenctl.oauth.http import async_client_options
+    from tokenctl.oauth.provider import resolve_endpoints, shield_lifetimes
     from tokenctl.services.oauth import client_credentials, login_command
 
     overall = asyncio.Semaphore(concurrency)
@@ -170,11 +175,13 @@ async def _renew_all(
                     continue
                 if definition.name not in clients:
                     credentials = client_credentials(ctx, definition)
+                    settings = definition.oauth2
+                    assert settings is not None
                     clients[definition.name] = AsyncOAuth2Client(
                         client_id=credentials.client_id,
                         client_secret=credentials.client_secret,
                         token_endpoint_auth_method=credentials.auth_method,
-                        timeout=HTTP_TIMEOUT,
+                        **async_client_options(settings.effective_call_deadline.total_seconds()),
                     )
                     shield_lifetimes(clients[definition.name])
                 # Placeholders (tenant, environment) may give each token its own endpoint;

@@ -70,10 +70,7 @@ def _assess(view: TokenView, now: datetime, within: timedelta) -> Finding | None
             Status.INVALID: f"invalid: {token.invalid_reason or 'refused by the provider'}",
             Status.INSUFFICIENT: "the grant lacks required scopes: "
             + " ".join(
-                sorted(
-                    set(view.definition.required_scopes if view.definition else ())
-                    - set(token.granted_scopes or ())
-                )
+                token.missing_scopes(view.definition.required_scopes if view.definition else ())
             ),
         }[status]
         return Finding(view, "failing", reason, _fix(token, view, login=True))

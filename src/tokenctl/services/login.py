@@ -81,7 +81,9 @@ def _identify(
             access_token=grant.access_token,
         )
     if _account_from(claims) in (None, claims.get("sub")) and endpoints.userinfo_endpoint:
-        status, body = bearer_get(endpoints.userinfo_endpoint, grant.access_token)
+        status, body = bearer_get(
+            endpoints.userinfo_endpoint, grant.access_token, deadline=endpoints.call_deadline
+        )
         if status == 200 and body:
             if claims.get("sub") and body.get("sub") not in (None, claims["sub"]):
                 raise AuthorizationError("userinfo describes another subject than the id token")
@@ -199,15 +201,18 @@ def _login_attributes(
         for param, attribute in settings.callback_attributes.items()
         if callback.get(param)
     }
+    deadline = settings.effective_call_deadline.total_seconds()
     if settings.probe_attributes and settings.probe_url:
-        status, body = bearer_get(settings.probe_url, grant.access_token)
+        status, body = bearer_get(settings.probe_url, grant.access_token, deadline=deadline)
         if 200 <= status < 300 and body is not None:
             for attribute, path in settings.probe_attributes.items():
                 value = _dig(body, path)
                 if value is not None:
                     attributes[attribute] = value
     if settings.tenants_url:
-        status, listing = bearer_get_list(settings.tenants_url, grant.access_token)
+        status, listing = bearer_get_list(
+            settings.tenants_url, grant.access_token, deadline=deadline
+        )
         if status == 200:
             attributes.update(_choose_tenant(ctx, settings, listing, options.tenant))
         else:
@@ -215,11 +220,11 @@ def _login_attributes(
     return attributes
 
 
-def bearer_get_list(url: str, access_token: str) -> tuple[int, list[Any]]:
+def bearer_get_list(url: str, access_token: str, *, deadline: float) -> tuple[int, list[Any]]:
     """GET a JSON list (or an object holding one list) with the access token."""
     from tokenctl.oauth.provider import bearer_get_any
 
-    status, body = bearer_get_any(url, access_token)
+    status, body = bearer_get_any(url, access_token, deadline=deadline)
     if isinstance(body, dict):
         lists = [value for value in body.values() if isinstance(value, list)]
         body = lists[0] if len(lists) == 1 else []

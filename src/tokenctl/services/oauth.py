@@ -82,9 +82,13 @@ def secrets_of(grant: Grant, previous: TokenSecrets | None = None) -> TokenSecre
 
 
 def grant_fields(
-    grant: Grant, definition: Definition, now: datetime, *, login: bool, has_refresh: bool
+    grant: Grant, definition: Definition, now: datetime, *, login: bool, secrets: TokenSecrets
 ) -> dict[str, Any]:
-    """Inventory fields describing a grant (never its secret values)."""
+    """Inventory fields describing a grant (never its secret values).
+
+    ``secrets`` is what will be stored for it: whether that holds a refresh token and an
+    id token is recorded, as proof of ``offline_access`` and ``openid``.
+    """
     lifetimes = definition.lifetimes
     refresh_expires_at = grant.refresh_expires_at
     if refresh_expires_at is None and login and lifetimes.refresh_token is not None:
@@ -96,7 +100,8 @@ def grant_fields(
         "refreshed_at": now,
         "invalid_at": None,
         "invalid_reason": None,
-        "has_refresh_token": has_refresh,
+        "has_refresh_token": bool(secrets.refresh_token),
+        "has_id_token": bool(secrets.id_token),
     }
     if refresh_expires_at is not None or login:
         fields["refresh_expires_at"] = refresh_expires_at
@@ -104,10 +109,15 @@ def grant_fields(
 
 
 def missing_scopes(grant: Grant, definition: Definition) -> list[str]:
-    """Required scopes the grant lacks."""
-    if grant.scopes is None:
-        return []
-    return sorted(set(definition.required_scopes) - set(grant.scopes))
+    """Required scopes the new grant does not evidence (:func:`tokenctl.models.missing_scopes`)."""
+    from tokenctl.models import missing_scopes as not_evidenced
+
+    return not_evidenced(
+        definition.required_scopes,
+        grant.scopes,
+        has_refresh_token=bool(grant.refresh_token),
+        has_id_token=bool(grant.id_token),
+    )
 
 
 def revoke_grant(
@@ -222,9 +232,7 @@ def refreshed_state(
     if grant.scopes is None:
         grant = replace(grant, scopes=current.granted_scopes)
     new_secrets = secrets_of(grant, stored)
-    fields = grant_fields(
-        grant, definition, now, login=False, has_refresh=bool(new_secrets.refresh_token)
-    )
+    fields = grant_fields(grant, definition, now, login=False, secrets=new_secrets)
     rotated = grant.refresh_token not in (None, stored.refresh_token)
     detail = "refresh grant" + (", refresh token rotated" if rotated else "")
     return RefreshedState(new_secrets, fields, detail, grant.notes)
@@ -295,7 +303,7 @@ def probe_token(ctx: AppContext, token: Token, definition: Definition) -> ProbeO
             if access_token is None:
                 result, detail = "invalid", "no access token is stored"
             elif url:
-                status, _ = bearer_get(url, access_token)
+                status, _ = bearer_get(url, access_token, deadline=endpoints.call_deadline)
                 if 200 <= status < 300:
                     result, detail = "valid", f"{url} answered HTTP {status}"
                 elif status in (401, 403):

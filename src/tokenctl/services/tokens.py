@@ -523,7 +523,7 @@ def _add_oauth(ctx: AppContext, request: AddRequest, definition: Definition) -> 
         now = ctx.now()
         secrets = secrets_of(result.grant)
         fields: dict[str, Any] = grant_fields(
-            result.grant, definition, now, login=True, has_refresh=bool(secrets.refresh_token)
+            result.grant, definition, now, login=True, secrets=secrets
         )
         attributes = dict(result.attributes)
         attributes.update(
@@ -647,7 +647,7 @@ def _relogin(
         secrets = secrets_of(result.grant)
         now = ctx.now()
         fields: dict[str, Any] = grant_fields(
-            result.grant, definition, now, login=True, has_refresh=bool(secrets.refresh_token)
+            result.grant, definition, now, login=True, secrets=secrets
         )
         fields["account"] = result.account
         attributes = dict(token.attributes)

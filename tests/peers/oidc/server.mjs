@@ -95,6 +95,9 @@ const DEFAULT_CONFIG = {
   // oidc-provider's strict rule: offline_access only counts when the
   // authorization request has prompt=consent. Off by default (see below).
   offline_access_requires_consent_prompt: false,
+  // Scopes left out of the `scope` field of token endpoint responses (the
+  // grant and its tokens are unchanged), e.g. ["offline_access", "openid"].
+  omit_granted_scopes: [],
 };
 
 const DEFAULT_GRANT_TYPES = ['authorization_code', 'refresh_token', DEVICE_CODE_GRANT];
@@ -670,6 +673,21 @@ async function main() {
       };
       log('device slow_down', { interval: seen.interval });
     }
+  });
+
+  // --- optional: leave scopes out of the token response's `scope`, as the
+  // Microsoft identity platform does with offline_access (and sometimes
+  // openid). The grant itself is unchanged: the refresh and id tokens are
+  // still issued; only what the response says was granted is smaller.
+  provider.use(async (ctx, next) => {
+    await next();
+    const omitted = config.omit_granted_scopes;
+    if (!omitted?.length || ctx.path !== '/token' || ctx.method !== 'POST') return;
+    if (ctx.status !== 200 || typeof ctx.body?.scope !== 'string') return;
+    ctx.body = {
+      ...ctx.body,
+      scope: splitScope(ctx.body.scope).filter((s) => !omitted.includes(s)).join(' '),
+    };
   });
 
   // --- access log

@@ -1,0 +1,144 @@
+"""The HTTP layer under authlib: every call to a provider ends by a total deadline.
+
+httpx2's timeouts apply to each connect, write and read on its own, so a server that
+trickles one byte every few seconds is never timed out. Both clients (the sync one of
+:mod:`tokenctl.oauth.provider`, the async one of ``renew --all``) therefore get a
+transport from here that bounds the whole exchange, the response body included, and
+raises :class:`CallDeadlineExceeded` when it is over.
+
+Each transport hands the request to a plain httpx2 client (so proxy settings from the
+environment keep working) and reads the whole answer before returning it; the answers
+tokenctl asks for are small JSON documents.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import httpx2
+
+#: Each connect, write or read on its own (the deadline bounds them all together).
+READ_TIMEOUT = 30.0
+
+
+class CallDeadlineExceeded(httpx2.TimeoutException):
+    """A provider call did not complete within its deadline."""
+
+    def __init__(self, request: httpx2.Request, seconds: float) -> None:
+        self.url = str(request.url.copy_with(query=None, fragment=None))
+        self.seconds = seconds
+        super().__init__(f"{self.url} did not answer within {seconds:g} s", request=request)
+
+
+def _settled(request: httpx2.Request, response: httpx2.Response, body: bytes) -> httpx2.Response:
+    """The answer, its body already read, for the calling client to decode."""
+    return httpx2.Response(
+        response.status_code,
+        headers=response.headers,
+        stream=httpx2.ByteStream(body),
+        extensions=response.extensions,
+        request=request,
+    )
+
+
+class DeadlineTransport(httpx2.BaseTransport):
+    """A sync transport that gives up on a request after ``seconds`` in all.
+
+    A blocking socket read cannot be interrupted, so the exchange runs in a daemon
+    thread and the caller waits for it at most until the deadline. A thread left behind
+    only finishes reading an answer nobody uses (bounded by :data:`READ_TIMEOUT` per
+    read) and closes the connection itself; it never outlives the process.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._client = httpx2.Client(timeout=READ_TIMEOUT)
+        self._lock = threading.Lock()
+        self._running = 0
+        self._closing = False
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        """Send ``request`` and read the whole answer, or raise at the deadline."""
+        outcome: list[Any] = []
+
+        def exchange() -> None:
+            try:
+                response = self._client.send(request, stream=True)
+                try:
+                    body = b"".join(response.iter_raw())
+                finally:
+                    response.close()
+                outcome.append(_settled(request, response, body))
+            except BaseException as error:  # handed to the caller's thread
+                outcome.append(error)
+            finally:
+                self._finished()
+
+        with self._lock:
+            self._running += 1
+        worker = threading.Thread(target=exchange, name="tokenctl-http", daemon=True)
+        worker.start()
+        worker.join(self.seconds)
+        if not outcome:
+            raise CallDeadlineExceeded(request, self.seconds)
+        result = outcome[0]
+        if isinstance(result, BaseException):
+            raise result
+        response: httpx2.Response = result
+        return response
+
+    def _finished(self) -> None:
+        with self._lock:
+            self._running -= 1
+            close_now = self._closing and self._running == 0
+        if close_now:
+            self._client.close()
+
+    def close(self) -> None:
+        """Close the connections; one still read by a late thread is closed by it."""
+        with self._lock:
+            self._closing = True
+            close_now = self._running == 0
+        if close_now:
+            self._client.close()
+
+
+class AsyncDeadlineTransport(httpx2.AsyncBaseTransport):
+    """An async transport that gives up on a request after ``seconds`` in all."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._client = httpx2.AsyncClient(timeout=READ_TIMEOUT)
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        """Send ``request`` and read the whole answer, or raise at the deadline."""
+        import asyncio  # only renew --all runs an event loop
+
+        deadline = asyncio.timeout(self.seconds)
+        try:
+            async with deadline:
+                response = await self._client.send(request, stream=True)
+                try:
+                    body = b"".join([part async for part in response.aiter_raw()])
+                finally:
+                    await response.aclose()
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise CallDeadlineExceeded(request, self.seconds) from None
+        return _settled(request, response, body)
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        await self._client.aclose()
+
+
+def client_options(seconds: float) -> dict[str, Any]:
+    """Keyword arguments for authlib's sync ``OAuth2Client``: the deadline transport."""
+    return {"transport": DeadlineTransport(seconds), "timeout": READ_TIMEOUT}
+
+
+def async_client_options(seconds: float) -> dict[str, Any]:
+    """Keyword arguments for authlib's ``AsyncOAuth2Client``: the deadline transport."""
+    return {"transport": AsyncDeadlineTransport(seconds), "timeout": READ_TIMEOUT}
