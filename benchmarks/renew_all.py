@@ -320,7 +320,7 @@ def oauth_token(
     assert settings is not None
     grant = grant_from_response(dict(response), now, settings.scopes, settings)
     token_secrets = secrets_of(grant)
-    fields = grant_fields(grant, definition, now, login=True, has_refresh=True)
+    fields = grant_fields(grant, definition, now, login=True, secrets=token_secrets)
     rng = random.Random(SEED + index)
     code = "".join(rng.choice(CODE_ALPHABET) for _ in range(16))
     token = Token(
