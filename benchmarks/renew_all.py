@@ -70,10 +70,10 @@ from tokenctl.definitions.model import Definition
 from tokenctl.definitions.registry import load_definitions
 from tokenctl.inventory.sqlite import SqliteInventory
 from tokenctl.models import Actor, Token, TokenSecrets
+from tokenctl.oauth.grants import grant_fields, secrets_of
 from tokenctl.oauth.provider import grant_from_response
 from tokenctl.paths import HOME_ENV, resolve_paths
 from tokenctl.secrets.keyring_store import KeyringSecretStore
-from tokenctl.services.oauth import grant_fields, secrets_of
 from tokenctl.services.tokens import CODE_ALPHABET
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,7 +113,8 @@ REFRESH_LOOP = Path(__file__).resolve().parent / "_refresh_loop.py"
 #: Imported once before timing, so the timed runs load compiled byte code.
 WARM_IMPORTS = (
     "import authlib.integrations.httpx_client, keyring.backends.SecretService,"
-    " tokenctl.cli.app, tokenctl.services.bulk, tokenctl.services.oauth, tokenctl.render.check"
+    " tokenctl.cli.app, tokenctl.services.renew_all, tokenctl.services.refresh,"
+    " tokenctl.render.check"
 )
 SEED = 20_240_602
 

@@ -212,7 +212,7 @@ def test_device_polling_honours_slow_down_and_expiry(monkeypatch):
     answers = iter(["authorization_pending", "slow_down", "authorization_pending", "ok"])
     slept: list[float] = []
 
-    def fake_fetch(credentials, endpoints, device):  # type: ignore[no-untyped-def]
+    def fake_fetch(credentials, endpoints, device, transport=None):  # type: ignore[no-untyped-def]
         answer = next(answers)
         if answer == "ok":
             return {"access_token": "a", "token_type": "Bearer"}
@@ -406,7 +406,7 @@ def test_oauth_secrets_reach_only_the_real_keyring(tmp_path, oidc, real_keyring)
 def test_device_polling_gives_up_at_the_timeout(monkeypatch):
     from tokenctl.oauth import provider
 
-    def pending(credentials, endpoints, device):  # type: ignore[no-untyped-def]
+    def pending(credentials, endpoints, device, transport=None):  # type: ignore[no-untyped-def]
         raise provider.OAuthFailure("authorization_pending", None)
 
     monkeypatch.setattr(provider, "_fetch_device_token", pending)

@@ -28,7 +28,7 @@ from tokenctl.inventory.sqlite import SqliteInventory
 from tokenctl.iostreams import IOStreams
 from tokenctl.models import Actor, LifecycleState, Token
 from tokenctl.paths import resolve_paths
-from tokenctl.services import oauth
+from tokenctl.services import refresh
 from tokenctl.services.access import current_access_token
 from tokenctl.services.quick_token import definition_policies, quick_access_token
 
@@ -182,7 +182,7 @@ def test_quick_path_answers_exactly_when_the_full_path_would_just_read(
 def monkeypatch_module():  # type: ignore[no-untyped-def]
     """Module-wide: the full path's refresh is replaced so no example goes to a network."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(oauth, "refresh_token", _no_refresh)
+        patch.setattr(refresh, "refresh_token", _no_refresh)
         yield patch
 
 

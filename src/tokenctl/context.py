@@ -21,8 +21,11 @@ from tokenctl.paths import Paths, resolve_paths
 
 if TYPE_CHECKING:
     from tokenctl.config import Config
+    from tokenctl.definitions.model import Definition
     from tokenctl.definitions.registry import DefinitionSet
     from tokenctl.inventory import Inventory
+    from tokenctl.oauth.client import ClientKey, ProviderClient
+    from tokenctl.oauth.provider import Transport
     from tokenctl.secrets import SecretStore
 
 
@@ -86,7 +89,10 @@ class AppContext:
     monotonic: Callable[[], float] = time.monotonic
     user_name: Callable[[], str] = _os_user
     host_name: Callable[[], str] = _host_name
+    #: The HTTP transport under every provider call; ``None``: the network (tests: a mock).
+    http_transport: Transport | None = None
     _opened: list[Inventory] = field(default_factory=list, init=False, repr=False)
+    _clients: dict[ClientKey, ProviderClient] = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
     def from_environment(cls) -> AppContext:
@@ -131,6 +137,28 @@ class AppContext:
         """The secret store, created on first use (only commands that need a secret)."""
         return self.secret_store_factory(self.paths)
 
+    def provider_client(
+        self, definition: Definition, attributes: Mapping[str, str]
+    ) -> ProviderClient:
+        """The provider client for ``definition`` filled from ``attributes``, built once.
+
+        Its endpoints are resolved and its credentials read once for this invocation,
+        however many tokens (refresh, probe, revocation) share it.
+        """
+        from tokenctl.oauth.client import ProviderClient, client_key
+
+        key = client_key(definition, attributes)
+        client = self._clients.get(key)
+        if client is None:
+            client = ProviderClient.build(
+                definition,
+                attributes,
+                secrets=lambda: self.secrets,
+                transport=self.http_transport,
+            )
+            self._clients[key] = client
+        return client
+
     def now(self) -> datetime:
         """The current time, UTC."""
         return self.clock()
@@ -144,5 +172,6 @@ class AppContext:
         for inventory in self._opened:
             inventory.close()
         self._opened.clear()
+        self._clients.clear()
         if "secrets" in self.__dict__:  # only a store that was created holds anything
             self.secrets.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,16 +54,52 @@ def write_private_atomic(path: Path, data: bytes) -> None:
         os.close(directory)
 
 
+class FileLock:
+    """An inter-process exclusive lock on one file, taken and released by hand.
+
+    :func:`exclusive_lock` is the ``with`` form; async code runs the blocking
+    :meth:`acquire` in a thread and :meth:`release` (which never waits) on the loop.
+    """
+
+    def __init__(self, lock_path: Path) -> None:
+        self.path = lock_path
+        self._descriptor: int | None = None
+
+    def acquire(self) -> None:
+        """Wait until this process holds the lock."""
+        import fcntl  # POSIX only: imported where a lock is taken, not with the module
+
+        ensure_private_file(self.path)
+        descriptor = os.open(self.path, os.O_RDWR)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(descriptor)
+            raise
+        self._descriptor = descriptor
+
+    def release(self) -> None:
+        """Let the next process have the lock."""
+        import fcntl
+
+        descriptor, self._descriptor = self._descriptor, None
+        if descriptor is None:
+            return
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+        finally:
+            os.close(descriptor)
+
+
 @contextlib.contextmanager
 def exclusive_lock(lock_path: Path) -> Iterator[None]:
     """Hold an inter-process exclusive lock on ``lock_path`` for the ``with`` block."""
-    ensure_private_file(lock_path)
-    with lock_path.open("r+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    lock = FileLock(lock_path)
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def is_private(path: Path) -> bool:

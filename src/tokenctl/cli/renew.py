@@ -113,7 +113,7 @@ def _renew_all(
     as_json: bool,
 ) -> None:
     from tokenctl.render.check import render_bulk, render_bulk_item
-    from tokenctl.services.bulk import renew_all
+    from tokenctl.services.renew_all import renew_all
     from tokenctl.timeutil import parse_duration
 
     io = app_ctx.io

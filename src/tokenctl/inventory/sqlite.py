@@ -230,8 +230,10 @@ class SqliteInventory:
         self.path = path
         try:
             ensure_private_file(path)
+            # One thread at a time, not always the one that opened it: `renew --all`
+            # hands all inventory work to one worker thread, off its event loop.
             self._connection = sqlite3.connect(
-                path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
+                path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
             )
             self._connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self._connection.execute("PRAGMA journal_mode = WAL")

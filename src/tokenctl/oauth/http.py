@@ -8,7 +8,8 @@ raises :class:`CallDeadlineExceeded` when it is over.
 
 Each transport hands the request to a plain httpx2 client (so proxy settings from the
 environment keep working) and reads the whole answer before returning it; the answers
-tokenctl asks for are small JSON documents.
+tokenctl asks for are small JSON documents. That client's own transport is the network,
+or the one the :class:`~tokenctl.context.AppContext` carries (tests: a mock).
 """
 
 from __future__ import annotations
@@ -51,9 +52,9 @@ class DeadlineTransport(httpx2.BaseTransport):
     read) and closes the connection itself; it never outlives the process.
     """
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, inner: httpx2.BaseTransport | None = None) -> None:
         self.seconds = seconds
-        self._client = httpx2.Client(timeout=READ_TIMEOUT)
+        self._client = httpx2.Client(timeout=READ_TIMEOUT, transport=inner)
         self._lock = threading.Lock()
         self._running = 0
         self._closing = False
@@ -107,9 +108,9 @@ class DeadlineTransport(httpx2.BaseTransport):
 class AsyncDeadlineTransport(httpx2.AsyncBaseTransport):
     """An async transport that gives up on a request after ``seconds`` in all."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, inner: httpx2.AsyncBaseTransport | None = None) -> None:
         self.seconds = seconds
-        self._client = httpx2.AsyncClient(timeout=READ_TIMEOUT)
+        self._client = httpx2.AsyncClient(timeout=READ_TIMEOUT, transport=inner)
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         """Send ``request`` and read the whole answer, or raise at the deadline."""
@@ -134,11 +135,18 @@ class AsyncDeadlineTransport(httpx2.AsyncBaseTransport):
         await self._client.aclose()
 
 
-def client_options(seconds: float) -> dict[str, Any]:
-    """Keyword arguments for authlib's sync ``OAuth2Client``: the deadline transport."""
-    return {"transport": DeadlineTransport(seconds), "timeout": READ_TIMEOUT}
+def client_options(seconds: float, inner: Any = None) -> dict[str, Any]:
+    """Keyword arguments for authlib's sync ``OAuth2Client``: the deadline transport.
+
+    ``inner`` is the transport under the deadline (``None``: the network).
+    """
+    if inner is not None and not isinstance(inner, httpx2.BaseTransport):
+        raise TypeError(f"{type(inner).__name__} is no sync httpx2 transport")
+    return {"transport": DeadlineTransport(seconds, inner), "timeout": READ_TIMEOUT}
 
 
-def async_client_options(seconds: float) -> dict[str, Any]:
+def async_client_options(seconds: float, inner: Any = None) -> dict[str, Any]:
     """Keyword arguments for authlib's ``AsyncOAuth2Client``: the deadline transport."""
-    return {"transport": AsyncDeadlineTransport(seconds), "timeout": READ_TIMEOUT}
+    if inner is not None and not isinstance(inner, httpx2.AsyncBaseTransport):
+        raise TypeError(f"{type(inner).__name__} is no async httpx2 transport")
+    return {"transport": AsyncDeadlineTransport(seconds, inner), "timeout": READ_TIMEOUT}

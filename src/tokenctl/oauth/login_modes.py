@@ -20,6 +20,7 @@ from tokenctl.oauth.provider import ClientCredentials, Endpoints, OAuthFailure
 
 if TYPE_CHECKING:
     from tokenctl.iostreams import IOStreams
+    from tokenctl.oauth.client import ProviderClient
     from tokenctl.oauth.loopback import LoopbackListener
 
 
@@ -28,12 +29,21 @@ class LoginRequest:
     """What every mode needs to know about one login: client, provider, nonce, options."""
 
     settings: OAuth2Settings
-    credentials: ClientCredentials
-    endpoints: Endpoints
+    client: ProviderClient  # every call to the provider goes through it
     nonce: str | None  # None: no id token is asked for, or the mode cannot carry one
     open_browser: bool
     reuse_session: bool  # True: do not ask the provider for a fresh login
     timeout: float  # seconds to wait for the browser or the device approval
+
+    @property
+    def credentials(self) -> ClientCredentials:
+        """The client registration."""
+        return self.client.credentials
+
+    @property
+    def endpoints(self) -> Endpoints:
+        """The provider's endpoints."""
+        return self.client.endpoints
 
     @property
     def scopes(self) -> tuple[str, ...]:
@@ -235,10 +245,8 @@ def paste(request: LoginRequest, session: LoginSession) -> AuthorizationCode:
 
 def device(request: LoginRequest, session: LoginSession) -> TokenResponse:
     """A code entered on another device (RFC 8628); polls until approved, denied or expired."""
-    from tokenctl.oauth.provider import poll_device_token, start_device_authorization
-
-    credentials, endpoints = request.credentials, request.endpoints
-    authorization = start_device_authorization(credentials, endpoints, request.scopes)
+    client = request.client
+    authorization = client.start_device_authorization(request.scopes)
     session.io.warn(f"Enter the code {authorization.user_code} at {authorization.verification_uri}")
     if authorization.verification_uri_complete:
         session.io.status(f"or open {authorization.verification_uri_complete}")
@@ -246,9 +254,7 @@ def device(request: LoginRequest, session: LoginSession) -> TokenResponse:
         session.open_browser(
             authorization.verification_uri_complete or authorization.verification_uri
         )
-    response = poll_device_token(
-        credentials,
-        endpoints,
+    response = client.poll_device_token(
         authorization,
         sleep=session.sleep,
         clock=session.monotonic,
@@ -267,14 +273,10 @@ CODE_MODES: Mapping[str, Callable[[LoginRequest, LoginSession], AuthorizationCod
 
 def obtain(mode: str, request: LoginRequest, session: LoginSession) -> TokenResponse:
     """Run the login ``mode`` (one of ``LOGIN_MODES``) and return the token endpoint's answer."""
-    from tokenctl.oauth.provider import exchange_code
-
     if mode == "device":
         return device(request, session)
     authorized = CODE_MODES[mode](request, session)
-    response = exchange_code(
-        request.credentials,
-        request.endpoints,
+    response = request.client.exchange_code(
         code=authorized.code,
         code_verifier=authorized.verifier,
         redirect_uri=authorized.redirect_uri,

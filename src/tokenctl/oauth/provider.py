@@ -8,17 +8,24 @@ use the same client's HTTP session. Each call ends by the definition's total dea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from tokenctl.definitions.model import DEFAULT_CALL_DEADLINE, Definition, OAuth2Settings
 from tokenctl.errors import AuthorizationError, ConfigError, TokenctlError
 from tokenctl.timeutil import add_checked
+
+if TYPE_CHECKING:
+    import httpx2
+
+    #: An HTTP transport to put under the deadline layer (tests: ``httpx2.MockTransport``).
+    Transport: TypeAlias = httpx2.BaseTransport | httpx2.AsyncBaseTransport
 
 ID_TOKEN_LEEWAY = 120
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -83,23 +90,39 @@ class Grant:
     notes: tuple[str, ...] = ()
 
 
-def _client(credentials: ClientCredentials | None, *, deadline: float, **kwargs: Any) -> Any:
-    """An authlib client whose every request ends within ``deadline`` seconds."""
+def _client(
+    credentials: ClientCredentials | None,
+    *,
+    deadline: float,
+    transport: Transport | None = None,
+    **kwargs: Any,
+) -> Any:
+    """An authlib client whose every request ends within ``deadline`` seconds.
+
+    ``transport`` is the HTTP transport under the deadline layer (``None``: the network).
+    """
     from authlib.integrations.httpx_client import OAuth2Client
 
     from tokenctl.oauth.http import client_options
 
     if credentials is None:
-        return OAuth2Client(**client_options(deadline), **kwargs)
+        return OAuth2Client(**client_options(deadline, transport), **kwargs)
     return OAuth2Client(
-        client_id=credentials.client_id,
-        client_secret=credentials.client_secret,
-        token_endpoint_auth_method=credentials.auth_method,
-        revocation_endpoint_auth_method=credentials.auth_method,
+        **credential_options(credentials),
         code_challenge_method="S256",
-        **client_options(deadline),
+        **client_options(deadline, transport),
         **kwargs,
     )
+
+
+def credential_options(credentials: ClientCredentials) -> dict[str, Any]:
+    """Keyword arguments that make an authlib client authenticate as ``credentials``."""
+    return {
+        "client_id": credentials.client_id,
+        "client_secret": credentials.client_secret,
+        "token_endpoint_auth_method": credentials.auth_method,
+        "revocation_endpoint_auth_method": credentials.auth_method,
+    }
 
 
 def unreachable(url: str, error: Exception) -> ProviderUnreachable:
@@ -118,10 +141,10 @@ def unreachable(url: str, error: Exception) -> ProviderUnreachable:
     )
 
 
-def _get_json(url: str, deadline: float) -> Mapping[str, Any]:
+def _get_json(url: str, deadline: float, transport: Transport | None = None) -> Mapping[str, Any]:
     import httpx2
 
-    with _client(None, deadline=deadline) as client:
+    with _client(None, deadline=deadline, transport=transport) as client:
         try:
             response = client.request(
                 "GET", url, headers={"Accept": "application/json"}, withhold_token=True
@@ -140,7 +163,9 @@ def _get_json(url: str, deadline: float) -> Mapping[str, Any]:
 
 
 def discover(
-    issuer: str, deadline: float = DEFAULT_CALL_DEADLINE.total_seconds()
+    issuer: str,
+    deadline: float = DEFAULT_CALL_DEADLINE.total_seconds(),
+    transport: Transport | None = None,
 ) -> Mapping[str, Any]:
     """Fetch OpenID Connect (or RFC 8414) metadata for ``issuer`` and check its issuer.
 
@@ -150,7 +175,7 @@ def discover(
     last_error: TokenctlError | None = None
     for suffix in ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"):
         try:
-            metadata = _get_json(base + suffix, deadline)
+            metadata = _get_json(base + suffix, deadline, transport)
         except ProviderUnreachable as error:
             last_error = error
             continue
@@ -165,7 +190,7 @@ def discover(
     raise last_error
 
 
-def resolve_endpoints(definition: Definition) -> Endpoints:
+def resolve_endpoints(definition: Definition, transport: Transport | None = None) -> Endpoints:
     """The definition's endpoints, completed from discovery when it names an issuer."""
     settings = definition.oauth2
     if settings is None:
@@ -173,14 +198,14 @@ def resolve_endpoints(definition: Definition) -> Endpoints:
     deadline = settings.effective_call_deadline.total_seconds()
     metadata: Mapping[str, Any] = {}
     if settings.issuer and not (settings.token_endpoint and settings.authorization_endpoint):
-        metadata = discover(settings.issuer, deadline)
+        metadata = discover(settings.issuer, deadline, transport)
     elif settings.issuer and (
         settings.jwks_uri is None or settings.iss_parameter_supported is None
     ):
         # The id token cannot be checked without the JWKS; discovery also says whether the
         # server sends `iss` in the authorization response.
         try:
-            metadata = discover(settings.issuer, deadline)
+            metadata = discover(settings.issuer, deadline, transport)
         except TokenctlError:
             metadata = {}
 
@@ -353,14 +378,19 @@ def grant_from_response(
     )
 
 
-def _token_call(client: Any, call: Callable[[], Any], url: str) -> Mapping[str, Any]:
-    """Run an authlib token request, mapping its failures onto tokenctl's errors."""
+@contextlib.contextmanager
+def token_call_errors(url: str) -> Iterator[None]:
+    """Map the failures of an authlib token request (sync or awaited) onto tokenctl's errors.
+
+    The one mapping for every token request: an OAuth error response is an
+    :class:`OAuthFailure`; no answer, a server error or a missed deadline, and a body that
+    is no token response are :class:`ProviderUnreachable`.
+    """
     import httpx2
     from authlib.integrations.base_client import OAuthError
 
-    shield_lifetimes(client)
     try:
-        result: Mapping[str, Any] = call()
+        yield
     except OAuthError as error:
         raise OAuthFailure(error.error, error.description) from None
     except httpx2.HTTPError as error:
@@ -368,6 +398,13 @@ def _token_call(client: Any, call: Callable[[], Any], url: str) -> Mapping[str, 
     except ValueError as error:
         # authlib raises ValueError for a body that is not a token response.
         raise ProviderUnreachable(f"{url} did not answer with a token response ({error})") from None
+
+
+def _token_call(client: Any, call: Callable[[], Any], url: str) -> Mapping[str, Any]:
+    """Run an authlib token request, mapping its failures onto tokenctl's errors."""
+    shield_lifetimes(client)
+    with token_call_errors(url):
+        result: Mapping[str, Any] = call()
     return result
 
 
@@ -403,10 +440,14 @@ def exchange_code(
     code: str,
     code_verifier: str,
     redirect_uri: str,
+    transport: Transport | None = None,
 ) -> Mapping[str, Any]:
     """Exchange an authorization code for tokens."""
     with _client(
-        credentials, deadline=endpoints.call_deadline, redirect_uri=redirect_uri
+        credentials,
+        deadline=endpoints.call_deadline,
+        transport=transport,
+        redirect_uri=redirect_uri,
     ) as client:
         return _token_call(
             client,
@@ -422,10 +463,13 @@ def exchange_code(
 
 
 def refresh(
-    credentials: ClientCredentials, endpoints: Endpoints, refresh_token: str
+    credentials: ClientCredentials,
+    endpoints: Endpoints,
+    refresh_token: str,
+    transport: Transport | None = None,
 ) -> Mapping[str, Any]:
     """The refresh grant. No scope is sent, so a partial grant is not refused."""
-    with _client(credentials, deadline=endpoints.call_deadline) as client:
+    with _client(credentials, deadline=endpoints.call_deadline, transport=transport) as client:
         return _token_call(
             client,
             lambda: client.refresh_token(endpoints.token_endpoint, refresh_token=refresh_token),
@@ -434,7 +478,11 @@ def refresh(
 
 
 def revoke(
-    credentials: ClientCredentials, endpoints: Endpoints, token: str, hint: str
+    credentials: ClientCredentials,
+    endpoints: Endpoints,
+    token: str,
+    hint: str,
+    transport: Transport | None = None,
 ) -> tuple[bool, str]:
     """Revoke a token (RFC 7009); returns whether the provider confirmed, and what it said."""
     import httpx2
@@ -442,7 +490,7 @@ def revoke(
     url = endpoints.revocation_endpoint
     if not url:
         return False, "the definition has no revocation endpoint"
-    with _client(credentials, deadline=endpoints.call_deadline) as client:
+    with _client(credentials, deadline=endpoints.call_deadline, transport=transport) as client:
         try:
             response = client.revoke_token(url, token=token, token_type_hint=hint)
         except httpx2.HTTPError as error:
@@ -452,13 +500,18 @@ def revoke(
     return False, f"the provider answered HTTP {response.status_code}"
 
 
-def introspect(credentials: ClientCredentials, endpoints: Endpoints, token: str) -> bool:
+def introspect(
+    credentials: ClientCredentials,
+    endpoints: Endpoints,
+    token: str,
+    transport: Transport | None = None,
+) -> bool:
     """Ask the introspection endpoint (RFC 7662) whether ``token`` is active."""
     import httpx2
 
     url = endpoints.introspection_endpoint
     assert url is not None
-    with _client(credentials, deadline=endpoints.call_deadline) as client:
+    with _client(credentials, deadline=endpoints.call_deadline, transport=transport) as client:
         try:
             response = client.introspect_token(url, token=token)
         except httpx2.HTTPError as error:
@@ -474,19 +527,21 @@ def introspect(credentials: ClientCredentials, endpoints: Endpoints, token: str)
 
 
 def bearer_get(
-    url: str, access_token: str, *, deadline: float
+    url: str, access_token: str, *, deadline: float, transport: Transport | None = None
 ) -> tuple[int, Mapping[str, Any] | None]:
     """GET ``url`` with the access token; returns the status and the JSON object if any."""
-    status, body = bearer_get_any(url, access_token, deadline=deadline)
+    status, body = bearer_get_any(url, access_token, deadline=deadline, transport=transport)
     return status, body if isinstance(body, dict) else None
 
 
-def bearer_get_any(url: str, access_token: str, *, deadline: float) -> tuple[int, Any]:
+def bearer_get_any(
+    url: str, access_token: str, *, deadline: float, transport: Transport | None = None
+) -> tuple[int, Any]:
     """GET ``url`` with the access token; returns the status and the JSON body if any."""
     import httpx2
 
     bearer = {"access_token": access_token, "token_type": "Bearer"}
-    with _client(None, deadline=deadline, token=bearer) as client:
+    with _client(None, deadline=deadline, transport=transport, token=bearer) as client:
         try:
             response = client.get(url, headers={"Accept": "application/json"})
         except httpx2.HTTPError as error:
@@ -505,6 +560,7 @@ def validate_id_token(
     client_id: str,
     nonce: str | None,
     access_token: str | None,
+    transport: Transport | None = None,
 ) -> dict[str, Any]:
     """Check the id token's signature (JWKS), issuer, audience, nonce and times."""
     from authlib.oidc.core import CodeIDToken
@@ -518,7 +574,7 @@ def validate_id_token(
             "the provider returned an id token but its JWKS is unknown",
             hint="give the definition an issuer (for discovery) or oauth2.jwks_uri",
         )
-    jwks = dict(_get_json(endpoints.jwks_uri, endpoints.call_deadline))
+    jwks = dict(_get_json(endpoints.jwks_uri, endpoints.call_deadline, transport))
     keys = KeySet.import_key_set(jwks)  # type: ignore[arg-type]
     options: dict[str, Any] = {"aud": {"essential": True, "values": [client_id]}}
     if endpoints.issuer:
@@ -555,7 +611,10 @@ class DeviceAuthorization:
 
 
 def start_device_authorization(
-    credentials: ClientCredentials, endpoints: Endpoints, scopes: tuple[str, ...]
+    credentials: ClientCredentials,
+    endpoints: Endpoints,
+    scopes: tuple[str, ...],
+    transport: Transport | None = None,
 ) -> DeviceAuthorization:
     """Ask for a user code (RFC 8628 §3.1), authenticating as the client."""
     import httpx2
@@ -565,7 +624,7 @@ def start_device_authorization(
         raise ConfigError("the definition has no device authorization endpoint")
     # authlib's client authentication adds client_id itself (also for method "none").
     data = {"scope": " ".join(scopes)} if scopes else {}
-    with _client(credentials, deadline=endpoints.call_deadline) as client:
+    with _client(credentials, deadline=endpoints.call_deadline, transport=transport) as client:
         try:
             response = client.request(
                 "POST",
@@ -596,9 +655,12 @@ def start_device_authorization(
 
 
 def _fetch_device_token(
-    credentials: ClientCredentials, endpoints: Endpoints, device: DeviceAuthorization
+    credentials: ClientCredentials,
+    endpoints: Endpoints,
+    device: DeviceAuthorization,
+    transport: Transport | None = None,
 ) -> Mapping[str, Any]:
-    with _client(credentials, deadline=endpoints.call_deadline) as client:
+    with _client(credentials, deadline=endpoints.call_deadline, transport=transport) as client:
         return _token_call(
             client,
             lambda: client.fetch_token(
@@ -619,6 +681,7 @@ def poll_device_token(
     clock: Callable[[], float],
     on_wait: Callable[[int], None] | None = None,
     timeout: float | None = None,
+    transport: Transport | None = None,
 ) -> Mapping[str, Any]:
     """Poll the token endpoint (RFC 8628 §3.4-3.5) until approved, denied or expired.
 
@@ -637,7 +700,7 @@ def poll_device_token(
                 hint="start the login again",
             )
         try:
-            return _fetch_device_token(credentials, endpoints, device)
+            return _fetch_device_token(credentials, endpoints, device, transport)
         except OAuthFailure as failure:
             if failure.error == "authorization_pending":
                 if on_wait:

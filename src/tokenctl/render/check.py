@@ -10,8 +10,8 @@ from tokenctl.textsafe import safe_line, safe_row
 from tokenctl.timeutil import format_duration, to_iso
 
 if TYPE_CHECKING:
-    from tokenctl.services.bulk import BulkItem, BulkReport
     from tokenctl.services.check import CheckReport
+    from tokenctl.services.renew_all import BulkItem, BulkReport
 
 
 def render_check(io: IOStreams, report: CheckReport, *, as_json: bool) -> None:

@@ -59,7 +59,7 @@ def current_access_token(ctx: AppContext, ref: str) -> str:
     due = token.expires_at is not None and token.expires_at - ctx.now() <= margin
     if due:
         # Only now: the refresh machinery costs ~10 ms of imports that a cached token skips.
-        from tokenctl.services.oauth import NeedsLogin, refresh_token
+        from tokenctl.services.refresh import NeedsLogin, refresh_token
 
         try:
             token = refresh_token(ctx, token, definition).token

@@ -119,7 +119,7 @@ def run_check(
         tokens = [t for t in tokens if t.definition == definition]
     effective = [t for t in tokens if t.is_effective]
     if probe:
-        from tokenctl.services.oauth import probe_token
+        from tokenctl.services.probe import probe_token
 
         probed = []
         for token in effective:

@@ -16,8 +16,9 @@ from tokenctl.context import AppContext
 from tokenctl.definitions.model import Definition, OAuth2Settings
 from tokenctl.errors import AuthorizationError, TokenctlError, UsageError
 from tokenctl.models import Token
+from tokenctl.oauth.client import ProviderClient
+from tokenctl.oauth.grants import secrets_of
 from tokenctl.oauth.provider import ClientCredentials, Endpoints, Grant
-from tokenctl.services.oauth import client_credentials, oauth_settings, revoke_grant, secrets_of
 from tokenctl.services.oauth_options import LOGIN_MODES, LoginOptions
 
 
@@ -32,6 +33,7 @@ class LoginResult:
     endpoints: Endpoints
     credentials: ClientCredentials
     attributes: dict[str, str]
+    client: ProviderClient  # the one that obtained it: revoking it needs no new discovery
 
 
 def _warn_before_login(
@@ -63,27 +65,17 @@ def _account_from(claims: Mapping[str, Any]) -> str | None:
 
 
 def _identify(
-    grant: Grant,
-    endpoints: Endpoints,
-    credentials: ClientCredentials,
-    nonce: str | None,
+    grant: Grant, client: ProviderClient, nonce: str | None
 ) -> tuple[str | None, str | None]:
     """The account (and subject) the grant was issued to: id token first, then userinfo."""
-    from tokenctl.oauth.provider import bearer_get, validate_id_token
-
+    endpoints = client.endpoints
     claims: dict[str, Any] = {}
     if grant.id_token:
-        claims = validate_id_token(
-            grant.id_token,
-            endpoints=endpoints,
-            client_id=credentials.client_id,
-            nonce=nonce,
-            access_token=grant.access_token,
+        claims = client.validate_id_token(
+            grant.id_token, nonce=nonce, access_token=grant.access_token
         )
     if _account_from(claims) in (None, claims.get("sub")) and endpoints.userinfo_endpoint:
-        status, body = bearer_get(
-            endpoints.userinfo_endpoint, grant.access_token, deadline=endpoints.call_deadline
-        )
+        status, body = client.bearer_get(endpoints.userinfo_endpoint, grant.access_token)
         if status == 200 and body:
             if claims.get("sub") and body.get("sub") not in (None, claims["sub"]):
                 raise AuthorizationError("userinfo describes another subject than the id token")
@@ -110,7 +102,7 @@ def refuse_another_account(
     other_subject = bool(known_subject and result.subject) and result.subject != known_subject
     if not (other_account or other_subject) or allow_account_change:
         return
-    confirmed, said = revoke_grant(ctx, definition, secrets_of(result.grant), result.endpoints)
+    confirmed, said = result.client.revoke_grant(secrets_of(result.grant))
     revoked = "the new grant was revoked" if confirmed else f"revoking it failed ({said})"
     ctx.inventory.record_event(
         token,
@@ -188,31 +180,27 @@ def _choose_tenant(
 
 def _login_attributes(
     ctx: AppContext,
-    settings: OAuth2Settings,
+    client: ProviderClient,
     grant: Grant,
     callback: Mapping[str, str],
     options: LoginOptions,
 ) -> dict[str, str]:
     """Per-provider facts recorded on the token: callback values, who-am-I, tenant."""
-    from tokenctl.oauth.provider import bearer_get
-
+    settings = client.settings
     attributes = {
         attribute: callback[param]
         for param, attribute in settings.callback_attributes.items()
         if callback.get(param)
     }
-    deadline = settings.effective_call_deadline.total_seconds()
     if settings.probe_attributes and settings.probe_url:
-        status, body = bearer_get(settings.probe_url, grant.access_token, deadline=deadline)
+        status, body = client.bearer_get(settings.probe_url, grant.access_token)
         if 200 <= status < 300 and body is not None:
             for attribute, path in settings.probe_attributes.items():
                 value = _dig(body, path)
                 if value is not None:
                     attributes[attribute] = value
     if settings.tenants_url:
-        status, listing = bearer_get_list(
-            settings.tenants_url, grant.access_token, deadline=deadline
-        )
+        status, listing = bearer_get_list(client, settings.tenants_url, grant.access_token)
         if status == 200:
             attributes.update(_choose_tenant(ctx, settings, listing, options.tenant))
         else:
@@ -220,11 +208,9 @@ def _login_attributes(
     return attributes
 
 
-def bearer_get_list(url: str, access_token: str, *, deadline: float) -> tuple[int, list[Any]]:
+def bearer_get_list(client: ProviderClient, url: str, access_token: str) -> tuple[int, list[Any]]:
     """GET a JSON list (or an object holding one list) with the access token."""
-    from tokenctl.oauth.provider import bearer_get_any
-
-    status, body = bearer_get_any(url, access_token, deadline=deadline)
+    status, body = client.bearer_get_any(url, access_token)
     if isinstance(body, dict):
         lists = [value for value in body.values() if isinstance(value, list)]
         body = lists[0] if len(lists) == 1 else []
@@ -247,19 +233,19 @@ def interactive_login(
     ``on_success`` checks and stores the result before the browser is told it worked;
     a :class:`TokenctlError` from it becomes the browser's failure page.
     """
-    from tokenctl.definitions.model import fill_placeholders
     from tokenctl.oauth.login_modes import LoginRequest, LoginSession, obtain
     from tokenctl.oauth.pages import failure_page, success_page
-    from tokenctl.oauth.provider import grant_from_response, resolve_endpoints
+    from tokenctl.oauth.provider import grant_from_response
 
-    definition = fill_placeholders(definition, params or {})
-    settings = oauth_settings(definition)
+    client = ctx.provider_client(definition, params or {})
+    definition = client.definition  # its placeholders filled
+    settings = client.settings
     mode = options.mode or settings.login_mode
     if mode not in LOGIN_MODES:
         raise UsageError(f"unknown login mode {mode!r}")
     ctx.secrets.ensure_available()
-    credentials = client_credentials(ctx, definition)
-    endpoints = resolve_endpoints(definition)
+    credentials = client.credentials
+    endpoints = client.endpoints
     # The device grant has no authorization request to carry a nonce.
     nonce = (
         random_source.token_urlsafe(16)
@@ -268,8 +254,7 @@ def interactive_login(
     )
     request = LoginRequest(
         settings,
-        credentials,
-        endpoints,
+        client,
         nonce,
         open_browser=options.open_browser,
         reuse_session=options.reuse_session,
@@ -281,15 +266,15 @@ def interactive_login(
         answer = obtain(mode, request, session)
         grant = grant_from_response(answer.response, ctx.now(), settings.scopes, settings)
         try:
-            account, subject = _identify(grant, endpoints, credentials, nonce)
-            attributes = _login_attributes(ctx, settings, grant, answer.callback, options)
+            account, subject = _identify(grant, client, nonce)
+            attributes = _login_attributes(ctx, client, grant, answer.callback, options)
         except TokenctlError:
             # Nothing will be stored: leave no live grant behind at the provider.
-            revoke_grant(ctx, definition, secrets_of(grant), endpoints)
+            client.revoke_grant(secrets_of(grant))
             raise
         attributes.update({k: v for k, v in (params or {}).items() if v})
         result = LoginResult(
-            grant, account, subject, endpoints.issuer, endpoints, credentials, attributes
+            grant, account, subject, endpoints.issuer, endpoints, credentials, attributes, client
         )
         # The browser hears "retrieved" only once the caller has checked and stored it.
         if on_success is not None:

@@ -34,7 +34,7 @@ from tokenctl.timeutil import add_checked
 
 if TYPE_CHECKING:
     from tokenctl.services.login import LoginResult
-    from tokenctl.services.oauth import ProbeOutcome
+    from tokenctl.services.probe import ProbeOutcome
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")
 CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{3,63}$")
@@ -186,7 +186,7 @@ def show_token(
     token = ctx.inventory.resolve(ref)
     outcome = None
     if probe:
-        from tokenctl.services.oauth import probe_token
+        from tokenctl.services.probe import probe_token
 
         outcome = probe_token(ctx, token, ctx.definitions.require(token.definition))
         token = outcome.token
@@ -401,9 +401,12 @@ def delete_token(
         if revoke and stored is not None and definition is None and stored.refresh_token:
             revocation = "its definition is gone, so the provider is unknown"
         if revoke and stored is not None and definition is not None and definition.oauth2:
-            from tokenctl.services.oauth import revoke_grant
-
-            revoked, revocation = revoke_grant(ctx, definition, stored, None, token.attributes)
+            try:
+                client = ctx.provider_client(definition, token.attributes)
+            except TokenctlError as error:  # a missing placeholder: revocation only fails
+                revocation = error.message
+            else:
+                revoked, revocation = client.revoke_grant(stored)
         secret_removed = ctx.secrets.delete(token.secret_ref)
     detail = "secret removed from the OS keyring" if secret_removed else "no secret was stored"
     if revocation is not None:
@@ -493,8 +496,8 @@ def _login_detail(result: LoginResult, mode: str) -> str:
 
 
 def _add_oauth(ctx: AppContext, request: AddRequest, definition: Definition) -> TokenView:
+    from tokenctl.oauth.grants import grant_fields, missing_scopes, secrets_of
     from tokenctl.services.login import interactive_login
-    from tokenctl.services.oauth import grant_fields, missing_scopes, revoke_grant, secrets_of
 
     now = ctx.now()
     draft = Token(
@@ -535,7 +538,7 @@ def _add_oauth(ctx: AppContext, request: AddRequest, definition: Definition) -> 
         except TokenctlError:
             # Nothing was stored (a name taken meanwhile, the keyring refused):
             # leave no live grant behind at the provider.
-            revoke_grant(ctx, definition, secrets, result.endpoints)
+            result.client.revoke_grant(secrets)
             raise
         mode = (
             request.login.mode
@@ -606,7 +609,8 @@ def renew_token(
             expires_in=expires_in,
         )
         return RenewResult(view, "pass code")
-    from tokenctl.services.oauth import NeedsLogin, login_command, refresh_token
+    from tokenctl.services.oauth_options import login_command
+    from tokenctl.services.refresh import NeedsLogin, refresh_token
 
     options = login or LoginOptions()
     if not force_login:
@@ -635,8 +639,9 @@ def _relogin(
     options: LoginOptions,
     allow_account_change: bool,
 ) -> RenewResult:
+    from tokenctl.oauth.grants import grant_fields, missing_scopes, secrets_of
     from tokenctl.services.login import interactive_login, refuse_another_account
-    from tokenctl.services.oauth import grant_fields, missing_scopes, secrets_of, token_lock
+    from tokenctl.services.refresh import token_lock
 
     updated: list[Token] = []
 

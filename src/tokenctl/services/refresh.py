@@ -1,0 +1,212 @@
+"""The one refresh transaction: lock, re-read, call the provider, persist, record.
+
+Two faces share its steps (:class:`_Steps`):
+
+* :func:`refresh_token` (sync) for ``renew``, ``token``, ``exec`` and the probe;
+* :func:`refresh_token_async` for ``renew --all``: the same steps, each blocking one in a
+  thread (inventory work on the one inventory thread it is given, secret-store work and
+  the lock in the default threads), so no coroutine waits for another's SQLite or
+  keyring call. Only the provider call differs: there it is awaited.
+
+Under the token's inter-process lock the record is read again: another process may
+have renewed it meanwhile, and then that result is used. The refresh token stored now
+is sent; the new secrets are persisted before the record that says they exist.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tokenctl.context import AppContext
+from tokenctl.definitions.model import Definition
+from tokenctl.errors import AuthorizationError, TokenctlError
+from tokenctl.fsutil import exclusive_lock
+from tokenctl.models import Token, TokenSecrets
+from tokenctl.services.oauth_options import login_command
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from concurrent.futures import Executor
+
+    from tokenctl.oauth.client import ProviderClient
+    from tokenctl.oauth.grants import RefreshedState
+    from tokenctl.oauth.provider import OAuthFailure
+
+
+class NeedsLogin(AuthorizationError):  # noqa: N818 - reads as a state
+    """No refresh is possible: only an interactive login can renew the token.
+
+    ``reason`` is the short form ``renew --all`` reports per token.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None, reason: str | None = None):
+        super().__init__(message, hint=hint)
+        self.reason = reason or message
+
+
+@dataclass(frozen=True)
+class RefreshOutcome:
+    """What a refresh did."""
+
+    token: Token
+    refreshed: bool  # False: another process had renewed it meanwhile
+    notes: tuple[str, ...] = ()  # for the user, such as an unusable lifetime
+
+
+def token_lock_path(ctx: AppContext, token: Token) -> Path:
+    """The file whose lock serialises every change of ``token``'s secrets across processes."""
+    return ctx.paths.locks_dir / f"token-{token.number}.lock"
+
+
+@contextlib.contextmanager
+def token_lock(ctx: AppContext, token: Token) -> Iterator[None]:
+    """Serialise refreshes (and re-logins) of one token across processes."""
+    with exclusive_lock(token_lock_path(ctx, token)):
+        yield
+
+
+def mark_refresh_refused(ctx: AppContext, current: Token, now: datetime) -> None:
+    """Record that the provider refused the refresh token: the token is invalid."""
+    ctx.inventory.update(
+        current.number,
+        {"invalid_at": now, "invalid_reason": "refresh refused (invalid_grant)"},
+        ctx.actor(),
+        now,
+        event="renewed",
+        outcome="invalid_grant",
+        detail="the provider refused the refresh token",
+    )
+
+
+class _Steps:
+    """The steps of one token's refresh, each sync; the faces decide where each runs."""
+
+    def __init__(self, ctx: AppContext, token: Token, client: ProviderClient) -> None:
+        self.ctx = ctx
+        self.token = token
+        self.client = client
+        self.current = token
+        self.stored = TokenSecrets()
+        self.now = ctx.now()
+
+    def reread(self) -> RefreshOutcome | None:
+        """Inventory, under the lock: the other process's result if it renewed meanwhile."""
+        current = self.ctx.inventory.resolve(str(self.token.number))
+        self.current = current
+        if current.secret_set_at != self.token.secret_set_at and current.invalid_at is None:
+            return RefreshOutcome(current, refreshed=False)
+        return None
+
+    def refresh_token(self) -> str:
+        """Secret store: the refresh token stored now; without one only a login helps."""
+        stored = self.ctx.secrets.get(self.current.secret_ref)
+        if stored is None or not stored.refresh_token:
+            raise NeedsLogin(
+                f"token {self.current.name!r} has no refresh token",
+                hint=f"run `{login_command(self.current)}`",
+                reason="no refresh token",
+            )
+        self.stored = stored
+        self.now = self.ctx.now()
+        return stored.refresh_token
+
+    def refused(self, failure: OAuthFailure) -> TokenctlError:
+        """Inventory: the error to raise for a refusal; ``invalid_grant`` marks the token."""
+        if failure.error != "invalid_grant":
+            return failure
+        mark_refresh_refused(self.ctx, self.current, self.now)
+        return NeedsLogin(
+            f"the provider refused the refresh token of {self.current.name!r} "
+            "(invalid_grant): it was revoked, expired or already used",
+            hint=f"run `{login_command(self.current)}`",
+            reason="the provider refused the refresh token (invalid_grant)",
+        )
+
+    def new_state(self, response: Mapping[str, Any]) -> RefreshedState:
+        """No I/O: the secrets and fields the provider's answer gives."""
+        from tokenctl.oauth.grants import refreshed_state
+
+        return refreshed_state(
+            self.current, self.client.definition, self.stored, response, self.now
+        )
+
+    def store_secrets(self, state: RefreshedState) -> None:
+        """Secret store: the new token set, before the record says it exists."""
+        self.ctx.secrets.set(self.current.secret_ref, state.secrets)
+
+    def record(self, state: RefreshedState) -> RefreshOutcome:
+        """Inventory: the record and its history entry."""
+        saved = self.ctx.inventory.update(
+            self.current.number,
+            state.fields,
+            self.ctx.actor(),
+            self.now,
+            event="renewed",
+            detail=state.detail,
+        )
+        return RefreshOutcome(saved, refreshed=True, notes=state.notes)
+
+
+def refresh_token(ctx: AppContext, token: Token, definition: Definition) -> RefreshOutcome:
+    """Refresh without a browser, safely against other processes doing the same.
+
+    Raises :class:`NeedsLogin` when only an interactive login can renew the token; says
+    any note about the answer (an unusable lifetime) on stderr.
+    """
+    from tokenctl.oauth.provider import OAuthFailure
+
+    client = ctx.provider_client(definition, token.attributes)
+    steps = _Steps(ctx, token, client)
+    with token_lock(ctx, token):
+        concurrent = steps.reread()
+        if concurrent is not None:
+            return concurrent
+        refresh = steps.refresh_token()
+        try:
+            response = client.refresh(refresh)
+        except OAuthFailure as failure:
+            raise steps.refused(failure) from None
+        state = steps.new_state(response)
+        steps.store_secrets(state)
+        outcome = steps.record(state)
+    for note in outcome.notes:
+        ctx.io.warn(note)
+    return outcome
+
+
+async def refresh_token_async(
+    ctx: AppContext, token: Token, client: ProviderClient, inventory_thread: Executor
+) -> RefreshOutcome:
+    """:func:`refresh_token` for an event loop; its notes are left to the caller.
+
+    ``inventory_thread`` runs every inventory step (one thread: the inventory is one
+    connection); secret-store steps and waiting for the lock run in default threads.
+    """
+    import asyncio
+
+    from tokenctl.fsutil import FileLock
+    from tokenctl.oauth.provider import OAuthFailure
+
+    loop = asyncio.get_running_loop()
+    steps = _Steps(ctx, token, client)
+    lock = FileLock(token_lock_path(ctx, token))
+    await asyncio.to_thread(lock.acquire)
+    try:
+        concurrent = await loop.run_in_executor(inventory_thread, steps.reread)
+        if concurrent is not None:
+            return concurrent
+        refresh = await asyncio.to_thread(steps.refresh_token)
+        try:
+            response = await client.refresh_async(refresh)
+        except OAuthFailure as failure:
+            raise await loop.run_in_executor(inventory_thread, steps.refused, failure) from None
+        state = steps.new_state(response)
+        await asyncio.to_thread(steps.store_secrets, state)
+        return await loop.run_in_executor(inventory_thread, steps.record, state)
+    finally:
+        lock.release()

@@ -1,0 +1,195 @@
+"""``renew --all``: which tokens, how many at once, and the report.
+
+Each token is refreshed by the one refresh transaction's async face
+(:func:`tokenctl.services.refresh.refresh_token_async`), exactly as safely as a single
+``renew``. Concurrency is bounded overall and per token-endpoint host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from tokenctl.context import AppContext
+from tokenctl.definitions.model import Definition
+from tokenctl.errors import TokenctlError
+from tokenctl.models import Token
+
+if TYPE_CHECKING:
+    from tokenctl.oauth.client import ProviderClient
+
+DEFAULT_CONCURRENCY = 8
+PER_HOST = 4
+
+
+@dataclass(frozen=True)
+class BulkItem:
+    """The outcome for one token."""
+
+    token: Token
+    outcome: str  # refreshed | concurrent | needs-login | failed
+    detail: str = ""
+    fix: str | None = None
+
+
+@dataclass(frozen=True)
+class BulkReport:
+    """The outcome of ``renew --all``."""
+
+    items: list[BulkItem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every selected token was renewed."""
+        return all(item.outcome in ("refreshed", "concurrent") for item in self.items)
+
+
+def select_tokens(
+    ctx: AppContext, *, within: timedelta | None, definition: str | None
+) -> list[tuple[Token, Definition]]:
+    """Effective OAuth tokens (of ``definition``) whose access token expires ``within``.
+
+    A definition's refresh margin also holds here: a provider that limits token calls
+    (Exact Online) is only asked when the access token is about to expire.
+    """
+    if definition is not None:
+        ctx.definitions.require(definition)  # a misspelt name must not pass silently
+    now = ctx.now()
+    selected = []
+    for token in ctx.inventory.tokens():
+        token_definition = ctx.definitions.get(token.definition)
+        if token_definition is None or token_definition.oauth2 is None:
+            continue
+        if not token.is_effective or (definition and token.definition != definition):
+            continue
+        if (
+            within is not None
+            and token.expires_at is not None
+            and (token.expires_at - now > within)
+        ):
+            continue
+        margin = token_definition.lifetimes.refresh_margin
+        if margin is not None and token.expires_at is not None and token.expires_at - now > margin:
+            continue
+        selected.append((token, token_definition))
+    return selected
+
+
+#: What each selected token is refreshed with, or why it cannot be.
+Prepared = dict[int, "ProviderClient | BulkItem"]
+
+
+def _prepare(ctx: AppContext, selected: list[tuple[Token, Definition]]) -> Prepared:
+    """Each token's provider client, endpoints and credentials ready, before the loop runs.
+
+    Clients are shared (one per definition and placeholder values), so discovery runs
+    once per distinct issuer, not once per token. One unconfigured definition or
+    unreachable issuer must not stop the others: its tokens fail on their own.
+    """
+    from tokenctl.services.oauth_options import login_command
+
+    prepared: Prepared = {}
+    for token, definition in selected:
+        if token.secret_set_at is None:
+            prepared[token.number] = BulkItem(
+                token, "needs-login", "no token was ever retrieved", login_command(token)
+            )
+            continue
+        try:
+            client = ctx.provider_client(definition, token.attributes)
+            client.credentials  # noqa: B018 - read now, in order, as a missing secret fails
+            client.endpoints  # noqa: B018 - resolved now, outside the event loop
+        except TokenctlError as error:
+            prepared[token.number] = BulkItem(token, "failed", error.message)
+        else:
+            prepared[token.number] = client
+    return prepared
+
+
+async def _renew_one(
+    ctx: AppContext, token: Token, client: ProviderClient, inventory_thread: Executor
+) -> BulkItem:
+    from tokenctl.oauth.provider import OAuthFailure
+    from tokenctl.services.oauth_options import login_command
+    from tokenctl.services.refresh import NeedsLogin, refresh_token_async
+
+    try:
+        outcome = await refresh_token_async(ctx, token, client, inventory_thread)
+    except NeedsLogin as error:
+        return BulkItem(token, "needs-login", error.reason, login_command(token))
+    except OAuthFailure as failure:
+        return BulkItem(token, "failed", f"{failure.error}: {failure.description or ''}")
+    if not outcome.refreshed:
+        return BulkItem(outcome.token, "concurrent", "renewed meanwhile by another process")
+    for note in outcome.notes:
+        ctx.io.warn(f"{token.name}: {note}")
+    return BulkItem(outcome.token, "refreshed")
+
+
+async def _renew_all(
+    ctx: AppContext,
+    selected: list[tuple[Token, Definition]],
+    prepared: Prepared,
+    concurrency: int,
+    on_done: Callable[[BulkItem], None],
+    inventory_thread: Executor,
+) -> list[BulkItem]:
+    overall = asyncio.Semaphore(concurrency)
+    per_host: dict[str, asyncio.Semaphore] = {}
+
+    async def run(token: Token, definition: Definition) -> BulkItem:
+        client = prepared[token.number]
+        if isinstance(client, BulkItem):
+            on_done(client)
+            return client
+        host = urlsplit(client.endpoints.token_endpoint).netloc
+        settings = definition.oauth2
+        limit = (settings.max_concurrent_requests if settings else None) or PER_HOST
+        host_limit = per_host.setdefault(host, asyncio.Semaphore(min(limit, concurrency)))
+        async with overall, host_limit:
+            try:
+                item = await _renew_one(ctx, token, client, inventory_thread)
+            except TokenctlError as error:
+                item = BulkItem(token, "failed", error.message)
+            except Exception as error:  # one token's surprise must not cancel the others
+                item = BulkItem(token, "failed", f"internal error ({type(error).__name__})")
+        on_done(item)
+        return item
+
+    try:
+        return list(await asyncio.gather(*(run(t, d) for t, d in selected)))
+    finally:
+        for client in {id(c): c for c in prepared.values() if not isinstance(c, BulkItem)}.values():
+            await client.aclose()
+
+
+def renew_all(
+    ctx: AppContext,
+    *,
+    within: timedelta | None = None,
+    definition: str | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    on_start: Callable[[int], None] | None = None,
+    on_done: Callable[[BulkItem], None] | None = None,
+) -> BulkReport:
+    """Refresh every selected token; never opens a browser."""
+    selected = select_tokens(ctx, within=within, definition=definition)
+    if on_start is not None:
+        on_start(len(selected))
+    if not selected:
+        return BulkReport([])
+    ctx.secrets.ensure_available()
+    prepared = _prepare(ctx, selected)
+    # The inventory is one connection: all its work goes to one thread, off the loop.
+    with ThreadPoolExecutor(1, thread_name_prefix="tokenctl-inventory") as inventory_thread:
+        items = asyncio.run(
+            _renew_all(
+                ctx, selected, prepared, concurrency, on_done or (lambda _: None), inventory_thread
+            )
+        )
+    return BulkReport(items)
