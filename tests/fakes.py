@@ -95,6 +95,8 @@ class Cli:
     environ: dict[str, str] = field(default_factory=dict)
     browser: Callable[[str], Any] | None = None
     last_stderr: str = ""
+    #: Under every provider call instead of the network (an ``httpx2.MockTransport``).
+    transport: Any = None
 
     def _open_browser(self, url: str) -> bool:
         """Like a real browser launcher: return at once, the 'browser' works in a thread."""
@@ -132,6 +134,7 @@ class Cli:
             open_browser=self._open_browser,
             user_name=lambda: "tester",
             host_name=lambda: "testhost",
+            http_transport=self.transport,
         )
         result = CliRunner().invoke(build_app(), list(args), obj=ctx, catch_exceptions=True)
         self.last_stderr = err.getvalue()

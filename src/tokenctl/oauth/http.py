@@ -43,6 +43,13 @@ def _settled(request: httpx2.Request, response: httpx2.Response, body: bytes) ->
     )
 
 
+def _raw_body(response: httpx2.Response) -> bytes:
+    """The answer's bytes as sent; an answer built in memory (a mock's) is already read."""
+    if response.is_stream_consumed:
+        return response.content
+    return b"".join(response.iter_raw())
+
+
 class DeadlineTransport(httpx2.BaseTransport):
     """A sync transport that gives up on a request after ``seconds`` in all.
 
@@ -67,7 +74,7 @@ class DeadlineTransport(httpx2.BaseTransport):
             try:
                 response = self._client.send(request, stream=True)
                 try:
-                    body = b"".join(response.iter_raw())
+                    body = _raw_body(response)
                 finally:
                     response.close()
                 outcome.append(_settled(request, response, body))
@@ -121,7 +128,10 @@ class AsyncDeadlineTransport(httpx2.AsyncBaseTransport):
             async with deadline:
                 response = await self._client.send(request, stream=True)
                 try:
-                    body = b"".join([part async for part in response.aiter_raw()])
+                    if response.is_stream_consumed:  # built in memory: see _raw_body
+                        body = response.content
+                    else:
+                        body = b"".join([part async for part in response.aiter_raw()])
                 finally:
                     await response.aclose()
         except TimeoutError:
