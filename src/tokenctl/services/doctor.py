@@ -50,6 +50,39 @@ def _permissions(paths: list[Path]) -> Check:
     return Check("permissions", True, "directories 0700 and files 0600")
 
 
+def _finding(error: TokenctlError) -> str:
+    """An error as a line of the report: what is wrong, then what to do."""
+    return f"{error.message}; {error.hint}" if error.hint else error.message
+
+
+def _inventory_check(ctx: AppContext, definition_names: set[str]) -> Check:
+    """The inventory's integrity first: on a damaged file nothing else can be read."""
+    try:
+        inventory = ctx.inventory
+        problems = inventory.check_integrity()
+        if problems:
+            from tokenctl.inventory.lookup import restore_advice
+
+            path = ctx.paths.inventory_file
+            shown = "; ".join(problems[:3]) + ("; ..." if len(problems) > 3 else "")
+            return Check(
+                "inventory", False, f"{path} is damaged: {shown}; {restore_advice(path)}"
+            )
+        facts = inventory.describe()
+        if definition_names:
+            orphans = sorted(
+                {t.name for t in inventory.tokens() if t.definition not in definition_names}
+            )
+            problems += [f"token {name!r} refers to a missing definition" for name in orphans]
+    except TokenctlError as error:
+        return Check("inventory", False, _finding(error))
+    detail = (
+        f"schema v{facts['schema_version']}, {facts['journal_mode']}, "
+        f"{facts['tokens']} token(s), {facts['history_events']} history event(s)"
+    )
+    return Check("inventory", not problems, "; ".join(problems) or detail)
+
+
 def run_doctor(ctx: AppContext) -> DoctorReport:
     """Check everything tokenctl depends on; never raises for a broken part."""
     paths = ctx.paths
@@ -65,7 +98,7 @@ def run_doctor(ctx: AppContext) -> DoctorReport:
             )
         )
     except TokenctlError as error:
-        checks.append(Check("config", False, error.message))
+        checks.append(Check("config", False, _finding(error)))
     definition_names: set[str] = set()
     try:
         definitions = list(ctx.definitions)
@@ -79,7 +112,7 @@ def run_doctor(ctx: AppContext) -> DoctorReport:
             )
         )
     except TokenctlError as error:
-        checks.append(Check("definitions", False, error.message))
+        checks.append(Check("definitions", False, _finding(error)))
     report = ctx.secrets.report()
     if report.secure and report.problem is None:
         checks.append(Check("keyring", True, f"{report.name}: secure, read/write works"))
@@ -87,22 +120,7 @@ def run_doctor(ctx: AppContext) -> DoctorReport:
         checks.append(
             Check("keyring", False, f"{report.name}: {report.problem}", ExitCode.SECRET_STORE)
         )
-    try:
-        inventory = ctx.inventory
-        facts = inventory.describe()
-        problems = inventory.check_integrity()
-        if definition_names:
-            orphans = sorted(
-                {t.name for t in inventory.tokens() if t.definition not in definition_names}
-            )
-            problems += [f"token {name!r} refers to a missing definition" for name in orphans]
-        detail = (
-            f"schema v{facts['schema_version']}, {facts['journal_mode']}, "
-            f"{facts['tokens']} token(s), {facts['history_events']} history event(s)"
-        )
-        checks.append(Check("inventory", not problems, "; ".join(problems) or detail))
-    except TokenctlError as error:
-        checks.append(Check("inventory", False, error.message))
+    checks.append(_inventory_check(ctx, definition_names))
     private = [
         paths.config_dir,
         paths.data_dir,
