@@ -14,7 +14,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from tokenctl.errors import ConflictError, InventoryError, NotFoundError
 from tokenctl.fsutil import ensure_private_file
 from tokenctl.inventory import MUTABLE_FIELDS
-from tokenctl.inventory.lookup import SCHEMA_VERSION, find_row, inventory_failure
+from tokenctl.inventory.lookup import SCHEMA_VERSION, find_row, inventory_failure, is_damage
 from tokenctl.models import Actor, HistoryEvent, LifecycleState, Token
 from tokenctl.timeutil import from_iso, to_iso
 
@@ -248,10 +248,10 @@ class SqliteInventory:
             self._connection.execute("PRAGMA journal_mode = WAL")
             self._connection.execute("PRAGMA synchronous = FULL")
             self._migrate()
-        except sqlite3.DatabaseError as error:
+        except (sqlite3.DatabaseError, OSError) as error:
             self._close_quietly()
-            raise inventory_failure(path, error) from None
-        except OSError as error:
+            if isinstance(error, sqlite3.DatabaseError) and is_damage(error):
+                raise inventory_failure(path, error) from None
             raise InventoryError(
                 f"cannot open the token inventory {path}: {error}",
                 hint="run `tokenctl doctor`; restore the file from a backup if it is damaged",
