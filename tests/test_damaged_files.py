@@ -121,3 +121,60 @@ def test_a_file_that_is_not_sqlite_is_reported(tmp_path, env, args):
         assert ".recover" in result.stdout
     else:
         _assert_damage_reported(result, path)
+
+
+# -- hand-edited TOML files -------------------------------------------------------------
+
+BAD_TOML = {
+    "not-utf8": (b'[definitions.x]\ntitle = "caf\xe9"\n', "not UTF-8 text"),
+    "binary": (bytes(range(256)) * 4, "not UTF-8 text"),
+    "nested-600": (b"x = " + b"[" * 600 + b"]" * 600 + b"\n", "nested too deeply"),
+    "nested-tables-600": (b"x = " + b"{a = " * 600 + b"1" + b"}" * 600 + b"\n", "nested too"),
+}
+TOML_COMMANDS = (
+    ("list",),
+    ("show", "token-1"),
+    ("token", "token-1"),
+    ("add", "new-one", "--definition", "api-key", "--secret-stdin"),
+    ("doctor",),
+)
+
+
+@pytest.mark.parametrize("file_name", ["definitions.toml", "config.toml"])
+@pytest.mark.parametrize("content", list(BAD_TOML), ids=str)
+@pytest.mark.parametrize("args", TOML_COMMANDS, ids=" ".join)
+def test_a_bad_hand_edited_file_is_named_by_every_command(
+    tmp_path, env, file_name, content, args
+):
+    if args[0] == "token" and file_name == "config.toml":
+        pytest.skip("`token` hands out a stored value without reading config.toml")
+    home = tmp_path / "home"
+    inventory = SqliteInventory(home / "inventory.sqlite3")
+    inventory.add(
+        Token(
+            number=0,
+            name="token-1",
+            authentication_code="code-1",
+            definition="api-key",
+            secret_ref="token-ref-1",
+        ),
+        Actor(user="tester", unit="testhost"),
+        NOW,
+    )
+    inventory.close()
+    data, problem = BAD_TOML[content]
+    bad = home / file_name
+    bad.write_bytes(data)
+    bad.chmod(0o600)
+    result = run(*args, home=home, env=env, input="s3cret\n")
+    assert result.exit_code == 1, (result.stdout, result.stderr)
+    assert "internal error" not in result.stderr and "Traceback" not in result.stderr
+    shown = result.stdout if args == ("doctor",) else result.stderr
+    assert f"{bad}: " in shown and problem in shown, shown
+    if args == ("doctor",):
+        check = "config" if file_name == "config.toml" else "definitions"
+        assert any(
+            line.startswith(f"FAIL {check} ") and str(bad) in line
+            for line in result.stdout.splitlines()
+        ), result.stdout
+        assert "permissions" in result.stdout  # the other checks ran

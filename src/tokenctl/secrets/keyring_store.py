@@ -73,7 +73,7 @@ def _environment_key() -> list[Any]:
 def _cached_backend_name(cache_file: Path, key: list[Any]) -> str | None:
     try:
         cached = json.loads(cache_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # a damaged record: detect again
         return None
     if not isinstance(cached, dict) or cached.get("key") != key:
         return None
