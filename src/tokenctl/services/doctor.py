@@ -127,6 +127,8 @@ def run_doctor(ctx: AppContext) -> DoctorReport:
         paths.config_file,
         paths.definitions_file,
         paths.inventory_file,
+        paths.cache_dir,
+        paths.locks_dir,
     ]
     checks.append(_permissions(private))
     return DoctorReport(
