@@ -101,7 +101,9 @@ def test_doctor_reports_a_damaged_inventory_and_goes_on(damaged_home, env):
     result = run("doctor", home=home, env=env)
     assert result.exit_code == 1
     assert "internal error" not in result.stderr and "Traceback" not in result.stderr
-    lines = {line.split()[1]: line for line in result.stdout.splitlines() if line[:4] in ("ok  ", "FAIL")}
+    lines = {
+        line.split()[1]: line for line in result.stdout.splitlines() if line[:4] in ("ok  ", "FAIL")
+    }
     assert lines["inventory"].startswith("FAIL"), result.stdout
     assert str(path) in lines["inventory"] and ".recover" in lines["inventory"]
     assert "permissions" in lines and "definitions" in lines  # the other checks ran
@@ -143,9 +145,7 @@ TOML_COMMANDS = (
 @pytest.mark.parametrize("file_name", ["definitions.toml", "config.toml"])
 @pytest.mark.parametrize("content", list(BAD_TOML), ids=str)
 @pytest.mark.parametrize("args", TOML_COMMANDS, ids=" ".join)
-def test_a_bad_hand_edited_file_is_named_by_every_command(
-    tmp_path, env, file_name, content, args
-):
+def test_a_bad_hand_edited_file_is_named_by_every_command(tmp_path, env, file_name, content, args):
     if args[0] == "token" and file_name == "config.toml":
         pytest.skip("`token` hands out a stored value without reading config.toml")
     home = tmp_path / "home"

@@ -224,13 +224,13 @@ def _reports_failure(
     (found by whichever statement first reads it) is reported the same way everywhere.
     """
 
-    @functools.wraps(method)
-    def reporting(self: SqliteInventory, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+    def reporting(self: SqliteInventory, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         try:
             return method(self, *args, **kwargs)
         except sqlite3.DatabaseError as error:
             raise inventory_failure(self.path, error) from None
 
+    functools.update_wrapper(reporting, method)  # in place: the name and docstring stay
     return reporting
 
 
