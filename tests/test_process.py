@@ -96,7 +96,7 @@ def test_internal_error_has_no_traceback_unless_debug(tmp_path):
     (home / "inventory.sqlite3").write_bytes(b"this is not a database" * 100)
     plain = run("list", home=home, env={})
     assert plain.exit_code == 1
-    assert "cannot open the token inventory" in plain.stderr
+    assert f"the token inventory {home / 'inventory.sqlite3'} is damaged" in plain.stderr
     assert "Traceback" not in plain.stderr
     debug = run("--debug", "list", home=home, env={})
     assert debug.exit_code == 1

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from tokenctl.errors import ConflictError, InventoryError, NotFoundError
 from tokenctl.fsutil import ensure_private_file
 from tokenctl.inventory import MUTABLE_FIELDS
-from tokenctl.inventory.lookup import SCHEMA_VERSION, find_row
+from tokenctl.inventory.lookup import SCHEMA_VERSION, find_row, inventory_failure, is_damage
 from tokenctl.models import Actor, HistoryEvent, LifecycleState, Token
 from tokenctl.timeutil import from_iso, to_iso
 
@@ -223,6 +224,29 @@ def _token_from_row(row: Sequence[Any]) -> Token:
     )
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _reports_failure(
+    method: Callable[Concatenate[SqliteInventory, _P], _R],
+) -> Callable[Concatenate[SqliteInventory, _P], _R]:
+    """Turn SQLite's own errors in ``method`` into an :class:`InventoryError` naming the file.
+
+    Every statement on the inventory runs inside one of these methods, so a damaged page
+    (found by whichever statement first reads it) is reported the same way everywhere.
+    """
+
+    def reporting(self: SqliteInventory, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as error:
+            raise inventory_failure(self.path, error) from None
+
+    functools.update_wrapper(reporting, method)  # in place: the name and docstring stay
+    return reporting
+
+
 class SqliteInventory:
     """The default :class:`~tokenctl.inventory.Inventory`, one SQLite file per home."""
 
@@ -238,6 +262,9 @@ class SqliteInventory:
             self._connection.execute("PRAGMA synchronous = FULL")
             self._migrate()
         except (sqlite3.DatabaseError, OSError) as error:
+            self._close_quietly()
+            if isinstance(error, sqlite3.DatabaseError) and is_damage(error):
+                raise inventory_failure(path, error) from None
             raise InventoryError(
                 f"cannot open the token inventory {path}: {error}",
                 hint="run `tokenctl doctor`; restore the file from a backup if it is damaged",
@@ -252,7 +279,11 @@ class SqliteInventory:
             try:
                 yield connection
             except BaseException:
-                connection.execute("ROLLBACK")
+                # SQLite may already have rolled back (it does on some errors, a damaged
+                # page among them); the original error is the one to report.
+                if connection.in_transaction:
+                    with suppress(sqlite3.Error):
+                        connection.execute("ROLLBACK")
                 raise
             connection.execute("COMMIT")
         except sqlite3.OperationalError as error:
@@ -281,6 +312,7 @@ class SqliteInventory:
 
     # -- reads ---------------------------------------------------------------------------
 
+    @_reports_failure
     def resolve(self, ref: str) -> Token:
         """Find a token by number, name or authentication code."""
         row = find_row(self._connection, _SELECT, ref)
@@ -291,11 +323,13 @@ class SqliteInventory:
             )
         return _token_from_row(row)
 
+    @_reports_failure
     def tokens(self) -> list[Token]:
         """Every token, ordered by number."""
         rows = self._connection.execute(f"{_SELECT} ORDER BY number").fetchall()
         return [_token_from_row(row) for row in rows]
 
+    @_reports_failure
     def history(self, number: int, limit: int | None = None) -> list[HistoryEvent]:
         """Events of one token number, newest first."""
         rows = self._connection.execute(
@@ -318,6 +352,7 @@ class SqliteInventory:
             for row in rows
         ]
 
+    @_reports_failure
     def names_using_definition(self, definition: str) -> Sequence[str]:
         """Names of the tokens whose definition is ``definition``."""
         rows = self._connection.execute(
@@ -327,6 +362,7 @@ class SqliteInventory:
 
     # -- writes --------------------------------------------------------------------------
 
+    @_reports_failure
     def add(self, token: Token, actor: Actor, now: datetime) -> Token:
         """Insert a new record (its number is assigned here) and a ``created`` event."""
         values = {column: getattr(token, column) for column in _COLUMNS if column != "number"}
@@ -378,6 +414,7 @@ class SqliteInventory:
         )
         return token
 
+    @_reports_failure
     def update_if(
         self,
         number: int,
@@ -422,6 +459,7 @@ class SqliteInventory:
             self._insert_event(connection, number, token.name, actor, now, event, outcome, detail)
         return token, True
 
+    @_reports_failure
     def delete(self, number: int, actor: Actor, now: datetime, *, detail: str | None) -> None:
         """Remove the record; the history keeps a ``deleted`` event."""
         with self._transaction() as connection:
@@ -433,6 +471,7 @@ class SqliteInventory:
             connection.execute("DELETE FROM tokens WHERE number = ?", (number,))
             self._insert_event(connection, number, row[0], actor, now, "deleted", "ok", detail)
 
+    @_reports_failure
     def record_event(
         self,
         token: Token,
@@ -501,6 +540,7 @@ class SqliteInventory:
 
     # -- maintenance ---------------------------------------------------------------------
 
+    @_reports_failure
     def check_integrity(self) -> list[str]:
         """Problems found in the store; empty when it is sound."""
         problems = [
@@ -513,6 +553,7 @@ class SqliteInventory:
             problems.append(f"schema version {version}, expected {SCHEMA_VERSION}")
         return problems
 
+    @_reports_failure
     def describe(self) -> Mapping[str, Any]:
         """Facts for ``doctor``: location, schema version, counts."""
         connection = self._connection
@@ -527,3 +568,9 @@ class SqliteInventory:
     def close(self) -> None:
         """Release the connection."""
         self._connection.close()
+
+    def _close_quietly(self) -> None:
+        connection = getattr(self, "_connection", None)
+        if connection is not None:
+            with suppress(sqlite3.Error):
+                connection.close()

@@ -78,6 +78,9 @@ def secrets_of(grant: Grant, previous: TokenSecrets | None = None) -> TokenSecre
         refresh_token=grant.refresh_token or (previous.refresh_token if previous else None),
         id_token=grant.id_token or (previous.id_token if previous else None),
         token_type=grant.token_type,
+        # Who the entry belongs to is kept across refreshes (see models.ENTRY_FACTS).
+        definition=previous.definition if previous else None,
+        attributes=previous.attributes if previous else None,
     )
 
 

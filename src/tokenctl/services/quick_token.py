@@ -154,7 +154,7 @@ def definition_policies(paths: Paths) -> Mapping[str, tuple[str, int | None]]:
     digest_file = paths.definitions_digest
     try:
         cached = _policies_from(json.loads(digest_file.read_text(encoding="utf-8")), key)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # a damaged cache is made again
         cached = None
     if cached is not None:
         return cached

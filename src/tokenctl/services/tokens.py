@@ -330,7 +330,8 @@ def add_token(ctx: AppContext, request: AddRequest) -> TokenView:
     )
     secret_ref = f"token-{uuid.uuid4().hex}"
     if pass_code is not None:
-        ctx.secrets.set(secret_ref, TokenSecrets(pass_code=pass_code))
+        secrets = TokenSecrets(pass_code=pass_code).owned_by(definition.name, None)
+        ctx.secrets.set(secret_ref, secrets)
     draft = Token(
         number=0,
         name=request.name,
@@ -456,7 +457,8 @@ def renew_static(
         definition.pass_code_label, from_stdin=secret_from_stdin, flag=SECRET_FLAG, required=True
     )
     assert pass_code is not None
-    ctx.secrets.set(token.secret_ref, TokenSecrets(pass_code=pass_code))
+    secrets = TokenSecrets(pass_code=pass_code).owned_by(token.definition, token.attributes)
+    ctx.secrets.set(token.secret_ref, secrets)
     # The old expiry belonged to the old pass code: keep only what was said about the new one.
     changes = {
         "secret_set_at": now,
@@ -476,8 +478,13 @@ def renew_static(
 
 
 def _store_new(ctx: AppContext, draft: Token, secrets: TokenSecrets | None, now: datetime) -> Token:
-    """Write the secret first, then the record; undo the secret if the record is refused."""
+    """Write the secret first, then the record; undo the secret if the record is refused.
+
+    The entry names its definition and attributes, so that ``doctor`` can still revoke
+    its grant should the record never be written (the process killed in between).
+    """
     if secrets is not None:
+        secrets = secrets.owned_by(draft.definition, draft.attributes)
         ctx.secrets.set(draft.secret_ref, secrets)
     try:
         return ctx.inventory.add(draft, ctx.actor(), now)
@@ -658,7 +665,7 @@ def _relogin(
         fields["attributes"] = attributes
         mode = options.mode or (definition.oauth2.login_mode if definition.oauth2 else "login")
         with token_lock(ctx, token):
-            ctx.secrets.set(token.secret_ref, secrets)
+            ctx.secrets.set(token.secret_ref, secrets.owned_by(definition.name, attributes))
             updated.append(
                 ctx.inventory.update(
                     token.number,
