@@ -29,9 +29,9 @@ REUSE_SESSION = typer.Option(
 TIMEOUT = typer.Option(
     DEFAULT_TIMEOUT,
     "--timeout",
-    help="Seconds to wait for the browser.",
+    help=f"Seconds to wait for the browser (default {DEFAULT_TIMEOUT:g}).",
     metavar="SECONDS",
-    show_default=f"{DEFAULT_TIMEOUT:g}",
+    show_default=False,
 )
 YES = typer.Option(False, "--yes", "-y", help="Do not ask before opening the login.")
 
