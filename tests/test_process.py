@@ -226,7 +226,7 @@ def test_fast_coercion_agrees_with_typer(tmp_path):
         "~/x",
         "../x",
     ]
-    values = [None, True, False, 0, 1.5, b"valid", *strings]
+    values = [None, True, False, 0, 1.5, 8, 64, 65, 300.0, 1024, 70000, -1.0, b"valid", *strings]
     checked = 0
     for _path, ctx, param in _command_params():
         runtime = param._runtime_param

@@ -73,6 +73,20 @@ def _leaf_coercion(annotation: Any, param: _TyperParameter) -> _Leaf | None:
         return _exact_str
     if annotation is bool:
         return _exact_bool
+    if annotation in (int, float) and not info.clamp:
+        # Defaults such as --timeout's 300.0 are coerced on every run of their command,
+        # and on every completion of it; a value typed on the command line is a str and
+        # goes to Typer.
+        number_type, low, high = annotation, info.min, info.max
+
+        def exact_number(value: Any, param: _TyperParameter, ctx: _click.Context) -> Any:
+            if type(value) is not number_type:
+                raise _UseTyperError
+            if (low is not None and value < low) or (high is not None and value > high):
+                raise _UseTyperError  # Typer's coercion words the range error
+            return value
+
+        return exact_number
     choice = choice_coercion_annotation(annotation, info)
     if choice is not None:  # an Enum or a Literal
         choices, case_sensitive = choice
