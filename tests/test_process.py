@@ -146,7 +146,11 @@ def test_list_builds_only_its_own_subcommand(tmp_path):
         check=False,
     )
     loaded = result.stderr.strip().splitlines()[-1]
-    assert loaded == "['tokenctl.cli.app', 'tokenctl.cli.common', 'tokenctl.cli.list_cmd']"
+    # cli.completion: the completion callbacks the parameters name (they import on use).
+    assert loaded == (
+        "['tokenctl.cli.app', 'tokenctl.cli.common', 'tokenctl.cli.completion', "
+        "'tokenctl.cli.list_cmd']"
+    )
 
 
 def test_help_lists_every_subcommand_in_order(tmp_path):
@@ -222,7 +226,7 @@ def test_fast_coercion_agrees_with_typer(tmp_path):
         "~/x",
         "../x",
     ]
-    values = [None, True, False, 0, 1.5, b"valid", *strings]
+    values = [None, True, False, 0, 1.5, 8, 64, 65, 300.0, 1024, 70000, -1.0, b"valid", *strings]
     checked = 0
     for _path, ctx, param in _command_params():
         runtime = param._runtime_param

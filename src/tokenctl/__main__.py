@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import sys
 
 #: Container allocations between two runs of the youngest-generation garbage collection
@@ -10,6 +11,8 @@ import sys
 #: (`list --json` of 10,000 tokens: over 100,000), which the collector would scan again and
 #: again for nothing: ~10% of that command's time. Cycles are still collected.
 GC_THRESHOLD = 50_000
+#: Set by the shell completion scripts (`tokenctl --show-completion`): "complete_SHELL".
+COMPLETE_VAR = "_TOKENCTL_COMPLETE"
 
 
 def _plain_token_ref(argv: list[str]) -> tuple[str | None, str] | None:
@@ -89,7 +92,9 @@ def main() -> None:
     """Run the command line."""
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
     fast = _plain_token_ref(sys.argv[1:])
-    if fast is not None:
+    # A shell completion request (Typer's protocol: the words are in the environment,
+    # whatever argv says) is answered by the application, never by the fast path.
+    if fast is not None and COMPLETE_VAR not in os.environ:
         code = _token_fast_path(*fast)
         try:
             sys.stdout.flush()

@@ -13,6 +13,7 @@ from typing import Any, get_args
 import typer
 import typer.main
 from typer import _click
+from typer._click.shell_completion import CompletionItem
 from typer._coercion import RuntimeParam, build_runtime_param
 from typer._param_types import (
     choice_coercion_annotation,
@@ -20,7 +21,7 @@ from typer._param_types import (
     coerce_cli_path,
     routes_to_path,
 )
-from typer.core import TyperGroup, _TyperParameter
+from typer.core import TyperArgument, TyperGroup, _TyperParameter
 
 from tokenctl import __version__
 from tokenctl.context import AppContext
@@ -72,6 +73,20 @@ def _leaf_coercion(annotation: Any, param: _TyperParameter) -> _Leaf | None:
         return _exact_str
     if annotation is bool:
         return _exact_bool
+    if annotation in (int, float) and not info.clamp:
+        # Defaults such as --timeout's 300.0 are coerced on every run of their command,
+        # and on every completion of it; a value typed on the command line is a str and
+        # goes to Typer.
+        number_type, low, high = annotation, info.min, info.max
+
+        def exact_number(value: Any, param: _TyperParameter, ctx: _click.Context) -> Any:
+            if type(value) is not number_type:
+                raise _UseTyperError
+            if (low is not None and value < low) or (high is not None and value > high):
+                raise _UseTyperError  # Typer's coercion words the range error
+            return value
+
+        return exact_number
     choice = choice_coercion_annotation(annotation, info)
     if choice is not None:  # an Enum or a Literal
         choices, case_sensitive = choice
@@ -155,6 +170,45 @@ def use_fast_coercion(
             use_fast_coercion(sub, ctx)
 
 
+# -- arguments named as the documentation names them ---------------------------------
+#
+# Typer 0.29 shows an argument with its Python type (`NAME <str>`) and a required one in
+# braces (`{NAME}`), whatever its metavar; options show their metavar alone. Every
+# argument of tokenctl has a metavar (NAME, REF, ...; tests/test_help.py checks), and is
+# shown by it alone, as docs/commands.md writes it: `NAME`, `[REF]`, `[REF]...`.
+
+
+class _NamedArgument(TyperArgument):
+    """A Typer argument shown by its metavar, without a type and without braces."""
+
+    def display_type_rich(self, ctx: _click.Context) -> str | None:
+        """No type after the name: the metavar says what the value is."""
+        return None if self.metavar else super().display_type_rich(ctx)
+
+    def _rich_display_name(self) -> str:
+        name = self.display_name_raw
+        return name if self.nargs == 1 else f"{name}..."
+
+    def _usage_display_name(self) -> str:
+        if not self.metavar:
+            return super()._usage_display_name()
+        name = self.metavar if self.required else f"[{self.metavar}]"
+        return name if self.nargs == 1 else f"{name}..."
+
+
+def use_documented_names(command: _click.Command) -> None:
+    """Show the arguments of ``command`` and its subcommands by their metavar alone.
+
+    Typer makes every argument a `TyperArgument` and offers no way to choose the class,
+    so each is turned into the subclass that only changes how it is displayed.
+    """
+    for param in command.params:
+        if type(param) is TyperArgument:
+            param.__class__ = _NamedArgument
+    for sub in getattr(command, "commands", {}).values():
+        use_documented_names(sub)
+
+
 # -- subcommands, built on first use ----------------------------------------------------
 
 #: The subcommands in the order `tokenctl --help` lists them: name -> (module, callback).
@@ -177,12 +231,13 @@ GROUPS: dict[str, tuple[str, str]] = {
 }
 
 
-def _typer_app(cls: type[TyperGroup] | None = None) -> typer.Typer:
+def _typer_app(cls: type[TyperGroup] | None = None, *, completion: bool = False) -> typer.Typer:
     return typer.Typer(
         name="tokenctl",
         cls=cls,
         no_args_is_help=True,
-        add_completion=False,
+        # Typer's --install-completion and --show-completion: on the root only.
+        add_completion=completion,
         pretty_exceptions_enable=False,
         context_settings={"help_option_names": ["-h", "--help"]},
         rich_markup_mode=None,
@@ -228,6 +283,7 @@ class _LazyCommands(MutableMapping[str, _click.Command]):
             command = build_subcommand(name)
             parent = _click.Context(self._group, **self._group.context_settings)
             use_fast_coercion(command, parent)
+            use_documented_names(command)
             self._entries[name] = command
         return command
 
@@ -258,6 +314,26 @@ class TokenctlGroup(TyperGroup):
         super().__init__(**attrs)
         use_fast_coercion(self, subcommands=False)
         self.commands = _LazyCommands(self, self.commands)
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the command line, or answer a shell completion request (``_TOKENCTL_COMPLETE``)."""
+        # Typer adds --install-completion and --show-completion after creating the group.
+        use_fast_coercion(self, subcommands=False)
+        return super().main(*args, **kwargs)
+
+    def list_commands(self, ctx: _click.Context) -> list[str]:
+        """The subcommands' names in order, without building them."""
+        return list(self.commands)
+
+    def shell_complete(self, ctx: _click.Context, incomplete: str) -> list[CompletionItem]:
+        """Complete a command name, or a global option, without building any command.
+
+        Typer's group completion builds every command whose name matches, for its help
+        text: with an empty word all of them, ~60 ms on every Tab. The names alone are
+        known up front (see `_LazyCommands`).
+        """
+        names = [CompletionItem(name) for name in self.commands if name.startswith(incomplete)]
+        return names + _click.Command.shell_complete(self, ctx, incomplete)
 
     def invoke(self, ctx: Any) -> Any:
         """Run the command; typed errors become a message and their exit code."""
@@ -331,6 +407,6 @@ def root(
 
 def build_app() -> typer.Typer:
     """Assemble the application (cheap: subcommands are imported and built when used)."""
-    app = _typer_app(TokenctlGroup)
+    app = _typer_app(TokenctlGroup, completion=True)
     app.callback()(root)
     return app

@@ -107,9 +107,15 @@ class DeleteResult:
 
     token: Token
     secret_removed: bool
-    renew_command: str
+    retrieval: AddRequest  # the `add` that retrieves a new token for the same connection
+    retrievable: bool  # False when the definition is gone: the `add` would be refused
     revoked: bool = False
     revocation: str | None = None  # what the provider said, None when not attempted
+
+    @property
+    def renew_command(self) -> str:
+        """The command line of :attr:`retrieval`, to print."""
+        return add_command(self.retrieval)
 
 
 @dataclass(frozen=True)
@@ -361,22 +367,73 @@ def add_token(ctx: AppContext, request: AddRequest) -> TokenView:
     return view_of(ctx, token, now)
 
 
-def renew_command(token: Token, definition: Definition | None) -> str:
-    """The exact command that retrieves a new token for the same connection."""
-    words = ["tokenctl", "add", token.name, "--definition", token.definition]
-    if token.description:
-        words += ["--description", token.description]
-    if token.identifier:
-        words += ["--identifier", token.identifier]
-    for placeholder in definition.placeholders if definition else ():
-        if token.attributes.get(placeholder):
-            words += ["--param", f"{placeholder}={token.attributes[placeholder]}"]
-    if definition is not None and definition.oauth2 and token.attributes.get("tenant_id"):
-        words += ["--tenant", token.attributes["tenant_id"]]
+def retrieval_request(token: Token, definition: Definition | None) -> AddRequest:
+    """The ``add`` that retrieves a new token for the same connection as ``token``.
+
+    ``delete`` both prints it (:func:`add_command`) and, on a terminal, offers to run it
+    (:func:`offer_retrieval`): one request, so what runs is what was printed.
+    """
+    params = {
+        placeholder: token.attributes[placeholder]
+        for placeholder in (definition.placeholders if definition else ())
+        if token.attributes.get(placeholder)
+    }
+    tenant = token.attributes.get("tenant_id") if definition and definition.oauth2 else None
     kind = definition.kind if definition else DefinitionKind.STATIC
-    if kind is DefinitionKind.STATIC and (
+    secret_from_stdin = kind is DefinitionKind.STATIC and bool(
         token.secret_set_at or not definition or definition.pass_code_mandatory
-    ):
+    )
+    return AddRequest(
+        name=token.name,
+        definition=token.definition,
+        description=token.description,
+        identifier=token.identifier,
+        secret_from_stdin=secret_from_stdin,
+        login=LoginOptions(tenant=tenant or None),
+        params=params,
+    )
+
+
+#: The login modes that have a flag of their own (the definition's default has none).
+_MODE_FLAGS = {"device": "--device", "paste": "--paste", "relay": "--relay"}
+
+
+def add_command(request: AddRequest) -> str:
+    """The ``tokenctl add`` command line that makes exactly ``request``."""
+    words = ["tokenctl", "add", request.name, "--definition", request.definition]
+    if request.description:
+        words += ["--description", request.description]
+    if request.identifier:
+        words += ["--identifier", request.identifier]
+    if request.authentication_code:
+        words += ["--code", request.authentication_code]
+    if request.expires_at is not None:
+        from tokenctl.timeutil import to_iso
+
+        words += ["--expires-at", str(to_iso(request.expires_at))]
+    if request.expires_in is not None:
+        from tokenctl.timeutil import format_duration
+
+        words += ["--expires-in", format_duration(request.expires_in)]
+    for key, value in request.params.items():
+        words += ["--param", f"{key}={value}"]
+    login = request.login
+    if login is None:
+        words.append("--no-login")
+    else:
+        if login.tenant:
+            words += ["--tenant", login.tenant]
+        if login.mode is not None:
+            words.append(_MODE_FLAGS[login.mode])
+        if not login.open_browser:
+            words.append("--no-browser")
+        if login.reuse_session:
+            words.append("--reuse-session")
+        if login.timeout != LoginOptions().timeout:
+            words += ["--timeout", f"{login.timeout:g}"]
+        if login.assume_yes:
+            words.append("--yes")
+    if request.secret_from_stdin:
         words.append(SECRET_FLAG)
     return shell_join(words)
 
@@ -413,10 +470,26 @@ def delete_token(
     return DeleteResult(
         token=token,
         secret_removed=secret_removed,
-        renew_command=renew_command(token, definition),
+        retrieval=retrieval_request(token, definition),
+        retrievable=definition is not None,
         revoked=revoked,
         revocation=revocation,
     )
+
+
+RETRIEVE_QUESTION = "Retrieve a new token for this connection now?"
+
+
+def offer_retrieval(ctx: AppContext, deleted: DeleteResult) -> TokenView | None:
+    """On a terminal, offer to run the ``add`` that ``delete`` printed; ``None`` if not run.
+
+    Never asked without a terminal: the printed command is the answer there.
+    """
+    if not deleted.retrievable or not ctx.io.can_prompt:
+        return None
+    if not ctx.io.confirm(RETRIEVE_QUESTION, flag="--yes"):
+        return None
+    return add_token(ctx, deleted.retrieval)
 
 
 def set_state(ctx: AppContext, ref: str, state: LifecycleState) -> StateChange:
