@@ -38,7 +38,9 @@ def test_yes_retrieves_a_new_token_with_the_printed_command(cli):
     assert "Added token #2 'acme' (API key)" in result.stderr
     token = cli("show", "acme", "--json").json()["token"]
     assert (token["number"], token["description"]) == (2, "Acme BV")
-    assert [json.loads(v) for v in cli.secrets.entries.values()] == [{"pass_code": "new-secret"}]
+    assert [json.loads(v) for v in cli.secrets.entries.values()] == [
+        {"pass_code": "new-secret", "definition": "api-key"}
+    ]
 
 
 def test_no_keeps_only_the_printed_command(cli):

@@ -92,7 +92,7 @@ def test_every_option_value_is_named_as_the_docs_name_it(path):
         ),
         (
             ("definitions", "relay-page"),
-            "Usage: tokenctl definitions relay-page [OPTIONS]\n",
+            "Usage: tokenctl definitions relay-page [OPTIONS] [NAME]\n",
             ["--port PORT"],
         ),
         ((), "Usage: tokenctl [OPTIONS] COMMAND [ARGS]...\n", ["--home DIR"]),

@@ -185,6 +185,8 @@ def relay_page_command(
     name: str | None = typer.Argument(
         None,
         help="Definition whose oauth2.redirect_port the page forwards to (the safe default).",
+        metavar="NAME",
+        autocompletion=complete_definition_name,
     ),
     port: int | None = typer.Option(
         None,

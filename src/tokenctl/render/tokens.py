@@ -10,7 +10,7 @@ from tokenctl.iostreams import IOStreams
 from tokenctl.models import HistoryEvent, Status
 from tokenctl.render import plain_row, write_data, write_json
 from tokenctl.textsafe import safe_line
-from tokenctl.timeutil import relative, to_iso
+from tokenctl.timeutil import clock_text, relative, to_iso
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -109,7 +109,7 @@ def _expires(view: TokenView, now: datetime) -> str:
     expires = view.connection_expires_at
     if expires is None:
         return "renewable" if view.token.has_refresh_token else "—"
-    return f"{expires:%Y-%m-%d %H:%M} ({relative(expires, now)})"
+    return f"{clock_text(expires)} ({relative(expires, now)})"
 
 
 def _plain_line(view: TokenView) -> str:
@@ -282,7 +282,7 @@ def render_detail(io: IOStreams, detail: TokenDetail, *, as_json: bool) -> None:
         history.add_column(column, overflow="fold")
     for event in detail.history:
         history.add_row(
-            f"{event.at:%Y-%m-%d %H:%M:%S}",
+            clock_text(event.at, seconds=True),
             Text(safe_line(event.event)),
             Text(safe_line(event.outcome)),
             Text(safe_line(f"{event.user}@{event.unit}")),

@@ -10,6 +10,7 @@ from tokenctl.context import AppContext
 from tokenctl.definitions.model import DefinitionKind
 from tokenctl.errors import AuthorizationError, TokenctlError, UsageError
 from tokenctl.services.quick_token import refresh_margin
+from tokenctl.timeutil import clock_text
 
 DEFAULT_ENV = "TOKENCTL_ACCESS_TOKEN"
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -50,7 +51,7 @@ def current_access_token(ctx: AppContext, ref: str) -> str:
             )
         if token.expires_at is not None and token.expires_at <= ctx.now():
             raise AuthorizationError(
-                f"token {token.name!r} expired at {token.expires_at:%Y-%m-%d %H:%M}Z",
+                f"token {token.name!r} expired at {clock_text(token.expires_at)}Z",
                 hint=f"run `tokenctl renew {token.name} --secret-stdin`",
             )
         return stored.pass_code

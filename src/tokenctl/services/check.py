@@ -12,7 +12,7 @@ from tokenctl.definitions.model import DefinitionKind
 from tokenctl.errors import ExitCode, TokenctlError
 from tokenctl.models import Status, Token
 from tokenctl.services.tokens import TokenView, view_of
-from tokenctl.timeutil import add_checked
+from tokenctl.timeutil import add_checked, clock_text
 
 #: Statuses that make a connection fail now (exit code 11).
 FAILING = frozenset({Status.EXPIRED, Status.INVALID, Status.INSUFFICIENT})
@@ -90,13 +90,13 @@ def _assess(view: TokenView, now: datetime, within: timedelta) -> Finding | None
             by_idle = idle_end is not None and idle_end == expiry
             reason = (
                 "the refresh token dies unused at " if by_idle else "the refresh token expires at "
-            ) + f"{expiry:%Y-%m-%d %H:%M}Z"
+            ) + f"{clock_text(expiry)}Z"
             return Finding(view, "expiring", reason, _fix(token, view, login=not by_idle))
         what = "the token" if not oauth else "the access token (no refresh token)"
         return Finding(
             view,
             "expiring",
-            f"{what} expires at {expiry:%Y-%m-%d %H:%M}Z",
+            f"{what} expires at {clock_text(expiry)}Z",
             _fix(token, view, login=oauth),
         )
     return None
