@@ -21,10 +21,12 @@ from typer._coercion import build_runtime_param
 
 import tokenctl
 from tests.proc import tokenctl as run
-from tokenctl.cli.app import COMMANDS, GROUPS, STDOUT_CLOSED, build_app
+from tokenctl.cli.app import COMMANDS, GROUPS, build_app
+from tokenctl.cli.coercion import _FastCoercion
 from tokenctl.definitions import registry
 from tokenctl.errors import InventoryError
 from tokenctl.inventory.sqlite import SCHEMA_VERSION, SqliteInventory
+from tokenctl.iostreams import STDOUT_CLOSED
 from tokenctl.models import Actor, Token
 from tokenctl.render import plain_row
 
@@ -146,7 +148,10 @@ def test_list_builds_only_its_own_subcommand(tmp_path):
         check=False,
     )
     loaded = result.stderr.strip().splitlines()[-1]
-    assert loaded == "['tokenctl.cli.app', 'tokenctl.cli.common', 'tokenctl.cli.list_cmd']"
+    assert loaded == (
+        "['tokenctl.cli.app', 'tokenctl.cli.coercion', 'tokenctl.cli.common', "
+        "'tokenctl.cli.list_cmd']"
+    )
 
 
 def test_help_lists_every_subcommand_in_order(tmp_path):
@@ -156,7 +161,7 @@ def test_help_lists_every_subcommand_in_order(tmp_path):
     assert [line.split()[0] for line in lines if line.strip()] == [*COMMANDS, *GROUPS]
 
 
-# -- Typer's coercion without pydantic (see cli/app.py) ---------------------------------
+# -- Typer's coercion without pydantic (see cli/coercion.py) ----------------------------
 
 
 def _command_params():
@@ -188,7 +193,7 @@ def test_fast_coercion_covers_the_overview_parameters():
     fast = {
         (path, param.name)
         for path, _ctx, param in _command_params()
-        if type(param._runtime_param).__name__ == "_FastCoercion"
+        if isinstance(param._runtime_param, _FastCoercion)
     }
     for name in ("home", "debug", "version", "help"):
         assert ((), name) in fast
@@ -226,7 +231,7 @@ def test_fast_coercion_agrees_with_typer(tmp_path):
     checked = 0
     for _path, ctx, param in _command_params():
         runtime = param._runtime_param
-        if type(runtime).__name__ != "_FastCoercion":
+        if not isinstance(runtime, _FastCoercion):
             continue
         multi = param.multiple or param.nargs == -1
         cases = values + ([(), ("valid", "expired"), ["bogus"], tuple(strings)] if multi else [])

@@ -10,9 +10,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from enum import StrEnum
 from typing import Any
 
+from tokenctl.definitions.kind import DefinitionKind as DefinitionKind
 from tokenctl.errors import ConfigError, UsageError
 from tokenctl.timeutil import format_duration, parse_duration
 
@@ -32,13 +32,6 @@ DISCOVERABLE_ENDPOINTS = (
 )
 #: OAuth settings that may contain {placeholders}, filled per token.
 TEMPLATED_FIELDS = ("issuer", *DISCOVERABLE_ENDPOINTS, "probe_url", "tenants_url")
-
-
-class DefinitionKind(StrEnum):
-    """How a token of this definition is obtained."""
-
-    STATIC = "static"
-    OAUTH2 = "oauth2"
 
 
 @dataclass(frozen=True)
