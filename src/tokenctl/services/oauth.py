@@ -11,11 +11,12 @@ import secrets as random_source
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tokenctl.context import AppContext
-from tokenctl.definitions.model import Definition, OAuth2Settings
+from tokenctl.definitions.model import Definition, DefinitionKind, OAuth2Settings
 from tokenctl.errors import AuthorizationError, ConfigError, TokenctlError, UsageError
 from tokenctl.fsutil import exclusive_lock
 from tokenctl.models import Token, TokenSecrets
@@ -26,8 +27,8 @@ from tokenctl.oauth.provider import (
     OAuthFailure,
     ProviderUnreachable,
 )
+from tokenctl.services.fix_commands import fix_command
 from tokenctl.services.oauth_options import LOGIN_MODES, LoginOptions
-from tokenctl.services.oauth_options import login_command as login_command
 
 
 @dataclass(frozen=True)
@@ -619,7 +620,7 @@ def refresh_token(ctx: AppContext, token: Token, definition: Definition) -> Refr
         if stored is None or not stored.refresh_token:
             raise NeedsLogin(
                 f"token {current.name!r} has no refresh token",
-                hint=f"run `{login_command(current)}`",
+                hint=f"run `{fix_command(current.name, DefinitionKind.OAUTH2)}`",
             )
         credentials = client_credentials(ctx, definition)
         endpoints = resolve_endpoints(definition)
@@ -632,7 +633,7 @@ def refresh_token(ctx: AppContext, token: Token, definition: Definition) -> Refr
                 raise NeedsLogin(
                     f"the provider refused the refresh token of {current.name!r} "
                     "(invalid_grant): it was revoked, expired or already used",
-                    hint=f"run `{login_command(current)}`",
+                    hint=f"run `{fix_command(current.name, DefinitionKind.OAUTH2)}`",
                 ) from None
             raise
         refreshed = refreshed_state(current, definition, stored, response, now)
@@ -702,12 +703,20 @@ def mark_refresh_refused(ctx: AppContext, current: Token, now: datetime) -> None
 # -- the validity probe ----------------------------------------------------------------------
 
 
+class ProbeResult(StrEnum):
+    """What the provider said about a token (stored as ``probe_result``)."""
+
+    VALID = "valid"
+    INVALID = "invalid"
+    UNREACHABLE = "unreachable"
+
+
 @dataclass(frozen=True)
 class ProbeOutcome:
     """What the provider said about a token."""
 
     token: Token
-    result: str  # valid | invalid | unreachable
+    result: ProbeResult
     detail: str
 
 
@@ -719,12 +728,12 @@ def probe_token(ctx: AppContext, token: Token, definition: Definition) -> ProbeO
     oauth_settings(definition)
     filled = fill_placeholders(definition, token.attributes)
     now = ctx.now()
-    result, detail = "unreachable", ""
+    result, detail = ProbeResult.UNREACHABLE, ""
     try:
         endpoints = resolve_endpoints(filled)
         stored = ctx.secrets.get(token.secret_ref)
         if stored is None or not stored.access_token:
-            result, detail = "invalid", "no access token is stored"
+            result, detail = ProbeResult.INVALID, "no access token is stored"
         else:
             access_token: str | None = stored.access_token
             if token.expires_at is not None and token.expires_at <= now:
@@ -735,18 +744,18 @@ def probe_token(ctx: AppContext, token: Token, definition: Definition) -> ProbeO
                 access_token = refreshed.access_token if refreshed else None
             url = endpoints.probe_url or endpoints.userinfo_endpoint
             if access_token is None:
-                result, detail = "invalid", "no access token is stored"
+                result, detail = ProbeResult.INVALID, "no access token is stored"
             elif url:
                 status, _ = bearer_get(url, access_token)
                 if 200 <= status < 300:
-                    result, detail = "valid", f"{url} answered HTTP {status}"
+                    result, detail = ProbeResult.VALID, f"{url} answered HTTP {status}"
                 elif status in (401, 403):
-                    result, detail = "invalid", f"{url} answered HTTP {status}"
+                    result, detail = ProbeResult.INVALID, f"{url} answered HTTP {status}"
                 else:
-                    result, detail = "unreachable", f"{url} answered HTTP {status}"
+                    result, detail = ProbeResult.UNREACHABLE, f"{url} answered HTTP {status}"
             elif endpoints.introspection_endpoint:
                 active = introspect(client_credentials(ctx, definition), endpoints, access_token)
-                result = "valid" if active else "invalid"
+                result = ProbeResult.VALID if active else ProbeResult.INVALID
                 detail = f"introspection: {'active' if active else 'not active'}"
             else:
                 raise ConfigError(
@@ -754,18 +763,20 @@ def probe_token(ctx: AppContext, token: Token, definition: Definition) -> ProbeO
                     "introspection endpoint",
                 )
     except NeedsLogin as error:
-        result, detail = "invalid", error.message
+        result, detail = ProbeResult.INVALID, error.message
     except ProviderUnreachable as error:
-        result, detail = "unreachable", error.message
+        result, detail = ProbeResult.UNREACHABLE, error.message
     now = ctx.now()  # after any refresh above, so the history stays in time order
     changes: dict[str, Any] = {"probed_at": now, "probe_result": result}
     current = ctx.inventory.resolve(str(token.number))
-    if result == "invalid":
+    if result is ProbeResult.INVALID:
         changes.update(invalid_at=now, invalid_reason=f"probe: {detail}")
-    elif result == "valid" and not (current.invalid_reason or "").startswith("refresh refused"):
+    elif result is ProbeResult.VALID and not (current.invalid_reason or "").startswith(
+        "refresh refused"
+    ):
         # A refused refresh token stays dead even while its last access token still works.
         changes.update(invalid_at=None, invalid_reason=None)
-    if result == "invalid" and current.invalid_at is not None:
+    if result is ProbeResult.INVALID and current.invalid_at is not None:
         changes.pop("invalid_at")  # keep the first moment it was seen invalid
     updated = ctx.inventory.update(
         token.number, changes, ctx.actor(), now, event="probed", outcome=result, detail=detail

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 import secrets as random_source
-import shlex
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from tokenctl.context import AppContext
@@ -29,6 +29,7 @@ from tokenctl.models import (
     compute_status,
     connection_expires_at,
 )
+from tokenctl.services.fix_commands import SECRET_FLAG, add_again_command, fix_command
 from tokenctl.services.oauth_options import LoginOptions
 
 if TYPE_CHECKING:
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")
 CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{3,63}$")
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-SECRET_FLAG = "--secret-stdin"  # noqa: S105 - a flag name, not a secret
 HISTORY_SHOWN = 10
 
 
@@ -115,12 +115,21 @@ class AddRequest:
     params: dict[str, str] = field(default_factory=dict)  # values for the placeholders
 
 
+class RenewMethod(StrEnum):
+    """How ``renew`` renewed a token (``renewed_by`` in its JSON)."""
+
+    REFRESH = "refresh"
+    LOGIN = "login"
+    PASS_CODE = "pass code"  # noqa: S105 - a way of renewing, not a secret
+    CONCURRENT = "concurrent"  # another process renewed it meanwhile; that result is used
+
+
 @dataclass(frozen=True)
 class RenewResult:
-    """What ``renew`` did: ``refresh``, ``login``, ``pass code`` or ``concurrent``."""
+    """What ``renew`` did, and how."""
 
     view: TokenView
-    method: str
+    method: RenewMethod
     missing_scopes: list[str] = field(default_factory=list)
 
 
@@ -334,26 +343,6 @@ def add_token(ctx: AppContext, request: AddRequest) -> TokenView:
     return view_of(ctx, token, now)
 
 
-def renew_command(token: Token, definition: Definition | None) -> str:
-    """The exact command that retrieves a new token for the same connection."""
-    words = ["tokenctl", "add", token.name, "--definition", token.definition]
-    if token.description:
-        words += ["--description", token.description]
-    if token.identifier:
-        words += ["--identifier", token.identifier]
-    for placeholder in definition.placeholders if definition else ():
-        if token.attributes.get(placeholder):
-            words += ["--param", f"{placeholder}={token.attributes[placeholder]}"]
-    if definition is not None and definition.oauth2 and token.attributes.get("tenant_id"):
-        words += ["--tenant", token.attributes["tenant_id"]]
-    kind = definition.kind if definition else DefinitionKind.STATIC
-    if kind is DefinitionKind.STATIC and (
-        token.secret_set_at or not definition or definition.pass_code_mandatory
-    ):
-        words.append(SECRET_FLAG)
-    return shlex.join(words)
-
-
 def delete_token(
     ctx: AppContext, ref: str, *, assume_yes: bool, revoke: bool = True
 ) -> DeleteResult:
@@ -386,7 +375,7 @@ def delete_token(
     return DeleteResult(
         token=token,
         secret_removed=secret_removed,
-        renew_command=renew_command(token, definition),
+        renew_command=add_again_command(token, definition),
         revoked=revoked,
         revocation=revocation,
     )
@@ -584,8 +573,8 @@ def renew_token(
             expires_at=expires_at,
             expires_in=expires_in,
         )
-        return RenewResult(view, "pass code")
-    from tokenctl.services.oauth import NeedsLogin, login_command, refresh_token
+        return RenewResult(view, RenewMethod.PASS_CODE)
+    from tokenctl.services.oauth import NeedsLogin, refresh_token
 
     options = login or LoginOptions()
     if not force_login:
@@ -597,12 +586,12 @@ def renew_token(
                     raise AuthorizationError(error.message, hint=error.hint) from None
                 ctx.io.warn(f"{error.message}; a browser login is needed")
             else:
-                method = "refresh" if outcome.refreshed else "concurrent"
+                method = RenewMethod.REFRESH if outcome.refreshed else RenewMethod.CONCURRENT
                 return RenewResult(view_of(ctx, outcome.token, ctx.now()), method)
         elif not ctx.io.can_prompt:
             raise AuthorizationError(
                 f"token {token.name!r} has no refresh token; renewing it needs a browser login",
-                hint=f"run `{login_command(token)}`",
+                hint=f"run `{fix_command(token.name, definition.kind)}`",
             )
     return _relogin(ctx, token, definition, options, allow_account_change)
 
@@ -684,4 +673,4 @@ def _relogin(
     )
     missing = missing_scopes(result.grant, definition)
     _warn_missing(ctx, missing)
-    return RenewResult(view_of(ctx, updated[0], ctx.now()), "login", missing)
+    return RenewResult(view_of(ctx, updated[0], ctx.now()), RenewMethod.LOGIN, missing)
