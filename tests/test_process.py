@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import io
 import os
 import sqlite3
 import subprocess
 import sys
 import tomllib
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,10 +23,11 @@ from typer._coercion import build_runtime_param
 
 import tokenctl
 from tests.proc import tokenctl as run
+from tokenctl import iostreams
 from tokenctl.cli.app import COMMANDS, GROUPS, build_app
 from tokenctl.cli.coercion import _FastCoercion
 from tokenctl.definitions import registry
-from tokenctl.errors import InventoryError
+from tokenctl.errors import InventoryError, NotFoundError, report_failure
 from tokenctl.inventory.sqlite import SCHEMA_VERSION, SqliteInventory
 from tokenctl.iostreams import STDOUT_CLOSED
 from tokenctl.models import Actor, Token
@@ -130,6 +133,54 @@ def test_empty_file_is_migrated_to_the_current_schema(tmp_path):
     assert inventory.describe()["schema_version"] == SCHEMA_VERSION
     assert inventory.describe()["journal_mode"] == "wal"
     assert inventory.check_integrity() == []
+
+
+def test_inventory_columns_are_the_token_fields_and_get_reads_by_number(tmp_path):
+    inventory = SqliteInventory(tmp_path / "inventory.sqlite3")
+    table = [row[1] for row in inventory._connection.execute("PRAGMA table_info(tokens)")]
+    assert table == [item.name for item in fields(Token)]
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    actor = Actor(user="test", unit="test")
+    # A digits-only authentication code equal to another token's number: `get` is by number.
+    first = inventory.add(Token(0, "first", "2", "api-key", "ref-1"), actor, now)
+    second = inventory.add(Token(0, "second", "CODE-2", "api-key", "ref-2"), actor, now)
+    assert second.number == 2
+    assert inventory.get(2) == second and inventory.resolve("2") == second
+    inventory.delete(2, actor, now, detail=None)
+    assert inventory.resolve("2") == first  # a reference falls back to the code
+    with pytest.raises(NotFoundError, match="no longer exists"):
+        inventory.get(2)
+    assert inventory.update(first.number, {"description": "d"}, actor, now, event="e").description
+    with pytest.raises(ValueError, match="cannot be changed"):
+        inventory.update(first.number, {"number": 9}, actor, now, event="e")  # type: ignore[typeddict-unknown-key]
+    inventory.close()
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_one_map_from_errors_to_exit_codes(monkeypatch, debug):
+    discarded = []
+    monkeypatch.setattr(iostreams, "discard_stdout", lambda: discarded.append(True))
+
+    def reported(error):
+        stream = io.StringIO()
+        try:
+            raise error
+        except BaseException as raised:
+            code = report_failure(raised, stream, debug=debug)
+        return code, stream.getvalue()
+
+    code, text = reported(NotFoundError("no token 'x'", hint="give a number"))
+    assert (code, text.endswith("error: no token 'x'\nhint: give a number\n")) == (3, True)
+    assert ("Traceback" in text) is debug
+    assert reported(KeyboardInterrupt()) == (130, "\ninterrupted\n")
+    code, text = reported(BrokenPipeError())
+    assert (code, discarded, "error" in text) == (STDOUT_CLOSED, [True], debug)
+    code, text = reported(ValueError("secret input"))
+    assert code == 1 and text.endswith(
+        "error: internal error (ValueError)\n"
+        "hint: run again with --debug to see the traceback, and report it\n"
+    )
+    assert ("secret input" in text) is debug  # only a traceback shows the exception's text
 
 
 def test_list_builds_only_its_own_subcommand(tmp_path):

@@ -4,33 +4,36 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 if TYPE_CHECKING:  # the quick `token` path imports this package but builds no records
-    from tokenctl.models import Actor, HistoryEvent, Token
+    from tokenctl.models import Actor, HistoryEvent, LifecycleState, Token
 
-#: Fields of :class:`Token` that :meth:`Inventory.update` may change.
-MUTABLE_FIELDS = frozenset(
-    {
-        "name",
-        "description",
-        "identifier",
-        "account",
-        "state",
-        "expires_at",
-        "refresh_expires_at",
-        "granted_scopes",
-        "secret_set_at",
-        "invalid_at",
-        "invalid_reason",
-        "has_refresh_token",
-        "refreshed_at",
-        "probed_at",
-        "probe_result",
-        "attributes",
-        "definition",
-    }
-)
+
+class TokenChanges(TypedDict, total=False):
+    """Fields of :class:`~tokenctl.models.Token` that :meth:`Inventory.update` may change."""
+
+    name: str
+    description: str | None
+    identifier: str | None
+    account: str | None
+    state: LifecycleState
+    expires_at: datetime | None
+    refresh_expires_at: datetime | None
+    granted_scopes: tuple[str, ...] | None
+    secret_set_at: datetime | None
+    invalid_at: datetime | None
+    invalid_reason: str | None
+    has_refresh_token: bool
+    refreshed_at: datetime | None
+    probed_at: datetime | None
+    probe_result: str | None
+    attributes: dict[str, str]
+    definition: str
+
+
+#: The names of :class:`TokenChanges`, checked at run time too (a dict is a dict).
+MUTABLE_FIELDS = frozenset(TokenChanges.__annotations__)
 
 
 class Inventory(Protocol):
@@ -48,6 +51,10 @@ class Inventory(Protocol):
         """Find a token by number, name or authentication code."""
         ...
 
+    def get(self, number: int) -> Token:
+        """The token with this number as it is now; ``NotFoundError`` once it is gone."""
+        ...
+
     def tokens(self) -> list[Token]:
         """Every token, ordered by number."""
         ...
@@ -55,7 +62,7 @@ class Inventory(Protocol):
     def update(
         self,
         number: int,
-        changes: Mapping[str, Any],
+        changes: TokenChanges,
         actor: Actor,
         now: datetime,
         *,
@@ -69,7 +76,7 @@ class Inventory(Protocol):
     def update_if(
         self,
         number: int,
-        decide: Callable[[Token], Mapping[str, Any] | None],
+        decide: Callable[[Token], TokenChanges | None],
         actor: Actor,
         now: datetime,
         *,

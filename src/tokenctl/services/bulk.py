@@ -120,7 +120,7 @@ async def _refresh_one(
 
     seen = token.secret_set_at
     async with _token_lock(ctx, token):
-        current = ctx.inventory.resolve(str(token.number))
+        current = ctx.inventory.get(token.number)
         if current.secret_set_at != seen and current.invalid_at is None:
             return BulkItem(current, BulkOutcome.CONCURRENT, "renewed meanwhile by another process")
         stored = await asyncio.to_thread(ctx.secrets.get, current.secret_ref)

@@ -19,6 +19,7 @@ from tokenctl.context import AppContext
 from tokenctl.definitions.model import Definition, DefinitionKind, OAuth2Settings
 from tokenctl.errors import AuthorizationError, ConfigError, TokenctlError, UsageError
 from tokenctl.fsutil import exclusive_lock
+from tokenctl.inventory import TokenChanges
 from tokenctl.models import Token, TokenSecrets
 from tokenctl.oauth.provider import (
     ClientCredentials,
@@ -530,13 +531,13 @@ def secrets_of(grant: Grant, previous: TokenSecrets | None = None) -> TokenSecre
 
 def grant_fields(
     grant: Grant, definition: Definition, now: datetime, *, login: bool, has_refresh: bool
-) -> dict[str, Any]:
+) -> TokenChanges:
     """Inventory fields describing a grant (never its secret values)."""
     lifetimes = definition.lifetimes
     refresh_expires_at = grant.refresh_expires_at
     if refresh_expires_at is None and login and lifetimes.refresh_token is not None:
         refresh_expires_at = now + lifetimes.refresh_token
-    fields: dict[str, Any] = {
+    fields: TokenChanges = {
         "expires_at": grant.expires_at,
         "granted_scopes": grant.scopes,
         "secret_set_at": now,
@@ -613,7 +614,7 @@ def refresh_token(ctx: AppContext, token: Token, definition: Definition) -> Refr
     definition = fill_placeholders(definition, token.attributes)
     seen = token.secret_set_at
     with token_lock(ctx, token):
-        current = ctx.inventory.resolve(str(token.number))
+        current = ctx.inventory.get(token.number)
         if current.secret_set_at != seen and current.invalid_at is None:
             return RefreshOutcome(current, refreshed=False)
         stored = ctx.secrets.get(current.secret_ref)
@@ -646,7 +647,7 @@ class RefreshedState:
     """What a refresh response changes: the secrets to store and the record's fields."""
 
     secrets: TokenSecrets
-    fields: dict[str, Any]
+    fields: TokenChanges
     detail: str
 
 
@@ -767,15 +768,15 @@ def probe_token(ctx: AppContext, token: Token, definition: Definition) -> ProbeO
     except ProviderUnreachable as error:
         result, detail = ProbeResult.UNREACHABLE, error.message
     now = ctx.now()  # after any refresh above, so the history stays in time order
-    changes: dict[str, Any] = {"probed_at": now, "probe_result": result}
-    current = ctx.inventory.resolve(str(token.number))
+    changes: TokenChanges = {"probed_at": now, "probe_result": result}
+    current = ctx.inventory.get(token.number)
     if result is ProbeResult.INVALID:
-        changes.update(invalid_at=now, invalid_reason=f"probe: {detail}")
+        changes.update({"invalid_at": now, "invalid_reason": f"probe: {detail}"})
     elif result is ProbeResult.VALID and not (current.invalid_reason or "").startswith(
         "refresh refused"
     ):
         # A refused refresh token stays dead even while its last access token still works.
-        changes.update(invalid_at=None, invalid_reason=None)
+        changes.update({"invalid_at": None, "invalid_reason": None})
     if result is ProbeResult.INVALID and current.invalid_at is not None:
         changes.pop("invalid_at")  # keep the first moment it was seen invalid
     updated = ctx.inventory.update(

@@ -9,7 +9,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tokenctl.context import AppContext
 from tokenctl.definitions.model import Definition, DefinitionKind
@@ -20,6 +20,7 @@ from tokenctl.errors import (
     TokenctlError,
     UsageError,
 )
+from tokenctl.inventory import TokenChanges
 from tokenctl.models import (
     HistoryEvent,
     LifecycleState,
@@ -421,7 +422,7 @@ def renew_static(
     assert pass_code is not None
     ctx.secrets.set(token.secret_ref, TokenSecrets(pass_code=pass_code))
     # The old expiry belonged to the old pass code: keep only what was said about the new one.
-    changes = {
+    changes: TokenChanges = {
         "secret_set_at": now,
         "invalid_at": None,
         "invalid_reason": None,
@@ -490,14 +491,16 @@ def _add_oauth(ctx: AppContext, request: AddRequest, definition: Definition) -> 
     def store(result: LoginResult) -> None:
         now = ctx.now()
         secrets = secrets_of(result.grant)
-        fields: dict[str, Any] = grant_fields(
+        fields = grant_fields(
             result.grant, definition, now, login=True, has_refresh=bool(secrets.refresh_token)
         )
         attributes = dict(result.attributes)
         attributes.update(
             {k: v for k, v in (("issuer", result.issuer), ("subject", result.subject)) if v}
         )
-        complete = replace(draft, **fields, account=result.account, attributes=attributes)
+        fields["account"] = result.account
+        fields["attributes"] = attributes
+        complete = replace(draft, **fields)
         try:
             token = _store_new(ctx, complete, secrets, now)
         except TokenctlError:
@@ -638,7 +641,7 @@ def _relogin(
                 "--allow-account-change",
             )
         now = ctx.now()
-        fields: dict[str, Any] = grant_fields(
+        fields = grant_fields(
             result.grant, definition, now, login=True, has_refresh=bool(secrets.refresh_token)
         )
         fields["account"] = result.account
