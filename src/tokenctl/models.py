@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import TypedDict
 
 
 class LifecycleState(StrEnum):
@@ -84,6 +85,34 @@ class Token:
     def is_effective(self) -> bool:
         """True when the life-cycle state lets the token be used."""
         return self.state is LifecycleState.EFFECTIVE
+
+
+#: The fields of a :class:`Token` that ``Inventory.update`` may change, with their types.
+#: (The functional form evaluates the types once, at import: the class form would compile
+#: each annotation of this module, which are strings, on every start of tokenctl.)
+TokenChanges = TypedDict(  # noqa: UP013 - see above
+    "TokenChanges",
+    {
+        "name": str,
+        "description": str | None,
+        "identifier": str | None,
+        "account": str | None,
+        "state": LifecycleState,
+        "expires_at": datetime | None,
+        "refresh_expires_at": datetime | None,
+        "granted_scopes": tuple[str, ...] | None,
+        "secret_set_at": datetime | None,
+        "invalid_at": datetime | None,
+        "invalid_reason": str | None,
+        "has_refresh_token": bool,
+        "refreshed_at": datetime | None,
+        "probed_at": datetime | None,
+        "probe_result": str | None,
+        "attributes": dict[str, str],
+        "definition": str,
+    },
+    total=False,
+)
 
 
 def connection_expires_at(token: Token, refresh_idle: timedelta | None = None) -> datetime | None:

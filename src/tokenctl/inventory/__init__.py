@@ -4,36 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypedDict
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # the quick `token` path imports this package but builds no records
-    from tokenctl.models import Actor, HistoryEvent, LifecycleState, Token
-
-
-class TokenChanges(TypedDict, total=False):
-    """Fields of :class:`~tokenctl.models.Token` that :meth:`Inventory.update` may change."""
-
-    name: str
-    description: str | None
-    identifier: str | None
-    account: str | None
-    state: LifecycleState
-    expires_at: datetime | None
-    refresh_expires_at: datetime | None
-    granted_scopes: tuple[str, ...] | None
-    secret_set_at: datetime | None
-    invalid_at: datetime | None
-    invalid_reason: str | None
-    has_refresh_token: bool
-    refreshed_at: datetime | None
-    probed_at: datetime | None
-    probe_result: str | None
-    attributes: dict[str, str]
-    definition: str
-
-
-#: The names of :class:`TokenChanges`, checked at run time too (a dict is a dict).
-MUTABLE_FIELDS = frozenset(TokenChanges.__annotations__)
+    from tokenctl.models import Actor, HistoryEvent, Token, TokenChanges
 
 
 class Inventory(Protocol):

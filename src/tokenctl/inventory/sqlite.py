@@ -13,9 +13,8 @@ from typing import Any
 
 from tokenctl.errors import ConflictError, InventoryError, NotFoundError
 from tokenctl.fsutil import ensure_private_file
-from tokenctl.inventory import MUTABLE_FIELDS, TokenChanges
 from tokenctl.inventory.lookup import SCHEMA_VERSION, find_row
-from tokenctl.models import Actor, HistoryEvent, LifecycleState, Token
+from tokenctl.models import Actor, HistoryEvent, LifecycleState, Token, TokenChanges
 from tokenctl.timeutil import from_iso, to_iso
 
 BUSY_TIMEOUT_MS = 30_000
@@ -95,6 +94,9 @@ if len(MIGRATIONS) != SCHEMA_VERSION:  # pragma: no cover - fails on the first i
 #: The ``tokens`` table's columns: the fields of :class:`Token`, in their order (the
 #: migrations above create them; `_token_from_row` decodes them in this order).
 _COLUMNS = tuple(item.name for item in fields(Token))
+#: Fields of :class:`Token` that :meth:`SqliteInventory.update` may change (a dict is a
+#: dict at run time: the names are checked there too).
+MUTABLE_FIELDS = frozenset(TokenChanges.__annotations__)
 #: Columns holding a moment, stored as ISO 8601 text.
 _TIME_COLUMNS = frozenset(
     item.name for item in fields(Token) if str(item.type).startswith(("datetime", "datetime."))

@@ -19,8 +19,7 @@ from tokenctl.context import AppContext
 from tokenctl.definitions.model import Definition, DefinitionKind, OAuth2Settings
 from tokenctl.errors import AuthorizationError, ConfigError, TokenctlError, UsageError
 from tokenctl.fsutil import exclusive_lock
-from tokenctl.inventory import TokenChanges
-from tokenctl.models import Token, TokenSecrets
+from tokenctl.models import Token, TokenChanges, TokenSecrets
 from tokenctl.oauth.provider import (
     ClientCredentials,
     Endpoints,

@@ -20,12 +20,12 @@ from tokenctl.errors import (
     TokenctlError,
     UsageError,
 )
-from tokenctl.inventory import TokenChanges
 from tokenctl.models import (
     HistoryEvent,
     LifecycleState,
     Status,
     Token,
+    TokenChanges,
     TokenSecrets,
     compute_status,
     connection_expires_at,
