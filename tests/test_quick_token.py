@@ -22,8 +22,7 @@ from hypothesis import strategies as st
 
 from tests.fakes import Cli, Clock, MemorySecretStore
 from tokenctl.context import AppContext
-from tokenctl.definitions import registry
-from tokenctl.definitions.kind import DefinitionKind
+from tokenctl.definitions import DefinitionKind, registry
 from tokenctl.errors import TokenctlError
 from tokenctl.inventory.sqlite import SqliteInventory
 from tokenctl.iostreams import IOStreams

@@ -35,10 +35,11 @@ def current_access_token(ctx: AppContext, ref: str) -> str:
         margin=None if definition is None else definition.lifetimes.refresh_margin,
         now=ctx.now(),
     )
-    if definition is None:  # AccessDecision.NOT_EFFECTIVE (require() raised for the rest)
+    if decision is AccessDecision.NOT_EFFECTIVE:
         raise TokenctlError(
             f"token {token.name!r} is not effective", hint=f"run `tokenctl enable {token.name}`"
         )
+    assert definition is not None  # an unknown one: require() raised above
     kind = definition.kind
     fix = f"run `{fix_command(token.name, kind)}`"
     if decision is AccessDecision.NO_SECRET:
@@ -60,7 +61,7 @@ def current_access_token(ctx: AppContext, ref: str) -> str:
     if not value:
         what = "no secret" if kind is DefinitionKind.STATIC else "no access token"
         raise AuthorizationError(f"the OS keyring holds {what} for {token.name!r}", hint=fix)
-    if decision is AccessDecision.EXPIRED:
+    if decision is AccessDecision.EXPIRED:  # named after a missing keyring entry, if both
         assert token.expires_at is not None
         raise AuthorizationError(
             f"token {token.name!r} expired at {token.expires_at:%Y-%m-%d %H:%M}Z", hint=fix

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from tokenctl.definitions.kind import DefinitionKind
+from tokenctl.definitions import DefinitionKind
 
 #: Refresh this long before the access token expires, so it outlives the request; a
 #: definition's ``lifetimes.refresh_margin`` replaces it.

@@ -10,7 +10,7 @@ import shlex
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from tokenctl.definitions.kind import DefinitionKind
+from tokenctl.definitions import DefinitionKind
 
 if TYPE_CHECKING:
     from tokenctl.definitions.model import Definition

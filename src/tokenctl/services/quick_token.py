@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tokenctl.definitions.kind import DefinitionKind
+from tokenctl.definitions import DefinitionKind
 from tokenctl.inventory.lookup import access_columns
 from tokenctl.paths import Paths
 from tokenctl.services.access_decision import SERVED_PART, AccessDecision, decide_access
