@@ -6,9 +6,12 @@ wrong; the hint says what to do about it. Neither may ever contain a secret.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from enum import IntEnum
-from typing import TextIO
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import TextIO
 
 
 class ExitCode(IntEnum):
