@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import TypedDict
 
 from tokenctl.timeutil import add_checked
 
@@ -140,6 +141,35 @@ def missing_scopes(
     if evidenced is None:
         return []
     return sorted(set(required) - evidenced)
+
+
+#: The fields of a :class:`Token` that ``Inventory.update`` may change, with their types.
+#: (The functional form evaluates the types once, at import: the class form would compile
+#: each annotation of this module, which are strings, on every start of tokenctl.)
+TokenChanges = TypedDict(  # noqa: UP013 - see above
+    "TokenChanges",
+    {
+        "name": str,
+        "description": str | None,
+        "identifier": str | None,
+        "account": str | None,
+        "state": LifecycleState,
+        "expires_at": datetime | None,
+        "refresh_expires_at": datetime | None,
+        "granted_scopes": tuple[str, ...] | None,
+        "secret_set_at": datetime | None,
+        "invalid_at": datetime | None,
+        "invalid_reason": str | None,
+        "has_refresh_token": bool,
+        "has_id_token": bool,
+        "refreshed_at": datetime | None,
+        "probed_at": datetime | None,
+        "probe_result": str | None,
+        "attributes": dict[str, str],
+        "definition": str,
+    },
+    total=False,
+)
 
 
 def connection_expires_at(token: Token, refresh_idle: timedelta | None = None) -> datetime | None:

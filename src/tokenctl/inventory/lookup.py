@@ -1,4 +1,4 @@
-"""How a reference names a token, shared by the inventory and the quick ``token`` path.
+"""How a reference names a token, and the quick ``token`` path's read of the inventory.
 
 Kept free of the token model so the quick path (:mod:`tokenctl.services.quick_token`)
 can use it without importing the records it does not build.
@@ -69,3 +69,36 @@ def find_row(connection: sqlite3.Connection, select: str, ref: str) -> Any:
     if row is None:
         row = connection.execute(f"{select} WHERE authentication_code = ?", (ref,)).fetchone()
     return row
+
+
+#: The columns :func:`access_columns` reads, in this order.
+_ACCESS_SELECT = (
+    "SELECT state, definition, secret_ref, secret_set_at, invalid_at, expires_at FROM tokens"
+)
+
+#: ``(state, definition, secret_ref, secret_set_at, invalid_at, expires_at)`` as stored:
+#: the state's value and ISO 8601 times (or ``None``).
+AccessColumns = tuple[str, str, str, str | None, str | None, str | None]
+
+
+def access_columns(inventory_file: Path, ref: str) -> AccessColumns | None:
+    """What ``token REF`` needs of the token ``ref`` names, read without building a record.
+
+    ``None`` when the inventory cannot answer as it stands: no file, another schema
+    version (the full path migrates, or refuses a newer inventory), no such token, or
+    any SQLite error. The full path then runs and reports it.
+    """
+    try:
+        # mode=rw: never create the file; reading a WAL database may need to write its index.
+        connection = sqlite3.connect(f"{inventory_file.as_uri()}?mode=rw", uri=True, timeout=30)
+    except sqlite3.Error:
+        return None
+    try:
+        if connection.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            return None
+        row: AccessColumns | None = find_row(connection, _ACCESS_SELECT, ref)
+        return row
+    except sqlite3.Error:
+        return None
+    finally:
+        connection.close()

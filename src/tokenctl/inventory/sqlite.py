@@ -7,15 +7,15 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from tokenctl.errors import ConflictError, InventoryError, NotFoundError
 from tokenctl.fsutil import ensure_private_file
-from tokenctl.inventory import MUTABLE_FIELDS
 from tokenctl.inventory.lookup import SCHEMA_VERSION, find_row, inventory_failure, is_damage
-from tokenctl.models import Actor, HistoryEvent, LifecycleState, Token
+from tokenctl.models import Actor, HistoryEvent, LifecycleState, Token, TokenChanges
 from tokenctl.timeutil import from_iso, to_iso
 
 BUSY_TIMEOUT_MS = 30_000
@@ -102,47 +102,18 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
 if len(MIGRATIONS) != SCHEMA_VERSION:  # pragma: no cover - fails on the first import
     raise RuntimeError("a migration was added: raise lookup.SCHEMA_VERSION to match")
 
-_COLUMNS = (
-    "number",
-    "name",
-    "authentication_code",
-    "definition",
-    "secret_ref",
-    "description",
-    "identifier",
-    "account",
-    "state",
-    "expires_at",
-    "refresh_expires_at",
-    "granted_scopes",
-    "secret_set_at",
-    "invalid_at",
-    "invalid_reason",
-    "attributes",
-    "created_at",
-    "created_by",
-    "created_unit",
-    "updated_at",
-    "updated_by",
-    "updated_unit",
-    "has_refresh_token",
-    "refreshed_at",
-    "probed_at",
-    "probe_result",
-    "has_id_token",
-)
+#: The ``tokens`` table's columns: the fields of :class:`Token`, in their order (the
+#: migrations above create them; `_token_from_row` decodes them in this order).
+_COLUMNS = tuple(item.name for item in fields(Token))
+#: Fields of :class:`Token` that :meth:`SqliteInventory.update` may change (a dict is a
+#: dict at run time: the names are checked there too).
+MUTABLE_FIELDS = frozenset(TokenChanges.__annotations__)
+#: Columns holding a moment, stored as ISO 8601 text.
 _TIME_COLUMNS = frozenset(
-    {
-        "expires_at",
-        "refresh_expires_at",
-        "secret_set_at",
-        "invalid_at",
-        "created_at",
-        "updated_at",
-        "refreshed_at",
-        "probed_at",
-    }
+    item.name for item in fields(Token) if str(item.type).startswith(("datetime", "datetime."))
 )
+if not set(_COLUMNS) >= MUTABLE_FIELDS or "expires_at" not in _TIME_COLUMNS:  # pragma: no cover
+    raise RuntimeError("TokenChanges or the time columns do not match Token's fields")
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM tokens"  # noqa: S608 - fixed column list
 
 
@@ -163,7 +134,7 @@ def _encode(column: str, value: Any) -> Any:
 def _token_from_row(row: Sequence[Any]) -> Token:
     # Hot: `list` decodes every token. Naming each column, and skipping the decoders for
     # NULL and "{}", is ~1.5x faster than a dict of the columns. A column added to
-    # _COLUMNS but not here fails loudly.
+    # Token (so to _COLUMNS) but not here fails loudly.
     (
         number,
         name,
@@ -324,6 +295,14 @@ class SqliteInventory:
         return _token_from_row(row)
 
     @_reports_failure
+    def get(self, number: int) -> Token:
+        """The token with this number as it is now; ``NotFoundError`` once it is gone."""
+        row = self._connection.execute(f"{_SELECT} WHERE number = ?", (number,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"token #{number} no longer exists")
+        return _token_from_row(row)
+
+    @_reports_failure
     def tokens(self) -> list[Token]:
         """Every token, ordered by number."""
         rows = self._connection.execute(f"{_SELECT} ORDER BY number").fetchall()
@@ -394,7 +373,7 @@ class SqliteInventory:
     def update(
         self,
         number: int,
-        changes: Mapping[str, Any],
+        changes: TokenChanges,
         actor: Actor,
         now: datetime,
         *,
@@ -418,7 +397,7 @@ class SqliteInventory:
     def update_if(
         self,
         number: int,
-        decide: Callable[[Token], Mapping[str, Any] | None],
+        decide: Callable[[Token], TokenChanges | None],
         actor: Actor,
         now: datetime,
         *,

@@ -338,6 +338,8 @@ def render_state_change(io: IOStreams, change: StateChange) -> None:
 
 def render_renewed(io: IOStreams, result: RenewResult, *, as_json: bool = False) -> None:
     """Confirm a renewal and say how it was done."""
+    from tokenctl.services.tokens import RenewMethod  # loaded already: it made the result
+
     view = result.view
     if as_json:
         payload = token_to_dict(view)
@@ -346,11 +348,11 @@ def render_renewed(io: IOStreams, result: RenewResult, *, as_json: bool = False)
         return
     token = view.token
     how = {
-        "refresh": "refreshed without a browser",
-        "login": "renewed by a login"
+        RenewMethod.REFRESH: "refreshed without a browser",
+        RenewMethod.LOGIN: "renewed by a login"
         + (f" as {safe_line(token.account)}" if token.account else ""),
-        "pass code": "renewed with a new pass code",
-        "concurrent": "already renewed by another tokenctl process; using that",
+        RenewMethod.PASS_CODE: "renewed with a new pass code",
+        RenewMethod.CONCURRENT: "already renewed by another tokenctl process; using that",
     }[result.method]
     expires = to_iso(view.connection_expires_at)
     io.status(

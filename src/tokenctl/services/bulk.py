@@ -14,17 +14,28 @@ import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
 from tokenctl.context import AppContext
-from tokenctl.definitions.model import Definition
+from tokenctl.definitions.model import Definition, DefinitionKind
 from tokenctl.errors import TokenctlError
 from tokenctl.fsutil import ensure_private_file
 from tokenctl.models import Token
+from tokenctl.services.fix_commands import fix_command
 
 DEFAULT_CONCURRENCY = 8
 PER_HOST = 4
+
+
+class BulkOutcome(StrEnum):
+    """What ``renew --all`` did for one token."""
+
+    REFRESHED = "refreshed"
+    CONCURRENT = "concurrent"  # another process renewed it meanwhile
+    NEEDS_LOGIN = "needs-login"
+    FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -32,7 +43,7 @@ class BulkItem:
     """The outcome for one token."""
 
     token: Token
-    outcome: str  # refreshed | concurrent | needs-login | failed
+    outcome: BulkOutcome
     detail: str = ""
     fix: str | None = None
 
@@ -46,7 +57,9 @@ class BulkReport:
     @property
     def ok(self) -> bool:
         """True when every selected token was renewed."""
-        return all(item.outcome in ("refreshed", "concurrent") for item in self.items)
+        return all(
+            item.outcome in (BulkOutcome.REFRESHED, BulkOutcome.CONCURRENT) for item in self.items
+        )
 
 
 def select_tokens(
@@ -105,21 +118,21 @@ async def _refresh_one(
     from authlib.integrations.base_client import OAuthError
 
     from tokenctl.oauth.provider import unreachable
-    from tokenctl.services.oauth import (
-        login_command,
-        mark_refresh_refused,
-        refreshed_state,
-        save_refreshed,
-    )
+    from tokenctl.services.oauth import mark_refresh_refused, refreshed_state, save_refreshed
 
     seen = token.secret_set_at
     async with _token_lock(ctx, token):
-        current = ctx.inventory.resolve(str(token.number))
+        current = ctx.inventory.get(token.number)
         if current.secret_set_at != seen and current.invalid_at is None:
-            return BulkItem(current, "concurrent", "renewed meanwhile by another process")
+            return BulkItem(current, BulkOutcome.CONCURRENT, "renewed meanwhile by another process")
         stored = await asyncio.to_thread(ctx.secrets.get, current.secret_ref)
         if stored is None or not stored.refresh_token:
-            return BulkItem(current, "needs-login", "no refresh token", login_command(current))
+            return BulkItem(
+                current,
+                BulkOutcome.NEEDS_LOGIN,
+                "no refresh token",
+                fix_command(current.name, DefinitionKind.OAUTH2),
+            )
         try:
             response = await client.refresh_token(endpoint, refresh_token=stored.refresh_token)
         except OAuthError as error:
@@ -127,22 +140,24 @@ async def _refresh_one(
                 mark_refresh_refused(ctx, current, ctx.now())
                 return BulkItem(
                     current,
-                    "needs-login",
+                    BulkOutcome.NEEDS_LOGIN,
                     "the provider refused the refresh token (invalid_grant)",
-                    login_command(current),
+                    fix_command(current.name, DefinitionKind.OAUTH2),
                 )
-            return BulkItem(current, "failed", f"{error.error}: {error.description or ''}")
+            return BulkItem(
+                current, BulkOutcome.FAILED, f"{error.error}: {error.description or ''}"
+            )
         except httpx2.HTTPError as error:  # unreachable, or past the call deadline
-            return BulkItem(current, "failed", unreachable(endpoint, error).message)
+            return BulkItem(current, BulkOutcome.FAILED, unreachable(endpoint, error).message)
         except Exception as error:
-            return BulkItem(current, "failed", f"{type(error).__name__}")
+            return BulkItem(current, BulkOutcome.FAILED, f"{type(error).__name__}")
         now = ctx.now()
         refreshed = refreshed_state(current, definition, stored, response, now)
         await asyncio.to_thread(ctx.secrets.set, current.secret_ref, refreshed.secrets)
         saved = save_refreshed(ctx, current, refreshed, now)
     for note in refreshed.notes:
         ctx.io.warn(f"{current.name}: {note}")
-    return BulkItem(saved, "refreshed")
+    return BulkItem(saved, BulkOutcome.REFRESHED)
 
 
 async def _renew_all(
@@ -156,7 +171,7 @@ async def _renew_all(
     from tokenctl.definitions.model import fill_placeholders
     from tokenctl.oauth.http import async_client_options
     from tokenctl.oauth.provider import resolve_endpoints, shield_lifetimes
-    from tokenctl.services.oauth import client_credentials, login_command
+    from tokenctl.services.oauth import client_credentials
 
     overall = asyncio.Semaphore(concurrency)
     per_host: dict[str, asyncio.Semaphore] = {}
@@ -170,7 +185,10 @@ async def _renew_all(
             try:
                 if token.secret_set_at is None:
                     setup_failures[token.number] = BulkItem(
-                        token, "needs-login", "no token was ever retrieved", login_command(token)
+                        token,
+                        BulkOutcome.NEEDS_LOGIN,
+                        "no token was ever retrieved",
+                        fix_command(token.name, DefinitionKind.OAUTH2),
                     )
                     continue
                 if definition.name not in clients:
@@ -194,7 +212,7 @@ async def _renew_all(
                     resolved[key] = resolve_endpoints(filled).token_endpoint
                 token_endpoints[token.number] = resolved[key]
             except TokenctlError as error:
-                setup_failures[token.number] = BulkItem(token, "failed", error.message)
+                setup_failures[token.number] = BulkItem(token, BulkOutcome.FAILED, error.message)
 
         async def run(token: Token, definition: Definition) -> BulkItem:
             if token.number in setup_failures:
@@ -211,9 +229,11 @@ async def _renew_all(
                 try:
                     item = await _refresh_one(ctx, token, definition, client, endpoint)
                 except TokenctlError as error:
-                    item = BulkItem(token, "failed", error.message)
+                    item = BulkItem(token, BulkOutcome.FAILED, error.message)
                 except Exception as error:  # one token's surprise must not cancel the others
-                    item = BulkItem(token, "failed", f"internal error ({type(error).__name__})")
+                    item = BulkItem(
+                        token, BulkOutcome.FAILED, f"internal error ({type(error).__name__})"
+                    )
             on_done(item)
             return item
 

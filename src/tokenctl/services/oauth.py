@@ -10,13 +10,14 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from tokenctl.context import AppContext
-from tokenctl.definitions.model import Definition, OAuth2Settings
+from tokenctl.definitions.model import Definition, DefinitionKind, OAuth2Settings
 from tokenctl.errors import AuthorizationError, ConfigError, TokenctlError, UsageError
 from tokenctl.fsutil import exclusive_lock
-from tokenctl.models import Token, TokenSecrets
+from tokenctl.models import Token, TokenChanges, TokenSecrets
 from tokenctl.oauth.provider import (
     ClientCredentials,
     Endpoints,
@@ -24,7 +25,7 @@ from tokenctl.oauth.provider import (
     OAuthFailure,
     ProviderUnreachable,
 )
-from tokenctl.services.oauth_options import login_command as login_command
+from tokenctl.services.fix_commands import fix_command
 from tokenctl.timeutil import add_checked
 
 
@@ -86,7 +87,7 @@ def secrets_of(grant: Grant, previous: TokenSecrets | None = None) -> TokenSecre
 
 def grant_fields(
     grant: Grant, definition: Definition, now: datetime, *, login: bool, secrets: TokenSecrets
-) -> dict[str, Any]:
+) -> TokenChanges:
     """Inventory fields describing a grant (never its secret values).
 
     ``secrets`` is what will be stored for it: whether that holds a refresh token and an
@@ -96,7 +97,7 @@ def grant_fields(
     refresh_expires_at = grant.refresh_expires_at
     if refresh_expires_at is None and login and lifetimes.refresh_token is not None:
         refresh_expires_at = add_checked(now, lifetimes.refresh_token)
-    fields: dict[str, Any] = {
+    fields: TokenChanges = {
         "expires_at": grant.expires_at,
         "granted_scopes": grant.scopes,
         "secret_set_at": now,
@@ -179,14 +180,14 @@ def refresh_token(ctx: AppContext, token: Token, definition: Definition) -> Refr
     definition = fill_placeholders(definition, token.attributes)
     seen = token.secret_set_at
     with token_lock(ctx, token):
-        current = ctx.inventory.resolve(str(token.number))
+        current = ctx.inventory.get(token.number)
         if current.secret_set_at != seen and current.invalid_at is None:
             return RefreshOutcome(current, refreshed=False)
         stored = ctx.secrets.get(current.secret_ref)
         if stored is None or not stored.refresh_token:
             raise NeedsLogin(
                 f"token {current.name!r} has no refresh token",
-                hint=f"run `{login_command(current)}`",
+                hint=f"run `{fix_command(current.name, DefinitionKind.OAUTH2)}`",
             )
         credentials = client_credentials(ctx, definition)
         endpoints = resolve_endpoints(definition)
@@ -199,7 +200,7 @@ def refresh_token(ctx: AppContext, token: Token, definition: Definition) -> Refr
                 raise NeedsLogin(
                     f"the provider refused the refresh token of {current.name!r} "
                     "(invalid_grant): it was revoked, expired or already used",
-                    hint=f"run `{login_command(current)}`",
+                    hint=f"run `{fix_command(current.name, DefinitionKind.OAUTH2)}`",
                 ) from None
             raise
         refreshed = refreshed_state(current, definition, stored, response, now)
@@ -215,7 +216,7 @@ class RefreshedState:
     """What a refresh response changes: the secrets to store and the record's fields."""
 
     secrets: TokenSecrets
-    fields: dict[str, Any]
+    fields: TokenChanges
     detail: str
     notes: tuple[str, ...] = ()  # for the user, such as an unusable lifetime
 
@@ -271,12 +272,20 @@ def mark_refresh_refused(ctx: AppContext, current: Token, now: datetime) -> None
 # -- the validity probe ----------------------------------------------------------------------
 
 
+class ProbeResult(StrEnum):
+    """What the provider said about a token (stored as ``probe_result``)."""
+
+    VALID = "valid"
+    INVALID = "invalid"
+    UNREACHABLE = "unreachable"
+
+
 @dataclass(frozen=True)
 class ProbeOutcome:
     """What the provider said about a token."""
 
     token: Token
-    result: str  # valid | invalid | unreachable
+    result: ProbeResult
     detail: str
 
 
@@ -288,12 +297,12 @@ def probe_token(ctx: AppContext, token: Token, definition: Definition) -> ProbeO
     oauth_settings(definition)
     filled = fill_placeholders(definition, token.attributes)
     now = ctx.now()
-    result, detail = "unreachable", ""
+    result, detail = ProbeResult.UNREACHABLE, ""
     try:
         endpoints = resolve_endpoints(filled)
         stored = ctx.secrets.get(token.secret_ref)
         if stored is None or not stored.access_token:
-            result, detail = "invalid", "no access token is stored"
+            result, detail = ProbeResult.INVALID, "no access token is stored"
         else:
             access_token: str | None = stored.access_token
             if token.expires_at is not None and token.expires_at <= now:
@@ -304,18 +313,18 @@ def probe_token(ctx: AppContext, token: Token, definition: Definition) -> ProbeO
                 access_token = refreshed.access_token if refreshed else None
             url = endpoints.probe_url or endpoints.userinfo_endpoint
             if access_token is None:
-                result, detail = "invalid", "no access token is stored"
+                result, detail = ProbeResult.INVALID, "no access token is stored"
             elif url:
                 status, _ = bearer_get(url, access_token, deadline=endpoints.call_deadline)
                 if 200 <= status < 300:
-                    result, detail = "valid", f"{url} answered HTTP {status}"
+                    result, detail = ProbeResult.VALID, f"{url} answered HTTP {status}"
                 elif status in (401, 403):
-                    result, detail = "invalid", f"{url} answered HTTP {status}"
+                    result, detail = ProbeResult.INVALID, f"{url} answered HTTP {status}"
                 else:
-                    result, detail = "unreachable", f"{url} answered HTTP {status}"
+                    result, detail = ProbeResult.UNREACHABLE, f"{url} answered HTTP {status}"
             elif endpoints.introspection_endpoint:
                 active = introspect(client_credentials(ctx, definition), endpoints, access_token)
-                result = "valid" if active else "invalid"
+                result = ProbeResult.VALID if active else ProbeResult.INVALID
                 detail = f"introspection: {'active' if active else 'not active'}"
             else:
                 raise ConfigError(
@@ -323,18 +332,20 @@ def probe_token(ctx: AppContext, token: Token, definition: Definition) -> ProbeO
                     "introspection endpoint",
                 )
     except NeedsLogin as error:
-        result, detail = "invalid", error.message
+        result, detail = ProbeResult.INVALID, error.message
     except ProviderUnreachable as error:
-        result, detail = "unreachable", error.message
+        result, detail = ProbeResult.UNREACHABLE, error.message
     now = ctx.now()  # after any refresh above, so the history stays in time order
-    changes: dict[str, Any] = {"probed_at": now, "probe_result": result}
-    current = ctx.inventory.resolve(str(token.number))
-    if result == "invalid":
-        changes.update(invalid_at=now, invalid_reason=f"probe: {detail}")
-    elif result == "valid" and not (current.invalid_reason or "").startswith("refresh refused"):
+    changes: TokenChanges = {"probed_at": now, "probe_result": result}
+    current = ctx.inventory.get(token.number)
+    if result is ProbeResult.INVALID:
+        changes.update({"invalid_at": now, "invalid_reason": f"probe: {detail}"})
+    elif result is ProbeResult.VALID and not (current.invalid_reason or "").startswith(
+        "refresh refused"
+    ):
         # A refused refresh token stays dead even while its last access token still works.
-        changes.update(invalid_at=None, invalid_reason=None)
-    if result == "invalid" and current.invalid_at is not None:
+        changes.update({"invalid_at": None, "invalid_reason": None})
+    if result is ProbeResult.INVALID and current.invalid_at is not None:
         changes.pop("invalid_at")  # keep the first moment it was seen invalid
     updated = ctx.inventory.update(
         token.number, changes, ctx.actor(), now, event="probed", outcome=result, detail=detail

@@ -8,7 +8,8 @@ import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from tokenctl.context import AppContext
 from tokenctl.definitions.model import Definition, DefinitionKind
@@ -24,12 +25,13 @@ from tokenctl.models import (
     LifecycleState,
     Status,
     Token,
+    TokenChanges,
     TokenSecrets,
     compute_status,
     connection_expires_at,
 )
+from tokenctl.services.fix_commands import SECRET_FLAG, add_command, fix_command
 from tokenctl.services.oauth_options import LoginOptions
-from tokenctl.textsafe import shell_join
 from tokenctl.timeutil import add_checked
 
 if TYPE_CHECKING:
@@ -39,7 +41,6 @@ if TYPE_CHECKING:
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")
 CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{3,63}$")
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-SECRET_FLAG = "--secret-stdin"  # noqa: S105 - a flag name, not a secret
 HISTORY_SHOWN = 10
 
 
@@ -142,12 +143,21 @@ class AddRequest:
     params: dict[str, str] = field(default_factory=dict)  # values for the placeholders
 
 
+class RenewMethod(StrEnum):
+    """How ``renew`` renewed a token (``renewed_by`` in its JSON)."""
+
+    REFRESH = "refresh"
+    LOGIN = "login"
+    PASS_CODE = "pass code"  # noqa: S105 - a way of renewing, not a secret
+    CONCURRENT = "concurrent"  # another process renewed it meanwhile; that result is used
+
+
 @dataclass(frozen=True)
 class RenewResult:
-    """What ``renew`` did: ``refresh``, ``login``, ``pass code`` or ``concurrent``."""
+    """What ``renew`` did, and how."""
 
     view: TokenView
-    method: str
+    method: RenewMethod
     missing_scopes: list[str] = field(default_factory=list)
 
 
@@ -394,50 +404,6 @@ def retrieval_request(token: Token, definition: Definition | None) -> AddRequest
     )
 
 
-#: The login modes that have a flag of their own (the definition's default has none).
-_MODE_FLAGS = {"device": "--device", "paste": "--paste", "relay": "--relay"}
-
-
-def add_command(request: AddRequest) -> str:
-    """The ``tokenctl add`` command line that makes exactly ``request``."""
-    words = ["tokenctl", "add", request.name, "--definition", request.definition]
-    if request.description:
-        words += ["--description", request.description]
-    if request.identifier:
-        words += ["--identifier", request.identifier]
-    if request.authentication_code:
-        words += ["--code", request.authentication_code]
-    if request.expires_at is not None:
-        from tokenctl.timeutil import to_iso
-
-        words += ["--expires-at", str(to_iso(request.expires_at))]
-    if request.expires_in is not None:
-        from tokenctl.timeutil import format_duration
-
-        words += ["--expires-in", format_duration(request.expires_in)]
-    for key, value in request.params.items():
-        words += ["--param", f"{key}={value}"]
-    login = request.login
-    if login is None:
-        words.append("--no-login")
-    else:
-        if login.tenant:
-            words += ["--tenant", login.tenant]
-        if login.mode is not None:
-            words.append(_MODE_FLAGS[login.mode])
-        if not login.open_browser:
-            words.append("--no-browser")
-        if login.reuse_session:
-            words.append("--reuse-session")
-        if login.timeout != LoginOptions().timeout:
-            words += ["--timeout", f"{login.timeout:g}"]
-        if login.assume_yes:
-            words.append("--yes")
-    if request.secret_from_stdin:
-        words.append(SECRET_FLAG)
-    return shell_join(words)
-
-
 def delete_token(
     ctx: AppContext, ref: str, *, assume_yes: bool, revoke: bool = True
 ) -> DeleteResult:
@@ -533,7 +499,7 @@ def renew_static(
     secrets = TokenSecrets(pass_code=pass_code).owned_by(token.definition, token.attributes)
     ctx.secrets.set(token.secret_ref, secrets)
     # The old expiry belonged to the old pass code: keep only what was said about the new one.
-    changes = {
+    changes: TokenChanges = {
         "secret_set_at": now,
         "invalid_at": None,
         "invalid_reason": None,
@@ -602,14 +568,14 @@ def _add_oauth(ctx: AppContext, request: AddRequest, definition: Definition) -> 
     def store(result: LoginResult) -> None:
         now = ctx.now()
         secrets = secrets_of(result.grant)
-        fields: dict[str, Any] = grant_fields(
-            result.grant, definition, now, login=True, secrets=secrets
-        )
+        fields = grant_fields(result.grant, definition, now, login=True, secrets=secrets)
         attributes = dict(result.attributes)
         attributes.update(
             {k: v for k, v in (("issuer", result.issuer), ("subject", result.subject)) if v}
         )
-        complete = replace(draft, **fields, account=result.account, attributes=attributes)
+        fields["account"] = result.account
+        fields["attributes"] = attributes
+        complete = replace(draft, **fields)
         try:
             token = _store_new(ctx, complete, secrets, now)
         except TokenctlError:
@@ -685,8 +651,8 @@ def renew_token(
             expires_at=expires_at,
             expires_in=expires_in,
         )
-        return RenewResult(view, "pass code")
-    from tokenctl.services.oauth import NeedsLogin, login_command, refresh_token
+        return RenewResult(view, RenewMethod.PASS_CODE)
+    from tokenctl.services.oauth import NeedsLogin, refresh_token
 
     options = login or LoginOptions()
     if not force_login:
@@ -698,12 +664,12 @@ def renew_token(
                     raise AuthorizationError(error.message, hint=error.hint) from None
                 ctx.io.warn(f"{error.message}; a browser login is needed")
             else:
-                method = "refresh" if outcome.refreshed else "concurrent"
+                method = RenewMethod.REFRESH if outcome.refreshed else RenewMethod.CONCURRENT
                 return RenewResult(view_of(ctx, outcome.token, ctx.now()), method)
         elif not ctx.io.can_prompt:
             raise AuthorizationError(
                 f"token {token.name!r} has no refresh token; renewing it needs a browser login",
-                hint=f"run `{login_command(token)}`",
+                hint=f"run `{fix_command(token.name, definition.kind)}`",
             )
     return _relogin(ctx, token, definition, options, allow_account_change)
 
@@ -726,9 +692,7 @@ def _relogin(
         )
         secrets = secrets_of(result.grant)
         now = ctx.now()
-        fields: dict[str, Any] = grant_fields(
-            result.grant, definition, now, login=True, secrets=secrets
-        )
+        fields = grant_fields(result.grant, definition, now, login=True, secrets=secrets)
         fields["account"] = result.account
         attributes = dict(token.attributes)
         attributes.update(result.attributes)
@@ -761,4 +725,4 @@ def _relogin(
     )
     missing = missing_scopes(result.grant, definition)
     _warn_missing(ctx, missing)
-    return RenewResult(view_of(ctx, updated[0], ctx.now()), "login", missing)
+    return RenewResult(view_of(ctx, updated[0], ctx.now()), RenewMethod.LOGIN, missing)
