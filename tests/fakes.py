@@ -51,6 +51,10 @@ class MemorySecretStore:
     def close(self) -> None:
         pass
 
+    def entry_names(self) -> list[str] | None:
+        self.ensure_available()
+        return sorted(self.entries)
+
     def report(self) -> BackendReport:
         if not self.available:
             return BackendReport("fake", secure=False, problem="unavailable")

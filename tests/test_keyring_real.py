@@ -56,7 +56,8 @@ def test_add_stores_the_secret_only_in_the_keyring(home, env, real_keyring):
     # An independent reader (libsecret's secret-tool) finds exactly this secret.
     stored = real_keyring.lookup("tokenctl", ref)
     assert stored is not None
-    assert json.loads(stored) == {"pass_code": SECRET}
+    # The secret, and which definition it belongs to (for doctor --remove-orphans).
+    assert json.loads(stored) == {"pass_code": SECRET, "definition": "api-key"}
     assert [item.attributes["username"] for item in real_keyring.items("tokenctl")] == [ref]
     listed = tokenctl("list", home=home, env=env)
     table = tokenctl("list", "--json", home=home, env=env)
@@ -92,7 +93,10 @@ def test_renew_and_delete_update_the_keyring(home, env, real_keyring):
     ]
     renewed = tokenctl("renew", "acme", "--secret-stdin", home=home, env=env, input=SECRET)
     assert renewed.exit_code == 0, renewed.stderr
-    assert json.loads(real_keyring.lookup("tokenctl", ref)) == {"pass_code": SECRET}
+    assert json.loads(real_keyring.lookup("tokenctl", ref)) == {
+        "pass_code": SECRET,
+        "definition": "api-key",
+    }
     deleted = tokenctl("delete", "acme", "--yes", home=home, env=env)
     assert deleted.exit_code == 0, deleted.stderr
     assert deleted.stdout == "tokenctl add acme --definition api-key --secret-stdin\n"

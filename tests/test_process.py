@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import io
 import os
 import sqlite3
 import subprocess
 import sys
 import tomllib
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,10 +23,13 @@ from typer._coercion import build_runtime_param
 
 import tokenctl
 from tests.proc import tokenctl as run
-from tokenctl.cli.app import COMMANDS, GROUPS, STDOUT_CLOSED, build_app
+from tokenctl import iostreams
+from tokenctl.cli.app import COMMANDS, GROUPS, build_app
+from tokenctl.cli.coercion import _FastCoercion
 from tokenctl.definitions import registry
-from tokenctl.errors import InventoryError
+from tokenctl.errors import InventoryError, NotFoundError, report_failure
 from tokenctl.inventory.sqlite import SCHEMA_VERSION, SqliteInventory
+from tokenctl.iostreams import STDOUT_CLOSED
 from tokenctl.models import Actor, Token
 from tokenctl.render import plain_row
 
@@ -96,7 +101,7 @@ def test_internal_error_has_no_traceback_unless_debug(tmp_path):
     (home / "inventory.sqlite3").write_bytes(b"this is not a database" * 100)
     plain = run("list", home=home, env={})
     assert plain.exit_code == 1
-    assert "cannot open the token inventory" in plain.stderr
+    assert f"the token inventory {home / 'inventory.sqlite3'} is damaged" in plain.stderr
     assert "Traceback" not in plain.stderr
     debug = run("--debug", "list", home=home, env={})
     assert debug.exit_code == 1
@@ -130,6 +135,54 @@ def test_empty_file_is_migrated_to_the_current_schema(tmp_path):
     assert inventory.check_integrity() == []
 
 
+def test_inventory_columns_are_the_token_fields_and_get_reads_by_number(tmp_path):
+    inventory = SqliteInventory(tmp_path / "inventory.sqlite3")
+    table = [row[1] for row in inventory._connection.execute("PRAGMA table_info(tokens)")]
+    assert table == [item.name for item in fields(Token)]
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    actor = Actor(user="test", unit="test")
+    # A digits-only authentication code equal to another token's number: `get` is by number.
+    first = inventory.add(Token(0, "first", "2", "api-key", "ref-1"), actor, now)
+    second = inventory.add(Token(0, "second", "CODE-2", "api-key", "ref-2"), actor, now)
+    assert second.number == 2
+    assert inventory.get(2) == second and inventory.resolve("2") == second
+    inventory.delete(2, actor, now, detail=None)
+    assert inventory.resolve("2") == first  # a reference falls back to the code
+    with pytest.raises(NotFoundError, match="no longer exists"):
+        inventory.get(2)
+    assert inventory.update(first.number, {"description": "d"}, actor, now, event="e").description
+    with pytest.raises(ValueError, match="cannot be changed"):
+        inventory.update(first.number, {"number": 9}, actor, now, event="e")  # type: ignore[typeddict-unknown-key]
+    inventory.close()
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_one_map_from_errors_to_exit_codes(monkeypatch, debug):
+    discarded = []
+    monkeypatch.setattr(iostreams, "discard_stdout", lambda: discarded.append(True))
+
+    def reported(error):
+        stream = io.StringIO()
+        try:
+            raise error
+        except BaseException as raised:
+            code = report_failure(raised, stream, debug=debug)
+        return code, stream.getvalue()
+
+    code, text = reported(NotFoundError("no token 'x'", hint="give a number"))
+    assert (code, text.endswith("error: no token 'x'\nhint: give a number\n")) == (3, True)
+    assert ("Traceback" in text) is debug
+    assert reported(KeyboardInterrupt()) == (130, "\ninterrupted\n")
+    code, text = reported(BrokenPipeError())
+    assert (code, discarded, "error" in text) == (STDOUT_CLOSED, [True], debug)
+    code, text = reported(ValueError("secret input"))
+    assert code == 1 and text.endswith(
+        "error: internal error (ValueError)\n"
+        "hint: run again with --debug to see the traceback, and report it\n"
+    )
+    assert ("secret input" in text) is debug  # only a traceback shows the exception's text
+
+
 def test_list_builds_only_its_own_subcommand(tmp_path):
     code = (
         "import sys\n"
@@ -146,7 +199,12 @@ def test_list_builds_only_its_own_subcommand(tmp_path):
         check=False,
     )
     loaded = result.stderr.strip().splitlines()[-1]
-    assert loaded == "['tokenctl.cli.app', 'tokenctl.cli.common', 'tokenctl.cli.list_cmd']"
+    # cli.completion: the completion callbacks the parameters name (they import on use).
+    assert loaded == (
+        "['tokenctl.cli.app', 'tokenctl.cli.coercion', 'tokenctl.cli.common', "
+        "'tokenctl.cli.completion', "
+        "'tokenctl.cli.list_cmd']"
+    )
 
 
 def test_help_lists_every_subcommand_in_order(tmp_path):
@@ -156,7 +214,7 @@ def test_help_lists_every_subcommand_in_order(tmp_path):
     assert [line.split()[0] for line in lines if line.strip()] == [*COMMANDS, *GROUPS]
 
 
-# -- Typer's coercion without pydantic (see cli/app.py) ---------------------------------
+# -- Typer's coercion without pydantic (see cli/coercion.py) ----------------------------
 
 
 def _command_params():
@@ -188,7 +246,7 @@ def test_fast_coercion_covers_the_overview_parameters():
     fast = {
         (path, param.name)
         for path, _ctx, param in _command_params()
-        if type(param._runtime_param).__name__ == "_FastCoercion"
+        if isinstance(param._runtime_param, _FastCoercion)
     }
     for name in ("home", "debug", "version", "help"):
         assert ((), name) in fast
@@ -222,11 +280,11 @@ def test_fast_coercion_agrees_with_typer(tmp_path):
         "~/x",
         "../x",
     ]
-    values = [None, True, False, 0, 1.5, b"valid", *strings]
+    values = [None, True, False, 0, 1.5, 8, 64, 65, 300.0, 1024, 70000, -1.0, b"valid", *strings]
     checked = 0
     for _path, ctx, param in _command_params():
         runtime = param._runtime_param
-        if type(runtime).__name__ != "_FastCoercion":
+        if not isinstance(runtime, _FastCoercion):
             continue
         multi = param.multiple or param.nargs == -1
         cases = values + ([(), ("valid", "expired"), ["bogus"], tuple(strings)] if multi else [])

@@ -22,14 +22,15 @@ from hypothesis import strategies as st
 
 from tests.fakes import Cli, Clock, MemorySecretStore
 from tokenctl.context import AppContext
-from tokenctl.definitions import registry
+from tokenctl.definitions import DefinitionKind, registry
 from tokenctl.errors import TokenctlError
 from tokenctl.inventory.sqlite import SqliteInventory
 from tokenctl.iostreams import IOStreams
 from tokenctl.models import Actor, LifecycleState, Token
 from tokenctl.paths import resolve_paths
-from tokenctl.services import refresh
+from tokenctl.services import quick_token, refresh
 from tokenctl.services.access import current_access_token
+from tokenctl.services.access_decision import AccessDecision, decide_access
 from tokenctl.services.quick_token import definition_policies, quick_access_token
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -237,3 +238,60 @@ def test_full_path_reports_what_the_quick_path_declines(tmp_path):
     result = cli("token", "key")
     assert result.exit_code != 0 and result.stdout == ""
     assert "definitions.toml" in result.stderr
+
+
+# -- the decision both paths take --------------------------------------------------------
+
+OAUTH = DefinitionKind.OAUTH2
+STATIC = DefinitionKind.STATIC
+PLAIN = {"effective": True, "secret_set": True, "invalid": False, "expires_at": None}
+
+
+@pytest.mark.parametrize(
+    ("facts", "kind", "margin", "expected"),
+    [
+        ({}, OAUTH, None, AccessDecision.SERVE),
+        ({}, STATIC, None, AccessDecision.SERVE),
+        # Failures, in the order their errors are reported.
+        ({"effective": False, "secret_set": False}, None, None, AccessDecision.NOT_EFFECTIVE),
+        ({"secret_set": False}, None, None, AccessDecision.UNKNOWN_DEFINITION),
+        ({"secret_set": False, "invalid": True}, OAUTH, None, AccessDecision.NO_SECRET),
+        ({"invalid": True, "expires_at": NOW}, OAUTH, None, AccessDecision.INVALID),
+        # A static token has no provider to refuse it: invalid or not, it is served.
+        ({"invalid": True}, STATIC, None, AccessDecision.SERVE),
+        # OAuth: refresh once at most the margin (default 60 s) is left, expired or not.
+        ({"expires_at": NOW + timedelta(seconds=61)}, OAUTH, None, AccessDecision.SERVE),
+        ({"expires_at": NOW + timedelta(seconds=60)}, OAUTH, None, AccessDecision.REFRESH),
+        ({"expires_at": NOW - timedelta(days=1)}, OAUTH, None, AccessDecision.REFRESH),
+        ({"expires_at": NOW + timedelta(seconds=31)}, OAUTH, timedelta(0), AccessDecision.SERVE),
+        ({"expires_at": NOW + timedelta(seconds=1)}, OAUTH, timedelta(0), AccessDecision.SERVE),
+        ({"expires_at": NOW}, OAUTH, timedelta(0), AccessDecision.REFRESH),
+        (
+            {"expires_at": NOW + timedelta(minutes=9)},
+            OAUTH,
+            timedelta(minutes=10),
+            AccessDecision.REFRESH,
+        ),
+        # Static: served until the moment it expires, then refused; no margin.
+        (
+            {"expires_at": NOW + timedelta(seconds=1)},
+            STATIC,
+            timedelta(hours=1),
+            AccessDecision.SERVE,
+        ),
+        ({"expires_at": NOW}, STATIC, None, AccessDecision.EXPIRED),
+    ],
+)
+def test_access_decision(facts, kind, margin, expected):
+    decision = decide_access(**{**PLAIN, **facts}, kind=kind, margin=margin, now=NOW)
+    assert decision is expected
+
+
+def test_access_decision_is_what_the_quick_path_serves_on(monkeypatch, tmp_path):
+    # The quick path serves exactly on SERVE: told otherwise, it declines a plain token.
+    cli = Cli(home=tmp_path / "home", clock=Clock(NOW))
+    assert cli("add", "key", "--definition", "api-key", "--secret-stdin", input="v1").exit_code == 0
+    paths = resolve_paths(cli.home, {})
+    assert quick_access_token(paths, "key", NOW, cli.secrets.get_text) == "v1"
+    monkeypatch.setattr(quick_token, "decide_access", lambda **_: AccessDecision.REFRESH)
+    assert quick_access_token(paths, "key", NOW, cli.secrets.get_text) is None

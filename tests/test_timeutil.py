@@ -265,3 +265,12 @@ def test_parse_duration_of_any_size_never_raises_anything_but_usage_error(text):
 def test_add_checked_never_overflows(moment, delta):
     result = add_checked(moment, delta)
     assert result is None or EARLIEST <= result <= LATEST
+
+
+def test_clock_text_writes_four_digit_years() -> None:
+    from tokenctl.timeutil import clock_text
+
+    moment = datetime(999, 12, 31, 7, 5, 9, tzinfo=UTC)
+    assert clock_text(moment) == "0999-12-31 07:05"
+    assert clock_text(moment, seconds=True) == "0999-12-31 07:05:09"
+    assert clock_text(datetime(2027, 1, 31, 12, 0, tzinfo=UTC)) == "2027-01-31 12:00"

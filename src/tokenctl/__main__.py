@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import sys
 
 #: Container allocations between two runs of the youngest-generation garbage collection
@@ -10,6 +11,8 @@ import sys
 #: (`list --json` of 10,000 tokens: over 100,000), which the collector would scan again and
 #: again for nothing: ~10% of that command's time. Cycles are still collected.
 GC_THRESHOLD = 50_000
+#: Set by the shell completion scripts (`tokenctl --show-completion`): "complete_SHELL".
+COMPLETE_VAR = "_TOKENCTL_COMPLETE"
 
 
 def _plain_token_ref(argv: list[str]) -> tuple[str | None, str] | None:
@@ -34,12 +37,11 @@ def _token_fast_path(home: str | None, ref: str) -> int:
     from datetime import UTC, datetime
     from pathlib import Path
 
-    from tokenctl.errors import ExitCode, TokenctlError, error_text
+    from tokenctl.errors import debug_requested, report_failure
     from tokenctl.paths import resolve_paths
     from tokenctl.secrets.keyring_store import KeyringSecretStore
     from tokenctl.services.quick_token import quick_access_token
 
-    debug = os.environ.get("TOKENCTL_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
     paths = resolve_paths(Path(home) if home else None, os.environ)
     store = KeyringSecretStore(backend_cache=paths.keyring_backend_cache)
 
@@ -59,26 +61,8 @@ def _token_fast_path(home: str | None, ref: str) -> int:
         access_token = quick_access_token(paths, ref, datetime.now(UTC), store.get_text)
         if access_token is None:
             access_token = full_path()
-    except KeyboardInterrupt:
-        sys.stderr.write("\ninterrupted\n")
-        return 130
-    except TokenctlError as error:
-        if debug:
-            import traceback
-
-            traceback.print_exc()
-        sys.stderr.write(error_text(error))
-        return int(error.exit_code)
-    except Exception as error:
-        if debug:
-            import traceback
-
-            traceback.print_exc()
-        sys.stderr.write(
-            f"error: internal error ({type(error).__name__})\n"
-            "hint: run again with --debug to see the traceback, and report it\n"
-        )
-        return int(ExitCode.ERROR)
+    except (KeyboardInterrupt, Exception) as error:
+        return report_failure(error, sys.stderr, debug=debug_requested(os.environ))
     finally:
         store.close()
     sys.stdout.write(access_token + "\n")
@@ -89,19 +73,13 @@ def main() -> None:
     """Run the command line."""
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
     fast = _plain_token_ref(sys.argv[1:])
-    if fast is not None:
-        code = _token_fast_path(*fast)
-        try:
-            sys.stdout.flush()
-        except BrokenPipeError:
-            from tokenctl.iostreams import STDOUT_CLOSED, discard_stdout
-
-            discard_stdout()
-            sys.exit(STDOUT_CLOSED)
-        sys.exit(code)
-    from tokenctl.cli.app import STDOUT_CLOSED, build_app, discard_stdout
-
+    # A shell completion request (Typer's protocol: the words are in the environment,
+    # whatever argv says) is answered by the application, never by the fast path.
     try:
+        if fast is not None and COMPLETE_VAR not in os.environ:
+            sys.exit(_token_fast_path(*fast))
+        from tokenctl.cli.app import build_app
+
         build_app()(prog_name="tokenctl")
     finally:
         # Output that is still buffered goes out now, not in the interpreter's last flush,
@@ -109,6 +87,8 @@ def main() -> None:
         try:
             sys.stdout.flush()
         except BrokenPipeError:
+            from tokenctl.iostreams import STDOUT_CLOSED, discard_stdout
+
             discard_stdout()
             sys.exit(STDOUT_CLOSED)
 

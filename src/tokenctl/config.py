@@ -23,16 +23,27 @@ class Config:
 
 
 def read_toml(path: Path) -> dict[str, object]:
-    """Read a TOML file; a syntax error names the file, line and column."""
+    """Read a hand-edited TOML file; a missing one is empty.
+
+    Whatever is wrong with the file (bad syntax, not UTF-8, binary, nested too deep for
+    the parser, unreadable) is a :class:`ConfigError` that names it.
+    """
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
     except FileNotFoundError:
         return {}
     except tomllib.TOMLDecodeError as error:
-        raise ConfigError(
-            f"{path}: invalid TOML: {error}", hint=f"fix the syntax in {path.name}"
-        ) from None
+        problem = f"invalid TOML: {error}"
+    except UnicodeDecodeError as error:
+        problem = f"not UTF-8 text (byte {error.start}); is it a binary file?"
+    except RecursionError:
+        problem = "nested too deeply to read"
+    except OSError as error:
+        problem = f"cannot be read: {error.strerror or error}"
+    raise ConfigError(
+        f"{path}: {problem}", hint=f"fix {path.name} (UTF-8 TOML), or move it away"
+    ) from None
 
 
 def load_config(path: Path) -> Config:

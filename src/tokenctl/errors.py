@@ -7,6 +7,11 @@ wrong; the hint says what to do about it. Neither may ever contain a secret.
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import TextIO
 
 from tokenctl.textsafe import safe_line
 
@@ -22,6 +27,7 @@ class ExitCode(IntEnum):
     AUTHORIZATION = 5
     CHECK_EXPIRING = 10
     CHECK_FAILING = 11
+    INTERRUPTED = 130  # Ctrl-C, as a shell reports a process killed by SIGINT
 
 
 class TokenctlError(Exception):
@@ -82,3 +88,40 @@ def error_text(error: TokenctlError) -> str:
     """
     message = f"error: {safe_line(error.message)}\n"
     return message + (f"hint: {safe_line(error.hint)}\n" if error.hint else "")
+
+
+def debug_requested(environ: Mapping[str, str]) -> bool:
+    """True when ``TOKENCTL_DEBUG`` asks for tracebacks (as ``--debug`` does)."""
+    return environ.get("TOKENCTL_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def report_failure(error: BaseException, stderr: TextIO, *, debug: bool) -> int:
+    """Report a command's failure on ``stderr``; the exit code it ends with.
+
+    The one place both the Typer group and the quick ``token`` path map errors: a typed
+    error shows its message and hint; Ctrl-C is 130; a reader of stdout that went away
+    ends quietly with ``STDOUT_CLOSED``; anything else is an internal error. ``debug``
+    adds the traceback (never for Ctrl-C).
+    """
+    if isinstance(error, KeyboardInterrupt):
+        stderr.write("\ninterrupted\n")
+        return int(ExitCode.INTERRUPTED)
+    if debug:
+        import traceback
+
+        traceback.print_exception(error, file=stderr)
+    if isinstance(error, TokenctlError):
+        stderr.write(error_text(error))
+        return int(error.exit_code)
+    if isinstance(error, BrokenPipeError):
+        # The reader of stdout went away (`tokenctl list | head -1`): no error, just stop.
+        from tokenctl.iostreams import STDOUT_CLOSED, discard_stdout
+
+        discard_stdout()
+        return STDOUT_CLOSED
+    # Without --debug, only the exception type: its text might echo input data.
+    stderr.write(
+        f"error: internal error ({type(error).__name__})\n"
+        "hint: run again with --debug to see the traceback, and report it\n"
+    )
+    return int(ExitCode.ERROR)

@@ -12,19 +12,44 @@ PRIVATE_FILE_MODE = 0o600
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) readable only by the owner; return it."""
-    if not path.is_dir():
-        path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
-        # mkdir honours the umask, which may have removed owner bits we asked for.
-        path.chmod(PRIVATE_DIR_MODE)
+    """Create ``path`` and its missing parents readable only by the owner; return it.
+
+    ``mkdir(parents=True)`` gives the parents it creates the umask's mode (0755, or 0777
+    under umask 000), so each missing directory is created here, outermost first, and
+    set to 0700 (mkdir honours the umask for the directory itself too). Directories
+    that existed already are left as they are: they are not tokenctl's to change.
+    """
+    if path.is_dir():
+        return path
+    missing: list[Path] = []
+    for directory in (path, *path.parents):
+        if directory.is_dir():
+            break
+        missing.append(directory)
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=PRIVATE_DIR_MODE)
+        except FileExistsError:
+            if not directory.is_dir():
+                raise
+            continue  # another process created it meanwhile; it chose the mode
+        directory.chmod(PRIVATE_DIR_MODE)
     return path
 
 
 def ensure_private_file(path: Path) -> Path:
     """Create ``path`` empty with mode 0600 when it does not exist yet; return it."""
     ensure_private_dir(path.parent)
-    descriptor = os.open(path, os.O_CREAT | os.O_WRONLY, PRIVATE_FILE_MODE)
-    os.close(descriptor)
+    try:
+        # O_EXCL: only a file created here is ours to set to 0600 (the umask may have
+        # taken owner bits away); an existing one keeps its mode, which doctor checks.
+        descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_FILE_MODE)
+    except FileExistsError:
+        return path
+    try:
+        os.chmod(path, PRIVATE_FILE_MODE)
+    finally:
+        os.close(descriptor)
     return path
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import TypedDict
 
 from tokenctl.timeutil import add_checked
 
@@ -142,6 +143,35 @@ def missing_scopes(
     return sorted(set(required) - evidenced)
 
 
+#: The fields of a :class:`Token` that ``Inventory.update`` may change, with their types.
+#: (The functional form evaluates the types once, at import: the class form would compile
+#: each annotation of this module, which are strings, on every start of tokenctl.)
+TokenChanges = TypedDict(  # noqa: UP013 - see above
+    "TokenChanges",
+    {
+        "name": str,
+        "description": str | None,
+        "identifier": str | None,
+        "account": str | None,
+        "state": LifecycleState,
+        "expires_at": datetime | None,
+        "refresh_expires_at": datetime | None,
+        "granted_scopes": tuple[str, ...] | None,
+        "secret_set_at": datetime | None,
+        "invalid_at": datetime | None,
+        "invalid_reason": str | None,
+        "has_refresh_token": bool,
+        "has_id_token": bool,
+        "refreshed_at": datetime | None,
+        "probed_at": datetime | None,
+        "probe_result": str | None,
+        "attributes": dict[str, str],
+        "definition": str,
+    },
+    total=False,
+)
+
+
 def connection_expires_at(token: Token, refresh_idle: timedelta | None = None) -> datetime | None:
     """When the connection dies.
 
@@ -182,9 +212,19 @@ def compute_status(
     return Status.VALID
 
 
+#: Fields of :class:`TokenSecrets` that are facts about the entry, not secrets: they let
+#: ``doctor`` revoke the grant of an entry whose record is gone (an ``add`` killed between
+#: writing the keyring and the inventory, an inventory restored from an older backup).
+ENTRY_FACTS = frozenset({"definition", "attributes"})
+
+
 @dataclass(frozen=True, repr=False)
 class TokenSecrets:
-    """The secret parts of a token. Lives only in the OS keyring; its repr masks every value."""
+    """The secret parts of a token. Lives only in the OS keyring; its repr masks every value.
+
+    ``definition`` and ``attributes`` (the token's definition name and its non-secret
+    attributes, placeholders among them) say whose grant it is; see ``ENTRY_FACTS``.
+    """
 
     pass_code: str | None = None
     access_token: str | None = None
@@ -192,9 +232,15 @@ class TokenSecrets:
     id_token: str | None = None
     token_type: str | None = None
     client_secret: str | None = None
+    definition: str | None = None
+    attributes: dict[str, str] | None = None
 
     def __repr__(self) -> str:
-        present = [item.name for item in fields(self) if getattr(self, item.name)]
+        present = [
+            item.name
+            for item in fields(self)
+            if getattr(self, item.name) and item.name not in ENTRY_FACTS
+        ]
         return f"TokenSecrets(<masked: {', '.join(present) or 'empty'}>)"
 
     def to_json(self) -> str:
@@ -209,9 +255,25 @@ class TokenSecrets:
         if not isinstance(data, dict):
             raise ValueError("a keyring entry of tokenctl holds a JSON object")
         known = {item.name for item in fields(cls)}
-        return cls(**{key: value for key, value in data.items() if key in known})
+        values = {key: value for key, value in data.items() if key in known}
+        attributes = values.get("attributes")
+        if attributes is not None and not (
+            isinstance(attributes, dict) and all(isinstance(v, str) for v in attributes.values())
+        ):
+            del values["attributes"]  # only a fact, and not one tokenctl wrote: leave it out
+        if not isinstance(values.get("definition", ""), str):
+            del values["definition"]
+        return cls(**values)
+
+    def owned_by(self, definition: str, attributes: dict[str, str] | None) -> TokenSecrets:
+        """The same secrets, saying which definition (and attributes) they belong to."""
+        from dataclasses import replace
+
+        return replace(self, definition=definition, attributes=dict(attributes or {}) or None)
 
     @property
     def is_empty(self) -> bool:
         """True when no secret part is present."""
-        return not any(getattr(self, item.name) for item in fields(self))
+        return not any(
+            getattr(self, item.name) for item in fields(self) if item.name not in ENTRY_FACTS
+        )

@@ -123,6 +123,21 @@ def to_iso(moment: datetime | None) -> str | None:
     )
 
 
+def clock_text(moment: datetime, *, seconds: bool = False) -> str:
+    """A time as people read it in tables and messages: ``2027-01-31 12:00`` (UTC as given).
+
+    Four-digit years always, like :func:`to_iso` (strftime writes ``999-12-31``).
+    """
+    text = "%04d-%02d-%02d %02d:%02d" % (  # noqa: UP031 - as in to_iso
+        moment.year,
+        moment.month,
+        moment.day,
+        moment.hour,
+        moment.minute,
+    )
+    return f"{text}:{moment.second:02d}" if seconds else text
+
+
 def from_iso(text: str | None) -> datetime | None:
     """Read back a time written by :func:`to_iso` (or any ISO 8601 time).
 

@@ -5,23 +5,29 @@ from __future__ import annotations
 import typer
 
 from tokenctl.cli import login_options as opts
-from tokenctl.cli.common import JSON_OPTION, app_context
+from tokenctl.cli.common import JSON_OPTION, app_context, definition_option
 
 
 def command(
     ctx: typer.Context,
-    name: str = typer.Argument(..., help="Short unique name, e.g. acme-exact."),
-    definition: str = typer.Option(..., "--definition", "-d", help="Definition (its type)."),
-    description: str | None = typer.Option(None, "--description", help="The connection."),
-    identifier: str | None = typer.Option(None, "--identifier", help="Identifier (user, client)."),
+    name: str = typer.Argument(..., help="Short unique name, e.g. acme-exact.", metavar="NAME"),
+    definition: str = definition_option(
+        "--definition", "-d", help="Definition (its type).", required=True
+    ),
+    description: str | None = typer.Option(
+        None, "--description", help="The connection.", metavar="TEXT"
+    ),
+    identifier: str | None = typer.Option(
+        None, "--identifier", help="Identifier (user, client).", metavar="ID"
+    ),
     code: str | None = typer.Option(
-        None, "--code", help="Authentication code; generated when left out."
+        None, "--code", help="Authentication code; generated when left out.", metavar="CODE"
     ),
     expires_at: str | None = typer.Option(
-        None, "--expires-at", help="ISO 8601 time (UTC default)."
+        None, "--expires-at", help="ISO 8601 time (UTC default).", metavar="TIME"
     ),
     expires_in: str | None = typer.Option(
-        None, "--expires-in", help="Duration: 90s, 12h, 30d, 2w."
+        None, "--expires-in", help="Duration: 90s, 12h, 30d, 2w.", metavar="DURATION"
     ),
     secret_stdin: bool = typer.Option(
         False, "--secret-stdin", help="Read the pass code from stdin instead of a hidden prompt."
@@ -35,7 +41,10 @@ def command(
     reuse_session: bool = opts.REUSE_SESSION,
     timeout: float = opts.TIMEOUT,
     param: list[str] = typer.Option(
-        [], "--param", help="A value for the definition's placeholders: KEY=VALUE (repeatable)."
+        [],
+        "--param",
+        help="A value for the definition's placeholders (repeatable).",
+        metavar="KEY=VALUE",
     ),
     relay: bool = opts.RELAY,
     tenant: str | None = opts.TENANT,

@@ -4,156 +4,20 @@ from __future__ import annotations
 
 import importlib
 import sys
-import traceback
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, MutableMapping
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import typer
 import typer.main
 from typer import _click
-from typer._coercion import RuntimeParam, build_runtime_param
-from typer._param_types import (
-    choice_coercion_annotation,
-    coerce_cli_choice,
-    coerce_cli_path,
-    routes_to_path,
-)
-from typer.core import TyperGroup, _TyperParameter
+from typer._click.shell_completion import CompletionItem
+from typer.core import TyperGroup
 
 from tokenctl import __version__
+from tokenctl.cli.coercion import use_documented_names, use_fast_coercion
 from tokenctl.context import AppContext
-from tokenctl.errors import ExitCode, TokenctlError, error_text
-from tokenctl.iostreams import STDOUT_CLOSED as STDOUT_CLOSED
-from tokenctl.iostreams import discard_stdout as discard_stdout
-
-INTERRUPTED = 130
-
-# -- parameter coercion without pydantic ------------------------------------------------
-#
-# Typer 0.29 coerces parameter values through pydantic TypeAdapters, built on first use:
-# every value that is not already a bool, even a missing one (None) and even the value
-# of -h/--help. Importing pydantic and building the adapters costs ~85 ms on every run,
-# more than the whole overview. tokenctl's parameters are strings, paths, enums, bools
-# and lists of those, so `_FastCoercion` coerces them with the Typer helpers that
-# Typer's adapters call themselves, without pydantic. Whatever that path does not take
-# (any exception, a value of another type) goes to Typer's own coercion, so results and
-# error messages stay Typer's; only then is pydantic imported. This relies on Typer
-# internals (`typer._coercion`, `typer._param_types`, `_TyperParameter._runtime_param`):
-# pyproject.toml pins typer to 0.29.x, and tests/test_process.py checks both that `list`
-# imports no pydantic and that the coercion agrees with Typer's.
-
-_Leaf = Callable[[Any, _TyperParameter, _click.Context], Any]
-
-
-class _UseTyperError(Exception):
-    """Raised by a fast coercion for a value that Typer's own coercion must handle."""
-
-
-def _exact_str(value: Any, param: _TyperParameter, ctx: _click.Context) -> Any:
-    if type(value) is not str:
-        raise _UseTyperError
-    return value  # pydantic's str validation returns a str as it is
-
-
-def _exact_bool(value: Any, param: _TyperParameter, ctx: _click.Context) -> Any:
-    if type(value) is not bool:
-        raise _UseTyperError
-    return value
-
-
-def _leaf_coercion(annotation: Any, param: _TyperParameter) -> _Leaf | None:
-    """The coercion of one value of ``annotation``; ``None`` when Typer must do it."""
-    info = param.type_descriptor.parameter_info
-    if info.parser is not None:
-        return None
-    if annotation is str:
-        return _exact_str
-    if annotation is bool:
-        return _exact_bool
-    choice = choice_coercion_annotation(annotation, info)
-    if choice is not None:  # an Enum or a Literal
-        choices, case_sensitive = choice
-
-        def coerce_choice(value: Any, param: _TyperParameter, ctx: _click.Context) -> Any:
-            return coerce_cli_choice(value, choices=choices, case_sensitive=case_sensitive, ctx=ctx)
-
-        return coerce_choice
-    if routes_to_path(annotation, info) and (info.path_type or annotation) is Path:
-
-        def coerce_path(value: Any, param: _TyperParameter, ctx: _click.Context) -> Any:
-            # Typer makes the Path with pydantic, which amounts to Path(value) for a str.
-            if type(value) is not str:
-                raise _UseTyperError
-            return coerce_cli_path(Path(value), info, path_type=Path, param=param, ctx=ctx)
-
-        return coerce_path
-    return None
-
-
-@dataclass(frozen=True)
-class _FastCoercion(RuntimeParam):
-    """Typer's coercion of one parameter, for the annotations tokenctl uses, sans pydantic.
-
-    `RuntimeParam.coerce` (Typer's) still handles missing values and the multi-value
-    checks; this class replaces only the per-value part.
-    """
-
-    leaf: _Leaf
-    is_list: bool
-
-    def _coerce_value(self, value: Any, param: _TyperParameter, ctx: _click.Context) -> Any:
-        try:
-            if not self.is_list:
-                return self.leaf(value, param, ctx)
-            items = value if isinstance(value, list | tuple) else [value]
-            return [self.leaf(item, param, ctx) for item in items]
-        except Exception:  # Typer's own coercion decides, and words the error
-            typer_own = build_runtime_param(param.type_descriptor)
-            return typer_own._coerce_value(value, param=param, ctx=ctx)
-
-
-def _fast_coercion(param: _TyperParameter) -> _FastCoercion | None:
-    descriptor = param.type_descriptor
-    if descriptor.is_file or descriptor.is_tuple:
-        return None
-    annotation = descriptor.annotation
-    if descriptor.is_list:
-        (annotation,) = get_args(annotation)
-    leaf = _leaf_coercion(annotation, param)
-    if leaf is None:
-        return None
-    return _FastCoercion(
-        parameter_info=descriptor.parameter_info,
-        annotation=descriptor.annotation,
-        leaf=leaf,
-        is_list=descriptor.is_list,
-    )
-
-
-def use_fast_coercion(
-    command: _click.Command, parent: _click.Context | None = None, *, subcommands: bool = True
-) -> None:
-    """Give the parameters of ``command`` (and its subcommands) `_FastCoercion` where it fits.
-
-    That includes each command's -h/--help option, which Click creates on first use: it is
-    created here, from a context made the way `Command.make_context` makes it, and cached
-    by the command for the real run. Other types (numbers, dates, files, custom parsers)
-    keep Typer's pydantic coercion.
-    """
-    ctx = _click.Context(command, parent=parent, **command.context_settings)
-    params = list(command.params)
-    help_option = command.get_help_option(ctx)
-    if help_option is not None:
-        params.append(help_option)
-    for param in params:
-        if isinstance(param, _TyperParameter) and param._runtime_param is None:
-            param._runtime_param = _fast_coercion(param)
-    if subcommands:
-        for sub in getattr(command, "commands", {}).values():
-            use_fast_coercion(sub, ctx)
-
+from tokenctl.errors import debug_requested, report_failure
 
 # -- subcommands, built on first use ----------------------------------------------------
 
@@ -177,12 +41,13 @@ GROUPS: dict[str, tuple[str, str]] = {
 }
 
 
-def _typer_app(cls: type[TyperGroup] | None = None) -> typer.Typer:
+def _typer_app(cls: type[TyperGroup] | None = None, *, completion: bool = False) -> typer.Typer:
     return typer.Typer(
         name="tokenctl",
         cls=cls,
         no_args_is_help=True,
-        add_completion=False,
+        # Typer's --install-completion and --show-completion: on the root only.
+        add_completion=completion,
         pretty_exceptions_enable=False,
         context_settings={"help_option_names": ["-h", "--help"]},
         rich_markup_mode=None,
@@ -228,6 +93,7 @@ class _LazyCommands(MutableMapping[str, _click.Command]):
             command = build_subcommand(name)
             parent = _click.Context(self._group, **self._group.context_settings)
             use_fast_coercion(command, parent)
+            use_documented_names(command)
             self._entries[name] = command
         return command
 
@@ -244,14 +110,8 @@ class _LazyCommands(MutableMapping[str, _click.Command]):
         return len(self._entries)
 
 
-def report_error(app_ctx: AppContext | None, error: TokenctlError) -> None:
-    """Write an error and its hint to stderr."""
-    stream = app_ctx.io.stderr if app_ctx else sys.stderr
-    stream.write(error_text(error))
-
-
 class TokenctlGroup(TyperGroup):
-    """The root group; maps every error to its exit code in this one place."""
+    """The root group; every error becomes its exit code here (see `report_failure`)."""
 
     def __init__(self, **attrs: Any) -> None:
         """Build the group; its subcommands are built when used (see `_LazyCommands`)."""
@@ -259,41 +119,37 @@ class TokenctlGroup(TyperGroup):
         use_fast_coercion(self, subcommands=False)
         self.commands = _LazyCommands(self, self.commands)
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the command line, or answer a shell completion request (``_TOKENCTL_COMPLETE``)."""
+        # Typer adds --install-completion and --show-completion after creating the group.
+        use_fast_coercion(self, subcommands=False)
+        return super().main(*args, **kwargs)
+
+    def list_commands(self, ctx: _click.Context) -> list[str]:
+        """The subcommands' names in order, without building them."""
+        return list(self.commands)
+
+    def shell_complete(self, ctx: _click.Context, incomplete: str) -> list[CompletionItem]:
+        """Complete a command name, or a global option, without building any command.
+
+        Typer's group completion builds every command whose name matches, for its help
+        text: with an empty word all of them, ~60 ms on every Tab. The names alone are
+        known up front (see `_LazyCommands`).
+        """
+        names = [CompletionItem(name) for name in self.commands if name.startswith(incomplete)]
+        return names + _click.Command.shell_complete(self, ctx, incomplete)
+
     def invoke(self, ctx: Any) -> Any:
-        """Run the command; typed errors become a message and their exit code."""
+        """Run the command; errors become a message on stderr and their exit code."""
         try:
             return super().invoke(ctx)
-        except TokenctlError as error:
-            app_ctx = ctx.obj if isinstance(ctx.obj, AppContext) else None
-            if app_ctx is not None and app_ctx.debug:
-                traceback.print_exc(file=app_ctx.io.stderr)
-            report_error(app_ctx, error)
-            raise typer.Exit(int(error.exit_code)) from None
-        except KeyboardInterrupt:
-            sys.stderr.write("\ninterrupted\n")
-            raise typer.Exit(INTERRUPTED) from None
-        except BrokenPipeError:
-            # The reader of stdout went away (`tokenctl list | head -1`): no error, just stop.
-            app_ctx = ctx.obj if isinstance(ctx.obj, AppContext) else None
-            if app_ctx is not None and app_ctx.debug:
-                traceback.print_exc(file=app_ctx.io.stderr)
-            discard_stdout()
-            raise typer.Exit(STDOUT_CLOSED) from None
-        except (typer.Exit, typer.Abort):
-            raise
-        except Exception as error:
+        except (KeyboardInterrupt, Exception) as error:
             if type(error).__module__.startswith("typer."):
-                raise  # usage errors and the like: Typer reports them (exit 2)
+                raise  # typer.Exit, usage errors and the like: Typer reports them (exit 2)
             app_ctx = ctx.obj if isinstance(ctx.obj, AppContext) else None
-            stream = app_ctx.io.stderr if app_ctx else sys.stderr
-            if app_ctx is not None and app_ctx.debug:
-                traceback.print_exc(file=stream)
-            # Without --debug, only the exception type: its text might echo input data.
-            stream.write(
-                f"error: internal error ({type(error).__name__})\n"
-                "hint: run again with --debug to see the traceback, and report it\n"
-            )
-            raise typer.Exit(int(ExitCode.ERROR)) from None
+            stderr = app_ctx.io.stderr if app_ctx is not None else sys.stderr
+            debug = app_ctx is not None and app_ctx.debug
+            raise typer.Exit(report_failure(error, stderr, debug=debug)) from None
 
 
 def _show_version(value: bool) -> None:
@@ -318,19 +174,13 @@ def root(
 ) -> None:
     """Administer the access tokens of web-service integrations with financial packages."""
     base = ctx.obj if isinstance(ctx.obj, AppContext) else AppContext.from_environment()
-    env_debug = base.environ.get("TOKENCTL_DEBUG", "").strip().lower() not in (
-        "",
-        "0",
-        "false",
-        "no",
-    )
-    app_ctx = base.with_options(home=home, debug=debug or env_debug)
+    app_ctx = base.with_options(home=home, debug=debug or debug_requested(base.environ))
     ctx.obj = app_ctx
     ctx.call_on_close(app_ctx.close)
 
 
 def build_app() -> typer.Typer:
     """Assemble the application (cheap: subcommands are imported and built when used)."""
-    app = _typer_app(TokenctlGroup)
+    app = _typer_app(TokenctlGroup, completion=True)
     app.callback()(root)
     return app

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import typer
 
-from tokenctl.cli.common import JSON_OPTION, app_context
+from tokenctl.cli.common import JSON_OPTION, app_context, definition_option, ref_argument
 
 
 def command(
     ctx: typer.Context,
-    refs: list[str] = typer.Argument(None, help="Tokens to check (default: every effective one)."),
+    refs: list[str] = ref_argument(None, help="Tokens to check (default: every effective one)."),
     within: str | None = typer.Option(
         None,
         "--within",
+        metavar="DURATION",
         help="Report what expires within this duration (default: 7d or "
         "config.toml's expiring_window).",
     ),
     probe: bool = typer.Option(False, "--probe", help="Also ask each provider (catches revoked)."),
-    definition: str | None = typer.Option(None, "--definition", help="Only this definition."),
+    definition: str | None = definition_option("--definition", help="Only this definition."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing; use the exit code."),
     as_json: bool = JSON_OPTION,
 ) -> None:

@@ -7,6 +7,11 @@ from pathlib import Path
 import typer
 
 from tokenctl.cli.common import JSON_OPTION, app_context
+from tokenctl.cli.completion import complete_definition_name
+
+DEFINITION_ARGUMENT = typer.Argument(
+    ..., help="Definition name.", metavar="NAME", autocompletion=complete_definition_name
+)
 
 
 def list_command(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
@@ -31,7 +36,7 @@ def list_subcommand(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
 
 def show_command(
     ctx: typer.Context,
-    name: str = typer.Argument(..., help="Definition name."),
+    name: str = DEFINITION_ARGUMENT,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show every field of one definition."""
@@ -44,19 +49,35 @@ def show_command(
 
 def add_command(
     ctx: typer.Context,
-    name: str | None = typer.Argument(None, help="Name of the new definition (with --issuer)."),
+    name: str | None = typer.Argument(
+        None, help="Name of the new definition (with --issuer).", metavar="NAME"
+    ),
     file: Path | None = typer.Option(
-        None, "--file", "-f", help="TOML file with [definitions.NAME] tables.", dir_okay=False
+        None,
+        "--file",
+        "-f",
+        help="TOML file with [definitions.NAME] tables.",
+        dir_okay=False,
+        metavar="FILE",
     ),
     issuer: str | None = typer.Option(
-        None, "--issuer", help="Fill the endpoints from the issuer's discovery document."
+        None,
+        "--issuer",
+        help="Fill the endpoints from the issuer's discovery document.",
+        metavar="URL",
     ),
-    title: str | None = typer.Option(None, "--title", help="With --issuer: the title."),
+    title: str | None = typer.Option(
+        None, "--title", help="With --issuer: the title.", metavar="TITLE"
+    ),
     classification: str | None = typer.Option(
-        None, "--classification", help="With --issuer: the classification."
+        None, "--classification", help="With --issuer: the classification.", metavar="TEXT"
     ),
-    scope: list[str] = typer.Option([], "--scope", help="With --issuer: a scope (repeatable)."),
-    client_id: str | None = typer.Option(None, "--client-id", help="With --issuer: client id."),
+    scope: list[str] = typer.Option(
+        [], "--scope", help="With --issuer: a scope (repeatable).", metavar="SCOPE"
+    ),
+    client_id: str | None = typer.Option(
+        None, "--client-id", help="With --issuer: client id.", metavar="ID"
+    ),
     replace: bool = typer.Option(
         False, "--replace", help="Overwrite user definitions of the same name."
     ),
@@ -94,24 +115,38 @@ def add_command(
 
 def configure_command(
     ctx: typer.Context,
-    name: str = typer.Argument(..., help="Definition name."),
-    client_id: str = typer.Option(..., "--client-id", help="The registered client id."),
+    name: str = DEFINITION_ARGUMENT,
+    client_id: str = typer.Option(
+        ..., "--client-id", help="The registered client id.", metavar="ID"
+    ),
     client_secret_stdin: bool = typer.Option(
         False, "--client-secret-stdin", help="Read the client secret from stdin (OS keyring)."
     ),
     auth_method: str | None = typer.Option(
         None,
         "--auth-method",
+        metavar="METHOD",
         help="none, client_secret_basic or client_secret_post (default: basic with a secret).",
     ),
     login_mode: str | None = typer.Option(
-        None, "--login-mode", help="loopback, paste, device or relay (the default mode)."
+        None,
+        "--login-mode",
+        help="loopback, paste, device or relay (the default mode).",
+        metavar="MODE",
     ),
     redirect_uri: str | None = typer.Option(
-        None, "--redirect-uri", help="The registered HTTPS redirect URI (paste and relay)."
+        None,
+        "--redirect-uri",
+        help="The registered HTTPS redirect URI (paste and relay).",
+        metavar="URL",
     ),
     redirect_port: int | None = typer.Option(
-        None, "--redirect-port", min=1, max=65535, help="A fixed loopback listener port."
+        None,
+        "--redirect-port",
+        min=1,
+        max=65535,
+        metavar="PORT",
+        help="A fixed loopback listener port.",
     ),
 ) -> None:
     """Set a definition's client id and login settings; its client secret goes to the keyring."""
@@ -134,7 +169,7 @@ def configure_command(
 
 def remove_command(
     ctx: typer.Context,
-    name: str = typer.Argument(..., help="Definition name."),
+    name: str = DEFINITION_ARGUMENT,
     force: bool = typer.Option(False, "--force", help="Remove even while tokens use it."),
 ) -> None:
     """Remove a user definition (refused while tokens use it, unless --force)."""
@@ -150,12 +185,15 @@ def relay_page_command(
     name: str | None = typer.Argument(
         None,
         help="Definition whose oauth2.redirect_port the page forwards to (the safe default).",
+        metavar="NAME",
+        autocompletion=complete_definition_name,
     ),
     port: int | None = typer.Option(
         None,
         "--port",
         min=1024,
         max=65535,
+        metavar="PORT",
         help="A fixed listener port (the definition's redirect_port) instead of the state's.",
     ),
 ) -> None:

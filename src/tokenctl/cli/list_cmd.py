@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tokenctl.cli.common import JSON_OPTION, app_context
+from tokenctl.cli.common import JSON_OPTION, app_context, definition_option
 from tokenctl.models import LifecycleState, Status
 
 
@@ -14,9 +14,9 @@ def command(
     status: list[Status] = typer.Option(
         [], "--status", help="Only tokens with this status (repeatable).", metavar="STATUS"
     ),
-    definition: str | None = typer.Option(None, "--definition", help="Only this definition."),
+    definition: str | None = definition_option("--definition", help="Only this definition."),
     state: LifecycleState | None = typer.Option(
-        None, "--state", help="Only this life-cycle state."
+        None, "--state", help="Only this life-cycle state.", metavar="STATE"
     ),
 ) -> None:
     """List every token: number, name, type, description, account, status, expiry, state."""

@@ -18,12 +18,21 @@ RELAY = typer.Option(
     False, "--relay", help="Redirect through the organisation's hosted relay page."
 )
 TENANT = typer.Option(
-    None, "--tenant", help="The tenant (organisation) to record when the login has several."
+    None,
+    "--tenant",
+    help="The tenant (organisation) to record when the login has several.",
+    metavar="ID",
 )
 REUSE_SESSION = typer.Option(
     False, "--reuse-session", help="Do not ask the provider for a fresh login."
 )
-TIMEOUT = typer.Option(DEFAULT_TIMEOUT, "--timeout", help="Seconds to wait for the browser.")
+TIMEOUT = typer.Option(
+    DEFAULT_TIMEOUT,
+    "--timeout",
+    help=f"Seconds to wait for the browser (default {DEFAULT_TIMEOUT:g}).",
+    metavar="SECONDS",
+    show_default=False,
+)
 YES = typer.Option(False, "--yes", "-y", help="Do not ask before opening the login.")
 
 

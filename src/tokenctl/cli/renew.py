@@ -7,25 +7,33 @@ from typing import Any
 import typer
 
 from tokenctl.cli import login_options as opts
-from tokenctl.cli.common import JSON_OPTION, app_context
+from tokenctl.cli.common import JSON_OPTION, app_context, definition_option, ref_argument
 from tokenctl.context import AppContext
 from tokenctl.errors import ExitCode
 
 
 def command(
     ctx: typer.Context,
-    ref: str | None = typer.Argument(None, help="Number, name or authentication code."),
+    ref: str | None = ref_argument(None),
     all_tokens: bool = typer.Option(
         False, "--all", help="Refresh every effective OAuth token, concurrently, no browser."
     ),
     within: str | None = typer.Option(
-        None, "--within", help="With --all: only tokens whose access token expires within this."
+        None,
+        "--within",
+        metavar="DURATION",
+        help="With --all: only tokens whose access token expires within this.",
     ),
-    definition: str | None = typer.Option(
-        None, "--definition", help="With --all: only tokens of this definition."
+    definition: str | None = definition_option(
+        "--definition", help="With --all: only tokens of this definition."
     ),
     concurrency: int = typer.Option(
-        8, "--concurrency", min=1, max=64, help="With --all: refreshes at once (overall)."
+        8,
+        "--concurrency",
+        min=1,
+        max=64,
+        metavar="N",
+        help="With --all: refreshes at once (overall).",
     ),
     login: bool = typer.Option(
         False, "--login", help="OAuth: log in with the browser instead of refreshing."
@@ -45,10 +53,10 @@ def command(
         False, "--secret-stdin", help="Static tokens: read the new pass code from stdin."
     ),
     expires_at: str | None = typer.Option(
-        None, "--expires-at", help="Static tokens: ISO 8601 time of the new one."
+        None, "--expires-at", help="Static tokens: ISO 8601 time of the new one.", metavar="TIME"
     ),
     expires_in: str | None = typer.Option(
-        None, "--expires-in", help="Static tokens: duration of the new one."
+        None, "--expires-in", help="Static tokens: duration of the new one.", metavar="DURATION"
     ),
     as_json: bool = JSON_OPTION,
 ) -> None:

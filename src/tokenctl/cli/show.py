@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import typer
 
-from tokenctl.cli.common import JSON_OPTION, app_context
+from tokenctl.cli.common import JSON_OPTION, app_context, ref_argument
 
 
 def command(
     ctx: typer.Context,
-    ref: str = typer.Argument(..., help="Number, name or authentication code."),
+    ref: str = ref_argument(),
     probe: bool = typer.Option(
         False, "--probe", help="Ask the provider whether the token still works, and record it."
     ),

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from tokenctl.cli.common import app_context
+from tokenctl.cli.common import app_context, ref_argument
 from tokenctl.models import LifecycleState
 
-REF = typer.Argument(..., help="Number, name or authentication code.")
+REF = ref_argument()
 
 
 def _set(ctx: typer.Context, ref: str, state: LifecycleState) -> None:

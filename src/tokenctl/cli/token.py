@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from tokenctl.cli.common import app_context
+from tokenctl.cli.common import app_context, ref_argument
 
-REF = typer.Argument(..., help="Number, name or authentication code.")
+REF = ref_argument()
 
 
 def token_command(ctx: typer.Context, ref: str = REF) -> None:
@@ -20,9 +20,12 @@ def token_command(ctx: typer.Context, ref: str = REF) -> None:
 def exec_command(
     ctx: typer.Context,
     ref: str = REF,
-    command: list[str] = typer.Argument(None, help="The command, after --."),
+    command: list[str] = typer.Argument(None, help="The command, after --.", metavar="COMMAND"),
     env: str = typer.Option(
-        "TOKENCTL_ACCESS_TOKEN", "--env", help="Environment variable that carries the token."
+        "TOKENCTL_ACCESS_TOKEN",
+        "--env",
+        help="Environment variable that carries the token.",
+        metavar="NAME",
     ),
 ) -> None:
     """Run COMMAND with a valid access token in an environment variable (never in argv)."""

@@ -10,9 +10,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from enum import StrEnum
 from typing import Any
 
+from tokenctl.definitions import DefinitionKind as DefinitionKind
 from tokenctl.errors import ConfigError, UsageError
 from tokenctl.timeutil import format_duration, parse_duration
 
@@ -36,13 +36,6 @@ TEMPLATED_FIELDS = ("issuer", *DISCOVERABLE_ENDPOINTS, "probe_url", "tenants_url
 DEFAULT_CALL_DEADLINE = timedelta(seconds=60)
 #: What ``oauth2.call_deadline`` may be set to.
 CALL_DEADLINE_RANGE = (timedelta(seconds=1), timedelta(hours=1))
-
-
-class DefinitionKind(StrEnum):
-    """How a token of this definition is obtained."""
-
-    STATIC = "static"
-    OAUTH2 = "oauth2"
 
 
 @dataclass(frozen=True)

@@ -7,31 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # the quick `token` path imports this package but builds no records
-    from tokenctl.models import Actor, HistoryEvent, Token
-
-#: Fields of :class:`Token` that :meth:`Inventory.update` may change.
-MUTABLE_FIELDS = frozenset(
-    {
-        "name",
-        "description",
-        "identifier",
-        "account",
-        "state",
-        "expires_at",
-        "refresh_expires_at",
-        "granted_scopes",
-        "secret_set_at",
-        "invalid_at",
-        "invalid_reason",
-        "has_refresh_token",
-        "has_id_token",
-        "refreshed_at",
-        "probed_at",
-        "probe_result",
-        "attributes",
-        "definition",
-    }
-)
+    from tokenctl.models import Actor, HistoryEvent, Token, TokenChanges
 
 
 class Inventory(Protocol):
@@ -49,6 +25,10 @@ class Inventory(Protocol):
         """Find a token by number, name or authentication code."""
         ...
 
+    def get(self, number: int) -> Token:
+        """The token with this number as it is now; ``NotFoundError`` once it is gone."""
+        ...
+
     def tokens(self) -> list[Token]:
         """Every token, ordered by number."""
         ...
@@ -56,7 +36,7 @@ class Inventory(Protocol):
     def update(
         self,
         number: int,
-        changes: Mapping[str, Any],
+        changes: TokenChanges,
         actor: Actor,
         now: datetime,
         *,
@@ -70,7 +50,7 @@ class Inventory(Protocol):
     def update_if(
         self,
         number: int,
-        decide: Callable[[Token], Mapping[str, Any] | None],
+        decide: Callable[[Token], TokenChanges | None],
         actor: Actor,
         now: datetime,
         *,

@@ -1,4 +1,4 @@
-"""How a reference names a token, shared by the inventory and the quick ``token`` path.
+"""How a reference names a token, and the quick ``token`` path's read of the inventory.
 
 Kept free of the token model so the quick path (:mod:`tokenctl.services.quick_token`)
 can use it without importing the records it does not build.
@@ -7,10 +7,53 @@ can use it without importing the records it does not build.
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tokenctl.errors import InventoryError
 
 #: The inventory schema this tokenctl writes and reads; ``sqlite.MIGRATIONS`` reaches it.
 SCHEMA_VERSION = 3
+
+#: SQLite's primary result codes for a file whose content is not a sound database.
+_SQLITE_CORRUPT = 11
+_SQLITE_NOTADB = 26
+
+
+def restore_advice(path: Path) -> str:
+    """How to get a damaged inventory back; the secrets themselves are in the OS keyring."""
+    return (
+        f"restore {path.name} from a backup, or recover what is readable into a new file "
+        f'(`sqlite3 {path} ".recover" | sqlite3 {path.name}.recovered`, then move it in '
+        f"place of {path.name}); the secrets are in the OS keyring and are not lost"
+    )
+
+
+def is_damage(error: sqlite3.DatabaseError) -> bool:
+    """True when SQLite says the file is malformed or not a database at all."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+    return type(error) is sqlite3.DatabaseError
+
+
+def inventory_failure(path: Path, error: sqlite3.DatabaseError) -> InventoryError:
+    """The error a command reports when SQLite fails on the inventory ``path``.
+
+    A damaged file (a bad page, or not SQLite at all) says so and how to restore it; any
+    other failure names the file and SQLite's reason.
+    """
+    from tokenctl.errors import InventoryError
+
+    if is_damage(error):
+        return InventoryError(
+            f"the token inventory {path} is damaged ({error})", hint=restore_advice(path)
+        )
+    return InventoryError(
+        f"the token inventory {path} failed: {error}",
+        hint="run `tokenctl doctor`; restore the file from a backup if it is damaged",
+    )
 
 
 def find_row(connection: sqlite3.Connection, select: str, ref: str) -> Any:
@@ -26,3 +69,36 @@ def find_row(connection: sqlite3.Connection, select: str, ref: str) -> Any:
     if row is None:
         row = connection.execute(f"{select} WHERE authentication_code = ?", (ref,)).fetchone()
     return row
+
+
+#: The columns :func:`access_columns` reads, in this order.
+_ACCESS_SELECT = (
+    "SELECT state, definition, secret_ref, secret_set_at, invalid_at, expires_at FROM tokens"
+)
+
+#: ``(state, definition, secret_ref, secret_set_at, invalid_at, expires_at)`` as stored:
+#: the state's value and ISO 8601 times (or ``None``).
+AccessColumns = tuple[str, str, str, str | None, str | None, str | None]
+
+
+def access_columns(inventory_file: Path, ref: str) -> AccessColumns | None:
+    """What ``token REF`` needs of the token ``ref`` names, read without building a record.
+
+    ``None`` when the inventory cannot answer as it stands: no file, another schema
+    version (the full path migrates, or refuses a newer inventory), no such token, or
+    any SQLite error. The full path then runs and reports it.
+    """
+    try:
+        # mode=rw: never create the file; reading a WAL database may need to write its index.
+        connection = sqlite3.connect(f"{inventory_file.as_uri()}?mode=rw", uri=True, timeout=30)
+    except sqlite3.Error:
+        return None
+    try:
+        if connection.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            return None
+        row: AccessColumns | None = find_row(connection, _ACCESS_SELECT, ref)
+        return row
+    except sqlite3.Error:
+        return None
+    finally:
+        connection.close()

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from tokenctl.errors import ConflictError, InventoryError, NotFoundError
 from tokenctl.fsutil import ensure_private_file
-from tokenctl.inventory import MUTABLE_FIELDS
-from tokenctl.inventory.lookup import SCHEMA_VERSION, find_row
-from tokenctl.models import Actor, HistoryEvent, LifecycleState, Token
+from tokenctl.inventory.lookup import SCHEMA_VERSION, find_row, inventory_failure, is_damage
+from tokenctl.models import Actor, HistoryEvent, LifecycleState, Token, TokenChanges
 from tokenctl.timeutil import from_iso, to_iso
 
 BUSY_TIMEOUT_MS = 30_000
@@ -101,47 +102,18 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
 if len(MIGRATIONS) != SCHEMA_VERSION:  # pragma: no cover - fails on the first import
     raise RuntimeError("a migration was added: raise lookup.SCHEMA_VERSION to match")
 
-_COLUMNS = (
-    "number",
-    "name",
-    "authentication_code",
-    "definition",
-    "secret_ref",
-    "description",
-    "identifier",
-    "account",
-    "state",
-    "expires_at",
-    "refresh_expires_at",
-    "granted_scopes",
-    "secret_set_at",
-    "invalid_at",
-    "invalid_reason",
-    "attributes",
-    "created_at",
-    "created_by",
-    "created_unit",
-    "updated_at",
-    "updated_by",
-    "updated_unit",
-    "has_refresh_token",
-    "refreshed_at",
-    "probed_at",
-    "probe_result",
-    "has_id_token",
-)
+#: The ``tokens`` table's columns: the fields of :class:`Token`, in their order (the
+#: migrations above create them; `_token_from_row` decodes them in this order).
+_COLUMNS = tuple(item.name for item in fields(Token))
+#: Fields of :class:`Token` that :meth:`SqliteInventory.update` may change (a dict is a
+#: dict at run time: the names are checked there too).
+MUTABLE_FIELDS = frozenset(TokenChanges.__annotations__)
+#: Columns holding a moment, stored as ISO 8601 text.
 _TIME_COLUMNS = frozenset(
-    {
-        "expires_at",
-        "refresh_expires_at",
-        "secret_set_at",
-        "invalid_at",
-        "created_at",
-        "updated_at",
-        "refreshed_at",
-        "probed_at",
-    }
+    item.name for item in fields(Token) if str(item.type).startswith(("datetime", "datetime."))
 )
+if not set(_COLUMNS) >= MUTABLE_FIELDS or "expires_at" not in _TIME_COLUMNS:  # pragma: no cover
+    raise RuntimeError("TokenChanges or the time columns do not match Token's fields")
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM tokens"  # noqa: S608 - fixed column list
 
 
@@ -162,7 +134,7 @@ def _encode(column: str, value: Any) -> Any:
 def _token_from_row(row: Sequence[Any]) -> Token:
     # Hot: `list` decodes every token. Naming each column, and skipping the decoders for
     # NULL and "{}", is ~1.5x faster than a dict of the columns. A column added to
-    # _COLUMNS but not here fails loudly.
+    # Token (so to _COLUMNS) but not here fails loudly.
     (
         number,
         name,
@@ -223,6 +195,29 @@ def _token_from_row(row: Sequence[Any]) -> Token:
     )
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _reports_failure(
+    method: Callable[Concatenate[SqliteInventory, _P], _R],
+) -> Callable[Concatenate[SqliteInventory, _P], _R]:
+    """Turn SQLite's own errors in ``method`` into an :class:`InventoryError` naming the file.
+
+    Every statement on the inventory runs inside one of these methods, so a damaged page
+    (found by whichever statement first reads it) is reported the same way everywhere.
+    """
+
+    def reporting(self: SqliteInventory, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as error:
+            raise inventory_failure(self.path, error) from None
+
+    functools.update_wrapper(reporting, method)  # in place: the name and docstring stay
+    return reporting
+
+
 class SqliteInventory:
     """The default :class:`~tokenctl.inventory.Inventory`, one SQLite file per home."""
 
@@ -240,6 +235,9 @@ class SqliteInventory:
             self._connection.execute("PRAGMA synchronous = FULL")
             self._migrate()
         except (sqlite3.DatabaseError, OSError) as error:
+            self._close_quietly()
+            if isinstance(error, sqlite3.DatabaseError) and is_damage(error):
+                raise inventory_failure(path, error) from None
             raise InventoryError(
                 f"cannot open the token inventory {path}: {error}",
                 hint="run `tokenctl doctor`; restore the file from a backup if it is damaged",
@@ -254,7 +252,11 @@ class SqliteInventory:
             try:
                 yield connection
             except BaseException:
-                connection.execute("ROLLBACK")
+                # SQLite may already have rolled back (it does on some errors, a damaged
+                # page among them); the original error is the one to report.
+                if connection.in_transaction:
+                    with suppress(sqlite3.Error):
+                        connection.execute("ROLLBACK")
                 raise
             connection.execute("COMMIT")
         except sqlite3.OperationalError as error:
@@ -283,6 +285,7 @@ class SqliteInventory:
 
     # -- reads ---------------------------------------------------------------------------
 
+    @_reports_failure
     def resolve(self, ref: str) -> Token:
         """Find a token by number, name or authentication code."""
         row = find_row(self._connection, _SELECT, ref)
@@ -293,11 +296,21 @@ class SqliteInventory:
             )
         return _token_from_row(row)
 
+    @_reports_failure
+    def get(self, number: int) -> Token:
+        """The token with this number as it is now; ``NotFoundError`` once it is gone."""
+        row = self._connection.execute(f"{_SELECT} WHERE number = ?", (number,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"token #{number} no longer exists")
+        return _token_from_row(row)
+
+    @_reports_failure
     def tokens(self) -> list[Token]:
         """Every token, ordered by number."""
         rows = self._connection.execute(f"{_SELECT} ORDER BY number").fetchall()
         return [_token_from_row(row) for row in rows]
 
+    @_reports_failure
     def history(self, number: int, limit: int | None = None) -> list[HistoryEvent]:
         """Events of one token number, newest first."""
         rows = self._connection.execute(
@@ -320,6 +333,7 @@ class SqliteInventory:
             for row in rows
         ]
 
+    @_reports_failure
     def names_using_definition(self, definition: str) -> Sequence[str]:
         """Names of the tokens whose definition is ``definition``."""
         rows = self._connection.execute(
@@ -329,6 +343,7 @@ class SqliteInventory:
 
     # -- writes --------------------------------------------------------------------------
 
+    @_reports_failure
     def add(self, token: Token, actor: Actor, now: datetime) -> Token:
         """Insert a new record (its number is assigned here) and a ``created`` event."""
         values = {column: getattr(token, column) for column in _COLUMNS if column != "number"}
@@ -360,7 +375,7 @@ class SqliteInventory:
     def update(
         self,
         number: int,
-        changes: Mapping[str, Any],
+        changes: TokenChanges,
         actor: Actor,
         now: datetime,
         *,
@@ -380,10 +395,11 @@ class SqliteInventory:
         )
         return token
 
+    @_reports_failure
     def update_if(
         self,
         number: int,
-        decide: Callable[[Token], Mapping[str, Any] | None],
+        decide: Callable[[Token], TokenChanges | None],
         actor: Actor,
         now: datetime,
         *,
@@ -424,6 +440,7 @@ class SqliteInventory:
             self._insert_event(connection, number, token.name, actor, now, event, outcome, detail)
         return token, True
 
+    @_reports_failure
     def delete(self, number: int, actor: Actor, now: datetime, *, detail: str | None) -> None:
         """Remove the record; the history keeps a ``deleted`` event."""
         with self._transaction() as connection:
@@ -435,6 +452,7 @@ class SqliteInventory:
             connection.execute("DELETE FROM tokens WHERE number = ?", (number,))
             self._insert_event(connection, number, row[0], actor, now, "deleted", "ok", detail)
 
+    @_reports_failure
     def record_event(
         self,
         token: Token,
@@ -503,6 +521,7 @@ class SqliteInventory:
 
     # -- maintenance ---------------------------------------------------------------------
 
+    @_reports_failure
     def check_integrity(self) -> list[str]:
         """Problems found in the store; empty when it is sound."""
         problems = [
@@ -515,6 +534,7 @@ class SqliteInventory:
             problems.append(f"schema version {version}, expected {SCHEMA_VERSION}")
         return problems
 
+    @_reports_failure
     def describe(self) -> Mapping[str, Any]:
         """Facts for ``doctor``: location, schema version, counts."""
         connection = self._connection
@@ -529,3 +549,9 @@ class SqliteInventory:
     def close(self) -> None:
         """Release the connection."""
         self._connection.close()
+
+    def _close_quietly(self) -> None:
+        connection = getattr(self, "_connection", None)
+        if connection is not None:
+            with suppress(sqlite3.Error):
+                connection.close()

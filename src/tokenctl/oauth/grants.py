@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from tokenctl.definitions.model import Definition
-from tokenctl.models import Token, TokenSecrets
+from tokenctl.models import Token, TokenChanges, TokenSecrets
 from tokenctl.oauth.client import oauth_settings
 from tokenctl.oauth.provider import Grant
 from tokenctl.timeutil import add_checked
@@ -25,12 +25,15 @@ def secrets_of(grant: Grant, previous: TokenSecrets | None = None) -> TokenSecre
         refresh_token=grant.refresh_token or (previous.refresh_token if previous else None),
         id_token=grant.id_token or (previous.id_token if previous else None),
         token_type=grant.token_type,
+        # Who the entry belongs to is kept across refreshes (see models.ENTRY_FACTS).
+        definition=previous.definition if previous else None,
+        attributes=previous.attributes if previous else None,
     )
 
 
 def grant_fields(
     grant: Grant, definition: Definition, now: datetime, *, login: bool, secrets: TokenSecrets
-) -> dict[str, Any]:
+) -> TokenChanges:
     """Inventory fields describing a grant (never its secret values).
 
     ``secrets`` is what will be stored for it: whether that holds a refresh token and an
@@ -40,7 +43,7 @@ def grant_fields(
     refresh_expires_at = grant.refresh_expires_at
     if refresh_expires_at is None and login and lifetimes.refresh_token is not None:
         refresh_expires_at = add_checked(now, lifetimes.refresh_token)
-    fields: dict[str, Any] = {
+    fields: TokenChanges = {
         "expires_at": grant.expires_at,
         "granted_scopes": grant.scopes,
         "secret_set_at": now,
@@ -72,7 +75,7 @@ class RefreshedState:
     """What a refresh response changes: the secrets to store and the record's fields."""
 
     secrets: TokenSecrets
-    fields: dict[str, Any]
+    fields: TokenChanges
     detail: str
     notes: tuple[str, ...] = ()  # for the user, such as an unusable lifetime
 

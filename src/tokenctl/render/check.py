@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 def render_check(io: IOStreams, report: CheckReport, *, as_json: bool) -> None:
     """The tokens that need attention, with reason and fix; a summary line on stderr."""
+    from tokenctl.services.check import Severity  # loaded already: it made the report
+
     if as_json:
         write_json(
             io,
@@ -49,7 +51,7 @@ def render_check(io: IOStreams, report: CheckReport, *, as_json: bool) -> None:
         for column in ("#", "Name", "Severity", "Reason", "Fix"):
             table.add_column(column, overflow="fold")
         for f in report.findings:
-            style = "bold red" if f.severity == "failing" else "yellow"
+            style = "bold red" if f.severity is Severity.FAILING else "yellow"
             table.add_row(
                 str(f.view.token.number),
                 Text(safe_line(f.view.token.name)),
@@ -65,7 +67,7 @@ def render_check(io: IOStreams, report: CheckReport, *, as_json: bool) -> None:
                     [str(f.view.token.number), f.view.token.name, f.severity, f.reason, f.fix]
                 )
             )
-    failing = sum(f.severity == "failing" for f in report.findings)
+    failing = sum(f.severity is Severity.FAILING for f in report.findings)
     expiring = len(report.findings) - failing
     io.status(
         f"Checked {report.checked} effective token(s): {failing} failing, {expiring} expiring "
@@ -85,6 +87,8 @@ def render_bulk_item(io: IOStreams, item: BulkItem) -> None:
 
 def render_bulk(io: IOStreams, report: BulkReport, *, as_json: bool) -> None:
     """The summary of ``renew --all``."""
+    from tokenctl.services.renew_all import BulkOutcome  # loaded already: it made the report
+
     if as_json:
         write_json(
             io,
@@ -100,7 +104,9 @@ def render_bulk(io: IOStreams, report: BulkReport, *, as_json: bool) -> None:
                 for i in report.items
             ],
         )
-    problems = [i for i in report.items if i.outcome in ("needs-login", "failed")]
+    problems = [
+        i for i in report.items if i.outcome in (BulkOutcome.NEEDS_LOGIN, BulkOutcome.FAILED)
+    ]
     if as_json:
         pass  # the document above carries every item; stderr still gets the summary
     elif io.stdout_tty and problems:

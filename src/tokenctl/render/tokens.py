@@ -10,7 +10,7 @@ from tokenctl.iostreams import IOStreams
 from tokenctl.models import HistoryEvent, Status
 from tokenctl.render import plain_row, write_data, write_json
 from tokenctl.textsafe import safe_line
-from tokenctl.timeutil import relative, to_iso
+from tokenctl.timeutil import clock_text, relative, to_iso
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -109,7 +109,7 @@ def _expires(view: TokenView, now: datetime) -> str:
     expires = view.connection_expires_at
     if expires is None:
         return "renewable" if view.token.has_refresh_token else "—"
-    return f"{expires:%Y-%m-%d %H:%M} ({relative(expires, now)})"
+    return f"{clock_text(expires)} ({relative(expires, now)})"
 
 
 def _plain_line(view: TokenView) -> str:
@@ -282,7 +282,7 @@ def render_detail(io: IOStreams, detail: TokenDetail, *, as_json: bool) -> None:
         history.add_column(column, overflow="fold")
     for event in detail.history:
         history.add_row(
-            f"{event.at:%Y-%m-%d %H:%M:%S}",
+            clock_text(event.at, seconds=True),
             Text(safe_line(event.event)),
             Text(safe_line(event.outcome)),
             Text(safe_line(f"{event.user}@{event.unit}")),
@@ -338,6 +338,8 @@ def render_state_change(io: IOStreams, change: StateChange) -> None:
 
 def render_renewed(io: IOStreams, result: RenewResult, *, as_json: bool = False) -> None:
     """Confirm a renewal and say how it was done."""
+    from tokenctl.services.tokens import RenewMethod  # loaded already: it made the result
+
     view = result.view
     if as_json:
         payload = token_to_dict(view)
@@ -346,11 +348,11 @@ def render_renewed(io: IOStreams, result: RenewResult, *, as_json: bool = False)
         return
     token = view.token
     how = {
-        "refresh": "refreshed without a browser",
-        "login": "renewed by a login"
+        RenewMethod.REFRESH: "refreshed without a browser",
+        RenewMethod.LOGIN: "renewed by a login"
         + (f" as {safe_line(token.account)}" if token.account else ""),
-        "pass code": "renewed with a new pass code",
-        "concurrent": "already renewed by another tokenctl process; using that",
+        RenewMethod.PASS_CODE: "renewed with a new pass code",
+        RenewMethod.CONCURRENT: "already renewed by another tokenctl process; using that",
     }[result.method]
     expires = to_iso(view.connection_expires_at)
     io.status(

@@ -65,6 +65,14 @@ class SecretStore(Protocol):
         """Remove the entry; ``False`` when there was none."""
         ...
 
+    def entry_names(self) -> list[str] | None:
+        """The ref of every entry under the tokenctl service, or ``None``.
+
+        ``None`` when the backend cannot list its entries (the ``keyring`` API has no
+        enumeration; the Secret Service can search by attributes).
+        """
+        ...
+
     def report(self) -> BackendReport:
         """Name the backend and say whether it is secure and usable, without raising."""
         ...

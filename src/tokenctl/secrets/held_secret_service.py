@@ -106,6 +106,20 @@ class HeldSecretService(SecretServiceKeyring):
         if not self._call(delete):
             raise PasswordDeleteError("No such password!")
 
+    def usernames(self, service: str) -> list[str]:
+        """The username of every item of ``service``, found by its attributes (no secret read)."""
+        key = self.schemes[self.scheme]["username"]
+
+        def search(collection: Any) -> list[str]:
+            found = (
+                item.get_attributes().get(key)
+                for item in collection.search_items(self._query(service))
+            )
+            return sorted({name for name in found if name})
+
+        result: list[str] = self._call(search)
+        return result
+
     def close(self) -> None:
         """Hang up the held connection, if any."""
         collection, self._collection = self._collection, None

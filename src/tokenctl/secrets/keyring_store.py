@@ -73,7 +73,7 @@ def _environment_key() -> list[Any]:
 def _cached_backend_name(cache_file: Path, key: list[Any]) -> str | None:
     try:
         cached = json.loads(cache_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # a damaged record: detect again
         return None
     if not isinstance(cached, dict) or cached.get("key") != key:
         return None
@@ -263,6 +263,23 @@ class KeyringSecretStore:
         except Exception as error:
             raise self._fail("delete from", error) from None
         return True
+
+    def entry_names(self) -> list[str] | None:
+        """Every entry's ref under this service, where the backend can list them.
+
+        Only the Secret Service can (it searches items by attribute); for any other
+        backend the answer is ``None``, and ``doctor`` says it cannot look for orphans.
+        """
+        backend = self._secure_backend()
+        list_names = getattr(backend, "usernames", None)
+        if not callable(list_names):
+            return None
+        try:
+            with self._serial:
+                names: list[str] = list_names(self.service)
+        except Exception as error:
+            raise self._fail("list the entries of", error) from None
+        return names
 
     def close(self) -> None:
         """Release what the backend holds open (the Secret Service connection)."""

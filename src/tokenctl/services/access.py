@@ -9,7 +9,9 @@ from collections.abc import Sequence
 from tokenctl.context import AppContext
 from tokenctl.definitions.model import DefinitionKind
 from tokenctl.errors import AuthorizationError, TokenctlError, UsageError
-from tokenctl.services.quick_token import refresh_margin
+from tokenctl.services.access_decision import SERVED_PART, AccessDecision, decide_access
+from tokenctl.services.fix_commands import fix_command
+from tokenctl.timeutil import clock_text
 
 DEFAULT_ENV = "TOKENCTL_ACCESS_TOKEN"
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -19,45 +21,35 @@ def current_access_token(ctx: AppContext, ref: str) -> str:
     """A valid access token (or a static token's pass code), refreshed first when needed.
 
     Never interactive: when only a login would help, raise exit code 5 with the command.
-    (``tokenctl token REF`` tries :mod:`tokenctl.services.quick_token` first.)
+    (``tokenctl token REF`` tries :mod:`tokenctl.services.quick_token` first; both follow
+    :func:`~tokenctl.services.access_decision.decide_access`.)
     """
-    from tokenctl.services.oauth_options import login_command
-
     token = ctx.inventory.resolve(ref)
-    if not token.is_effective:
+    # A token not in use is refused as such, whatever state the definitions are in.
+    definition = ctx.definitions.require(token.definition) if token.is_effective else None
+    decision = decide_access(
+        effective=token.is_effective,
+        secret_set=token.secret_set_at is not None,
+        invalid=token.invalid_at is not None,
+        expires_at=token.expires_at,
+        kind=None if definition is None else definition.kind,
+        margin=None if definition is None else definition.lifetimes.refresh_margin,
+        now=ctx.now(),
+    )
+    if decision is AccessDecision.NOT_EFFECTIVE:
         raise TokenctlError(
             f"token {token.name!r} is not effective", hint=f"run `tokenctl enable {token.name}`"
         )
-    definition = ctx.definitions.require(token.definition)
-    if token.secret_set_at is None:
+    assert definition is not None  # an unknown one: require() raised above
+    kind = definition.kind
+    fix = f"run `{fix_command(token.name, kind)}`"
+    if decision is AccessDecision.NO_SECRET:
+        raise AuthorizationError(f"token {token.name!r} has no secret stored", hint=fix)
+    if decision is AccessDecision.INVALID:
         raise AuthorizationError(
-            f"token {token.name!r} has no secret stored",
-            hint=f"run `{login_command(token)}`"
-            if definition.oauth2
-            else f"run `tokenctl renew {token.name} --secret-stdin`",
+            f"token {token.name!r} is invalid ({token.invalid_reason})", hint=fix
         )
-    if token.invalid_at is not None and definition.kind is DefinitionKind.OAUTH2:
-        raise AuthorizationError(
-            f"token {token.name!r} is invalid ({token.invalid_reason})",
-            hint=f"run `{login_command(token)}`",
-        )
-    if definition.kind is DefinitionKind.STATIC:
-        stored = ctx.secrets.get(token.secret_ref)
-        if stored is None or not stored.pass_code:
-            raise AuthorizationError(
-                f"the OS keyring holds no secret for {token.name!r}",
-                hint=f"run `tokenctl renew {token.name} --secret-stdin`",
-            )
-        if token.expires_at is not None and token.expires_at <= ctx.now():
-            raise AuthorizationError(
-                f"token {token.name!r} expired at {token.expires_at:%Y-%m-%d %H:%M}Z",
-                hint=f"run `tokenctl renew {token.name} --secret-stdin`",
-            )
-        return stored.pass_code
-    # Some providers limit token calls (Exact Online: refresh only in the last ~30 s).
-    margin = refresh_margin(definition.lifetimes.refresh_margin)
-    due = token.expires_at is not None and token.expires_at - ctx.now() <= margin
-    if due:
+    if decision is AccessDecision.REFRESH:
         # Only now: the refresh machinery costs ~10 ms of imports that a cached token skips.
         from tokenctl.services.refresh import NeedsLogin, refresh_token
 
@@ -66,12 +58,17 @@ def current_access_token(ctx: AppContext, ref: str) -> str:
         except NeedsLogin as error:
             raise AuthorizationError(error.message, hint=error.hint) from None
     stored = ctx.secrets.get(token.secret_ref)
-    if stored is None or not stored.access_token:
+    value = getattr(stored, SERVED_PART[kind]) if stored is not None else None
+    if not value:
+        what = "no secret" if kind is DefinitionKind.STATIC else "no access token"
+        raise AuthorizationError(f"the OS keyring holds {what} for {token.name!r}", hint=fix)
+    if decision is AccessDecision.EXPIRED:  # named after a missing keyring entry, if both
+        assert token.expires_at is not None
         raise AuthorizationError(
-            f"the OS keyring holds no access token for {token.name!r}",
-            hint=f"run `{login_command(token)}`",
+            f"token {token.name!r} expired at {clock_text(token.expires_at)}Z", hint=fix
         )
-    return stored.access_token
+    assert isinstance(value, str)
+    return value
 
 
 def run_with_token(ctx: AppContext, ref: str, command: Sequence[str], env_name: str) -> int:

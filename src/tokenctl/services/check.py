@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from tokenctl.context import AppContext
 from tokenctl.definitions.model import DefinitionKind
 from tokenctl.errors import ExitCode, TokenctlError
 from tokenctl.models import Status, Token
+from tokenctl.services.fix_commands import fix_command
 from tokenctl.services.tokens import TokenView, view_of
-from tokenctl.timeutil import add_checked
+from tokenctl.timeutil import add_checked, clock_text
 
 #: Statuses that make a connection fail now (exit code 11).
 FAILING = frozenset({Status.EXPIRED, Status.INVALID, Status.INSUFFICIENT})
+
+
+class Severity(StrEnum):
+    """How urgent a finding is: exit code 10 for expiring, 11 for failing."""
+
+    EXPIRING = "expiring"
+    FAILING = "failing"
 
 
 @dataclass(frozen=True)
@@ -23,7 +31,7 @@ class Finding:
     """One token that needs attention."""
 
     view: TokenView
-    severity: str  # "expiring" | "failing"
+    severity: Severity
     reason: str
     fix: str
 
@@ -41,7 +49,7 @@ class CheckReport:
     @property
     def exit_code(self) -> ExitCode:
         """11 when any token fails, 10 when some only expire soon, else 0."""
-        if any(f.severity == "failing" for f in self.findings):
+        if any(f.severity is Severity.FAILING for f in self.findings):
             return ExitCode.CHECK_FAILING
         if self.findings:
             return ExitCode.CHECK_EXPIRING
@@ -49,13 +57,7 @@ class CheckReport:
 
 
 def _fix(token: Token, view: TokenView, *, login: bool) -> str:
-    definition = view.definition
-    if definition is not None and definition.kind is DefinitionKind.STATIC:
-        return shlex.join(["tokenctl", "renew", token.name, "--secret-stdin"])
-    words = ["tokenctl", "renew", token.name]
-    if login:
-        words.append("--login")
-    return shlex.join(words)
+    return fix_command(token.name, view.definition.kind if view.definition else None, login=login)
 
 
 def _assess(view: TokenView, now: datetime, within: timedelta) -> Finding | None:
@@ -63,7 +65,7 @@ def _assess(view: TokenView, now: datetime, within: timedelta) -> Finding | None
     status = view.status
     oauth = view.definition is not None and view.definition.kind is DefinitionKind.OAUTH2
     if token.secret_set_at is None:
-        return Finding(view, "failing", "no secret is stored", _fix(token, view, login=True))
+        return Finding(view, Severity.FAILING, "no secret is stored", _fix(token, view, login=True))
     if status in FAILING:
         reason = {
             Status.EXPIRED: "expired",
@@ -73,7 +75,7 @@ def _assess(view: TokenView, now: datetime, within: timedelta) -> Finding | None
                 token.missing_scopes(view.definition.required_scopes if view.definition else ())
             ),
         }[status]
-        return Finding(view, "failing", reason, _fix(token, view, login=True))
+        return Finding(view, Severity.FAILING, reason, _fix(token, view, login=True))
     expiry = view.connection_expires_at
     if expiry is not None and expiry - now <= within:
         if token.has_refresh_token:
@@ -90,13 +92,13 @@ def _assess(view: TokenView, now: datetime, within: timedelta) -> Finding | None
             by_idle = idle_end is not None and idle_end == expiry
             reason = (
                 "the refresh token dies unused at " if by_idle else "the refresh token expires at "
-            ) + f"{expiry:%Y-%m-%d %H:%M}Z"
-            return Finding(view, "expiring", reason, _fix(token, view, login=not by_idle))
+            ) + f"{clock_text(expiry)}Z"
+            return Finding(view, Severity.EXPIRING, reason, _fix(token, view, login=not by_idle))
         what = "the token" if not oauth else "the access token (no refresh token)"
         return Finding(
             view,
-            "expiring",
-            f"{what} expires at {expiry:%Y-%m-%d %H:%M}Z",
+            Severity.EXPIRING,
+            f"{what} expires at {clock_text(expiry)}Z",
             _fix(token, view, login=oauth),
         )
     return None

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tokenctl.context import AppContext
+from tokenctl.definitions.registry import DefinitionSet
 from tokenctl.errors import ExitCode, TokenctlError
 from tokenctl.fsutil import is_private
 from tokenctl.timeutil import format_duration
@@ -50,8 +51,89 @@ def _permissions(paths: list[Path]) -> Check:
     return Check("permissions", True, "directories 0700 and files 0600")
 
 
-def run_doctor(ctx: AppContext) -> DoctorReport:
-    """Check everything tokenctl depends on; never raises for a broken part."""
+def _finding(error: TokenctlError) -> str:
+    """An error as a line of the report: what is wrong, then what to do."""
+    return f"{error.message}; {error.hint}" if error.hint else error.message
+
+
+def _inventory_check(ctx: AppContext, definition_names: set[str]) -> tuple[Check, bool]:
+    """The inventory's integrity first: on a damaged file nothing else can be read.
+
+    Also says whether the inventory can be read (tokens whose definition is missing fail
+    the check, yet leave it readable).
+    """
+    try:
+        inventory = ctx.inventory
+        problems = inventory.check_integrity()
+        if problems:
+            from tokenctl.inventory.lookup import restore_advice
+
+            path = ctx.paths.inventory_file
+            shown = "; ".join(problems[:3]) + ("; ..." if len(problems) > 3 else "")
+            damaged = f"{path} is damaged: {shown}; {restore_advice(path)}"
+            return Check("inventory", False, damaged), False
+        facts = inventory.describe()
+        if definition_names:
+            orphans = sorted(
+                {t.name for t in inventory.tokens() if t.definition not in definition_names}
+            )
+            problems += [f"token {name!r} refers to a missing definition" for name in orphans]
+    except TokenctlError as error:
+        return Check("inventory", False, _finding(error)), False
+    detail = (
+        f"schema v{facts['schema_version']}, {facts['journal_mode']}, "
+        f"{facts['tokens']} token(s), {facts['history_events']} history event(s)"
+    )
+    return Check("inventory", not problems, "; ".join(problems) or detail), True
+
+
+def _orphans_check(
+    ctx: AppContext, definitions: DefinitionSet | None, *, usable: bool, remove: bool
+) -> Check:
+    """Keyring entries no record points to; removed when asked (see services.orphans)."""
+    from tokenctl.services.orphans import REMOVE_FLAG, find_orphans, remove_orphan
+
+    if not usable:
+        return Check("orphans", True, "not looked for: the keyring or the inventory is unusable")
+    try:
+        search = find_orphans(ctx, definitions)
+        if search.refs is None:
+            return Check(
+                "orphans",
+                True,
+                "not looked for: this keyring backend cannot list its entries, so secrets "
+                "no record points to cannot be found (see docs/keyring.md)",
+            )
+        orphans = search.refs
+        if not orphans:
+            return Check("orphans", True, f"none ({search.entries} keyring entries in use)")
+        listed = ", ".join(orphans)
+        question = (
+            f"{len(orphans)} keyring entr{'y' if len(orphans) == 1 else 'ies'} no record "
+            f"points to: {listed}. Revoke their grants where possible and remove them?"
+        )
+        if not remove and ctx.io.can_prompt:
+            remove = ctx.io.confirm(question, flag=REMOVE_FLAG)
+        if not remove:
+            return Check(
+                "orphans",
+                False,
+                f"keyring entries no record points to (left by an interrupted add, or an "
+                f"inventory restored from a backup): {listed}; run `tokenctl doctor "
+                f"{REMOVE_FLAG}` to revoke their grants where possible and remove them",
+            )
+        done = [remove_orphan(ctx, ref, definitions) for ref in orphans]
+    except TokenctlError as error:
+        return Check("orphans", False, _finding(error), error.exit_code)
+    return Check("orphans", True, "; ".join(done))
+
+
+def run_doctor(ctx: AppContext, *, remove_orphans: bool = False) -> DoctorReport:
+    """Check everything tokenctl depends on; never raises for a broken part.
+
+    ``remove_orphans`` removes keyring entries no record points to, revoking their grants
+    where it can; on a terminal doctor asks instead.
+    """
     paths = ctx.paths
     checks: list[Check] = []
     try:
@@ -65,10 +147,12 @@ def run_doctor(ctx: AppContext) -> DoctorReport:
             )
         )
     except TokenctlError as error:
-        checks.append(Check("config", False, error.message))
+        checks.append(Check("config", False, _finding(error)))
     definition_names: set[str] = set()
+    loaded: DefinitionSet | None = None
     try:
-        definitions = list(ctx.definitions)
+        loaded = ctx.definitions
+        definitions = list(loaded)
         definition_names = {d.name for d in definitions}
         user_count = sum(1 for d in definitions if d.source != "built-in")
         checks.append(
@@ -79,38 +163,32 @@ def run_doctor(ctx: AppContext) -> DoctorReport:
             )
         )
     except TokenctlError as error:
-        checks.append(Check("definitions", False, error.message))
+        checks.append(Check("definitions", False, _finding(error)))
     report = ctx.secrets.report()
-    if report.secure and report.problem is None:
+    keyring_usable = report.secure and report.problem is None
+    if keyring_usable:
         checks.append(Check("keyring", True, f"{report.name}: secure, read/write works"))
     else:
         checks.append(
             Check("keyring", False, f"{report.name}: {report.problem}", ExitCode.SECRET_STORE)
         )
-    try:
-        inventory = ctx.inventory
-        facts = inventory.describe()
-        problems = inventory.check_integrity()
-        if definition_names:
-            orphans = sorted(
-                {t.name for t in inventory.tokens() if t.definition not in definition_names}
-            )
-            problems += [f"token {name!r} refers to a missing definition" for name in orphans]
-        detail = (
-            f"schema v{facts['schema_version']}, {facts['journal_mode']}, "
-            f"{facts['tokens']} token(s), {facts['history_events']} history event(s)"
-        )
-        checks.append(Check("inventory", not problems, "; ".join(problems) or detail))
-    except TokenctlError as error:
-        checks.append(Check("inventory", False, error.message))
+    inventory_check, inventory_usable = _inventory_check(ctx, definition_names)
+    checks.append(inventory_check)
     private = [
         paths.config_dir,
         paths.data_dir,
         paths.config_file,
         paths.definitions_file,
         paths.inventory_file,
+        paths.cache_dir,
+        paths.locks_dir,
     ]
     checks.append(_permissions(private))
+    checks.append(
+        _orphans_check(
+            ctx, loaded, usable=keyring_usable and inventory_usable, remove=remove_orphans
+        )
+    )
     return DoctorReport(
         checks=checks,
         paths={

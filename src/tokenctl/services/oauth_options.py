@@ -6,14 +6,9 @@ before they know whether a login is needed.
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from tokenctl.definitions.model import LOGIN_MODES as LOGIN_MODES
-
-if TYPE_CHECKING:
-    from tokenctl.models import Token
 
 DEFAULT_TIMEOUT = 300.0
 
@@ -28,8 +23,3 @@ class LoginOptions:
     timeout: float = DEFAULT_TIMEOUT
     assume_yes: bool = False
     tenant: str | None = None  # which tenant to record when the login can use several
-
-
-def login_command(token: Token) -> str:
-    """The exact command that renews ``token`` with an interactive login."""
-    return shlex.join(["tokenctl", "renew", token.name, "--login"])

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from enum import StrEnum
 
 from tokenctl.context import AppContext
 from tokenctl.definitions.model import Definition
 from tokenctl.errors import ConfigError
-from tokenctl.models import Token
+from tokenctl.models import Token, TokenChanges
 from tokenctl.oauth.client import oauth_settings
 from tokenctl.oauth.provider import ProviderUnreachable
 from tokenctl.services.refresh import NeedsLogin, refresh_token
+
+
+class ProbeResult(StrEnum):
+    """What the provider said about a token (stored as ``probe_result``)."""
+
+    VALID = "valid"
+    INVALID = "invalid"
+    UNREACHABLE = "unreachable"
 
 
 @dataclass(frozen=True)
@@ -19,7 +27,7 @@ class ProbeOutcome:
     """What the provider said about a token."""
 
     token: Token
-    result: str  # valid | invalid | unreachable
+    result: ProbeResult
     detail: str
 
 
@@ -32,12 +40,12 @@ def probe_token(ctx: AppContext, token: Token, definition: Definition) -> ProbeO
     oauth_settings(definition)
     client = ctx.provider_client(definition, token.attributes)
     now = ctx.now()
-    result, detail = "unreachable", ""
+    result, detail = ProbeResult.UNREACHABLE, ""
     try:
         endpoints = client.endpoints
         stored = ctx.secrets.get(token.secret_ref)
         if stored is None or not stored.access_token:
-            result, detail = "invalid", "no access token is stored"
+            result, detail = ProbeResult.INVALID, "no access token is stored"
         else:
             access_token: str | None = stored.access_token
             if token.expires_at is not None and token.expires_at <= now:
@@ -48,18 +56,18 @@ def probe_token(ctx: AppContext, token: Token, definition: Definition) -> ProbeO
                 access_token = refreshed.access_token if refreshed else None
             url = endpoints.probe_url or endpoints.userinfo_endpoint
             if access_token is None:
-                result, detail = "invalid", "no access token is stored"
+                result, detail = ProbeResult.INVALID, "no access token is stored"
             elif url:
                 status, _ = client.bearer_get(url, access_token)
                 if 200 <= status < 300:
-                    result, detail = "valid", f"{url} answered HTTP {status}"
+                    result, detail = ProbeResult.VALID, f"{url} answered HTTP {status}"
                 elif status in (401, 403):
-                    result, detail = "invalid", f"{url} answered HTTP {status}"
+                    result, detail = ProbeResult.INVALID, f"{url} answered HTTP {status}"
                 else:
-                    result, detail = "unreachable", f"{url} answered HTTP {status}"
+                    result, detail = ProbeResult.UNREACHABLE, f"{url} answered HTTP {status}"
             elif endpoints.introspection_endpoint:
                 active = client.introspect(access_token)
-                result = "valid" if active else "invalid"
+                result = ProbeResult.VALID if active else ProbeResult.INVALID
                 detail = f"introspection: {'active' if active else 'not active'}"
             else:
                 raise ConfigError(
@@ -67,18 +75,20 @@ def probe_token(ctx: AppContext, token: Token, definition: Definition) -> ProbeO
                     "introspection endpoint",
                 )
     except NeedsLogin as error:
-        result, detail = "invalid", error.message
+        result, detail = ProbeResult.INVALID, error.message
     except ProviderUnreachable as error:
-        result, detail = "unreachable", error.message
+        result, detail = ProbeResult.UNREACHABLE, error.message
     now = ctx.now()  # after any refresh above, so the history stays in time order
-    changes: dict[str, Any] = {"probed_at": now, "probe_result": result}
-    current = ctx.inventory.resolve(str(token.number))
-    if result == "invalid":
-        changes.update(invalid_at=now, invalid_reason=f"probe: {detail}")
-    elif result == "valid" and not (current.invalid_reason or "").startswith("refresh refused"):
+    changes: TokenChanges = {"probed_at": now, "probe_result": result}
+    current = ctx.inventory.get(token.number)
+    if result is ProbeResult.INVALID:
+        changes.update({"invalid_at": now, "invalid_reason": f"probe: {detail}"})
+    elif result is ProbeResult.VALID and not (current.invalid_reason or "").startswith(
+        "refresh refused"
+    ):
         # A refused refresh token stays dead even while its last access token still works.
-        changes.update(invalid_at=None, invalid_reason=None)
-    if result == "invalid" and current.invalid_at is not None:
+        changes.update({"invalid_at": None, "invalid_reason": None})
+    if result is ProbeResult.INVALID and current.invalid_at is not None:
         changes.pop("invalid_at")  # keep the first moment it was seen invalid
     updated = ctx.inventory.update(
         token.number, changes, ctx.actor(), now, event="probed", outcome=result, detail=detail

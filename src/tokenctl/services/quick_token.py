@@ -15,34 +15,19 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tokenctl.inventory.lookup import SCHEMA_VERSION, find_row
+from tokenctl.definitions import DefinitionKind
+from tokenctl.inventory.lookup import access_columns
 from tokenctl.paths import Paths
+from tokenctl.services.access_decision import SERVED_PART, AccessDecision, decide_access
 from tokenctl.timeutil import MAX_DURATION, from_iso
-
-#: Refresh this long before the access token expires, so it outlives the request; a
-#: definition's ``lifetimes.refresh_margin`` replaces it.
-REFRESH_MARGIN = timedelta(seconds=60)
-
-
-def refresh_margin(configured: timedelta | None) -> timedelta:
-    """How long before expiry an access token is refreshed: the definition's margin, or 60 s.
-
-    A configured ``0s`` means exactly that: refresh only once expired.
-    """
-    return REFRESH_MARGIN if configured is None else configured
-
 
 #: Changes whenever the layout of the definitions digest changes.
 _DIGEST_FORMAT = 1
-_SELECT = "SELECT state, definition, secret_ref, secret_set_at, invalid_at, expires_at FROM tokens"
-#: What each kind of definition hands out, the key in the keyring entry's JSON.
-_PART_BY_KIND = {"oauth2": "access_token", "static": "pass_code"}
 
 
 def quick_access_token(
@@ -53,53 +38,33 @@ def quick_access_token(
     ``read_secret`` reads a keyring entry as stored (``SecretStore.get_text``); its
     errors are the full path's errors too, so they pass through.
     """
-    row = _token_row(paths.inventory_file, ref)
+    row = access_columns(paths.inventory_file, ref)
     if row is None:
         return None
     state, definition, secret_ref, secret_set_at, invalid_at, expires_at = row
-    if state != "effective" or secret_set_at is None:
-        return None
     policy = definition_policies(paths).get(definition)
-    if policy is None:
+    kind = None if policy is None else DefinitionKind(policy[0])
+    margin = None if policy is None or policy[1] is None else timedelta(seconds=policy[1])
+    decision = decide_access(
+        effective=state == "effective",
+        secret_set=secret_set_at is not None,
+        invalid=invalid_at is not None,
+        expires_at=None if expires_at is None else from_iso(expires_at),
+        kind=kind,
+        margin=margin,
+        now=now,
+    )
+    if decision is not AccessDecision.SERVE:
         return None
-    kind, margin_seconds = policy
-    part = _PART_BY_KIND.get(kind)
-    if part is None:
-        return None
-    expiry = None if expires_at is None else from_iso(expires_at)
-    if kind == "oauth2":
-        margin = refresh_margin(
-            None if margin_seconds is None else timedelta(seconds=margin_seconds)
-        )
-        if invalid_at is not None or (expiry is not None and expiry - now <= margin):
-            return None
-    elif expiry is not None and expiry <= now:
-        return None
+    assert kind is not None  # serving needs a known definition
     stored = read_secret(secret_ref)
     if stored is None:
         return None
     try:
-        value = json.loads(stored).get(part)
+        value = json.loads(stored).get(SERVED_PART[kind])
     except (ValueError, AttributeError):
         return None
     return value if isinstance(value, str) and value else None
-
-
-def _token_row(inventory_file: Path, ref: str) -> Any:
-    """The token's columns, or ``None`` when the inventory cannot answer as it stands."""
-    try:
-        # mode=rw: never create the file; reading a WAL database may need to write its index.
-        connection = sqlite3.connect(f"{inventory_file.as_uri()}?mode=rw", uri=True, timeout=30)
-    except sqlite3.Error:
-        return None
-    try:
-        if connection.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-            return None  # the full path migrates, or refuses a newer inventory
-        return find_row(connection, _SELECT, ref)
-    except sqlite3.Error:
-        return None
-    finally:
-        connection.close()
 
 
 def _file_stamp(path: Path) -> list[int] | None:
@@ -135,7 +100,7 @@ def _policies_from(cached: Any, key: list[Any]) -> dict[str, tuple[str, int | No
         if not (isinstance(policy, list) and len(policy) == 2):
             return None
         kind, margin = policy
-        if kind not in _PART_BY_KIND or not (
+        if kind not in SERVED_PART or not (
             margin is None or (type(margin) is int and 0 <= margin <= MAX_DURATION.total_seconds())
         ):
             return None
@@ -154,7 +119,7 @@ def definition_policies(paths: Paths) -> Mapping[str, tuple[str, int | None]]:
     digest_file = paths.definitions_digest
     try:
         cached = _policies_from(json.loads(digest_file.read_text(encoding="utf-8")), key)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # a damaged cache is made again
         cached = None
     if cached is not None:
         return cached

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tokenctl.context import AppContext
-from tokenctl.definitions.model import Definition
+from tokenctl.definitions.model import Definition, DefinitionKind
 from tokenctl.errors import AuthorizationError, TokenctlError
 from tokenctl.fsutil import exclusive_lock
 from tokenctl.models import Token, TokenSecrets
-from tokenctl.services.oauth_options import login_command
+from tokenctl.services.fix_commands import fix_command
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -96,7 +96,7 @@ class _Steps:
 
     def reread(self) -> RefreshOutcome | None:
         """Inventory, under the lock: the other process's result if it renewed meanwhile."""
-        current = self.ctx.inventory.resolve(str(self.token.number))
+        current = self.ctx.inventory.get(self.token.number)
         self.current = current
         if current.secret_set_at != self.token.secret_set_at and current.invalid_at is None:
             return RefreshOutcome(current, refreshed=False)
@@ -108,7 +108,7 @@ class _Steps:
         if stored is None or not stored.refresh_token:
             raise NeedsLogin(
                 f"token {self.current.name!r} has no refresh token",
-                hint=f"run `{login_command(self.current)}`",
+                hint=f"run `{fix_command(self.current.name, DefinitionKind.OAUTH2)}`",
                 reason="no refresh token",
             )
         self.stored = stored
@@ -123,7 +123,7 @@ class _Steps:
         return NeedsLogin(
             f"the provider refused the refresh token of {self.current.name!r} "
             "(invalid_grant): it was revoked, expired or already used",
-            hint=f"run `{login_command(self.current)}`",
+            hint=f"run `{fix_command(self.current.name, DefinitionKind.OAUTH2)}`",
             reason="the provider refused the refresh token (invalid_grant)",
         )
 

@@ -12,13 +12,15 @@ from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
+from enum import StrEnum
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from tokenctl.context import AppContext
-from tokenctl.definitions.model import Definition
+from tokenctl.definitions.model import Definition, DefinitionKind
 from tokenctl.errors import TokenctlError
 from tokenctl.models import Token
+from tokenctl.services.fix_commands import fix_command
 
 if TYPE_CHECKING:
     from tokenctl.oauth.client import ProviderClient
@@ -27,12 +29,21 @@ DEFAULT_CONCURRENCY = 8
 PER_HOST = 4
 
 
+class BulkOutcome(StrEnum):
+    """What ``renew --all`` did for one token."""
+
+    REFRESHED = "refreshed"
+    CONCURRENT = "concurrent"  # another process renewed it meanwhile
+    NEEDS_LOGIN = "needs-login"
+    FAILED = "failed"
+
+
 @dataclass(frozen=True)
 class BulkItem:
     """The outcome for one token."""
 
     token: Token
-    outcome: str  # refreshed | concurrent | needs-login | failed
+    outcome: BulkOutcome
     detail: str = ""
     fix: str | None = None
 
@@ -46,7 +57,9 @@ class BulkReport:
     @property
     def ok(self) -> bool:
         """True when every selected token was renewed."""
-        return all(item.outcome in ("refreshed", "concurrent") for item in self.items)
+        return all(
+            item.outcome in (BulkOutcome.REFRESHED, BulkOutcome.CONCURRENT) for item in self.items
+        )
 
 
 def select_tokens(
@@ -91,13 +104,14 @@ def _prepare(ctx: AppContext, selected: list[tuple[Token, Definition]]) -> Prepa
     once per distinct issuer, not once per token. One unconfigured definition or
     unreachable issuer must not stop the others: its tokens fail on their own.
     """
-    from tokenctl.services.oauth_options import login_command
-
     prepared: Prepared = {}
     for token, definition in selected:
         if token.secret_set_at is None:
             prepared[token.number] = BulkItem(
-                token, "needs-login", "no token was ever retrieved", login_command(token)
+                token,
+                BulkOutcome.NEEDS_LOGIN,
+                "no token was ever retrieved",
+                fix_command(token.name, DefinitionKind.OAUTH2),
             )
             continue
         try:
@@ -105,7 +119,7 @@ def _prepare(ctx: AppContext, selected: list[tuple[Token, Definition]]) -> Prepa
             client.credentials  # noqa: B018 - read now, in order, as a missing secret fails
             client.endpoints  # noqa: B018 - resolved now, outside the event loop
         except TokenctlError as error:
-            prepared[token.number] = BulkItem(token, "failed", error.message)
+            prepared[token.number] = BulkItem(token, BulkOutcome.FAILED, error.message)
         else:
             prepared[token.number] = client
     return prepared
@@ -115,20 +129,26 @@ async def _renew_one(
     ctx: AppContext, token: Token, client: ProviderClient, inventory_thread: Executor
 ) -> BulkItem:
     from tokenctl.oauth.provider import OAuthFailure
-    from tokenctl.services.oauth_options import login_command
     from tokenctl.services.refresh import NeedsLogin, refresh_token_async
 
     try:
         outcome = await refresh_token_async(ctx, token, client, inventory_thread)
     except NeedsLogin as error:
-        return BulkItem(token, "needs-login", error.reason, login_command(token))
+        return BulkItem(
+            token,
+            BulkOutcome.NEEDS_LOGIN,
+            error.reason,
+            fix_command(token.name, DefinitionKind.OAUTH2),
+        )
     except OAuthFailure as failure:
-        return BulkItem(token, "failed", f"{failure.error}: {failure.description or ''}")
+        return BulkItem(token, BulkOutcome.FAILED, f"{failure.error}: {failure.description or ''}")
     if not outcome.refreshed:
-        return BulkItem(outcome.token, "concurrent", "renewed meanwhile by another process")
+        return BulkItem(
+            outcome.token, BulkOutcome.CONCURRENT, "renewed meanwhile by another process"
+        )
     for note in outcome.notes:
         ctx.io.warn(f"{token.name}: {note}")
-    return BulkItem(outcome.token, "refreshed")
+    return BulkItem(outcome.token, BulkOutcome.REFRESHED)
 
 
 async def _renew_all(
@@ -155,9 +175,11 @@ async def _renew_all(
             try:
                 item = await _renew_one(ctx, token, client, inventory_thread)
             except TokenctlError as error:
-                item = BulkItem(token, "failed", error.message)
+                item = BulkItem(token, BulkOutcome.FAILED, error.message)
             except Exception as error:  # one token's surprise must not cancel the others
-                item = BulkItem(token, "failed", f"internal error ({type(error).__name__})")
+                item = BulkItem(
+                    token, BulkOutcome.FAILED, f"internal error ({type(error).__name__})"
+                )
         on_done(item)
         return item
 

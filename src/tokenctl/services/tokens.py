@@ -8,7 +8,8 @@ import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from tokenctl.context import AppContext
 from tokenctl.definitions.model import Definition, DefinitionKind
@@ -24,12 +25,13 @@ from tokenctl.models import (
     LifecycleState,
     Status,
     Token,
+    TokenChanges,
     TokenSecrets,
     compute_status,
     connection_expires_at,
 )
+from tokenctl.services.fix_commands import SECRET_FLAG, add_command, fix_command
 from tokenctl.services.oauth_options import LoginOptions
-from tokenctl.textsafe import shell_join
 from tokenctl.timeutil import add_checked
 
 if TYPE_CHECKING:
@@ -39,7 +41,6 @@ if TYPE_CHECKING:
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")
 CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{3,63}$")
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-SECRET_FLAG = "--secret-stdin"  # noqa: S105 - a flag name, not a secret
 HISTORY_SHOWN = 10
 
 
@@ -107,9 +108,15 @@ class DeleteResult:
 
     token: Token
     secret_removed: bool
-    renew_command: str
+    retrieval: AddRequest  # the `add` that retrieves a new token for the same connection
+    retrievable: bool  # False when the definition is gone: the `add` would be refused
     revoked: bool = False
     revocation: str | None = None  # what the provider said, None when not attempted
+
+    @property
+    def renew_command(self) -> str:
+        """The command line of :attr:`retrieval`, to print."""
+        return add_command(self.retrieval)
 
 
 @dataclass(frozen=True)
@@ -136,12 +143,21 @@ class AddRequest:
     params: dict[str, str] = field(default_factory=dict)  # values for the placeholders
 
 
+class RenewMethod(StrEnum):
+    """How ``renew`` renewed a token (``renewed_by`` in its JSON)."""
+
+    REFRESH = "refresh"
+    LOGIN = "login"
+    PASS_CODE = "pass code"  # noqa: S105 - a way of renewing, not a secret
+    CONCURRENT = "concurrent"  # another process renewed it meanwhile; that result is used
+
+
 @dataclass(frozen=True)
 class RenewResult:
-    """What ``renew`` did: ``refresh``, ``login``, ``pass code`` or ``concurrent``."""
+    """What ``renew`` did, and how."""
 
     view: TokenView
-    method: str
+    method: RenewMethod
     missing_scopes: list[str] = field(default_factory=list)
 
 
@@ -330,7 +346,8 @@ def add_token(ctx: AppContext, request: AddRequest) -> TokenView:
     )
     secret_ref = f"token-{uuid.uuid4().hex}"
     if pass_code is not None:
-        ctx.secrets.set(secret_ref, TokenSecrets(pass_code=pass_code))
+        secrets = TokenSecrets(pass_code=pass_code).owned_by(definition.name, None)
+        ctx.secrets.set(secret_ref, secrets)
     draft = Token(
         number=0,
         name=request.name,
@@ -360,24 +377,31 @@ def add_token(ctx: AppContext, request: AddRequest) -> TokenView:
     return view_of(ctx, token, now)
 
 
-def renew_command(token: Token, definition: Definition | None) -> str:
-    """The exact command that retrieves a new token for the same connection."""
-    words = ["tokenctl", "add", token.name, "--definition", token.definition]
-    if token.description:
-        words += ["--description", token.description]
-    if token.identifier:
-        words += ["--identifier", token.identifier]
-    for placeholder in definition.placeholders if definition else ():
-        if token.attributes.get(placeholder):
-            words += ["--param", f"{placeholder}={token.attributes[placeholder]}"]
-    if definition is not None and definition.oauth2 and token.attributes.get("tenant_id"):
-        words += ["--tenant", token.attributes["tenant_id"]]
+def retrieval_request(token: Token, definition: Definition | None) -> AddRequest:
+    """The ``add`` that retrieves a new token for the same connection as ``token``.
+
+    ``delete`` both prints it (:func:`add_command`) and, on a terminal, offers to run it
+    (:func:`offer_retrieval`): one request, so what runs is what was printed.
+    """
+    params = {
+        placeholder: token.attributes[placeholder]
+        for placeholder in (definition.placeholders if definition else ())
+        if token.attributes.get(placeholder)
+    }
+    tenant = token.attributes.get("tenant_id") if definition and definition.oauth2 else None
     kind = definition.kind if definition else DefinitionKind.STATIC
-    if kind is DefinitionKind.STATIC and (
+    secret_from_stdin = kind is DefinitionKind.STATIC and bool(
         token.secret_set_at or not definition or definition.pass_code_mandatory
-    ):
-        words.append(SECRET_FLAG)
-    return shell_join(words)
+    )
+    return AddRequest(
+        name=token.name,
+        definition=token.definition,
+        description=token.description,
+        identifier=token.identifier,
+        secret_from_stdin=secret_from_stdin,
+        login=LoginOptions(tenant=tenant or None),
+        params=params,
+    )
 
 
 def delete_token(
@@ -401,12 +425,9 @@ def delete_token(
         if revoke and stored is not None and definition is None and stored.refresh_token:
             revocation = "its definition is gone, so the provider is unknown"
         if revoke and stored is not None and definition is not None and definition.oauth2:
-            try:
-                client = ctx.provider_client(definition, token.attributes)
-            except TokenctlError as error:  # a missing placeholder: revocation only fails
-                revocation = error.message
-            else:
-                revoked, revocation = client.revoke_grant(stored)
+            from tokenctl.services.revoke import revoke_grant
+
+            revoked, revocation = revoke_grant(ctx, definition, stored, token.attributes)
         secret_removed = ctx.secrets.delete(token.secret_ref)
     detail = "secret removed from the OS keyring" if secret_removed else "no secret was stored"
     if revocation is not None:
@@ -415,10 +436,26 @@ def delete_token(
     return DeleteResult(
         token=token,
         secret_removed=secret_removed,
-        renew_command=renew_command(token, definition),
+        retrieval=retrieval_request(token, definition),
+        retrievable=definition is not None,
         revoked=revoked,
         revocation=revocation,
     )
+
+
+RETRIEVE_QUESTION = "Retrieve a new token for this connection now?"
+
+
+def offer_retrieval(ctx: AppContext, deleted: DeleteResult) -> TokenView | None:
+    """On a terminal, offer to run the ``add`` that ``delete`` printed; ``None`` if not run.
+
+    Never asked without a terminal: the printed command is the answer there.
+    """
+    if not deleted.retrievable or not ctx.io.can_prompt:
+        return None
+    if not ctx.io.confirm(RETRIEVE_QUESTION, flag="--yes"):
+        return None
+    return add_token(ctx, deleted.retrieval)
 
 
 def set_state(ctx: AppContext, ref: str, state: LifecycleState) -> StateChange:
@@ -459,9 +496,10 @@ def renew_static(
         definition.pass_code_label, from_stdin=secret_from_stdin, flag=SECRET_FLAG, required=True
     )
     assert pass_code is not None
-    ctx.secrets.set(token.secret_ref, TokenSecrets(pass_code=pass_code))
+    secrets = TokenSecrets(pass_code=pass_code).owned_by(token.definition, token.attributes)
+    ctx.secrets.set(token.secret_ref, secrets)
     # The old expiry belonged to the old pass code: keep only what was said about the new one.
-    changes = {
+    changes: TokenChanges = {
         "secret_set_at": now,
         "invalid_at": None,
         "invalid_reason": None,
@@ -479,8 +517,13 @@ def renew_static(
 
 
 def _store_new(ctx: AppContext, draft: Token, secrets: TokenSecrets | None, now: datetime) -> Token:
-    """Write the secret first, then the record; undo the secret if the record is refused."""
+    """Write the secret first, then the record; undo the secret if the record is refused.
+
+    The entry names its definition and attributes, so that ``doctor`` can still revoke
+    its grant should the record never be written (the process killed in between).
+    """
     if secrets is not None:
+        secrets = secrets.owned_by(draft.definition, draft.attributes)
         ctx.secrets.set(draft.secret_ref, secrets)
     try:
         return ctx.inventory.add(draft, ctx.actor(), now)
@@ -525,14 +568,14 @@ def _add_oauth(ctx: AppContext, request: AddRequest, definition: Definition) -> 
     def store(result: LoginResult) -> None:
         now = ctx.now()
         secrets = secrets_of(result.grant)
-        fields: dict[str, Any] = grant_fields(
-            result.grant, definition, now, login=True, secrets=secrets
-        )
+        fields = grant_fields(result.grant, definition, now, login=True, secrets=secrets)
         attributes = dict(result.attributes)
         attributes.update(
             {k: v for k, v in (("issuer", result.issuer), ("subject", result.subject)) if v}
         )
-        complete = replace(draft, **fields, account=result.account, attributes=attributes)
+        fields["account"] = result.account
+        fields["attributes"] = attributes
+        complete = replace(draft, **fields)
         try:
             token = _store_new(ctx, complete, secrets, now)
         except TokenctlError:
@@ -608,8 +651,7 @@ def renew_token(
             expires_at=expires_at,
             expires_in=expires_in,
         )
-        return RenewResult(view, "pass code")
-    from tokenctl.services.oauth_options import login_command
+        return RenewResult(view, RenewMethod.PASS_CODE)
     from tokenctl.services.refresh import NeedsLogin, refresh_token
 
     options = login or LoginOptions()
@@ -622,12 +664,12 @@ def renew_token(
                     raise AuthorizationError(error.message, hint=error.hint) from None
                 ctx.io.warn(f"{error.message}; a browser login is needed")
             else:
-                method = "refresh" if outcome.refreshed else "concurrent"
+                method = RenewMethod.REFRESH if outcome.refreshed else RenewMethod.CONCURRENT
                 return RenewResult(view_of(ctx, outcome.token, ctx.now()), method)
         elif not ctx.io.can_prompt:
             raise AuthorizationError(
                 f"token {token.name!r} has no refresh token; renewing it needs a browser login",
-                hint=f"run `{login_command(token)}`",
+                hint=f"run `{fix_command(token.name, definition.kind)}`",
             )
     return _relogin(ctx, token, definition, options, allow_account_change)
 
@@ -651,9 +693,7 @@ def _relogin(
         )
         secrets = secrets_of(result.grant)
         now = ctx.now()
-        fields: dict[str, Any] = grant_fields(
-            result.grant, definition, now, login=True, secrets=secrets
-        )
+        fields = grant_fields(result.grant, definition, now, login=True, secrets=secrets)
         fields["account"] = result.account
         attributes = dict(token.attributes)
         attributes.update(result.attributes)
@@ -663,7 +703,7 @@ def _relogin(
         fields["attributes"] = attributes
         mode = options.mode or (definition.oauth2.login_mode if definition.oauth2 else "login")
         with token_lock(ctx, token):
-            ctx.secrets.set(token.secret_ref, secrets)
+            ctx.secrets.set(token.secret_ref, secrets.owned_by(definition.name, attributes))
             updated.append(
                 ctx.inventory.update(
                     token.number,
@@ -686,4 +726,4 @@ def _relogin(
     )
     missing = missing_scopes(result.grant, definition)
     _warn_missing(ctx, missing)
-    return RenewResult(view_of(ctx, updated[0], ctx.now()), "login", missing)
+    return RenewResult(view_of(ctx, updated[0], ctx.now()), RenewMethod.LOGIN, missing)

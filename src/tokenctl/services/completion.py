@@ -1,0 +1,59 @@
+"""Candidates for shell completion: token names and numbers, definition names.
+
+A completion runs on every Tab, so it must be quick and touch nothing: it reads the
+inventory's name columns without creating, migrating or locking it (never the keyring),
+and the definitions from the digest the quick ``token`` path keeps
+(:func:`tokenctl.services.quick_token.definition_policies`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from tokenctl.paths import Paths
+
+#: A candidate: the word to insert and a short description shells may show beside it.
+Candidate = tuple[str, str]
+
+
+def token_candidates(paths: Paths, incomplete: str) -> list[Candidate]:
+    """Token names starting with ``incomplete``; token numbers when it is all digits.
+
+    Empty when there is no inventory (yet) or it cannot be read as it stands.
+    """
+    try:
+        # mode=rw: never create the file (reading a WAL database may need to write its index).
+        connection = sqlite3.connect(
+            f"{paths.inventory_file.as_uri()}?mode=rw", uri=True, timeout=2
+        )
+    except sqlite3.Error:
+        return []
+    try:
+        rows = connection.execute(
+            "SELECT number, name, definition FROM tokens ORDER BY number"
+        ).fetchall()
+    except sqlite3.Error:
+        return []
+    finally:
+        connection.close()
+    if incomplete.isdigit():
+        return [
+            (str(number), name) for number, name, _ in rows if str(number).startswith(incomplete)
+        ]
+    return [
+        (name, f"#{number} {definition}")
+        for number, name, definition in rows
+        if name.startswith(incomplete)
+    ]
+
+
+def definition_candidates(paths: Paths, incomplete: str) -> list[Candidate]:
+    """Names of the definitions in effect (built-in and user) starting with ``incomplete``."""
+    from tokenctl.services.quick_token import definition_policies
+
+    policies = definition_policies(paths)
+    return [
+        (name, kind)
+        for name, (kind, _margin) in sorted(policies.items())
+        if name.startswith(incomplete)
+    ]

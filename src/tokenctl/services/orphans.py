@@ -1,0 +1,126 @@
+"""Keyring entries no record points to, found and removed by ``doctor``.
+
+``add`` writes the secret first and the record second; a process killed in between
+(``kill -9``, a power cut) leaves an entry, often with a live grant at the provider, that
+no command can see. An inventory restored from an older backup does the same to every
+token added since. ``doctor`` lists such entries where the backend can enumerate them
+and, when asked (``--remove-orphans``, or yes on a terminal), revokes each grant whose
+definition the entry names and removes the entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from tokenctl.context import AppContext
+from tokenctl.definitions.registry import DefinitionSet
+from tokenctl.errors import TokenctlError
+from tokenctl.models import TokenSecrets
+
+#: The flag that removes orphans without asking (named in doctor's report, rule 8).
+REMOVE_FLAG = "--remove-orphans"
+#: ``doctor``'s own probe entry, written and removed by its keyring check.
+PROBE_REF = "tokenctl-doctor-probe"
+_TOKEN_PREFIX = "token-"  # noqa: S105 - a name prefix, not a secret
+_CLIENT_PREFIX = "definition-"
+
+
+@dataclass(frozen=True)
+class OrphanSearch:
+    """What the search found: ``None`` refs when the backend cannot list its entries."""
+
+    refs: list[str] | None
+    entries: int = 0
+
+
+def _referenced(ctx: AppContext, definitions: DefinitionSet | None) -> set[str]:
+    """Refs the inventory, doctor and the definitions (client secrets) point to.
+
+    Without definitions (they do not load) no client secret is known to be in use, so
+    :func:`_orphans_among` then calls none of them an orphan.
+    """
+    refs = {token.secret_ref for token in ctx.inventory.tokens()}
+    refs.add(PROBE_REF)
+    if definitions is None:
+        return refs
+    from tokenctl.oauth.client import client_secret_ref
+
+    for definition in definitions:
+        settings = definition.oauth2
+        if settings is not None and settings.client_id:
+            refs.add(client_secret_ref(definition.name, settings.client_id))
+    return refs
+
+
+def _orphans_among(
+    names: Iterable[str], referenced: set[str], definitions_known: bool
+) -> list[str]:
+    orphans = []
+    for name in names:
+        if name in referenced:
+            continue
+        if name.startswith(_CLIENT_PREFIX) and not definitions_known:
+            continue  # which client secrets are in use cannot be told without definitions
+        if name.startswith((_TOKEN_PREFIX, _CLIENT_PREFIX)):
+            orphans.append(name)
+    return sorted(orphans)
+
+
+def find_orphans(ctx: AppContext, definitions: DefinitionSet | None) -> OrphanSearch:
+    """Entries of tokenctl's keyring service that no record or definition points to.
+
+    The keyring is listed before the inventory is read, so the record of an ``add``
+    finishing meanwhile is seen and its entry is not called an orphan.
+    """
+    names = ctx.secrets.entry_names()
+    if names is None:
+        return OrphanSearch(refs=None)
+    referenced = _referenced(ctx, definitions)
+    return OrphanSearch(
+        refs=_orphans_among(names, referenced, definitions is not None), entries=len(names)
+    )
+
+
+def remove_orphan(ctx: AppContext, ref: str, definitions: DefinitionSet | None) -> str:
+    """Revoke the grant of one orphaned entry where its definition is known, then remove it.
+
+    Returns what was done, for the report. The inventory is read once more first: an entry
+    whose record appeared since the search is left alone.
+    """
+    referenced = _referenced(ctx, definitions)
+    if ref in referenced:
+        return f"{ref}: in use now, left in place"
+    try:
+        stored = ctx.secrets.get(ref)
+    except TokenctlError:
+        return f"{ref}: not a tokenctl secret, left in place"
+    if stored is None:
+        return f"{ref}: already gone"
+    said = _revoke(ctx, stored, definitions)
+    ctx.secrets.delete(ref)
+    return f"{ref}: removed{said}"
+
+
+def _revoke(ctx: AppContext, stored: TokenSecrets, definitions: DefinitionSet | None) -> str:
+    if stored.client_secret and not (stored.refresh_token or stored.access_token):
+        return " (a client secret: nothing to revoke)"
+    if not (stored.refresh_token or stored.access_token):
+        return " (a hand-entered token: nothing to revoke)"
+    if stored.definition is None:
+        return (
+            " without revoking: the entry does not say which definition it belongs to "
+            "(written by an older tokenctl); revoke the grant at the provider by hand"
+        )
+    definition = definitions.get(stored.definition) if definitions is not None else None
+    if definition is None or definition.oauth2 is None:
+        return (
+            f" without revoking: its definition {stored.definition!r} is not in effect; "
+            "revoke the grant at the provider by hand"
+        )
+    from tokenctl.services.revoke import revoke_grant
+
+    confirmed, said = revoke_grant(ctx, definition, stored, stored.attributes)
+    if confirmed:
+        return f" and its grant revoked at {definition.title}"
+    return f"; revoking its grant at {definition.title} failed ({said})"
