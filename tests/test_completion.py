@@ -98,7 +98,7 @@ def test_command_names(shell, tmp_path):
     candidates, heavy, built = complete(shell, "tokenctl d", tmp_path / "home")
     assert candidates == ["delete", "disable", "doctor", "definitions"]
     assert heavy == []
-    assert built == ["tokenctl.cli.app"]  # no command was built to name them
+    assert built == ["tokenctl.cli.app", "tokenctl.cli.coercion"]  # no command was built
 
 
 @pytest.mark.parametrize("shell", SHELLS)
