@@ -400,11 +400,21 @@ def token_call_errors(url: str) -> Iterator[None]:
         raise ProviderUnreachable(f"{url} did not answer with a token response ({error})") from None
 
 
-def _token_call(client: Any, call: Callable[[], Any], url: str) -> Mapping[str, Any]:
-    """Run an authlib token request, mapping its failures onto tokenctl's errors."""
-    shield_lifetimes(client)
-    with token_call_errors(url):
-        result: Mapping[str, Any] = call()
+def _token_request(
+    credentials: ClientCredentials,
+    endpoints: Endpoints,
+    transport: Transport | None,
+    call: Callable[[Any], Any],
+    **options: Any,
+) -> Mapping[str, Any]:
+    """Run one authlib token request ``call(client)`` at the token endpoint, errors mapped."""
+    url = endpoints.token_endpoint
+    with _client(
+        credentials, deadline=endpoints.call_deadline, transport=transport, **options
+    ) as client:
+        shield_lifetimes(client)
+        with token_call_errors(url):
+            result: Mapping[str, Any] = call(client)
     return result
 
 
@@ -443,23 +453,19 @@ def exchange_code(
     transport: Transport | None = None,
 ) -> Mapping[str, Any]:
     """Exchange an authorization code for tokens."""
-    with _client(
+    return _token_request(
         credentials,
-        deadline=endpoints.call_deadline,
-        transport=transport,
-        redirect_uri=redirect_uri,
-    ) as client:
-        return _token_call(
-            client,
-            lambda: client.fetch_token(
-                endpoints.token_endpoint,
-                grant_type="authorization_code",
-                code=code,
-                code_verifier=code_verifier,
-                redirect_uri=redirect_uri,
-            ),
+        endpoints,
+        transport,
+        lambda client: client.fetch_token(
             endpoints.token_endpoint,
-        )
+            grant_type="authorization_code",
+            code=code,
+            code_verifier=code_verifier,
+            redirect_uri=redirect_uri,
+        ),
+        redirect_uri=redirect_uri,
+    )
 
 
 def refresh(
@@ -469,12 +475,12 @@ def refresh(
     transport: Transport | None = None,
 ) -> Mapping[str, Any]:
     """The refresh grant. No scope is sent, so a partial grant is not refused."""
-    with _client(credentials, deadline=endpoints.call_deadline, transport=transport) as client:
-        return _token_call(
-            client,
-            lambda: client.refresh_token(endpoints.token_endpoint, refresh_token=refresh_token),
-            endpoints.token_endpoint,
-        )
+    return _token_request(
+        credentials,
+        endpoints,
+        transport,
+        lambda client: client.refresh_token(endpoints.token_endpoint, refresh_token=refresh_token),
+    )
 
 
 def revoke(
@@ -660,16 +666,14 @@ def _fetch_device_token(
     device: DeviceAuthorization,
     transport: Transport | None = None,
 ) -> Mapping[str, Any]:
-    with _client(credentials, deadline=endpoints.call_deadline, transport=transport) as client:
-        return _token_call(
-            client,
-            lambda: client.fetch_token(
-                endpoints.token_endpoint,
-                grant_type=DEVICE_GRANT,
-                device_code=device.device_code,
-            ),
-            endpoints.token_endpoint,
-        )
+    return _token_request(
+        credentials,
+        endpoints,
+        transport,
+        lambda client: client.fetch_token(
+            endpoints.token_endpoint, grant_type=DEVICE_GRANT, device_code=device.device_code
+        ),
+    )
 
 
 def poll_device_token(
