@@ -7,6 +7,7 @@ ask the context, and tests hand in a context whose parts are swapped for fakes.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -64,6 +65,8 @@ def _os_user() -> str:
     try:
         return getpass.getuser()
     except (KeyError, OSError):
+        if sys.platform == "win32":  # no numeric user ids there; getuser rarely fails
+            return "unknown"
         return f"uid:{os.getuid()}"
 
 
