@@ -1,6 +1,6 @@
 """Login options, cheap to import.
 
-Kept apart from :mod:`tokenctl.services.oauth` because ``add`` and ``renew`` build them
+Kept apart from :mod:`tokenctl.services.login` because ``add`` and ``renew`` build them
 before they know whether a login is needed.
 """
 
