@@ -39,7 +39,11 @@ def test_yes_retrieves_a_new_token_with_the_printed_command(cli):
     token = cli("show", "acme", "--json").json()["token"]
     assert (token["number"], token["description"]) == (2, "Acme BV")
     assert [json.loads(v) for v in cli.secrets.entries.values()] == [
-        {"pass_code": "new-secret", "definition": "api-key"}
+        {
+            "pass_code": "new-secret",
+            "definition": "api-key",
+            "inventory": str((cli.home / "inventory.sqlite3").resolve()),
+        }
     ]
 
 

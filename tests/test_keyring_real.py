@@ -56,8 +56,13 @@ def test_add_stores_the_secret_only_in_the_keyring(home, env, real_keyring):
     # An independent reader (libsecret's secret-tool) finds exactly this secret.
     stored = real_keyring.lookup("tokenctl", ref)
     assert stored is not None
-    # The secret, and which definition it belongs to (for doctor --remove-orphans).
-    assert json.loads(stored) == {"pass_code": SECRET, "definition": "api-key"}
+    # The secret, and which definition and home it belongs to (doctor --remove-orphans).
+    inventory = str((home / "inventory.sqlite3").resolve())
+    assert json.loads(stored) == {
+        "pass_code": SECRET,
+        "definition": "api-key",
+        "inventory": inventory,
+    }
     assert [item.attributes["username"] for item in real_keyring.items("tokenctl")] == [ref]
     listed = tokenctl("list", home=home, env=env)
     table = tokenctl("list", "--json", home=home, env=env)
@@ -96,6 +101,7 @@ def test_renew_and_delete_update_the_keyring(home, env, real_keyring):
     assert json.loads(real_keyring.lookup("tokenctl", ref)) == {
         "pass_code": SECRET,
         "definition": "api-key",
+        "inventory": str((home / "inventory.sqlite3").resolve()),
     }
     deleted = tokenctl("delete", "acme", "--yes", home=home, env=env)
     assert deleted.exit_code == 0, deleted.stderr

@@ -44,10 +44,11 @@ def test_add_logs_in_through_the_loopback_callback(ocli, oidc, tmp_path, client_
     assert token["attributes"]["issuer"] == oidc.issuer
     assert [e["event"] for e in token["history"]][:2] == ["retrieved", "created"]
     stored = json.loads(next(v for k, v in ocli.secrets.entries.items() if k.startswith("token-")))
-    facts = {"definition": stored.pop("definition"), "attributes": stored.pop("attributes")}
+    facts = {key: stored.pop(key) for key in ("definition", "attributes", "inventory")}
     assert set(stored) == {"access_token", "refresh_token", "id_token", "token_type"}
     assert facts["definition"] == token["definition"]
     assert facts["attributes"]["issuer"] == oidc.issuer  # lets doctor revoke an orphan
+    assert facts["inventory"] == str((ocli.home / "inventory.sqlite3").resolve())
     everything = result.stdout + result.stderr + json.dumps(token)
     for value in stored.values():
         if len(value) > 10:

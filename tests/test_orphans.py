@@ -87,7 +87,8 @@ def test_doctor_finds_and_revokes_the_secret_of_a_killed_add(
 
 
 @pytest.mark.peers
-def test_an_entry_of_an_older_tokenctl_is_removed_without_revoking(tmp_path, real_keyring):
+def test_entries_of_an_older_tokenctl_or_another_home_are_left_alone(tmp_path, real_keyring):
+    """Every home shares the keyring service: what this home did not write is not its own."""
     home = tmp_path / "home"
     env = real_keyring.child_env()
     store = KeyringSecretStore()
@@ -97,19 +98,38 @@ def test_an_entry_of_an_older_tokenctl_is_removed_without_revoking(tmp_path, rea
     )
     store.set("token-0123456789abcdef", TokenSecrets(refresh_token="old-format"))
     store.set("definition-gone-client-x", TokenSecrets(client_secret="s"))
+    elsewhere = str((tmp_path / "other" / "inventory.sqlite3").resolve())
+    store.set("token-fedcba9876543210", TokenSecrets(pass_code="x", inventory=elsewhere))
+    ours = str((home / "inventory.sqlite3").resolve())
+    store.set("definition-gone-client-y", TokenSecrets(client_secret="s", inventory=ours))
     removed = tokenctl("doctor", "--remove-orphans", home=home, env=env)
     assert removed.exit_code == 0, removed.stdout
     line = _orphan_line(removed.stdout)
-    assert "token-0123456789abcdef: removed without revoking" in line
-    assert "written by an older tokenctl" in line
-    assert "definition-gone-client-x: removed (a client secret" in line
-    assert store.get_text("token-0123456789abcdef") is None
-    assert store.get_text("definition-gone-client-x") is None
+    assert "definition-gone-client-y: removed (a client secret" in line
+    assert "3 entries written for another tokenctl home (or by an older tokenctl)" in line
+    assert store.get_text("definition-gone-client-y") is None
+    for left in ("token-0123456789abcdef", "definition-gone-client-x", "token-fedcba9876543210"):
+        assert store.get_text(left) is not None, left
     assert tokenctl("token", "kept", home=home, env=env).stdout == "p\n"  # in use: kept
 
 
+def test_doctor_in_one_home_never_removes_another_homes_tokens(tmp_path):
+    shared = MemorySecretStore()
+    first = Cli(home=tmp_path / "a", secrets=shared)
+    second = Cli(home=tmp_path / "b", secrets=shared)
+    assert (
+        first("add", "prod-key", "--definition", "api-key", "--secret-stdin", input="p").exit_code
+        == 0
+    )
+    doctor = second("doctor", "--remove-orphans")
+    assert doctor.exit_code == 0, doctor.stdout
+    assert "1 entry written for another tokenctl home" in doctor.stdout
+    assert first("token", "prod-key").stdout == "p\n"
+
+
 def test_on_a_terminal_doctor_asks_before_removing(cli):
-    cli.secrets.set("token-feedface", TokenSecrets(pass_code="left"))
+    inventory = str((cli.home / "inventory.sqlite3").resolve())
+    cli.secrets.set("token-feedface", TokenSecrets(pass_code="left", inventory=inventory))
     declined = cli("doctor", tty=True, input="n\n")
     assert declined.exit_code == 1 and "token-feedface" in cli.secrets.entries
     assert "Revoke their grants where possible and remove them? [y/N]" in declined.stderr

@@ -215,7 +215,7 @@ def compute_status(
 #: Fields of :class:`TokenSecrets` that are facts about the entry, not secrets: they let
 #: ``doctor`` revoke the grant of an entry whose record is gone (an ``add`` killed between
 #: writing the keyring and the inventory, an inventory restored from an older backup).
-ENTRY_FACTS = frozenset({"definition", "attributes"})
+ENTRY_FACTS = frozenset({"definition", "attributes", "inventory"})
 
 
 @dataclass(frozen=True, repr=False)
@@ -223,7 +223,10 @@ class TokenSecrets:
     """The secret parts of a token. Lives only in the OS keyring; its repr masks every value.
 
     ``definition`` and ``attributes`` (the token's definition name and its non-secret
-    attributes, placeholders among them) say whose grant it is; see ``ENTRY_FACTS``.
+    attributes, placeholders among them) say whose grant it is, and ``inventory`` (the
+    inventory file it was written for) which tokenctl home it belongs to: every home
+    shares the keyring service, so ``doctor`` must never take another home's entry for
+    one of its own orphans. See ``ENTRY_FACTS``.
     """
 
     pass_code: str | None = None
@@ -234,6 +237,7 @@ class TokenSecrets:
     client_secret: str | None = None
     definition: str | None = None
     attributes: dict[str, str] | None = None
+    inventory: str | None = None
 
     def __repr__(self) -> str:
         present = [
@@ -261,15 +265,23 @@ class TokenSecrets:
             isinstance(attributes, dict) and all(isinstance(v, str) for v in attributes.values())
         ):
             del values["attributes"]  # only a fact, and not one tokenctl wrote: leave it out
-        if not isinstance(values.get("definition", ""), str):
-            del values["definition"]
+        for fact in ("definition", "inventory"):
+            if not isinstance(values.get(fact, ""), str):
+                del values[fact]
         return cls(**values)
 
-    def owned_by(self, definition: str, attributes: dict[str, str] | None) -> TokenSecrets:
-        """The same secrets, saying which definition (and attributes) they belong to."""
+    def owned_by(
+        self, definition: str, attributes: dict[str, str] | None, *, inventory: str
+    ) -> TokenSecrets:
+        """The same secrets, saying which definition, attributes and inventory they belong to."""
         from dataclasses import replace
 
-        return replace(self, definition=definition, attributes=dict(attributes or {}) or None)
+        return replace(
+            self,
+            definition=definition,
+            attributes=dict(attributes or {}) or None,
+            inventory=inventory,
+        )
 
     @property
     def is_empty(self) -> bool:

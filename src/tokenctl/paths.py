@@ -41,6 +41,11 @@ class Paths(NamedTuple):
         return self.data_dir / "inventory.sqlite3"
 
     @property
+    def inventory_key(self) -> str:
+        """The inventory's identity in keyring entries: its resolved path (see orphans)."""
+        return str(self.inventory_file.resolve())
+
+    @property
     def cache_dir(self) -> Path:
         """Derived data that speeds commands up; safe to delete at any time."""
         return self.data_dir / "cache"

@@ -28,6 +28,7 @@ def secrets_of(grant: Grant, previous: TokenSecrets | None = None) -> TokenSecre
         # Who the entry belongs to is kept across refreshes (see models.ENTRY_FACTS).
         definition=previous.definition if previous else None,
         attributes=previous.attributes if previous else None,
+        inventory=previous.inventory if previous else None,
     )
 
 

@@ -275,7 +275,10 @@ def configure_definition(
         ctx.paths.definitions_file, ctx.paths.definitions_lock, {name: definition}, replace=True
     )
     if secret is not None:
-        ctx.secrets.set(client_secret_ref(name, client_id), TokenSecrets(client_secret=secret))
+        ctx.secrets.set(
+            client_secret_ref(name, client_id),
+            TokenSecrets(client_secret=secret, inventory=ctx.paths.inventory_key),
+        )
     return ConfigureResult(
         name, client_id, secret is not None, auth_method, ctx.paths.definitions_file
     )

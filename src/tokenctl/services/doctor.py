@@ -105,8 +105,14 @@ def _orphans_check(
                 "no record points to cannot be found (see docs/keyring.md)",
             )
         orphans = search.refs
+        others = (
+            f"; {search.not_ours} entr{'y' if search.not_ours == 1 else 'ies'} written for "
+            "another tokenctl home (or by an older tokenctl) left alone"
+            if search.not_ours
+            else ""
+        )
         if not orphans:
-            return Check("orphans", True, f"none ({search.entries} keyring entries in use)")
+            return Check("orphans", True, f"none ({search.entries} keyring entries{others})")
         listed = ", ".join(orphans)
         question = (
             f"{len(orphans)} keyring entr{'y' if len(orphans) == 1 else 'ies'} no record "
@@ -120,12 +126,12 @@ def _orphans_check(
                 False,
                 f"keyring entries no record points to (left by an interrupted add, or an "
                 f"inventory restored from a backup): {listed}; run `tokenctl doctor "
-                f"{REMOVE_FLAG}` to revoke their grants where possible and remove them",
+                f"{REMOVE_FLAG}` to revoke their grants where possible and remove them{others}",
             )
         done = [remove_orphan(ctx, ref, definitions) for ref in orphans]
     except TokenctlError as error:
         return Check("orphans", False, _finding(error), error.exit_code)
-    return Check("orphans", True, "; ".join(done))
+    return Check("orphans", True, "; ".join(done) + others)
 
 
 def run_doctor(ctx: AppContext, *, remove_orphans: bool = False) -> DoctorReport:

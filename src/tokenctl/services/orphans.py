@@ -6,6 +6,12 @@ no command can see. An inventory restored from an older backup does the same to 
 token added since. ``doctor`` lists such entries where the backend can enumerate them
 and, when asked (``--remove-orphans``, or yes on a terminal), revokes each grant whose
 definition the entry names and removes the entry.
+
+Every tokenctl home (``--home``, ``TOKENCTL_HOME``, another profile) shares the keyring
+service, so an entry no record *of this home* points to may well be another home's live
+token. Only entries that say they were written for this home's inventory (the
+``inventory`` fact, see :class:`tokenctl.models.TokenSecrets`) count as orphans; the
+others are counted and left alone.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ class OrphanSearch:
 
     refs: list[str] | None
     entries: int = 0
+    #: Entries no record here points to that another home, or an older tokenctl, wrote.
+    not_ours: int = 0
 
 
 def _referenced(ctx: AppContext, definitions: DefinitionSet | None) -> set[str]:
@@ -53,18 +61,26 @@ def _referenced(ctx: AppContext, definitions: DefinitionSet | None) -> set[str]:
     return refs
 
 
-def _orphans_among(
-    names: Iterable[str], referenced: set[str], definitions_known: bool
-) -> list[str]:
-    orphans = []
+def _candidates(names: Iterable[str], referenced: set[str], definitions_known: bool) -> list[str]:
+    """The names of tokenctl's entries that nothing of this home points to."""
+    candidates = []
     for name in names:
         if name in referenced:
             continue
         if name.startswith(_CLIENT_PREFIX) and not definitions_known:
             continue  # which client secrets are in use cannot be told without definitions
         if name.startswith((_TOKEN_PREFIX, _CLIENT_PREFIX)):
-            orphans.append(name)
-    return sorted(orphans)
+            candidates.append(name)
+    return sorted(candidates)
+
+
+def _written_here(ctx: AppContext, ref: str) -> bool:
+    """Whether the entry says it was written for this home's inventory."""
+    try:
+        stored = ctx.secrets.get(ref)
+    except TokenctlError:
+        return False  # not a tokenctl secret: not ours to remove
+    return stored is not None and stored.inventory == ctx.paths.inventory_key
 
 
 def find_orphans(ctx: AppContext, definitions: DefinitionSet | None) -> OrphanSearch:
@@ -77,9 +93,9 @@ def find_orphans(ctx: AppContext, definitions: DefinitionSet | None) -> OrphanSe
     if names is None:
         return OrphanSearch(refs=None)
     referenced = _referenced(ctx, definitions)
-    return OrphanSearch(
-        refs=_orphans_among(names, referenced, definitions is not None), entries=len(names)
-    )
+    candidates = _candidates(names, referenced, definitions is not None)
+    orphans = [ref for ref in candidates if _written_here(ctx, ref)]
+    return OrphanSearch(refs=orphans, entries=len(names), not_ours=len(candidates) - len(orphans))
 
 
 def remove_orphan(ctx: AppContext, ref: str, definitions: DefinitionSet | None) -> str:
@@ -97,6 +113,8 @@ def remove_orphan(ctx: AppContext, ref: str, definitions: DefinitionSet | None) 
         return f"{ref}: not a tokenctl secret, left in place"
     if stored is None:
         return f"{ref}: already gone"
+    if stored.inventory != ctx.paths.inventory_key:
+        return f"{ref}: written for another tokenctl home, left in place"
     said = _revoke(ctx, stored, definitions)
     ctx.secrets.delete(ref)
     return f"{ref}: removed{said}"

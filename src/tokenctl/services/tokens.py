@@ -346,7 +346,9 @@ def add_token(ctx: AppContext, request: AddRequest) -> TokenView:
     )
     secret_ref = f"token-{uuid.uuid4().hex}"
     if pass_code is not None:
-        secrets = TokenSecrets(pass_code=pass_code).owned_by(definition.name, None)
+        secrets = TokenSecrets(pass_code=pass_code).owned_by(
+            definition.name, None, inventory=ctx.paths.inventory_key
+        )
         ctx.secrets.set(secret_ref, secrets)
     draft = Token(
         number=0,
@@ -496,7 +498,9 @@ def renew_static(
         definition.pass_code_label, from_stdin=secret_from_stdin, flag=SECRET_FLAG, required=True
     )
     assert pass_code is not None
-    secrets = TokenSecrets(pass_code=pass_code).owned_by(token.definition, token.attributes)
+    secrets = TokenSecrets(pass_code=pass_code).owned_by(
+        token.definition, token.attributes, inventory=ctx.paths.inventory_key
+    )
     ctx.secrets.set(token.secret_ref, secrets)
     # The old expiry belonged to the old pass code: keep only what was said about the new one.
     changes: TokenChanges = {
@@ -523,7 +527,9 @@ def _store_new(ctx: AppContext, draft: Token, secrets: TokenSecrets | None, now:
     its grant should the record never be written (the process killed in between).
     """
     if secrets is not None:
-        secrets = secrets.owned_by(draft.definition, draft.attributes)
+        secrets = secrets.owned_by(
+            draft.definition, draft.attributes, inventory=ctx.paths.inventory_key
+        )
         ctx.secrets.set(draft.secret_ref, secrets)
     try:
         return ctx.inventory.add(draft, ctx.actor(), now)
@@ -703,7 +709,10 @@ def _relogin(
         fields["attributes"] = attributes
         mode = options.mode or (definition.oauth2.login_mode if definition.oauth2 else "login")
         with token_lock(ctx, token):
-            ctx.secrets.set(token.secret_ref, secrets.owned_by(definition.name, attributes))
+            ctx.secrets.set(
+                token.secret_ref,
+                secrets.owned_by(definition.name, attributes, inventory=ctx.paths.inventory_key),
+            )
             updated.append(
                 ctx.inventory.update(
                     token.number,
