@@ -23,17 +23,9 @@ def cli(tmp_path):  # type: ignore[no-untyped-def]
 def oidc(tmp_path_factory):  # type: ignore[no-untyped-def]
     """One real oidc-provider for the session (see tests/peers/oidc)."""
     from tests.oauth_support import PROVIDER_CONFIG
-    from tests.peers.fixtures import peers_required
-    from tests.peers.oidc_server import OidcPeerError, start_oidc_provider
+    from tests.peers.fixtures import start_oidc_peer
 
-    try:
-        server = start_oidc_provider(PROVIDER_CONFIG, tmp_path_factory.mktemp("oidc"))
-    except OidcPeerError as error:
-        from tests.peers.fixtures import peers_required
-
-        if peers_required():
-            pytest.fail(f"TOKENCTL_REQUIRE_PEERS=1 but the OIDC peer failed: {error}")
-        pytest.skip(f"OIDC peer unavailable: {error}")
+    server = start_oidc_peer(PROVIDER_CONFIG, tmp_path_factory.mktemp("oidc"))
     yield server
     server.stop()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
 import urllib.error
 import urllib.request
@@ -9,9 +11,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
-from tests.fakes import Cli
+from tests.fakes import Cli, Run
+from tokenctl.models import TokenSecrets
 
 PASTE_REDIRECT = "https://tokenctl.example/callback"
 #: The e-mail claim of the provider's user "mallory": terminal control sequences.
@@ -156,3 +159,62 @@ def fetch(url: str) -> tuple[int, str]:
 def query_of(url: str) -> dict[str, str]:
     """The query parameters of ``url``."""
     return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+def introspect(oidc: Any, token: str) -> dict[str, Any]:
+    """Ask the real provider (as the confidential client) whether ``token`` is active."""
+    credentials = base64.b64encode(b"tokenctl-basic:tokenctl-basic-secret").decode()
+    request = urllib.request.Request(
+        f"{oidc.issuer}/token/introspection",
+        data=urlencode({"token": token}).encode(),
+        headers={"Authorization": f"Basic {credentials}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        answer: dict[str, Any] = json.loads(response.read())
+        return answer
+
+
+# -- the "books" definition of the tests with a hand-made token endpoint --------------------
+
+
+def follow_redirect(url: str) -> None:
+    """The 'browser': the provider approves at once and redirects to the loopback listener."""
+    query = query_of(url)
+    callback = query["redirect_uri"] + "?" + urlencode({"code": "C-1", "state": query["state"]})
+    with urllib.request.urlopen(callback, timeout=10) as response:
+        response.read()
+
+
+def write_books(
+    cli: Cli, token_url: str, authorization_url: str, *, call_deadline: str | None = None
+) -> None:
+    """Write the definition ``books`` (client ``tokenctl``, scope ``books``) into cli's home."""
+    deadline = f'call_deadline = "{call_deadline}"\n' if call_deadline is not None else ""
+    cli.home.mkdir(parents=True, exist_ok=True)
+    (cli.home / "definitions.toml").write_text(
+        "[definitions.books]\n"
+        'title = "Books"\nkind = "oauth2"\n'
+        "[definitions.books.oauth2]\n"
+        f'token_endpoint = "{token_url}"\n'
+        f'authorization_endpoint = "{authorization_url}"\n'
+        'client_id = "tokenctl"\nscopes = ["books"]\n' + deadline
+    )
+
+
+def add_books_token(cli: Cli, name: str = "acme") -> Run:
+    """Log in to ``books`` as token ``name``; the 'browser' is only there for the login."""
+    cli.browser = follow_redirect
+    try:
+        result = cli("add", name, "--definition", "books", "--yes")
+    finally:
+        cli.browser = None
+    assert result.exit_code == 0, result.stderr
+    return result
+
+
+def stored(cli: Cli, name: str = "acme") -> TokenSecrets:
+    """The secrets stored for token ``name`` (they must be there)."""
+    ref = cli("show", name, "--json").json()["token"]["secret"]["keyring_entry"]
+    secrets = cli.secrets.get(ref)
+    assert secrets is not None
+    return secrets

@@ -9,15 +9,15 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs
 
 import pytest
 
 from tests.fakes import Cli
+from tests.oauth_support import add_books_token, stored, write_books
 
 # -- the command line -----------------------------------------------------------------------
 
@@ -71,34 +71,45 @@ def test_the_longest_duration_and_the_last_time_are_accepted(cli: Cli) -> None:
 # -- huge durations in the files ------------------------------------------------------------
 
 
-def test_a_huge_duration_in_config_toml_names_the_file_and_setting(cli: Cli) -> None:
+BOOKS_WITH_A_HUGE_IDLE_LIFETIME = (
+    "[definitions.books]\n"
+    'title = "Books"\nkind = "oauth2"\n'
+    "[definitions.books.oauth2]\n"
+    'token_endpoint = "https://books.example/token"\n'
+    'authorization_endpoint = "https://books.example/authorize"\n'
+    'client_id = "c"\n'
+    "[definitions.books.lifetimes]\n"
+    'refresh_token_idle = "99999999999999999999d"\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("file", "content", "setting", "commands"),
+    [
+        (
+            "config.toml",
+            'expiring_window = "99999999999999999999d"\n',
+            "expiring_window",
+            [("list",), ("check",), ("doctor",)],
+        ),
+        (
+            "definitions.toml",
+            BOOKS_WITH_A_HUGE_IDLE_LIFETIME,
+            "refresh_token_idle",
+            [("list",), ("check",), ("definitions", "list"), ("doctor",)],
+        ),
+    ],
+)
+def test_a_huge_duration_in_a_file_names_the_file_and_setting(
+    cli: Cli, file: str, content: str, setting: str, commands: list[tuple[str, ...]]
+) -> None:
     cli.home.mkdir(parents=True, exist_ok=True)
-    (cli.home / "config.toml").write_text('expiring_window = "99999999999999999999d"\n')
-    for args in (("list",), ("check",), ("doctor",)):
+    (cli.home / file).write_text(content)
+    for args in commands:
         result = cli(*args)
         assert result.exit_code == 1, (args, result.stderr)
         said = result.stdout + result.stderr  # doctor reports on stdout
-        assert "config.toml" in said and "expiring_window" in said
-        assert "internal error" not in said
-
-
-def test_a_huge_duration_in_definitions_toml_names_the_file_and_field(cli: Cli) -> None:
-    cli.home.mkdir(parents=True, exist_ok=True)
-    (cli.home / "definitions.toml").write_text(
-        "[definitions.books]\n"
-        'title = "Books"\nkind = "oauth2"\n'
-        "[definitions.books.oauth2]\n"
-        'token_endpoint = "https://books.example/token"\n'
-        'authorization_endpoint = "https://books.example/authorize"\n'
-        'client_id = "c"\n'
-        "[definitions.books.lifetimes]\n"
-        'refresh_token_idle = "99999999999999999999d"\n'
-    )
-    for args in (("list",), ("check",), ("definitions", "list"), ("doctor",)):
-        result = cli(*args)
-        assert result.exit_code == 1, (args, result.stderr)
-        said = result.stdout + result.stderr  # doctor reports on stdout
-        assert "definitions.toml" in said and "refresh_token_idle" in said
+        assert file in said and setting in said
         assert "internal error" not in said
 
 
@@ -200,38 +211,8 @@ def endpoint() -> Iterator[TokenEndpoint]:
     server.stop()
 
 
-def follow_redirect(url: str) -> None:
-    """The 'browser': the provider approves at once and redirects to the loopback listener."""
-    query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
-    callback = query["redirect_uri"] + "?" + urlencode({"code": "C-1", "state": query["state"]})
-    with urllib.request.urlopen(callback, timeout=10) as response:
-        response.read()
-
-
 def setup_books(cli: Cli, endpoint: TokenEndpoint) -> None:
-    cli.home.mkdir(parents=True, exist_ok=True)
-    (cli.home / "definitions.toml").write_text(
-        "[definitions.books]\n"
-        'title = "Books"\nkind = "oauth2"\n'
-        "[definitions.books.oauth2]\n"
-        f'token_endpoint = "{endpoint.url}/token"\n'
-        f'authorization_endpoint = "{endpoint.url}/authorize"\n'
-        'client_id = "tokenctl"\nscopes = ["books"]\n'
-    )
-    cli.browser = follow_redirect
-
-
-def login(cli: Cli, endpoint: TokenEndpoint, name: str = "acme") -> Any:
-    result = cli("add", name, "--definition", "books", "--yes")
-    assert result.exit_code == 0, result.stderr
-    return result
-
-
-def stored_refresh_token(cli: Cli, name: str = "acme") -> str | None:
-    ref = cli("show", name, "--json").json()["token"]["secret"]["keyring_entry"]
-    secrets = cli.secrets.get(ref)
-    assert secrets is not None
-    return secrets.refresh_token
+    write_books(cli, f"{endpoint.url}/token", f"{endpoint.url}/authorize")
 
 
 def expiry_of(cli: Cli, name: str = "acme") -> Any:
@@ -256,7 +237,7 @@ def test_renew_keeps_the_rotated_token_set_when_the_lifetime_is_unusable(
     cli: Cli, endpoint: TokenEndpoint, lifetime: str
 ) -> None:
     setup_books(cli, endpoint)
-    login(cli, endpoint)
+    add_books_token(cli)
     assert expiry_of(cli) is not None
     endpoint.lifetime = lifetime
     renewed = cli("renew", "acme")
@@ -266,7 +247,7 @@ def test_renew_keeps_the_rotated_token_set_when_the_lifetime_is_unusable(
         "the access token's expiry is unknown"
     )
     assert renewed.stderr.count(note) == 1, renewed.stderr
-    assert stored_refresh_token(cli) == "RT-2"  # the new refresh token is kept
+    assert stored(cli).refresh_token == "RT-2"  # the new refresh token is kept
     assert expiry_of(cli) is None
     assert cli("list", "--json").exit_code == 0
     # The next renew works with the rotated token (the provider refuses RT-1 now).
@@ -274,7 +255,7 @@ def test_renew_keeps_the_rotated_token_set_when_the_lifetime_is_unusable(
     again = cli("renew", "acme")
     assert again.exit_code == 0, again.stderr
     assert "unusable" not in again.stderr
-    assert stored_refresh_token(cli) == "RT-3"
+    assert stored(cli).refresh_token == "RT-3"
     assert expiry_of(cli) is not None
 
 
@@ -282,9 +263,9 @@ def test_renew_all_keeps_the_rotated_token_sets_and_says_so_once(
     cli: Cli, endpoint: TokenEndpoint
 ) -> None:
     setup_books(cli, endpoint)
-    login(cli, endpoint, "acme")
-    login(cli, endpoint, "beta")
-    before = {name: stored_refresh_token(cli, name) for name in ("acme", "beta")}
+    add_books_token(cli, "acme")
+    add_books_token(cli, "beta")
+    before = {name: stored(cli, name).refresh_token for name in ("acme", "beta")}
     endpoint.lifetime = '"soon"'
     endpoint.refresh_lifetime = "1e400"
     result = cli("renew", "--all", "--json")
@@ -302,7 +283,7 @@ def test_renew_all_keeps_the_rotated_token_sets_and_says_so_once(
         )
         assert result.stderr.count(access) == 1, result.stderr
         assert result.stderr.count(refresh) == 1, result.stderr
-        kept = stored_refresh_token(cli, name)
+        kept = stored(cli, name).refresh_token
         assert kept != before[name] and kept in endpoint.valid_refresh
         assert expiry_of(cli, name) is None
     # The rotated tokens work: a second pass renews both again.
@@ -319,22 +300,22 @@ def test_login_keeps_the_token_set_when_the_lifetime_is_unusable(
 ) -> None:
     setup_books(cli, endpoint)
     endpoint.lifetime = "-1e20"
-    added = login(cli, endpoint)
+    added = add_books_token(cli)
     note = (
         "the provider sent an unusable lifetime (expires_in=-1e+20); "
         "the access token's expiry is unknown"
     )
     assert added.stderr.count(note) == 1, added.stderr
-    assert stored_refresh_token(cli) == "RT-1"
+    assert stored(cli).refresh_token == "RT-1"
     assert expiry_of(cli) is None
     endpoint.lifetime = "3600"
     assert cli("renew", "acme").exit_code == 0
-    assert stored_refresh_token(cli) == "RT-2"
+    assert stored(cli).refresh_token == "RT-2"
 
 
 def test_a_numeric_string_lifetime_is_used(cli: Cli, endpoint: TokenEndpoint) -> None:
     setup_books(cli, endpoint)
     endpoint.lifetime = '"3600"'
-    added = login(cli, endpoint)
+    added = add_books_token(cli)
     assert "unusable" not in added.stderr
     assert expiry_of(cli) == "2026-11-23T13:00:00Z"  # the fixed clock plus one hour

@@ -11,15 +11,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import urllib.request
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs
 
 import httpx2
 import pytest
 
 from tests.fakes import Cli
+from tests.oauth_support import add_books_token, stored, write_books
 
 TOKEN_URL = "https://books.example/token"
 
@@ -70,14 +70,6 @@ class MockProvider:
         return response
 
 
-def follow_redirect(url: str) -> None:
-    """The 'browser': the provider approves at once and redirects to the loopback listener."""
-    query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
-    callback = query["redirect_uri"] + "?" + urlencode({"code": "C-1", "state": query["state"]})
-    with urllib.request.urlopen(callback, timeout=10) as response:
-        response.read()
-
-
 @pytest.fixture
 def provider() -> MockProvider:
     return MockProvider()
@@ -86,26 +78,10 @@ def provider() -> MockProvider:
 @pytest.fixture
 def books(cli: Cli, provider: MockProvider) -> Cli:
     """A CLI with one OAuth token ``acme`` (RT-1) obtained through the mock provider."""
-    cli.home.mkdir(parents=True, exist_ok=True)
-    (cli.home / "definitions.toml").write_text(
-        "[definitions.books]\n"
-        'title = "Books"\nkind = "oauth2"\n'
-        "[definitions.books.oauth2]\n"
-        f'token_endpoint = "{TOKEN_URL}"\n'
-        'authorization_endpoint = "https://books.example/authorize"\n'
-        'client_id = "tokenctl"\nscopes = ["books"]\ncall_deadline = "1s"\n'
-    )
+    write_books(cli, TOKEN_URL, "https://books.example/authorize", call_deadline="1s")
     cli.transport = provider.transport
-    cli.browser = follow_redirect
-    added = cli("add", "acme", "--definition", "books", "--yes")
-    assert added.exit_code == 0, added.stderr
-    cli.browser = None
+    add_books_token(cli)
     return cli
-
-
-def stored(cli: Cli, name: str = "acme") -> Any:
-    ref = cli("show", name, "--json").json()["token"]["secret"]["keyring_entry"]
-    return cli.secrets.get(ref)
 
 
 def record(cli: Cli, name: str = "acme") -> Any:
@@ -125,6 +101,13 @@ def renew(cli: Cli, face: str) -> tuple[int, str, dict[str, Any] | None]:
 FACES = ["renew", "renew --all"]
 
 
+def assert_refreshed(cli: Cli, face: str) -> None:
+    """Renew ``acme`` through ``face`` and check that it was refreshed."""
+    code, stderr, item = renew(cli, face)
+    assert code == 0, stderr
+    assert item is None or item["outcome"] == "refreshed"
+
+
 def assert_unchanged(cli: Cli, before: Any) -> None:
     """Nothing was lost: the same secrets, no renewal in the history, still valid."""
     assert stored(cli) == before
@@ -133,49 +116,41 @@ def assert_unchanged(cli: Cli, before: Any) -> None:
     assert token["invalid_at"] is None
 
 
-@pytest.mark.parametrize("face", FACES)
-def test_malformed_json_fails_and_changes_nothing(books, provider, face):
-    before = stored(books)
-    provider.answer = lambda: httpx2.Response(
-        200, content=b'{"access_token": "AT-x", ', headers={"Content-Type": "application/json"}
-    )
-    code, stderr, item = renew(books, face)
-    assert code == 1, stderr
-    message = f"{TOKEN_URL} did not answer with a token response"
-    if item is None:
-        assert message in stderr
-    else:
-        assert item["outcome"] == "failed" and message in item["detail"]
-    assert "Traceback" not in stderr
-    assert_unchanged(books, before)
+HTML_PAGE = b"<html><body><h1>Service unavailable</h1></body></html>"
+UNREADABLE_ANSWERS = {
+    "malformed JSON": (
+        200,
+        b'{"access_token": "AT-x", ',
+        "application/json",
+        f"{TOKEN_URL} did not answer with a token response",
+    ),
+    "HTML page, 500": (500, HTML_PAGE, "text/html", f"could not reach {TOKEN_URL}"),
+    "HTML page, 502": (502, HTML_PAGE, "text/html", f"could not reach {TOKEN_URL}"),
+    "HTML page, 403": (403, HTML_PAGE, "text/html", f"could not reach {TOKEN_URL}"),
+    "500 with a JSON body": (
+        500,
+        json.dumps({"error": "server_error"}).encode(),
+        "application/json",
+        f"could not reach {TOKEN_URL}",
+    ),
+}
 
 
 @pytest.mark.parametrize("face", FACES)
-@pytest.mark.parametrize("status", [500, 502, 403])
-def test_an_html_error_page_fails_and_changes_nothing(books, provider, face, status):
+@pytest.mark.parametrize("answer", UNREADABLE_ANSWERS)
+def test_an_unusable_answer_fails_and_changes_nothing(books, provider, face, answer):
+    status, content, content_type, message = UNREADABLE_ANSWERS[answer]
     before = stored(books)
-    page = b"<html><body><h1>Service unavailable</h1></body></html>"
     provider.answer = lambda: httpx2.Response(
-        status, content=page, headers={"Content-Type": "text/html"}
+        status, content=content, headers={"Content-Type": content_type}
     )
     code, stderr, item = renew(books, face)
     assert code == 1, stderr
-    message = f"could not reach {TOKEN_URL}"
     if item is None:
         assert message in stderr
     else:
         assert item["outcome"] == "failed" and message in item["detail"]
     assert "Traceback" not in stderr and "<html>" not in stderr
-    assert_unchanged(books, before)
-
-
-@pytest.mark.parametrize("face", FACES)
-def test_http_500_with_a_json_body_fails_and_changes_nothing(books, provider, face):
-    before = stored(books)
-    provider.answer = lambda: httpx2.Response(500, json={"error": "server_error"})
-    code, stderr, item = renew(books, face)
-    assert code == 1, stderr
-    assert f"could not reach {TOKEN_URL}" in (stderr if item is None else item["detail"])
     assert_unchanged(books, before)
 
 
@@ -223,26 +198,21 @@ def test_invalid_grant_marks_the_token_invalid_and_names_the_login(books, provid
 def test_a_missing_expires_in_leaves_the_expiry_unknown(books, provider, face):
     assert record(books)["expires_at"] is not None
     provider.answer = lambda: provider.tokens(expires=False)
-    code, stderr, item = renew(books, face)
-    assert code == 0, stderr
-    assert item is None or item["outcome"] == "refreshed"
+    assert_refreshed(books, face)
     assert record(books)["expires_at"] is None
     assert stored(books).access_token == "AT-2"
 
 
 @pytest.mark.parametrize("face", FACES)
 def test_a_rotated_refresh_token_is_persisted(books, provider, face):
-    code, stderr, item = renew(books, face)
-    assert code == 0, stderr
-    assert item is None or item["outcome"] == "refreshed"
+    assert_refreshed(books, face)
     secrets = stored(books)
     assert (secrets.access_token, secrets.refresh_token) == ("AT-2", "RT-2")
     token = record(books)
     assert token["history"][0]["event"] == "renewed"
     assert "rotated" in token["history"][0]["detail"]
     # The next refresh sends the rotated one.
-    code, stderr, _ = renew(books, face)
-    assert code == 0, stderr
+    assert_refreshed(books, face)
     assert provider.refresh_grants == ["RT-1", "RT-2"]
     assert stored(books).refresh_token == "RT-3"
 
@@ -250,9 +220,7 @@ def test_a_rotated_refresh_token_is_persisted(books, provider, face):
 @pytest.mark.parametrize("face", FACES)
 def test_an_answer_without_a_refresh_token_keeps_the_old_one(books, provider, face):
     provider.answer = lambda: provider.tokens(rotate=False)
-    code, stderr, item = renew(books, face)
-    assert code == 0, stderr
-    assert item is None or item["outcome"] == "refreshed"
+    assert_refreshed(books, face)
     secrets = stored(books)
     assert (secrets.access_token, secrets.refresh_token) == ("AT-2", "RT-1")
     token = record(books)
@@ -270,9 +238,7 @@ def test_token_refreshes_through_the_same_transaction(books, provider):
 
 
 def test_renew_all_reports_each_token_on_its_own(books, provider):
-    books.browser = follow_redirect
-    assert books("add", "beta", "--definition", "books", "--yes").exit_code == 0
-    books.browser = None
+    add_books_token(books, "beta")
     refused = {"RT-1"}
 
     def answer() -> httpx2.Response:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import threading
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import urlencode
 
 import pytest
 
-from tests.oauth_support import PASTE_REDIRECT, ScriptedBrowser, configure, query_of
+from tests.oauth_support import (
+    PASTE_REDIRECT,
+    ScriptedBrowser,
+    configure,
+    introspect,
+    query_of,
+    stored,
+)
 from tests.proc import tokenctl
 
 pytestmark = pytest.mark.peers
@@ -24,24 +28,6 @@ def login(ocli, oidc, tmp_path, user="alice", client_id="tokenctl-public", **ext
     result = ocli("add", "acme", "--definition", name, "--yes")
     assert result.exit_code == 0, result.stderr
     return name
-
-
-def stored(ocli, name="acme"):  # type: ignore[no-untyped-def]
-    ref = ocli("show", name, "--json").json()["token"]["secret"]["keyring_entry"]
-    secrets = ocli.secrets.get(ref)
-    assert secrets is not None
-    return secrets
-
-
-def introspect(oidc, token: str) -> dict:  # type: ignore[type-arg]
-    credentials = base64.b64encode(b"tokenctl-basic:tokenctl-basic-secret").decode()
-    request = urllib.request.Request(
-        f"{oidc.issuer}/token/introspection",
-        data=urlencode({"token": token}).encode(),
-        headers={"Authorization": f"Basic {credentials}"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
 
 
 def test_renew_refreshes_without_a_browser_and_rotates(ocli, oidc, tmp_path):

@@ -6,15 +6,10 @@ a live grant that no other command can see.
 
 from __future__ import annotations
 
-import base64
-import json
-import urllib.request
-from urllib.parse import urlencode
-
 import pytest
 
 from tests.fakes import Cli, MemorySecretStore
-from tests.oauth_support import RealClock, ScriptedBrowser, configure
+from tests.oauth_support import RealClock, ScriptedBrowser, configure, introspect
 from tests.proc import tokenctl
 from tokenctl.inventory.sqlite import SqliteInventory
 from tokenctl.models import TokenSecrets
@@ -23,17 +18,6 @@ from tokenctl.secrets.keyring_store import KeyringSecretStore
 
 class Killed(BaseException):
     """Stands for SIGKILL: no handler of tokenctl's runs, nothing is cleaned up."""
-
-
-def introspect(oidc, token: str) -> dict:  # type: ignore[type-arg]
-    credentials = base64.b64encode(b"tokenctl-basic:tokenctl-basic-secret").decode()
-    request = urllib.request.Request(
-        f"{oidc.issuer}/token/introspection",
-        data=urlencode({"token": token}).encode(),
-        headers={"Authorization": f"Basic {credentials}"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
 
 
 def _orphan_line(stdout: str) -> str:

@@ -8,22 +8,15 @@ import sqlite3
 import pytest
 
 from tests.oauth_support import PROVIDER_CONFIG, SCOPES, ScriptedBrowser, configure
+from tests.peers.fixtures import start_oidc_peer
 
 
 @pytest.fixture(scope="module")
 def terse_oidc(tmp_path_factory):  # type: ignore[no-untyped-def]
     """oidc-provider that, like the Microsoft identity platform, leaves offline_access and
     openid out of the granted ``scope`` of its token responses (the tokens still come)."""
-    from tests.peers.fixtures import peers_required
-    from tests.peers.oidc_server import OidcPeerError, start_oidc_provider
-
     config = {**PROVIDER_CONFIG, "omit_granted_scopes": ["offline_access", "openid"]}
-    try:
-        server = start_oidc_provider(config, tmp_path_factory.mktemp("terse-oidc"))
-    except OidcPeerError as error:
-        if peers_required():
-            pytest.fail(f"TOKENCTL_REQUIRE_PEERS=1 but the OIDC peer failed: {error}")
-        pytest.skip(f"OIDC peer unavailable: {error}")
+    server = start_oidc_peer(config, tmp_path_factory.mktemp("terse-oidc"))
     yield server
     server.stop()
 

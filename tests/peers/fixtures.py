@@ -12,11 +12,16 @@ When the binaries are missing the fixtures skip, unless ``TOKENCTL_REQUIRE_PEERS
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .secret_service import SecretService, SecretServiceUnavailable, start_secret_service
+
+if TYPE_CHECKING:
+    from .oidc_server import OidcServer
 
 REQUIRE_PEERS_ENV = "TOKENCTL_REQUIRE_PEERS"
 _PEER_FIXTURES = frozenset({"secret_service", "real_keyring"})
@@ -25,6 +30,18 @@ _PEER_FIXTURES = frozenset({"secret_service", "real_keyring"})
 def peers_required() -> bool:
     """Return whether missing peers are an error rather than a reason to skip."""
     return os.environ.get(REQUIRE_PEERS_ENV) == "1"
+
+
+def start_oidc_peer(config: Mapping[str, Any], tmp_dir: Path) -> OidcServer:
+    """Start oidc-provider with ``config``; skip (or fail, when peers are required) if it cannot."""
+    from .oidc_server import OidcPeerError, start_oidc_provider
+
+    try:
+        return start_oidc_provider(config, tmp_dir)
+    except OidcPeerError as error:
+        if peers_required():
+            pytest.fail(f"{REQUIRE_PEERS_ENV}=1 but the OIDC peer failed: {error}")
+        pytest.skip(f"OIDC peer unavailable: {error}")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
