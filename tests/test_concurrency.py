@@ -107,3 +107,17 @@ def test_parallel_cli_adds_with_the_real_keyring(tmp_path, real_keyring):
     assert sorted(t["name"] for t in tokens) == sorted(f"t{i}" for i in range(12))
     assert sorted(t["number"] for t in tokens) == list(range(1, 13))
     assert len(real_keyring.items("tokenctl")) == 12
+
+
+def test_a_held_token_lock_is_not_waited_for_by_try_acquire(tmp_path):
+    from tokenctl.fsutil import FileLock
+
+    holder, other = FileLock(tmp_path / "t.lock"), FileLock(tmp_path / "t.lock")
+    holder.acquire()
+    try:
+        assert other.try_acquire() is False  # held: answered at once, nothing taken
+    finally:
+        holder.release()
+    assert other.try_acquire() is True
+    other.release()
+    other.release()  # releasing twice (a cancelled wait) is harmless

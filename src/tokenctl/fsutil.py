@@ -82,8 +82,9 @@ def write_private_atomic(path: Path, data: bytes) -> None:
 class FileLock:
     """An inter-process exclusive lock on one file, taken and released by hand.
 
-    :func:`exclusive_lock` is the ``with`` form; async code runs the blocking
-    :meth:`acquire` in a thread and :meth:`release` (which never waits) on the loop.
+    :func:`exclusive_lock` is the ``with`` form; async code polls :meth:`try_acquire`
+    (a thread blocked in a wait would hold one of the few worker threads the lock's
+    holder may need to finish) and calls :meth:`release`, which never waits.
     """
 
     def __init__(self, lock_path: Path) -> None:
@@ -92,16 +93,27 @@ class FileLock:
 
     def acquire(self) -> None:
         """Wait until this process holds the lock."""
+        self._take(wait=True)
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free now; never waits (async code polls with this)."""
+        return self._take(wait=False)
+
+    def _take(self, *, wait: bool) -> bool:
         import fcntl  # POSIX only: imported where a lock is taken, not with the module
 
         ensure_private_file(self.path)
         descriptor = os.open(self.path, os.O_RDWR)
         try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            fcntl.flock(descriptor, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            return False
         except BaseException:
             os.close(descriptor)
             raise
         self._descriptor = descriptor
+        return True
 
     def release(self) -> None:
         """Let the next process have the lock."""

@@ -58,6 +58,10 @@ class RefreshOutcome:
     notes: tuple[str, ...] = ()  # for the user, such as an unusable lifetime
 
 
+#: How often ``renew --all`` looks again at a token lock another process holds.
+LOCK_POLL_SECONDS = 0.05
+
+
 def token_lock_path(ctx: AppContext, token: Token) -> Path:
     """The file whose lock serialises every change of ``token``'s secrets across processes."""
     return ctx.paths.locks_dir / f"token-{token.number}.lock"
@@ -185,7 +189,9 @@ async def refresh_token_async(
     """:func:`refresh_token` for an event loop; its notes are left to the caller.
 
     ``inventory_thread`` runs every inventory step (one thread: the inventory is one
-    connection); secret-store steps and waiting for the lock run in default threads.
+    connection); secret-store steps run in default threads. The lock is polled on the
+    loop, never waited for in a thread: a run with many tokens held by another process
+    would otherwise fill the thread pool with waits while the holders need it.
     """
     import asyncio
 
@@ -195,8 +201,9 @@ async def refresh_token_async(
     loop = asyncio.get_running_loop()
     steps = _Steps(ctx, token, client)
     lock = FileLock(token_lock_path(ctx, token))
-    await asyncio.to_thread(lock.acquire)
     try:
+        while not lock.try_acquire():
+            await asyncio.sleep(LOCK_POLL_SECONDS)
         concurrent = await loop.run_in_executor(inventory_thread, steps.reread)
         if concurrent is not None:
             return concurrent
