@@ -257,3 +257,26 @@ def test_an_error_from_the_token_endpoint_is_neutralised(ocli, tmp_path, refusin
     _no_raw_control(result.stderr)
     assert "invalid_grant\\x1b[2J" in result.stderr
     assert "\\x1b]0;owned\\x07\\x9b31m\\x85" in result.stderr
+
+
+def test_prompt_labels_and_choices_are_escaped_too():
+    import io
+
+    from tokenctl.iostreams import IOStreams
+
+    stderr = io.StringIO()
+    streams = IOStreams(
+        stdin=io.StringIO("1\n"),
+        stdout=io.StringIO(),
+        stderr=stderr,
+        stdin_tty=True,
+        stdout_tty=False,
+        stderr_tty=True,
+    )
+    picked = streams.choose("Tenant?", ["Acme\n  2. Evil\u202e", "Beta"], flag="--tenant")
+    assert picked == 0
+    shown = stderr.getvalue()
+    assert "\u202e" not in shown and "Acme\\n  2. Evil\\u202e" in shown
+    streams.stdin = io.StringIO("x\n")
+    streams.read_line("Pass\x1b]0;title\x07code")
+    assert "\x1b" not in stderr.getvalue() and "\x07" not in stderr.getvalue()

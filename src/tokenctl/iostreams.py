@@ -52,7 +52,7 @@ def _is_tty(stream: TextIO) -> bool:
 def _hidden_prompt(label: str, stream: TextIO) -> str:
     import getpass
 
-    return getpass.getpass(f"{label}: ", stream=stream)
+    return getpass.getpass(f"{safe_line(label)}: ", stream=stream)
 
 
 @dataclass
@@ -156,7 +156,7 @@ class IOStreams:
         only a person answers goes through :meth:`prompt` or :meth:`choose`.
         """
         if self.can_prompt:
-            self.stderr.write(f"{label}: ")
+            self.stderr.write(f"{safe_line(label)}: ")
             self.stderr.flush()
         return self.stdin.readline().strip()
 
@@ -187,7 +187,7 @@ class IOStreams:
         if not self.can_prompt:
             raise UsageError(f"{question} (no terminal to ask on)", hint=f"pass {flag}")
         for number, option in enumerate(options, 1):
-            self.status(f"  {number}. {option}")
+            self.status(f"  {number}. {safe_line(option)}")
         answer = self.prompt(question, flag=flag, default=str(default + 1))
         if answer.isdigit() and 1 <= int(answer) <= len(options):
             return int(answer) - 1

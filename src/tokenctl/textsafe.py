@@ -22,12 +22,16 @@ import re
 import shlex
 from collections.abc import Sequence
 
-#: C0 controls (with TAB and line feed), DEL and the C1 controls (0x80-0x9f).
-_UNSAFE_IN_LINE = re.compile("[\x00-\x1f\x7f-\x9f]")
+#: Invisible format characters that reorder or hide text (bidirectional overrides and
+#: isolates, zero-width characters, line and paragraph separators, the BOM): a name can
+#: otherwise read as another one ("Trojan Source", CVE-2021-42574).
+_INVISIBLE = "\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff"
+#: C0 controls (with TAB and line feed), DEL, the C1 controls (0x80-0x9f), the invisible.
+_UNSAFE_IN_LINE = re.compile(f"[\x00-\x1f\x7f-\x9f{_INVISIBLE}]")
 #: The same, but TAB and line feed are the text's own layout.
-_UNSAFE_IN_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_UNSAFE_IN_TEXT = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_INVISIBLE}]")
 #: What a clean TAB-separated line may not hold: TAB only between the fields.
-_UNSAFE_BESIDE_TAB = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+_UNSAFE_BESIDE_TAB = re.compile(f"[\x00-\x08\x0a-\x1f\x7f-\x9f{_INVISIBLE}]")
 #: What the json module leaves unescaped (with ensure_ascii=False): DEL and C1.
 _C1 = re.compile("[\x7f-\x9f]")
 _C1_CHARACTERS = tuple(map(chr, range(0x7F, 0xA0)))
@@ -36,7 +40,8 @@ _NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 def _escape(match: re.Match[str]) -> str:
     character = match.group()
-    return _NAMED.get(character) or f"\\x{ord(character):02x}"
+    code = ord(character)
+    return _NAMED.get(character) or (f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}")
 
 
 def safe_line(value: str) -> str:
@@ -98,7 +103,8 @@ def _ansi_c_quote(word: str) -> str:
             out.append(_NAMED[character])
         elif code < 0x20 or code == 0x7F:
             out.append(f"\\x{code:02x}")
-        elif 0x80 <= code <= 0x9F:  # \u is the character (UTF-8); \x9b a lone byte
+        elif 0x80 <= code <= 0x9F or _UNSAFE_IN_LINE.match(character):
+            # \u is the character (UTF-8); \x9b would be a lone byte
             out.append(f"\\u{code:04x}")
         else:
             out.append(character)
