@@ -79,3 +79,15 @@ def test_a_real_callback_with_a_rebound_host_does_not_complete_the_login(ocli, o
     assert answers == [400, 200]
     assert result.exit_code == 0, result.stderr
     assert ocli("show", "acme", "--json").json()["token"]["account"] == "alice@example.test"
+
+
+def test_the_authorization_code_never_shows_in_a_repr():
+    from tokenctl.oauth.login_modes import AuthorizationCode, TokenResponse
+    from tokenctl.oauth.loopback import Callback
+
+    code = "SECRET-CODE-123"
+    shown = repr(Callback({"code": code, "state": "s"})) + repr(
+        AuthorizationCode(code, "verifier", "http://127.0.0.1:1/callback", {"code": code})
+    )
+    shown += repr(TokenResponse({"access_token": "a"}, {"code": code}))
+    assert code not in shown and "verifier" not in shown

@@ -88,7 +88,8 @@ class AuthorizationCode:
     code: str = field(repr=False)
     verifier: str = field(repr=False)  # the PKCE verifier the request committed to
     redirect_uri: str
-    callback: Mapping[str, str]  # every parameter of the callback, for per-provider facts
+    # Every parameter of the callback, for per-provider facts; holds the code: no repr.
+    callback: Mapping[str, str] = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ class TokenResponse:
     """The token endpoint's answer to a login, and the callback parameters that led to it."""
 
     response: Mapping[str, Any] = field(repr=False)
-    callback: Mapping[str, str] = field(default_factory=dict)  # none for device
+    callback: Mapping[str, str] = field(default_factory=dict, repr=False)  # none for device
 
 
 def authorize_params(request: LoginRequest) -> dict[str, str]:

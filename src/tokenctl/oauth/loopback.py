@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -39,7 +39,7 @@ class CallbackCheck:
 class Callback:
     """An accepted authorization response: a code, or a provider error."""
 
-    params: dict[str, str]
+    params: dict[str, str] = field(repr=False)  # holds the authorization code
 
     @property
     def code(self) -> str | None:
