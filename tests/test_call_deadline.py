@@ -205,3 +205,21 @@ def test_the_async_transport_ends_a_trickled_answer_at_its_deadline():
 
     with trickling_server() as url, pytest.raises(CallDeadlineExceeded):
         asyncio.run(asyncio.wait_for(call(url), ENDS_WITHIN))
+
+
+def test_closing_a_call_leaves_the_lent_transport_open():
+    import httpx2
+
+    from tokenctl.oauth.http import DeadlineTransport
+
+    closed: list[bool] = []
+
+    class Lent(httpx2.MockTransport):
+        def close(self) -> None:
+            closed.append(True)
+
+    lent = Lent(lambda request: httpx2.Response(200, json={"ok": True}))
+    for _ in range(2):  # one transport per provider call, over the same lent one
+        with httpx2.Client(transport=DeadlineTransport(5.0, lent)) as client:
+            assert client.get("https://provider.example/x").json() == {"ok": True}
+    assert closed == []

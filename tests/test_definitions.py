@@ -134,6 +134,12 @@ def test_remove_refused_while_used_unless_forced(cli, tmp_path):
             '[definitions.x]\ntitle = "X"\nkind = "static"\nidentifier_mandatory = "yes"\n',
             "field 'identifier_mandatory': must be true or false",
         ),
+        (
+            '[definitions.x]\ntitle = "X"\nkind = "oauth2"\n[definitions.x.oauth2]\n'
+            'token_endpoint = "https://a.example/token"\n'
+            'callback_attributes = { code = "grant" }\n',
+            "field 'oauth2.callback_attributes': 'code' is the login's own callback parameter",
+        ),
         ('[definitions."Bad Name"]\ntitle = "X"\nkind = "static"\n', "invalid name"),
         ("[other]\n", "unknown top-level key 'other'"),
     ],

@@ -374,7 +374,7 @@ def _parse_oauth2(source: str, name: str, table: Mapping[str, Any]) -> OAuth2Set
         jwks_uri=reader.url("jwks_uri"),
         redirect_uri=redirect_uri,
         login_mode=login_mode,
-        callback_attributes=reader.mapping("callback_attributes") or {},
+        callback_attributes=_callback_attributes(reader),
         probe_attributes=reader.mapping("probe_attributes") or {},
         tenants_url=reader.url("tenants_url"),
         tenant_id_field=reader.string("tenant_id_field") or "id",
@@ -444,3 +444,20 @@ def fill_placeholders(definition: Definition, values: Mapping[str, str]) -> Defi
     }
     changes["authorize_params"] = {k: fill(v) for k, v in settings.authorize_params.items()}
     return replace(definition, oauth2=replace(settings, **changes))
+
+
+#: Callback parameters that are never recorded as attributes: the code is a secret, and
+#: the state is the login's one-time check (RFC 6749 §4.1.2); attributes reach JSON output.
+RESERVED_CALLBACK_PARAMETERS = frozenset({"code", "state"})
+
+
+def _callback_attributes(reader: _Fields) -> dict[str, str]:
+    """``oauth2.callback_attributes``: callback parameter -> attribute, never a reserved one."""
+    mapping = reader.mapping("callback_attributes") or {}
+    reserved = sorted(RESERVED_CALLBACK_PARAMETERS & set(mapping))
+    if reserved:
+        raise reader.fail(
+            "callback_attributes",
+            f"{reserved[0]!r} is the login's own callback parameter and is never recorded",
+        )
+    return dict(mapping)

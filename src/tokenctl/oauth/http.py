@@ -50,6 +50,32 @@ def _raw_body(response: httpx2.Response) -> bytes:
     return b"".join(response.iter_raw())
 
 
+class _Borrowed(httpx2.BaseTransport):
+    """A transport the context lends (tests: one mock for every call): used, never closed.
+
+    Each provider call closes its own client; that must not close the lent transport
+    for the calls after it.
+    """
+
+    def __init__(self, lent: httpx2.BaseTransport) -> None:
+        self._lent = lent
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        """Hand the request to the lent transport."""
+        return self._lent.handle_request(request)
+
+
+class _AsyncBorrowed(httpx2.AsyncBaseTransport):
+    """:class:`_Borrowed` for the async client."""
+
+    def __init__(self, lent: httpx2.AsyncBaseTransport) -> None:
+        self._lent = lent
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        """Hand the request to the lent transport."""
+        return await self._lent.handle_async_request(request)
+
+
 class DeadlineTransport(httpx2.BaseTransport):
     """A sync transport that gives up on a request after ``seconds`` in all.
 
@@ -61,7 +87,8 @@ class DeadlineTransport(httpx2.BaseTransport):
 
     def __init__(self, seconds: float, inner: httpx2.BaseTransport | None = None) -> None:
         self.seconds = seconds
-        self._client = httpx2.Client(timeout=READ_TIMEOUT, transport=inner)
+        lent = None if inner is None else _Borrowed(inner)
+        self._client = httpx2.Client(timeout=READ_TIMEOUT, transport=lent)
         self._lock = threading.Lock()
         self._running = 0
         self._closing = False
@@ -117,7 +144,8 @@ class AsyncDeadlineTransport(httpx2.AsyncBaseTransport):
 
     def __init__(self, seconds: float, inner: httpx2.AsyncBaseTransport | None = None) -> None:
         self.seconds = seconds
-        self._client = httpx2.AsyncClient(timeout=READ_TIMEOUT, transport=inner)
+        lent = None if inner is None else _AsyncBorrowed(inner)
+        self._client = httpx2.AsyncClient(timeout=READ_TIMEOUT, transport=lent)
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         """Send ``request`` and read the whole answer, or raise at the deadline."""
