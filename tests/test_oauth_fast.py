@@ -253,3 +253,19 @@ def test_renew_all_reports_each_token_on_its_own(books, provider):
     assert items["acme"]["outcome"] == "needs-login"
     assert items["beta"]["outcome"] == "refreshed"
     assert stored(books, "beta").refresh_token == "RT-3"
+
+
+@pytest.mark.parametrize("face", FACES)
+def test_a_secret_echoed_in_an_error_description_is_masked(books, provider, face):
+    provider.answer = lambda: httpx2.Response(
+        400,
+        json={
+            "error": "invalid_request",
+            "error_description": "cannot use RT-1 for this client " + "x" * 500,
+        },
+    )
+    code, stderr, item = renew(books, face)
+    said = stderr + json.dumps(item)
+    assert code != 0 and "invalid_request" in said
+    assert "RT-1" not in said and "[redacted]" in said
+    assert "x" * 301 not in said  # the description is cut at 300 characters

@@ -144,7 +144,7 @@ class ProviderClient:
 
         session = self._async()
         url = self.endpoints.token_endpoint
-        with token_call_errors(url):
+        with token_call_errors(url, sent=(refresh_token, self.credentials.client_secret)):
             response: Mapping[str, Any] = await session.refresh_token(
                 url, refresh_token=refresh_token
             )

@@ -12,7 +12,7 @@ import contextlib
 import json
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -379,12 +379,14 @@ def grant_from_response(
 
 
 @contextlib.contextmanager
-def token_call_errors(url: str) -> Iterator[None]:
+def token_call_errors(url: str, *, sent: Sequence[str | None] = ()) -> Iterator[None]:
     """Map the failures of an authlib token request (sync or awaited) onto tokenctl's errors.
 
     The one mapping for every token request: an OAuth error response is an
     :class:`OAuthFailure`; no answer, a server error or a missed deadline, and a body that
-    is no token response are :class:`ProviderUnreachable`.
+    is no token response are :class:`ProviderUnreachable`. ``sent`` are the secrets the
+    request carried (refresh token, code, verifier, client secret): a provider that echoes
+    one in its ``error_description`` must not put it into tokenctl's messages.
     """
     import httpx2
     from authlib.integrations.base_client import OAuthError
@@ -392,7 +394,7 @@ def token_call_errors(url: str) -> Iterator[None]:
     try:
         yield
     except OAuthError as error:
-        raise OAuthFailure(error.error, error.description) from None
+        raise OAuthFailure(error.error, _without_secrets(error.description, sent)) from None
     except httpx2.HTTPError as error:
         raise unreachable(url, error) from None
     except ValueError as error:
@@ -400,20 +402,40 @@ def token_call_errors(url: str) -> Iterator[None]:
         raise ProviderUnreachable(f"{url} did not answer with a token response ({error})") from None
 
 
+#: The longest provider error description tokenctl repeats (the rest is cut).
+DESCRIPTION_LIMIT = 300
+
+
+def _without_secrets(description: str | None, sent: Sequence[str | None]) -> str | None:
+    """A provider's error description with every secret tokenctl sent masked, and capped."""
+    if description is None:
+        return None
+    text = str(description)
+    for value in sent:
+        if value and len(value) >= 4:  # shorter values would mask ordinary words
+            text = text.replace(value, "[redacted]")
+    return text if len(text) <= DESCRIPTION_LIMIT else text[:DESCRIPTION_LIMIT] + "…"
+
+
 def _token_request(
     credentials: ClientCredentials,
     endpoints: Endpoints,
     transport: Transport | None,
     call: Callable[[Any], Any],
+    *,
+    sent: Sequence[str | None],
     **options: Any,
 ) -> Mapping[str, Any]:
-    """Run one authlib token request ``call(client)`` at the token endpoint, errors mapped."""
+    """Run one authlib token request ``call(client)`` at the token endpoint, errors mapped.
+
+    ``sent``: the secrets the request carries besides the client secret.
+    """
     url = endpoints.token_endpoint
     with _client(
         credentials, deadline=endpoints.call_deadline, transport=transport, **options
     ) as client:
         shield_lifetimes(client)
-        with token_call_errors(url):
+        with token_call_errors(url, sent=[*sent, credentials.client_secret]):
             result: Mapping[str, Any] = call(client)
     return result
 
@@ -464,6 +486,7 @@ def exchange_code(
             code_verifier=code_verifier,
             redirect_uri=redirect_uri,
         ),
+        sent=(code, code_verifier),
         redirect_uri=redirect_uri,
     )
 
@@ -480,6 +503,7 @@ def refresh(
         endpoints,
         transport,
         lambda client: client.refresh_token(endpoints.token_endpoint, refresh_token=refresh_token),
+        sent=(refresh_token,),
     )
 
 
@@ -673,6 +697,7 @@ def _fetch_device_token(
         lambda client: client.fetch_token(
             endpoints.token_endpoint, grant_type=DEVICE_GRANT, device_code=device.device_code
         ),
+        sent=(device.device_code,),
     )
 
 
