@@ -61,6 +61,14 @@ class Paths(NamedTuple):
         return self.cache_dir / "definitions-digest.json"
 
     @property
+    def new_entries_lock(self) -> Path:
+        """Lock of writing a new token's entry and record, and of removing an orphan.
+
+        An entry seen between the two writes is then never taken for an orphan.
+        """
+        return self.locks_dir / "new-entries.lock"
+
+    @property
     def locks_dir(self) -> Path:
         """Per-token inter-process locks (refresh serialisation)."""
         return self.data_dir / "locks"

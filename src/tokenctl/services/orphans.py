@@ -101,9 +101,17 @@ def find_orphans(ctx: AppContext, definitions: DefinitionSet | None) -> OrphanSe
 def remove_orphan(ctx: AppContext, ref: str, definitions: DefinitionSet | None) -> str:
     """Revoke the grant of one orphaned entry where its definition is known, then remove it.
 
-    Returns what was done, for the report. The inventory is read once more first: an entry
-    whose record appeared since the search is left alone.
+    Returns what was done, for the report. Under the lock ``add`` holds from writing an
+    entry to writing its record, the inventory is read once more: an entry whose record
+    appeared since the search, or is being written now, is left alone.
     """
+    from tokenctl.fsutil import exclusive_lock
+
+    with exclusive_lock(ctx.paths.new_entries_lock):
+        return _remove_unreferenced(ctx, ref, definitions)
+
+
+def _remove_unreferenced(ctx: AppContext, ref: str, definitions: DefinitionSet | None) -> str:
     referenced = _referenced(ctx, definitions)
     if ref in referenced:
         return f"{ref}: in use now, left in place"

@@ -526,17 +526,20 @@ def _store_new(ctx: AppContext, draft: Token, secrets: TokenSecrets | None, now:
     The entry names its definition and attributes, so that ``doctor`` can still revoke
     its grant should the record never be written (the process killed in between).
     """
-    if secrets is not None:
-        secrets = secrets.owned_by(
-            draft.definition, draft.attributes, inventory=ctx.paths.inventory_key
-        )
-        ctx.secrets.set(draft.secret_ref, secrets)
-    try:
+    if secrets is None:
         return ctx.inventory.add(draft, ctx.actor(), now)
-    except TokenctlError:
-        if secrets is not None:
+    from tokenctl.fsutil import exclusive_lock
+
+    secrets = secrets.owned_by(
+        draft.definition, draft.attributes, inventory=ctx.paths.inventory_key
+    )
+    with exclusive_lock(ctx.paths.new_entries_lock):  # see services.orphans.remove_orphan
+        ctx.secrets.set(draft.secret_ref, secrets)
+        try:
+            return ctx.inventory.add(draft, ctx.actor(), now)
+        except TokenctlError:
             ctx.secrets.delete(draft.secret_ref)
-        raise
+            raise
 
 
 def _login_detail(result: LoginResult, mode: str) -> str:
