@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 
 from tokenctl.context import AppContext
@@ -11,6 +12,7 @@ from tokenctl.errors import ConfigError
 from tokenctl.models import Token, TokenChanges
 from tokenctl.oauth.client import oauth_settings
 from tokenctl.oauth.provider import ProviderUnreachable
+from tokenctl.services.access_decision import refresh_due
 from tokenctl.services.refresh import NeedsLogin, refresh_token
 
 
@@ -48,7 +50,8 @@ def probe_token(ctx: AppContext, token: Token, definition: Definition) -> ProbeO
             result, detail = ProbeResult.INVALID, "no access token is stored"
         else:
             access_token: str | None = stored.access_token
-            if token.expires_at is not None and token.expires_at <= now:
+            # Only once expired (no margin): the probe asks about the token as it stands.
+            if refresh_due(token.expires_at, timedelta(0), now):
                 if not stored.refresh_token:
                     raise NeedsLogin("the access token expired and there is no refresh token")
                 token = refresh_token(ctx, token, definition).token
