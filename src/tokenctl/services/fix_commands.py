@@ -34,6 +34,11 @@ def fix_command(name: str, kind: DefinitionKind | None, *, login: bool = True) -
     return _tokenctl(["renew", name, *([LOGIN_FLAG] if login else [])])
 
 
+def enable_command(name: str) -> str:
+    """The exact command that makes the token ``name`` effective again."""
+    return _tokenctl(["enable", name])
+
+
 def _default_login_timeout() -> float:
     from tokenctl.services.oauth_options import LoginOptions
 

@@ -41,11 +41,13 @@ if TYPE_CHECKING:
 class NeedsLogin(AuthorizationError):  # noqa: N818 - reads as a state
     """No refresh is possible: only an interactive login can renew the token.
 
-    ``reason`` is the short form ``renew --all`` reports per token.
+    ``fix`` is the command that logs in (the hint says to run it); ``reason`` is the
+    short form ``renew --all`` reports per token.
     """
 
-    def __init__(self, message: str, *, hint: str | None = None, reason: str | None = None):
-        super().__init__(message, hint=hint)
+    def __init__(self, message: str, *, fix: str | None = None, reason: str | None = None):
+        super().__init__(message, hint=f"run `{fix}`" if fix else None)
+        self.fix = fix
         self.reason = reason or message
 
 
@@ -108,7 +110,7 @@ class _Steps:
         if stored is None or not stored.refresh_token:
             raise NeedsLogin(
                 f"token {self.current.name!r} has no refresh token",
-                hint=f"run `{fix_command(self.current.name, DefinitionKind.OAUTH2)}`",
+                fix=fix_command(self.current.name, DefinitionKind.OAUTH2),
                 reason="no refresh token",
             )
         self.stored = stored
@@ -123,7 +125,7 @@ class _Steps:
         return NeedsLogin(
             f"the provider refused the refresh token of {self.current.name!r} "
             "(invalid_grant): it was revoked, expired or already used",
-            hint=f"run `{fix_command(self.current.name, DefinitionKind.OAUTH2)}`",
+            fix=fix_command(self.current.name, DefinitionKind.OAUTH2),
             reason="the provider refused the refresh token (invalid_grant)",
         )
 

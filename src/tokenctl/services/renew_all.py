@@ -133,12 +133,7 @@ async def _renew_one(
     try:
         outcome = await refresh_token_async(ctx, token, client, inventory_thread)
     except NeedsLogin as error:
-        return BulkItem(
-            token,
-            BulkOutcome.NEEDS_LOGIN,
-            error.reason,
-            fix_command(token.name, DefinitionKind.OAUTH2),
-        )
+        return BulkItem(token, BulkOutcome.NEEDS_LOGIN, error.reason, error.fix)
     except OAuthFailure as failure:
         return BulkItem(token, BulkOutcome.FAILED, f"{failure.error}: {failure.description or ''}")
     if not outcome.refreshed:

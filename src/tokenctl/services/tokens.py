@@ -560,7 +560,7 @@ def _add_oauth(ctx: AppContext, request: AddRequest, definition: Definition) -> 
         token = _store_new(ctx, draft, None, now)
         ctx.io.status(
             f"Recorded {token.name!r} without logging in; retrieve its token with: "
-            f"tokenctl renew {token.name} --login"
+            f"{fix_command(token.name, definition.kind)}"
         )
         return view_of(ctx, token, now)
     stored: list[Token] = []
@@ -661,7 +661,7 @@ def renew_token(
                 outcome = refresh_token(ctx, token, definition)
             except NeedsLogin as error:
                 if not ctx.io.can_prompt:
-                    raise AuthorizationError(error.message, hint=error.hint) from None
+                    raise
                 ctx.io.warn(f"{error.message}; a browser login is needed")
             else:
                 method = RenewMethod.REFRESH if outcome.refreshed else RenewMethod.CONCURRENT
