@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 
 from tokenctl.context import AppContext
-from tokenctl.definitions.model import DefinitionKind
+from tokenctl.definitions import DefinitionKind
 from tokenctl.errors import AuthorizationError, TokenctlError, UsageError
 from tokenctl.services.access_decision import SERVED_PART, AccessDecision, decide_access
 from tokenctl.services.fix_commands import enable_command, fix_command

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from tokenctl.context import AppContext
-from tokenctl.definitions.model import DefinitionKind
+from tokenctl.definitions import DefinitionKind
 from tokenctl.errors import ExitCode, TokenctlError
 from tokenctl.models import Status, refresh_idle_end
 from tokenctl.services.fix_commands import fix_command

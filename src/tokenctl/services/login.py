@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from tokenctl.context import AppContext
-from tokenctl.definitions.model import Definition, OAuth2Settings
+from tokenctl.definitions.model import LOGIN_MODES, Definition, OAuth2Settings
 from tokenctl.errors import AuthorizationError, TokenctlError, UsageError
 from tokenctl.models import Token
 from tokenctl.oauth.client import ProviderClient
 from tokenctl.oauth.grants import secrets_of
 from tokenctl.oauth.provider import ClientCredentials, Endpoints, Grant
-from tokenctl.services.oauth_options import LOGIN_MODES, LoginOptions
+from tokenctl.services.oauth_options import LoginOptions
 
 
 @dataclass(frozen=True)

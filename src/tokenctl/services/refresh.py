@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tokenctl.context import AppContext
-from tokenctl.definitions.model import Definition, DefinitionKind
+from tokenctl.definitions import DefinitionKind
+from tokenctl.definitions.model import Definition
 from tokenctl.errors import AuthorizationError, TokenctlError
 from tokenctl.fsutil import exclusive_lock
 from tokenctl.models import Token, TokenSecrets

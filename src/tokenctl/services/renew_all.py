@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from tokenctl.context import AppContext
-from tokenctl.definitions.model import Definition, DefinitionKind
+from tokenctl.definitions import DefinitionKind
+from tokenctl.definitions.model import Definition
 from tokenctl.errors import TokenctlError
 from tokenctl.models import Token
 from tokenctl.services.access_decision import refresh_due

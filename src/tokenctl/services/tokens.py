@@ -12,7 +12,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from tokenctl.context import AppContext
-from tokenctl.definitions.model import Definition, DefinitionKind
+from tokenctl.definitions import DefinitionKind
+from tokenctl.definitions.model import Definition
 from tokenctl.errors import (
     AuthorizationError,
     ConflictError,
