@@ -534,13 +534,35 @@ def _store_new(ctx: AppContext, draft: Token, secrets: TokenSecrets | None, now:
         raise
 
 
-def _login_detail(result: LoginResult, mode: str) -> str:
+def _login_detail(result: LoginResult, options: LoginOptions, definition: Definition) -> str:
+    """The history detail of a login: its mode (as asked, else the definition's) and account."""
+    mode = options.mode or (definition.oauth2.login_mode if definition.oauth2 else "login")
     who = f" as {result.account}" if result.account else ""
     return f"{mode} login{who}"
 
 
+def _login_changes(
+    result: LoginResult, definition: Definition, now: datetime, attributes: dict[str, str]
+) -> tuple[TokenSecrets, TokenChanges]:
+    """The secrets to store and the record's fields for a completed login.
+
+    ``attributes`` are the record's own (none for a new token); the login's attributes,
+    then its issuer and subject, are laid over them.
+    """
+    from tokenctl.oauth.grants import grant_fields, secrets_of
+
+    secrets = secrets_of(result.grant)
+    fields = grant_fields(result.grant, definition, now, login=True, secrets=secrets)
+    merged = dict(attributes)
+    merged.update(result.attributes)
+    merged.update({k: v for k, v in (("issuer", result.issuer), ("subject", result.subject)) if v})
+    fields["account"] = result.account
+    fields["attributes"] = merged
+    return secrets, fields
+
+
 def _add_oauth(ctx: AppContext, request: AddRequest, definition: Definition) -> TokenView:
-    from tokenctl.oauth.grants import grant_fields, missing_scopes, secrets_of
+    from tokenctl.oauth.grants import missing_scopes
     from tokenctl.services.login import interactive_login
 
     now = ctx.now()
@@ -564,18 +586,12 @@ def _add_oauth(ctx: AppContext, request: AddRequest, definition: Definition) -> 
             f"{fix_command(token.name, definition.kind)}"
         )
         return view_of(ctx, token, now)
+    options = request.login
     stored: list[Token] = []
 
     def store(result: LoginResult) -> None:
         now = ctx.now()
-        secrets = secrets_of(result.grant)
-        fields = grant_fields(result.grant, definition, now, login=True, secrets=secrets)
-        attributes = dict(result.attributes)
-        attributes.update(
-            {k: v for k, v in (("issuer", result.issuer), ("subject", result.subject)) if v}
-        )
-        fields["account"] = result.account
-        fields["attributes"] = attributes
+        secrets, fields = _login_changes(result, definition, now, {})
         complete = replace(draft, **fields)
         try:
             token = _store_new(ctx, complete, secrets, now)
@@ -584,18 +600,13 @@ def _add_oauth(ctx: AppContext, request: AddRequest, definition: Definition) -> 
             # leave no live grant behind at the provider.
             result.client.revoke_grant(secrets)
             raise
-        mode = (
-            request.login.mode
-            if request.login and request.login.mode
-            else (definition.oauth2.login_mode if definition.oauth2 else "login")
-        )
         ctx.inventory.record_event(
             token,
             ctx.actor(),
             now,
             event="retrieved",
             outcome="ok",
-            detail=_login_detail(result, mode),
+            detail=_login_detail(result, options, definition),
         )
         stored.append(token)
 
@@ -604,7 +615,7 @@ def _add_oauth(ctx: AppContext, request: AddRequest, definition: Definition) -> 
         definition,
         token_name=request.name,
         expected_account=None,
-        options=request.login,
+        options=options,
         params=request.params,
         on_success=store,
     )
@@ -682,7 +693,7 @@ def _relogin(
     options: LoginOptions,
     allow_account_change: bool,
 ) -> RenewResult:
-    from tokenctl.oauth.grants import grant_fields, missing_scopes, secrets_of
+    from tokenctl.oauth.grants import missing_scopes
     from tokenctl.services.login import interactive_login, refuse_another_account
     from tokenctl.services.refresh import token_lock
 
@@ -692,17 +703,9 @@ def _relogin(
         refuse_another_account(
             ctx, token, definition, result, allow_account_change=allow_account_change
         )
-        secrets = secrets_of(result.grant)
         now = ctx.now()
-        fields = grant_fields(result.grant, definition, now, login=True, secrets=secrets)
-        fields["account"] = result.account
-        attributes = dict(token.attributes)
-        attributes.update(result.attributes)
-        attributes.update(
-            {k: v for k, v in (("issuer", result.issuer), ("subject", result.subject)) if v}
-        )
-        fields["attributes"] = attributes
-        mode = options.mode or (definition.oauth2.login_mode if definition.oauth2 else "login")
+        secrets, fields = _login_changes(result, definition, now, token.attributes)
+        attributes = fields["attributes"]
         with token_lock(ctx, token):
             ctx.secrets.set(token.secret_ref, secrets.owned_by(definition.name, attributes))
             updated.append(
@@ -712,7 +715,7 @@ def _relogin(
                     ctx.actor(),
                     now,
                     event="renewed",
-                    detail=_login_detail(result, mode),
+                    detail=_login_detail(result, options, definition),
                 )
             )
 
