@@ -13,7 +13,7 @@ from tokenctl.models import Token, TokenChanges
 from tokenctl.oauth.client import oauth_settings
 from tokenctl.oauth.provider import ProviderUnreachable
 from tokenctl.services.access_decision import refresh_due
-from tokenctl.services.refresh import NeedsLogin, refresh_token
+from tokenctl.services.refresh import REFRESH_REFUSED, NeedsLogin, refresh_token
 
 
 class ProbeResult(StrEnum):
@@ -82,18 +82,21 @@ def probe_token(ctx: AppContext, token: Token, definition: Definition) -> ProbeO
     except ProviderUnreachable as error:
         result, detail = ProbeResult.UNREACHABLE, error.message
     now = ctx.now()  # after any refresh above, so the history stays in time order
-    changes: TokenChanges = {"probed_at": now, "probe_result": result}
-    current = ctx.inventory.get(token.number)
-    if result is ProbeResult.INVALID:
-        changes.update({"invalid_at": now, "invalid_reason": f"probe: {detail}"})
-    elif result is ProbeResult.VALID and not (current.invalid_reason or "").startswith(
-        "refresh refused"
-    ):
-        # A refused refresh token stays dead even while its last access token still works.
-        changes.update({"invalid_at": None, "invalid_reason": None})
-    if result is ProbeResult.INVALID and current.invalid_at is not None:
-        changes.pop("invalid_at")  # keep the first moment it was seen invalid
-    updated = ctx.inventory.update(
-        token.number, changes, ctx.actor(), now, event="probed", outcome=result, detail=detail
+
+    def changes_for(current: Token) -> TokenChanges:
+        changes: TokenChanges = {"probed_at": now, "probe_result": result}
+        if result is ProbeResult.INVALID:
+            changes.update({"invalid_at": now, "invalid_reason": f"probe: {detail}"})
+        elif result is ProbeResult.VALID and not (current.invalid_reason or "").startswith(
+            REFRESH_REFUSED
+        ):
+            # A refused refresh token stays dead even while its last access token still works.
+            changes.update({"invalid_at": None, "invalid_reason": None})
+        if result is ProbeResult.INVALID and current.invalid_at is not None:
+            changes.pop("invalid_at")  # keep the first moment it was seen invalid
+        return changes
+
+    updated, _ = ctx.inventory.update_if(
+        token.number, changes_for, ctx.actor(), now, event="probed", outcome=result, detail=detail
     )
     return ProbeOutcome(updated, result, detail)

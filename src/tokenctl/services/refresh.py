@@ -39,6 +39,11 @@ if TYPE_CHECKING:
     from tokenctl.oauth.provider import OAuthFailure
 
 
+#: How a token whose refresh token the provider refused is marked (``invalid_reason``
+#: starts with it); the probe leaves such a token invalid.
+REFRESH_REFUSED = "refresh refused"
+
+
 class NeedsLogin(AuthorizationError):  # noqa: N818 - reads as a state
     """No refresh is possible: only an interactive login can renew the token.
 
@@ -77,7 +82,7 @@ def mark_refresh_refused(ctx: AppContext, current: Token, now: datetime) -> None
     """Record that the provider refused the refresh token: the token is invalid."""
     ctx.inventory.update(
         current.number,
-        {"invalid_at": now, "invalid_reason": "refresh refused (invalid_grant)"},
+        {"invalid_at": now, "invalid_reason": f"{REFRESH_REFUSED} (invalid_grant)"},
         ctx.actor(),
         now,
         event="renewed",
