@@ -279,10 +279,3 @@ class TokenSecrets:
         from dataclasses import replace
 
         return replace(self, definition=definition, attributes=dict(attributes or {}) or None)
-
-    @property
-    def is_empty(self) -> bool:
-        """True when no secret part is present."""
-        return not any(
-            getattr(self, item.name) for item in fields(self) if item.name not in ENTRY_FACTS
-        )

@@ -10,7 +10,6 @@ from tokenctl.context import AppContext
 from tokenctl.definitions.model import Definition
 from tokenctl.errors import ConfigError
 from tokenctl.models import Token, TokenChanges
-from tokenctl.oauth.client import oauth_settings
 from tokenctl.oauth.provider import ProviderUnreachable
 from tokenctl.services.access_decision import refresh_due
 from tokenctl.services.refresh import REFRESH_REFUSED, NeedsLogin, refresh_token
@@ -39,7 +38,6 @@ def probe_token(ctx: AppContext, token: Token, definition: Definition) -> ProbeO
     An expired access token is refreshed first (the one refresh transaction); the
     provider client, with its endpoints resolved once, serves both calls.
     """
-    oauth_settings(definition)
     client = ctx.provider_client(definition, token.attributes)
     now = ctx.now()
     result, detail = ProbeResult.UNREACHABLE, ""
