@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from tokenctl.definitions.model import Definition, OAuth2Settings
 from tokenctl.errors import ConfigError, TokenctlError, UsageError
 from tokenctl.oauth.provider import ClientCredentials, Endpoints
+from tokenctl.secrets import client_secret_ref
 
 if TYPE_CHECKING:
     from tokenctl.models import TokenSecrets
@@ -25,15 +26,6 @@ if TYPE_CHECKING:
 
 #: What tells two clients of one definition apart: its name and the placeholder values.
 ClientKey = tuple[str, tuple[tuple[str, str | None], ...]]
-
-
-def client_secret_ref(definition_name: str, client_id: str) -> str:
-    """The keyring entry that holds the secret of one client registration of a definition.
-
-    The client id is part of the name so that a definition switched to another client
-    never sends the old client's secret.
-    """
-    return f"definition-{definition_name}-client-{client_id}"
 
 
 def oauth_settings(definition: Definition) -> OAuth2Settings:

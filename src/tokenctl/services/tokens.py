@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import secrets as random_source
-import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -31,6 +30,7 @@ from tokenctl.models import (
     compute_status,
     connection_expires_at,
 )
+from tokenctl.secrets import new_token_secret_ref
 from tokenctl.services.fix_commands import SECRET_FLAG, add_command, fix_command
 from tokenctl.services.oauth_options import LoginOptions
 from tokenctl.timeutil import add_checked
@@ -345,7 +345,7 @@ def add_token(ctx: AppContext, request: AddRequest) -> TokenView:
         flag=SECRET_FLAG,
         required=definition.pass_code_mandatory,
     )
-    secret_ref = f"token-{uuid.uuid4().hex}"
+    secret_ref = new_token_secret_ref()
     if pass_code is not None:
         secrets = TokenSecrets(pass_code=pass_code).owned_by(definition.name, None)
         ctx.secrets.set(secret_ref, secrets)
@@ -571,7 +571,7 @@ def _add_oauth(ctx: AppContext, request: AddRequest, definition: Definition) -> 
         name=request.name,
         authentication_code=request.authentication_code or _generate_code(),
         definition=definition.name,
-        secret_ref=f"token-{uuid.uuid4().hex}",
+        secret_ref=new_token_secret_ref(),
         description=request.description,
         identifier=request.identifier,
         attributes=dict(request.params),
