@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from tokenctl.definitions import DefinitionKind
 from tokenctl.definitions.model import (
     NAME_PATTERN,
     PLACEHOLDER,
     TEMPLATED_FIELDS,
-    DefinitionKind,
     fill_placeholders,
 )
 from tokenctl.definitions.registry import _parse_document, load_builtin_definitions

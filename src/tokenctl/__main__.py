@@ -33,7 +33,6 @@ def _token_fast_path(home: str | None, ref: str) -> int:
     plain case, and the same service function as the full command line does the rest,
     its errors reported the same way. Any other form of the command takes the full path.
     """
-    import os
     from datetime import UTC, datetime
     from pathlib import Path
 
@@ -86,11 +85,10 @@ def main() -> None:
         # so a reader that already went away (`tokenctl list | head -1`) is handled here.
         try:
             sys.stdout.flush()
-        except BrokenPipeError:
-            from tokenctl.iostreams import STDOUT_CLOSED, discard_stdout
+        except BrokenPipeError as error:
+            from tokenctl.errors import report_failure
 
-            discard_stdout()
-            sys.exit(STDOUT_CLOSED)
+            sys.exit(report_failure(error, sys.stderr, debug=False))
 
 
 if __name__ == "__main__":

@@ -172,6 +172,17 @@ TokenChanges = TypedDict(  # noqa: UP013 - see above
 )
 
 
+def refresh_idle_end(token: Token, refresh_idle: timedelta | None) -> datetime | None:
+    """When the refresh token dies unused: its inactivity limit after the last refresh.
+
+    ``None`` without a limit or a refresh; a limit that ends past the last time tokenctl
+    stores is no limit.
+    """
+    if refresh_idle is None or token.refreshed_at is None:
+        return None
+    return add_checked(token.refreshed_at, refresh_idle)
+
+
 def connection_expires_at(token: Token, refresh_idle: timedelta | None = None) -> datetime | None:
     """When the connection dies.
 
@@ -181,11 +192,9 @@ def connection_expires_at(token: Token, refresh_idle: timedelta | None = None) -
     if not token.has_refresh_token:
         return token.expires_at
     candidates = [token.refresh_expires_at] if token.refresh_expires_at else []
-    if refresh_idle is not None and token.refreshed_at is not None:
-        # An inactivity limit that ends past the last time tokenctl stores is no limit.
-        idle_end = add_checked(token.refreshed_at, refresh_idle)
-        if idle_end is not None:
-            candidates.append(idle_end)
+    idle_end = refresh_idle_end(token, refresh_idle)
+    if idle_end is not None:
+        candidates.append(idle_end)
     return min(candidates) if candidates else None
 
 
@@ -281,11 +290,4 @@ class TokenSecrets:
             definition=definition,
             attributes=dict(attributes or {}) or None,
             inventory=inventory,
-        )
-
-    @property
-    def is_empty(self) -> bool:
-        """True when no secret part is present."""
-        return not any(
-            getattr(self, item.name) for item in fields(self) if item.name not in ENTRY_FACTS
         )

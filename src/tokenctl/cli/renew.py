@@ -9,7 +9,7 @@ import typer
 from tokenctl.cli import login_options as opts
 from tokenctl.cli.common import JSON_OPTION, app_context, definition_option, ref_argument
 from tokenctl.context import AppContext
-from tokenctl.errors import ExitCode
+from tokenctl.errors import ExitCode, UsageError
 
 
 def command(
@@ -67,8 +67,6 @@ def command(
 
     app_ctx = app_context(ctx)
     if all_tokens:
-        from tokenctl.errors import UsageError
-
         others = (
             secret_stdin,
             expires_at,
@@ -87,8 +85,6 @@ def command(
         _renew_all(app_ctx, within, definition, concurrency, as_json)
         return
     if ref is None:
-        from tokenctl.errors import UsageError
-
         raise UsageError("give a token (REF) or --all")
     options = opts.login_options(
         no_browser=no_browser,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
-from tokenctl.definitions import DefinitionKind as DefinitionKind
+from tokenctl.definitions import DefinitionKind
 from tokenctl.errors import ConfigError, UsageError
 from tokenctl.timeutil import format_duration, parse_duration
 

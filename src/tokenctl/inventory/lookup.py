@@ -1,4 +1,7 @@
-"""How a reference names a token, and the quick ``token`` path's read of the inventory.
+"""How a reference names a token, and the quick reads of the inventory.
+
+The quick ``token`` path and shell completion read the existing file without creating,
+migrating or locking it (one read-only opener).
 
 Kept free of the token model so the quick path (:mod:`tokenctl.services.quick_token`)
 can use it without importing the records it does not build.
@@ -81,6 +84,38 @@ _ACCESS_SELECT = (
 AccessColumns = tuple[str, str, str, str | None, str | None, str | None]
 
 
+def _open_read_only(inventory_file: Path, *, timeout: float) -> sqlite3.Connection | None:
+    """A connection to the existing inventory that never creates, migrates or locks it.
+
+    ``None`` when there is no file or SQLite cannot open it.
+    """
+    try:
+        # mode=rw: never create the file; reading a WAL database may need to write its index.
+        return sqlite3.connect(f"{inventory_file.as_uri()}?mode=rw", uri=True, timeout=timeout)
+    except sqlite3.Error:
+        return None
+
+
+def token_names(inventory_file: Path) -> list[tuple[int, str, str]]:
+    """``(number, name, definition)`` of every token in number order, for shell completion.
+
+    Quick (a completion runs on every Tab): empty when there is no inventory (yet) or it
+    cannot be read as it stands.
+    """
+    connection = _open_read_only(inventory_file, timeout=2)
+    if connection is None:
+        return []
+    try:
+        rows: list[tuple[int, str, str]] = connection.execute(
+            "SELECT number, name, definition FROM tokens ORDER BY number"
+        ).fetchall()
+        return rows
+    except sqlite3.Error:
+        return []
+    finally:
+        connection.close()
+
+
 def access_columns(inventory_file: Path, ref: str) -> AccessColumns | None:
     """What ``token REF`` needs of the token ``ref`` names, read without building a record.
 
@@ -88,10 +123,8 @@ def access_columns(inventory_file: Path, ref: str) -> AccessColumns | None:
     version (the full path migrates, or refuses a newer inventory), no such token, or
     any SQLite error. The full path then runs and reports it.
     """
-    try:
-        # mode=rw: never create the file; reading a WAL database may need to write its index.
-        connection = sqlite3.connect(f"{inventory_file.as_uri()}?mode=rw", uri=True, timeout=30)
-    except sqlite3.Error:
+    connection = _open_read_only(inventory_file, timeout=30)
+    if connection is None:
         return None
     try:
         if connection.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:

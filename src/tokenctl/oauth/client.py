@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from tokenctl.definitions.model import Definition, OAuth2Settings
 from tokenctl.errors import ConfigError, TokenctlError, UsageError
 from tokenctl.oauth.provider import ClientCredentials, Endpoints
+from tokenctl.secrets import client_secret_ref
 
 if TYPE_CHECKING:
     from tokenctl.models import TokenSecrets
@@ -25,15 +26,6 @@ if TYPE_CHECKING:
 
 #: What tells two clients of one definition apart: its name and the placeholder values.
 ClientKey = tuple[str, tuple[tuple[str, str | None], ...]]
-
-
-def client_secret_ref(definition_name: str, client_id: str) -> str:
-    """The keyring entry that holds the secret of one client registration of a definition.
-
-    The client id is part of the name so that a definition switched to another client
-    never sends the old client's secret.
-    """
-    return f"definition-{definition_name}-client-{client_id}"
 
 
 def oauth_settings(definition: Definition) -> OAuth2Settings:
@@ -105,14 +97,9 @@ class ProviderClient:
         """The client for ``definition`` with its placeholders filled from ``attributes``."""
         from tokenctl.definitions.model import fill_placeholders
 
-        oauth_settings(definition)
+        # A static definition is filled as it is; __init__ then refuses it.
         filled = fill_placeholders(definition, attributes)
         return cls(filled, secrets=secrets, transport=transport)
-
-    @property
-    def deadline(self) -> float:
-        """Seconds each call may take in all (``oauth2.call_deadline``)."""
-        return self.settings.effective_call_deadline.total_seconds()
 
     @property
     def endpoints(self) -> Endpoints:
@@ -159,7 +146,7 @@ class ProviderClient:
 
             session = AsyncOAuth2Client(
                 **credential_options(self.credentials),
-                **async_client_options(self.deadline, self._transport),
+                **async_client_options(self.endpoints.call_deadline, self._transport),
             )
             shield_lifetimes(session)
             self._async_session = session
@@ -246,13 +233,17 @@ class ProviderClient:
         """GET ``url`` with the access token: the status and the JSON object if any."""
         from tokenctl.oauth.provider import bearer_get
 
-        return bearer_get(url, access_token, deadline=self.deadline, transport=self._transport)
+        return bearer_get(
+            url, access_token, deadline=self.endpoints.call_deadline, transport=self._transport
+        )
 
     def bearer_get_any(self, url: str, access_token: str) -> tuple[int, Any]:
         """GET ``url`` with the access token: the status and the JSON body if any."""
         from tokenctl.oauth.provider import bearer_get_any
 
-        return bearer_get_any(url, access_token, deadline=self.deadline, transport=self._transport)
+        return bearer_get_any(
+            url, access_token, deadline=self.endpoints.call_deadline, transport=self._transport
+        )
 
     def validate_id_token(
         self, id_token: str, *, nonce: str | None, access_token: str | None

@@ -76,6 +76,13 @@ class _AsyncBorrowed(httpx2.AsyncBaseTransport):
         return await self._lent.handle_async_request(request)
 
 
+async def _raw_body_async(response: httpx2.Response) -> bytes:
+    """:func:`_raw_body` for an async answer."""
+    if response.is_stream_consumed:
+        return response.content
+    return b"".join([part async for part in response.aiter_raw()])
+
+
 class DeadlineTransport(httpx2.BaseTransport):
     """A sync transport that gives up on a request after ``seconds`` in all.
 
@@ -156,10 +163,7 @@ class AsyncDeadlineTransport(httpx2.AsyncBaseTransport):
             async with deadline:
                 response = await self._client.send(request, stream=True)
                 try:
-                    if response.is_stream_consumed:  # built in memory: see _raw_body
-                        body = response.content
-                    else:
-                        body = b"".join([part async for part in response.aiter_raw()])
+                    body = await _raw_body_async(response)
                 finally:
                     await response.aclose()
         except TimeoutError:

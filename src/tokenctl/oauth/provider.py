@@ -13,7 +13,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -751,8 +751,3 @@ def poll_device_token(
                     hint="start again and approve the request",
                 ) from None
             raise
-
-
-def with_secret(credentials: ClientCredentials, secret: str | None) -> ClientCredentials:
-    """The same registration with a client secret (or none)."""
-    return replace(credentials, client_secret=secret)

@@ -10,6 +10,27 @@ if TYPE_CHECKING:  # the quick `token` path reads entries as text, without the m
 #: The keyring service name every tokenctl entry is stored under.
 KEYRING_SERVICE = "tokenctl"
 
+#: How the names (refs) of tokenctl's own entries begin: a token's secrets, and a
+#: definition's client secret. ``doctor`` looks for orphans among names like these.
+TOKEN_REF_PREFIX = "token-"  # noqa: S105 - a name prefix, not a secret
+CLIENT_REF_PREFIX = "definition-"
+
+
+def new_token_secret_ref() -> str:
+    """A fresh, unique name for a new token's keyring entry."""
+    import uuid
+
+    return f"{TOKEN_REF_PREFIX}{uuid.uuid4().hex}"
+
+
+def client_secret_ref(definition_name: str, client_id: str) -> str:
+    """The keyring entry that holds the secret of one client registration of a definition.
+
+    The client id is part of the name so that a definition switched to another client
+    never sends the old client's secret.
+    """
+    return f"{CLIENT_REF_PREFIX}{definition_name}-client-{client_id}"
+
 
 def parse_entry(service: str, ref: str, stored: str | None) -> TokenSecrets | None:
     """The secrets in a keyring entry as stored; ``None`` for no entry.

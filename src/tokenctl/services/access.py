@@ -7,10 +7,10 @@ import re
 from collections.abc import Sequence
 
 from tokenctl.context import AppContext
-from tokenctl.definitions.model import DefinitionKind
+from tokenctl.definitions import DefinitionKind
 from tokenctl.errors import AuthorizationError, TokenctlError, UsageError
 from tokenctl.services.access_decision import SERVED_PART, AccessDecision, decide_access
-from tokenctl.services.fix_commands import fix_command
+from tokenctl.services.fix_commands import enable_command, fix_command
 from tokenctl.timeutil import clock_text
 
 DEFAULT_ENV = "TOKENCTL_ACCESS_TOKEN"
@@ -38,7 +38,7 @@ def current_access_token(ctx: AppContext, ref: str) -> str:
     )
     if decision is AccessDecision.NOT_EFFECTIVE:
         raise TokenctlError(
-            f"token {token.name!r} is not effective", hint=f"run `tokenctl enable {token.name}`"
+            f"token {token.name!r} is not effective", hint=f"run `{enable_command(token.name)}`"
         )
     assert definition is not None  # an unknown one: require() raised above
     kind = definition.kind
@@ -51,12 +51,9 @@ def current_access_token(ctx: AppContext, ref: str) -> str:
         )
     if decision is AccessDecision.REFRESH:
         # Only now: the refresh machinery costs ~10 ms of imports that a cached token skips.
-        from tokenctl.services.refresh import NeedsLogin, refresh_token
+        from tokenctl.services.refresh import refresh_token
 
-        try:
-            token = refresh_token(ctx, token, definition).token
-        except NeedsLogin as error:
-            raise AuthorizationError(error.message, hint=error.hint) from None
+        token = refresh_token(ctx, token, definition).token  # NeedsLogin: exit code 5
     stored = ctx.secrets.get(token.secret_ref)
     value = getattr(stored, SERVED_PART[kind]) if stored is not None else None
     if not value:

@@ -42,6 +42,24 @@ def refresh_margin(configured: timedelta | None) -> timedelta:
     return REFRESH_MARGIN if configured is None else configured
 
 
+def refresh_due(
+    expires_at: datetime | None,
+    margin: timedelta | None,
+    now: datetime,
+    *,
+    unknown_expiry_due: bool = False,
+) -> bool:
+    """True when an access token expiring at ``expires_at`` is due for a refresh at ``now``.
+
+    Due once at most ``margin`` remains; a ``margin`` of ``None`` sets no limit (always
+    due), ``timedelta(0)`` means only once expired. An unknown expiry is due only when
+    ``unknown_expiry_due`` says so (``renew --all`` renews such a token; ``token`` serves it).
+    """
+    if expires_at is None:
+        return unknown_expiry_due
+    return margin is None or expires_at - now <= margin
+
+
 def decide_access(
     *,
     effective: bool,
@@ -70,7 +88,7 @@ def decide_access(
         if invalid:
             return AccessDecision.INVALID
         # Some providers limit token calls (Exact Online: refresh only in the last ~30 s).
-        if expires_at is not None and expires_at - now <= refresh_margin(margin):
+        if refresh_due(expires_at, refresh_margin(margin), now):
             return AccessDecision.REFRESH
         return AccessDecision.SERVE
     if expires_at is not None and expires_at <= now:

@@ -8,12 +8,12 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from tokenctl.context import AppContext
-from tokenctl.definitions.model import DefinitionKind
+from tokenctl.definitions import DefinitionKind
 from tokenctl.errors import ExitCode, TokenctlError
-from tokenctl.models import Status, Token
+from tokenctl.models import Status, refresh_idle_end
 from tokenctl.services.fix_commands import fix_command
 from tokenctl.services.tokens import TokenView, view_of
-from tokenctl.timeutil import add_checked, clock_text
+from tokenctl.timeutil import clock_text
 
 #: Statuses that make a connection fail now (exit code 11).
 FAILING = frozenset({Status.EXPIRED, Status.INVALID, Status.INSUFFICIENT})
@@ -56,8 +56,9 @@ class CheckReport:
         return ExitCode.OK
 
 
-def _fix(token: Token, view: TokenView, *, login: bool) -> str:
-    return fix_command(token.name, view.definition.kind if view.definition else None, login=login)
+def _fix(view: TokenView, *, login: bool) -> str:
+    kind = view.definition.kind if view.definition else None
+    return fix_command(view.token.name, kind, login=login)
 
 
 def _assess(view: TokenView, now: datetime, within: timedelta) -> Finding | None:
@@ -65,7 +66,7 @@ def _assess(view: TokenView, now: datetime, within: timedelta) -> Finding | None
     status = view.status
     oauth = view.definition is not None and view.definition.kind is DefinitionKind.OAUTH2
     if token.secret_set_at is None:
-        return Finding(view, Severity.FAILING, "no secret is stored", _fix(token, view, login=True))
+        return Finding(view, Severity.FAILING, "no secret is stored", _fix(view, login=True))
     if status in FAILING:
         reason = {
             Status.EXPIRED: "expired",
@@ -75,31 +76,24 @@ def _assess(view: TokenView, now: datetime, within: timedelta) -> Finding | None
                 token.missing_scopes(view.definition.required_scopes if view.definition else ())
             ),
         }[status]
-        return Finding(view, Severity.FAILING, reason, _fix(token, view, login=True))
+        return Finding(view, Severity.FAILING, reason, _fix(view, login=True))
     expiry = view.connection_expires_at
     if expiry is not None and expiry - now <= within:
         if token.has_refresh_token:
-            idle_end = None
-            if (
-                view.definition
-                and view.definition.lifetimes.refresh_token_idle
-                and (token.refreshed_at)
-            ):
-                idle_end = add_checked(
-                    token.refreshed_at, view.definition.lifetimes.refresh_token_idle
-                )
+            idle = view.definition.lifetimes.refresh_token_idle if view.definition else None
+            idle_end = refresh_idle_end(token, idle)
             # A refresh only helps against the inactivity limit, not a fixed end.
             by_idle = idle_end is not None and idle_end == expiry
             reason = (
                 "the refresh token dies unused at " if by_idle else "the refresh token expires at "
             ) + f"{clock_text(expiry)}Z"
-            return Finding(view, Severity.EXPIRING, reason, _fix(token, view, login=not by_idle))
+            return Finding(view, Severity.EXPIRING, reason, _fix(view, login=not by_idle))
         what = "the token" if not oauth else "the access token (no refresh token)"
         return Finding(
             view,
             Severity.EXPIRING,
             f"{what} expires at {clock_text(expiry)}Z",
-            _fix(token, view, login=oauth),
+            _fix(view, login=oauth),
         )
     return None
 

@@ -8,8 +8,7 @@ and the definitions from the digest the quick ``token`` path keeps
 
 from __future__ import annotations
 
-import sqlite3
-
+from tokenctl.inventory.lookup import token_names
 from tokenctl.paths import Paths
 
 #: A candidate: the word to insert and a short description shells may show beside it.
@@ -21,21 +20,7 @@ def token_candidates(paths: Paths, incomplete: str) -> list[Candidate]:
 
     Empty when there is no inventory (yet) or it cannot be read as it stands.
     """
-    try:
-        # mode=rw: never create the file (reading a WAL database may need to write its index).
-        connection = sqlite3.connect(
-            f"{paths.inventory_file.as_uri()}?mode=rw", uri=True, timeout=2
-        )
-    except sqlite3.Error:
-        return []
-    try:
-        rows = connection.execute(
-            "SELECT number, name, definition FROM tokens ORDER BY number"
-        ).fetchall()
-    except sqlite3.Error:
-        return []
-    finally:
-        connection.close()
+    rows = token_names(paths.inventory_file)
     if incomplete.isdigit():
         return [
             (str(number), name) for number, name, _ in rows if str(number).startswith(incomplete)

@@ -237,7 +237,7 @@ def configure_definition(
     """
     from tokenctl.definitions.model import AUTH_METHODS, LOGIN_MODES, parse_definition
     from tokenctl.models import TokenSecrets
-    from tokenctl.oauth.client import client_secret_ref
+    from tokenctl.secrets import client_secret_ref
 
     if auth_method is not None and auth_method not in AUTH_METHODS:
         raise UsageError(

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from tokenctl.definitions import DefinitionKind
+from tokenctl.services.oauth_options import DEFAULT_TIMEOUT
 from tokenctl.textsafe import shell_join
 
 if TYPE_CHECKING:
@@ -34,10 +35,9 @@ def fix_command(name: str, kind: DefinitionKind | None, *, login: bool = True) -
     return _tokenctl(["renew", name, *([LOGIN_FLAG] if login else [])])
 
 
-def _default_login_timeout() -> float:
-    from tokenctl.services.oauth_options import LoginOptions
-
-    return LoginOptions().timeout
+def enable_command(name: str) -> str:
+    """The exact command that makes the token ``name`` effective again."""
+    return _tokenctl(["enable", name])
 
 
 #: The login modes that have a flag of their own (the definition's default has none).
@@ -75,7 +75,7 @@ def add_command(request: AddRequest) -> str:
             words.append("--no-browser")
         if login.reuse_session:
             words.append("--reuse-session")
-        if login.timeout != _default_login_timeout():
+        if login.timeout != DEFAULT_TIMEOUT:
             words += ["--timeout", f"{login.timeout:g}"]
         if login.assume_yes:
             words.append("--yes")

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from tokenctl.context import AppContext
-from tokenctl.definitions.model import Definition, OAuth2Settings
+from tokenctl.definitions.model import LOGIN_MODES, Definition, OAuth2Settings
 from tokenctl.errors import AuthorizationError, TokenctlError, UsageError
 from tokenctl.models import Token
 from tokenctl.oauth.client import ProviderClient
 from tokenctl.oauth.grants import secrets_of
-from tokenctl.oauth.provider import ClientCredentials, Endpoints, Grant
-from tokenctl.services.oauth_options import LOGIN_MODES, LoginOptions
+from tokenctl.oauth.provider import Grant
+from tokenctl.services.oauth_options import LoginOptions
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,6 @@ class LoginResult:
     account: str | None
     subject: str | None
     issuer: str | None
-    endpoints: Endpoints
-    credentials: ClientCredentials
     attributes: dict[str, str]
     client: ProviderClient  # the one that obtained it: revoking it needs no new discovery
 
@@ -244,7 +242,7 @@ def interactive_login(
     if mode not in LOGIN_MODES:
         raise UsageError(f"unknown login mode {mode!r}")
     ctx.secrets.ensure_available()
-    credentials = client.credentials
+    client.credentials  # noqa: B018 - read now: a missing client secret fails before the login
     endpoints = client.endpoints
     # The device grant has no authorization request to carry a nonce.
     nonce = (
@@ -273,9 +271,7 @@ def interactive_login(
             client.revoke_grant(secrets_of(grant))
             raise
         attributes.update({k: v for k, v in (params or {}).items() if v})
-        result = LoginResult(
-            grant, account, subject, endpoints.issuer, endpoints, credentials, attributes, client
-        )
+        result = LoginResult(grant, account, subject, endpoints.issuer, attributes, client)
         # The browser hears "retrieved" only once the caller has checked and stored it.
         if on_success is not None:
             on_success(result)

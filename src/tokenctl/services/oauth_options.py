@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tokenctl.definitions.model import LOGIN_MODES as LOGIN_MODES
-
 DEFAULT_TIMEOUT = 300.0
 
 

@@ -23,13 +23,12 @@ from tokenctl.context import AppContext
 from tokenctl.definitions.registry import DefinitionSet
 from tokenctl.errors import TokenctlError
 from tokenctl.models import TokenSecrets
+from tokenctl.secrets import CLIENT_REF_PREFIX, TOKEN_REF_PREFIX, client_secret_ref
 
 #: The flag that removes orphans without asking (named in doctor's report, rule 8).
 REMOVE_FLAG = "--remove-orphans"
 #: ``doctor``'s own probe entry, written and removed by its keyring check.
 PROBE_REF = "tokenctl-doctor-probe"
-_TOKEN_PREFIX = "token-"  # noqa: S105 - a name prefix, not a secret
-_CLIENT_PREFIX = "definition-"
 
 
 @dataclass(frozen=True)
@@ -52,8 +51,6 @@ def _referenced(ctx: AppContext, definitions: DefinitionSet | None) -> set[str]:
     refs.add(PROBE_REF)
     if definitions is None:
         return refs
-    from tokenctl.oauth.client import client_secret_ref
-
     for definition in definitions:
         settings = definition.oauth2
         if settings is not None and settings.client_id:
@@ -67,9 +64,9 @@ def _candidates(names: Iterable[str], referenced: set[str], definitions_known: b
     for name in names:
         if name in referenced:
             continue
-        if name.startswith(_CLIENT_PREFIX) and not definitions_known:
+        if name.startswith(CLIENT_REF_PREFIX) and not definitions_known:
             continue  # which client secrets are in use cannot be told without definitions
-        if name.startswith((_TOKEN_PREFIX, _CLIENT_PREFIX)):
+        if name.startswith((TOKEN_REF_PREFIX, CLIENT_REF_PREFIX)):
             candidates.append(name)
     return sorted(candidates)
 

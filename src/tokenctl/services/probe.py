@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 
 from tokenctl.context import AppContext
 from tokenctl.definitions.model import Definition
 from tokenctl.errors import ConfigError
 from tokenctl.models import Token, TokenChanges
-from tokenctl.oauth.client import oauth_settings
 from tokenctl.oauth.provider import ProviderUnreachable
-from tokenctl.services.refresh import NeedsLogin, refresh_token
+from tokenctl.services.access_decision import refresh_due
+from tokenctl.services.refresh import REFRESH_REFUSED, NeedsLogin, refresh_token
 
 
 class ProbeResult(StrEnum):
@@ -37,7 +38,6 @@ def probe_token(ctx: AppContext, token: Token, definition: Definition) -> ProbeO
     An expired access token is refreshed first (the one refresh transaction); the
     provider client, with its endpoints resolved once, serves both calls.
     """
-    oauth_settings(definition)
     client = ctx.provider_client(definition, token.attributes)
     now = ctx.now()
     result, detail = ProbeResult.UNREACHABLE, ""
@@ -48,7 +48,8 @@ def probe_token(ctx: AppContext, token: Token, definition: Definition) -> ProbeO
             result, detail = ProbeResult.INVALID, "no access token is stored"
         else:
             access_token: str | None = stored.access_token
-            if token.expires_at is not None and token.expires_at <= now:
+            # Only once expired (no margin): the probe asks about the token as it stands.
+            if refresh_due(token.expires_at, timedelta(0), now):
                 if not stored.refresh_token:
                     raise NeedsLogin("the access token expired and there is no refresh token")
                 token = refresh_token(ctx, token, definition).token
@@ -79,18 +80,21 @@ def probe_token(ctx: AppContext, token: Token, definition: Definition) -> ProbeO
     except ProviderUnreachable as error:
         result, detail = ProbeResult.UNREACHABLE, error.message
     now = ctx.now()  # after any refresh above, so the history stays in time order
-    changes: TokenChanges = {"probed_at": now, "probe_result": result}
-    current = ctx.inventory.get(token.number)
-    if result is ProbeResult.INVALID:
-        changes.update({"invalid_at": now, "invalid_reason": f"probe: {detail}"})
-    elif result is ProbeResult.VALID and not (current.invalid_reason or "").startswith(
-        "refresh refused"
-    ):
-        # A refused refresh token stays dead even while its last access token still works.
-        changes.update({"invalid_at": None, "invalid_reason": None})
-    if result is ProbeResult.INVALID and current.invalid_at is not None:
-        changes.pop("invalid_at")  # keep the first moment it was seen invalid
-    updated = ctx.inventory.update(
-        token.number, changes, ctx.actor(), now, event="probed", outcome=result, detail=detail
+
+    def changes_for(current: Token) -> TokenChanges:
+        changes: TokenChanges = {"probed_at": now, "probe_result": result}
+        if result is ProbeResult.INVALID:
+            changes.update({"invalid_at": now, "invalid_reason": f"probe: {detail}"})
+        elif result is ProbeResult.VALID and not (current.invalid_reason or "").startswith(
+            REFRESH_REFUSED
+        ):
+            # A refused refresh token stays dead even while its last access token still works.
+            changes.update({"invalid_at": None, "invalid_reason": None})
+        if result is ProbeResult.INVALID and current.invalid_at is not None:
+            changes.pop("invalid_at")  # keep the first moment it was seen invalid
+        return changes
+
+    updated, _ = ctx.inventory.update_if(
+        token.number, changes_for, ctx.actor(), now, event="probed", outcome=result, detail=detail
     )
     return ProbeOutcome(updated, result, detail)

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tokenctl.context import AppContext
-from tokenctl.definitions.model import Definition, DefinitionKind
+from tokenctl.definitions import DefinitionKind
+from tokenctl.definitions.model import Definition
 from tokenctl.errors import AuthorizationError, TokenctlError
 from tokenctl.fsutil import exclusive_lock
 from tokenctl.models import Token, TokenSecrets
@@ -38,14 +39,21 @@ if TYPE_CHECKING:
     from tokenctl.oauth.provider import OAuthFailure
 
 
+#: How a token whose refresh token the provider refused is marked (``invalid_reason``
+#: starts with it); the probe leaves such a token invalid.
+REFRESH_REFUSED = "refresh refused"
+
+
 class NeedsLogin(AuthorizationError):  # noqa: N818 - reads as a state
     """No refresh is possible: only an interactive login can renew the token.
 
-    ``reason`` is the short form ``renew --all`` reports per token.
+    ``fix`` is the command that logs in (the hint says to run it); ``reason`` is the
+    short form ``renew --all`` reports per token.
     """
 
-    def __init__(self, message: str, *, hint: str | None = None, reason: str | None = None):
-        super().__init__(message, hint=hint)
+    def __init__(self, message: str, *, fix: str | None = None, reason: str | None = None):
+        super().__init__(message, hint=f"run `{fix}`" if fix else None)
+        self.fix = fix
         self.reason = reason or message
 
 
@@ -78,7 +86,7 @@ def mark_refresh_refused(ctx: AppContext, current: Token, now: datetime) -> None
     """Record that the provider refused the refresh token: the token is invalid."""
     ctx.inventory.update(
         current.number,
-        {"invalid_at": now, "invalid_reason": "refresh refused (invalid_grant)"},
+        {"invalid_at": now, "invalid_reason": f"{REFRESH_REFUSED} (invalid_grant)"},
         ctx.actor(),
         now,
         event="renewed",
@@ -112,7 +120,7 @@ class _Steps:
         if stored is None or not stored.refresh_token:
             raise NeedsLogin(
                 f"token {self.current.name!r} has no refresh token",
-                hint=f"run `{fix_command(self.current.name, DefinitionKind.OAUTH2)}`",
+                fix=fix_command(self.current.name, DefinitionKind.OAUTH2),
                 reason="no refresh token",
             )
         self.stored = stored
@@ -127,7 +135,7 @@ class _Steps:
         return NeedsLogin(
             f"the provider refused the refresh token of {self.current.name!r} "
             "(invalid_grant): it was revoked, expired or already used",
-            hint=f"run `{fix_command(self.current.name, DefinitionKind.OAUTH2)}`",
+            fix=fix_command(self.current.name, DefinitionKind.OAUTH2),
             reason="the provider refused the refresh token (invalid_grant)",
         )
 

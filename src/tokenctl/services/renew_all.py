@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from tokenctl.context import AppContext
-from tokenctl.definitions.model import Definition, DefinitionKind
+from tokenctl.definitions import DefinitionKind
+from tokenctl.definitions.model import Definition
 from tokenctl.errors import TokenctlError
 from tokenctl.models import Token
+from tokenctl.services.access_decision import refresh_due
 from tokenctl.services.fix_commands import fix_command
 
 if TYPE_CHECKING:
@@ -80,14 +82,12 @@ def select_tokens(
             continue
         if not token.is_effective or (definition and token.definition != definition):
             continue
-        if (
-            within is not None
-            and token.expires_at is not None
-            and (token.expires_at - now > within)
-        ):
-            continue
+        # No --within and no configured margin: no limit; an unknown expiry is renewed.
         margin = token_definition.lifetimes.refresh_margin
-        if margin is not None and token.expires_at is not None and token.expires_at - now > margin:
+        if not (
+            refresh_due(token.expires_at, within, now, unknown_expiry_due=True)
+            and refresh_due(token.expires_at, margin, now, unknown_expiry_due=True)
+        ):
             continue
         selected.append((token, token_definition))
     return selected
@@ -134,12 +134,7 @@ async def _renew_one(
     try:
         outcome = await refresh_token_async(ctx, token, client, inventory_thread)
     except NeedsLogin as error:
-        return BulkItem(
-            token,
-            BulkOutcome.NEEDS_LOGIN,
-            error.reason,
-            fix_command(token.name, DefinitionKind.OAUTH2),
-        )
+        return BulkItem(token, BulkOutcome.NEEDS_LOGIN, error.reason, error.fix)
     except OAuthFailure as failure:
         return BulkItem(token, BulkOutcome.FAILED, f"{failure.error}: {failure.description or ''}")
     if not outcome.refreshed:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import secrets as random_source
-import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -12,7 +11,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from tokenctl.context import AppContext
-from tokenctl.definitions.model import Definition, DefinitionKind
+from tokenctl.definitions import DefinitionKind
+from tokenctl.definitions.model import Definition
 from tokenctl.errors import (
     AuthorizationError,
     ConflictError,
@@ -30,6 +30,7 @@ from tokenctl.models import (
     compute_status,
     connection_expires_at,
 )
+from tokenctl.secrets import new_token_secret_ref
 from tokenctl.services.fix_commands import SECRET_FLAG, add_command, fix_command
 from tokenctl.services.oauth_options import LoginOptions
 from tokenctl.timeutil import add_checked
@@ -344,7 +345,7 @@ def add_token(ctx: AppContext, request: AddRequest) -> TokenView:
         flag=SECRET_FLAG,
         required=definition.pass_code_mandatory,
     )
-    secret_ref = f"token-{uuid.uuid4().hex}"
+    secret_ref = new_token_secret_ref()
     if pass_code is not None:
         secrets = TokenSecrets(pass_code=pass_code).owned_by(
             definition.name, None, inventory=ctx.paths.inventory_key
@@ -542,13 +543,35 @@ def _store_new(ctx: AppContext, draft: Token, secrets: TokenSecrets | None, now:
             raise
 
 
-def _login_detail(result: LoginResult, mode: str) -> str:
+def _login_detail(result: LoginResult, options: LoginOptions, definition: Definition) -> str:
+    """The history detail of a login: its mode (as asked, else the definition's) and account."""
+    mode = options.mode or (definition.oauth2.login_mode if definition.oauth2 else "login")
     who = f" as {result.account}" if result.account else ""
     return f"{mode} login{who}"
 
 
+def _login_changes(
+    result: LoginResult, definition: Definition, now: datetime, attributes: dict[str, str]
+) -> tuple[TokenSecrets, TokenChanges]:
+    """The secrets to store and the record's fields for a completed login.
+
+    ``attributes`` are the record's own (none for a new token); the login's attributes,
+    then its issuer and subject, are laid over them.
+    """
+    from tokenctl.oauth.grants import grant_fields, secrets_of
+
+    secrets = secrets_of(result.grant)
+    fields = grant_fields(result.grant, definition, now, login=True, secrets=secrets)
+    merged = dict(attributes)
+    merged.update(result.attributes)
+    merged.update({k: v for k, v in (("issuer", result.issuer), ("subject", result.subject)) if v})
+    fields["account"] = result.account
+    fields["attributes"] = merged
+    return secrets, fields
+
+
 def _add_oauth(ctx: AppContext, request: AddRequest, definition: Definition) -> TokenView:
-    from tokenctl.oauth.grants import grant_fields, missing_scopes, secrets_of
+    from tokenctl.oauth.grants import missing_scopes
     from tokenctl.services.login import interactive_login
 
     now = ctx.now()
@@ -557,7 +580,7 @@ def _add_oauth(ctx: AppContext, request: AddRequest, definition: Definition) -> 
         name=request.name,
         authentication_code=request.authentication_code or _generate_code(),
         definition=definition.name,
-        secret_ref=f"token-{uuid.uuid4().hex}",
+        secret_ref=new_token_secret_ref(),
         description=request.description,
         identifier=request.identifier,
         attributes=dict(request.params),
@@ -569,21 +592,15 @@ def _add_oauth(ctx: AppContext, request: AddRequest, definition: Definition) -> 
         token = _store_new(ctx, draft, None, now)
         ctx.io.status(
             f"Recorded {token.name!r} without logging in; retrieve its token with: "
-            f"tokenctl renew {token.name} --login"
+            f"{fix_command(token.name, definition.kind)}"
         )
         return view_of(ctx, token, now)
+    options = request.login
     stored: list[Token] = []
 
     def store(result: LoginResult) -> None:
         now = ctx.now()
-        secrets = secrets_of(result.grant)
-        fields = grant_fields(result.grant, definition, now, login=True, secrets=secrets)
-        attributes = dict(result.attributes)
-        attributes.update(
-            {k: v for k, v in (("issuer", result.issuer), ("subject", result.subject)) if v}
-        )
-        fields["account"] = result.account
-        fields["attributes"] = attributes
+        secrets, fields = _login_changes(result, definition, now, {})
         complete = replace(draft, **fields)
         try:
             token = _store_new(ctx, complete, secrets, now)
@@ -592,18 +609,13 @@ def _add_oauth(ctx: AppContext, request: AddRequest, definition: Definition) -> 
             # leave no live grant behind at the provider.
             result.client.revoke_grant(secrets)
             raise
-        mode = (
-            request.login.mode
-            if request.login and request.login.mode
-            else (definition.oauth2.login_mode if definition.oauth2 else "login")
-        )
         ctx.inventory.record_event(
             token,
             ctx.actor(),
             now,
             event="retrieved",
             outcome="ok",
-            detail=_login_detail(result, mode),
+            detail=_login_detail(result, options, definition),
         )
         stored.append(token)
 
@@ -612,7 +624,7 @@ def _add_oauth(ctx: AppContext, request: AddRequest, definition: Definition) -> 
         definition,
         token_name=request.name,
         expected_account=None,
-        options=request.login,
+        options=options,
         params=request.params,
         on_success=store,
     )
@@ -670,7 +682,7 @@ def renew_token(
                 outcome = refresh_token(ctx, token, definition)
             except NeedsLogin as error:
                 if not ctx.io.can_prompt:
-                    raise AuthorizationError(error.message, hint=error.hint) from None
+                    raise
                 ctx.io.warn(f"{error.message}; a browser login is needed")
             else:
                 method = RenewMethod.REFRESH if outcome.refreshed else RenewMethod.CONCURRENT
@@ -690,7 +702,7 @@ def _relogin(
     options: LoginOptions,
     allow_account_change: bool,
 ) -> RenewResult:
-    from tokenctl.oauth.grants import grant_fields, missing_scopes, secrets_of
+    from tokenctl.oauth.grants import missing_scopes
     from tokenctl.services.login import interactive_login, refuse_another_account
     from tokenctl.services.refresh import token_lock
 
@@ -700,17 +712,9 @@ def _relogin(
         refuse_another_account(
             ctx, token, definition, result, allow_account_change=allow_account_change
         )
-        secrets = secrets_of(result.grant)
         now = ctx.now()
-        fields = grant_fields(result.grant, definition, now, login=True, secrets=secrets)
-        fields["account"] = result.account
-        attributes = dict(token.attributes)
-        attributes.update(result.attributes)
-        attributes.update(
-            {k: v for k, v in (("issuer", result.issuer), ("subject", result.subject)) if v}
-        )
-        fields["attributes"] = attributes
-        mode = options.mode or (definition.oauth2.login_mode if definition.oauth2 else "login")
+        secrets, fields = _login_changes(result, definition, now, token.attributes)
+        attributes = fields["attributes"]
         with token_lock(ctx, token):
             ctx.secrets.set(
                 token.secret_ref,
@@ -723,7 +727,7 @@ def _relogin(
                     ctx.actor(),
                     now,
                     event="renewed",
-                    detail=_login_detail(result, mode),
+                    detail=_login_detail(result, options, definition),
                 )
             )
 
