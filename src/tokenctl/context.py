@@ -6,6 +6,7 @@ ask the context, and tests hand in a context whose parts are swapped for fakes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -46,17 +47,82 @@ def _default_inventory(paths: Paths) -> Inventory:
     return SqliteInventory(paths.inventory_file)
 
 
-def _open_browser(url: str) -> bool:
-    """Open ``url`` with :mod:`webbrowser` (so ``BROWSER`` is honoured), without blocking.
+def wsl_browser_command(
+    environ: Mapping[str, str],
+    proc: Path = Path("/proc"),
+    which: Callable[[str], str | None] | None = None,
+) -> list[str] | None:
+    """The command that opens a URL in Windows' browser when tokenctl runs under WSL.
 
-    ``webbrowser`` waits for a ``BROWSER`` command to exit; the login must keep serving
-    its loopback listener meanwhile, so the call runs in a daemon thread.
+    ``None`` when ``BROWSER`` is set (the user's choice comes first, :mod:`webbrowser`
+    honours it), when this is not WSL, or when neither ``wslview`` (wslu, which knows the
+    Windows default browser) nor ``explorer.exe`` is on the ``PATH``. A WSL distribution
+    rarely has a Linux browser, and one under WSLg is not the one the user is signed in
+    with.
+    """
+    if environ.get("BROWSER") or not _is_wsl(environ, proc):
+        return None
+    if which is None:
+        import shutil
+
+        which = shutil.which
+    for program in ("wslview", "explorer.exe"):
+        found = which(program)
+        if found:
+            return [found]
+    return None
+
+
+def _is_wsl(environ: Mapping[str, str], proc: Path) -> bool:
+    """Tell whether this Linux runs under WSL 1 or 2 (its kernel names Microsoft)."""
+    if environ.get("WSL_DISTRO_NAME"):
+        return True
+    for name in ("sys/kernel/osrelease", "version"):
+        try:
+            text = (proc / name).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        if "microsoft" in text.lower():
+            return True
+    return False
+
+
+def _open_browser(url: str) -> bool:
+    """Open ``url`` in the user's browser without blocking.
+
+    :mod:`webbrowser` (so ``BROWSER`` is honoured) or, under WSL, Windows' browser
+    (:func:`wsl_browser_command`). Both may wait for the browser command to exit; the
+    login must keep serving its loopback listener meanwhile, so the call runs in a daemon
+    thread.
     """
     import threading
+
+    command = wsl_browser_command(os.environ) if sys.platform == "linux" else None
+    if command is not None:
+        threading.Thread(target=_run_browser_command, args=([*command, url],), daemon=True).start()
+        return True
     import webbrowser
 
     threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
     return True
+
+
+def _run_browser_command(argv: list[str]) -> None:
+    """Run a browser command and wait for it (in its thread), its output not shown.
+
+    ``explorer.exe`` exits with 1 even when it opened the page, so the exit code says
+    nothing; the login prints the URL anyway.
+    """
+    import subprocess
+
+    with contextlib.suppress(OSError):
+        subprocess.run(  # argv is a found program and the URL: no shell
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
 
 
 def _os_user() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,19 +73,39 @@ def write_private_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
-    directory = os.open(path.parent, os.O_RDONLY)
+    _sync_directory(path.parent)
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (POSIX: fsync the directory itself)."""
+    if sys.platform == "win32":
+        # A directory cannot be opened as a file there (PermissionError), and NTFS
+        # journals the rename itself: ``os.replace`` is MoveFileEx, durable as it is.
+        return
+    descriptor = os.open(directory, os.O_RDONLY)
     try:
-        os.fsync(directory)
+        os.fsync(descriptor)
     finally:
-        os.close(directory)
+        os.close(descriptor)
+
+
+#: How often a waiting :meth:`FileLock.acquire` tries again (the lock is polled, not
+#: waited for in the kernel: Windows' ``LockFileEx`` and POSIX ``flock`` then behave alike).
+LOCK_RETRY_SECONDS = 0.01
 
 
 class FileLock:
     """An inter-process exclusive lock on one file, taken and released by hand.
 
-    :func:`exclusive_lock` is the ``with`` form; async code polls :meth:`try_acquire`
-    (a thread blocked in a wait would hold one of the few worker threads the lock's
-    holder may need to finish) and calls :meth:`release`, which never waits.
+    The OS lock is the one of the ``filelock`` package (``flock`` on POSIX, ``LockFileEx``
+    on Windows) on a descriptor of our own: each :class:`FileLock` opens the file itself,
+    so two objects on the same path exclude each other within one process too, any thread
+    may release what another took, and the lock file keeps its 0600 mode and stays in
+    place (``filelock.FileLock`` is per thread and re-entrant, and deletes the file on
+    Windows). :func:`exclusive_lock` is the ``with`` form; async code polls
+    :meth:`try_acquire` (a thread blocked in a wait would hold one of the few worker
+    threads the lock's holder may need to finish) and calls :meth:`release`, which never
+    waits.
     """
 
     def __init__(self, lock_path: Path) -> None:
@@ -100,32 +121,33 @@ class FileLock:
         return self._take(wait=False)
 
     def _take(self, *, wait: bool) -> bool:
-        import fcntl  # POSIX only: imported where a lock is taken, not with the module
+        # Imported where a lock is taken: most commands take none and start faster without.
+        from filelock import lock_descriptor
 
         ensure_private_file(self.path)
         descriptor = os.open(self.path, os.O_RDWR)
         try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(descriptor)
-            return False
+            taken = lock_descriptor(descriptor, blocking=wait, poll_interval=LOCK_RETRY_SECONDS)
         except BaseException:
             os.close(descriptor)
             raise
+        if not taken:
+            os.close(descriptor)
+            return False
         self._descriptor = descriptor
         return True
 
     def release(self) -> None:
-        """Let the next process have the lock."""
-        import fcntl
+        """Let the next process have the lock; releasing a lock not held does nothing."""
+        from filelock import unlock_descriptor
 
         descriptor, self._descriptor = self._descriptor, None
         if descriptor is None:
             return
         try:
-            fcntl.flock(descriptor, fcntl.LOCK_UN)
+            unlock_descriptor(descriptor)
         finally:
-            os.close(descriptor)
+            os.close(descriptor)  # closing drops the lock too, should the unlock have failed
 
 
 @contextlib.contextmanager
@@ -139,6 +161,16 @@ def exclusive_lock(lock_path: Path) -> Iterator[None]:
         lock.release()
 
 
+def mode_bits_decide_access() -> bool:
+    """Tell whether a file's mode bits (0600, 0700) say who may use it on this system.
+
+    On Windows they do not: Python maps only the read-only attribute onto them, and
+    access is decided by the file's ACL, inherited from the per-user profile directory
+    that holds tokenctl's files (docs/files.md).
+    """
+    return sys.platform != "win32"
+
+
 def is_private(path: Path) -> bool:
-    """Tell whether group and others have no access to ``path``."""
+    """Tell whether group and others have no access to ``path`` (by its POSIX mode)."""
     return (path.stat().st_mode & 0o077) == 0

@@ -8,7 +8,7 @@ from pathlib import Path
 from tokenctl.context import AppContext
 from tokenctl.definitions.registry import DefinitionSet
 from tokenctl.errors import ExitCode, TokenctlError
-from tokenctl.fsutil import is_private
+from tokenctl.fsutil import is_private, mode_bits_decide_access
 from tokenctl.timeutil import format_duration
 
 
@@ -44,6 +44,13 @@ class DoctorReport:
 
 
 def _permissions(paths: list[Path]) -> Check:
+    if not mode_bits_decide_access():
+        return Check(
+            "permissions",
+            True,
+            "not checked: on Windows the folders' access lists decide, inherited from your"
+            " user profile (see docs/files.md)",
+        )
     unique = list(dict.fromkeys(paths))  # with --home, config and data are one directory
     loose = [str(path) for path in unique if path.exists() and not is_private(path)]
     if loose:
