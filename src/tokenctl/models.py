@@ -211,7 +211,8 @@ def compute_status(
     expiry = connection_expires_at(token, refresh_idle)
     if expiry is not None and expiry <= now:
         return Status.EXPIRED
-    if token.missing_scopes(required_scopes):
+    # Hot in `list`; most definitions require no scope, which nothing can lack.
+    if required_scopes and token.missing_scopes(required_scopes):
         return Status.INSUFFICIENT
     if expiry is None:
         # A refreshable token with no known end keeps renewing itself.

@@ -38,6 +38,7 @@ def token_to_dict(view: TokenView) -> dict[str, Any]:
     """The documented JSON ``token`` object (see docs/json.md). Never holds a secret."""
     token = view.token
     definition = view.definition
+    required = definition.required_scopes if definition else ()
     return {
         "number": token.number,
         "name": token.name,
@@ -58,8 +59,8 @@ def token_to_dict(view: TokenView) -> dict[str, Any]:
         "probed_at": to_iso(token.probed_at),
         "probe_result": token.probe_result,
         "granted_scopes": None if token.granted_scopes is None else list(token.granted_scopes),
-        "required_scopes": list(definition.required_scopes) if definition else [],
-        "missing_scopes": token.missing_scopes(definition.required_scopes if definition else ()),
+        "required_scopes": list(required),
+        "missing_scopes": token.missing_scopes(required) if required else [],
         "secret_stored": token.secret_set_at is not None,
         "secret_set_at": to_iso(token.secret_set_at),
         "invalid_at": to_iso(token.invalid_at),
