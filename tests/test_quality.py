@@ -34,30 +34,12 @@ def test_ruff_is_clean():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_mypy_strict_is_clean_on_src():
-    result = subprocess.run([_tool("mypy")], cwd=ROOT, capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_mypy_strict_is_clean_on_src_for_windows():
-    result = subprocess.run(
-        [_tool("mypy"), "--platform", "win32"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_mypy_strict_is_clean_on_src_for_macos():
-    result = subprocess.run(
-        [_tool("mypy"), "--platform", "darwin"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+@pytest.mark.parametrize(
+    "platform", [None, "win32", "darwin"], ids=["this platform", "windows", "macos"]
+)
+def test_mypy_strict_is_clean_on_src(platform):
+    command = [_tool("mypy")] + (["--platform", platform] if platform else [])
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
