@@ -258,7 +258,6 @@ def synthetic_token(rng: random.Random, index: int, now: datetime) -> tuple[Toke
         name=f"{customer}-{index:05d}",
         authentication_code="-".join(code[i : i + 4] for i in range(0, 16, 4)),
         definition="basic-credentials" if basic else "api-key",
-        secret_ref=f"token-{rng.getrandbits(128):032x}",
         description=(
             f"{rng.choice(PURPOSES)}, {customer}{rng.choice(QUALIFIERS)}"
             if rng.random() < 0.75

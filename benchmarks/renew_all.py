@@ -73,7 +73,7 @@ from tokenctl.models import Actor, Token, TokenSecrets
 from tokenctl.oauth.grants import grant_fields, secrets_of
 from tokenctl.oauth.provider import grant_from_response
 from tokenctl.paths import HOME_ENV, resolve_paths
-from tokenctl.secrets.keyring_store import KeyringSecretStore
+from tokenctl.secrets.keyring_store import OsKeyring
 from tokenctl.services.tokens import CODE_ALPHABET
 
 REPO = Path(__file__).resolve().parents[1]
@@ -339,7 +339,7 @@ def oauth_token(
 
 
 def fill_home(
-    home: Path, responses: Sequence[Mapping[str, Any]], issuer: str, store: KeyringSecretStore
+    home: Path, responses: Sequence[Mapping[str, Any]], issuer: str, store: OsKeyring
 ) -> None:
     """Record one OAuth token per response: keyring entry first, then the inventory.
 
@@ -379,7 +379,7 @@ def per_call(calls: Callable[[int], object], count: int, threads: int) -> float:
     return (time.perf_counter() - started) / count
 
 
-def probe_keyring(store: KeyringSecretStore) -> dict[str, float]:
+def probe_keyring(store: OsKeyring) -> dict[str, float]:
     """Seconds per keyring write and read, one at a time and KEYRING_PROBE_THREADS at once.
 
     ``renew --all`` reads and writes the keyring through ``asyncio.to_thread``; if the
@@ -617,7 +617,7 @@ def run(options: argparse.Namespace) -> int:
         )
         # This process writes the keyring entries, through the same Secret Service.
         os.environ.update(peers.secret_service.env)
-        store = KeyringSecretStore()
+        store = OsKeyring()
         store.ensure_available()
         source = workdir / "definitions.toml"
         source.write_text(definition_toml(provider.issuer))

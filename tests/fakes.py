@@ -22,8 +22,8 @@ from tokenctl.secrets import KEYRING_SERVICE, BackendReport, parse_entry
 START = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
-class MemorySecretStore:
-    """An in-memory SecretStore; ``available=False`` behaves like a missing keyring."""
+class MemoryKeyring:
+    """An in-memory Keyring; ``available=False`` behaves like a missing keyring."""
 
     def __init__(self, available: bool = True) -> None:
         self.entries: dict[str, str] = {}
@@ -37,12 +37,13 @@ class MemorySecretStore:
         self.ensure_available()
         return self.entries.get(ref)
 
-    def get(self, ref: str) -> TokenSecrets | None:
+    def legacy(self, ref: str) -> TokenSecrets | None:
+        """A legacy (tokenctl 0.x) entry, parsed."""
         return parse_entry(KEYRING_SERVICE, ref, self.get_text(ref))
 
-    def set(self, ref: str, secrets: TokenSecrets) -> None:
+    def set_text(self, ref: str, value: str) -> None:
         self.ensure_available()
-        self.entries[ref] = secrets.to_json()
+        self.entries[ref] = value
 
     def delete(self, ref: str) -> bool:
         self.ensure_available()
@@ -94,13 +95,17 @@ class Cli:
     """Invokes the real Typer app in-process with an injected AppContext."""
 
     home: Path
-    secrets: MemorySecretStore = field(default_factory=MemorySecretStore)
+    keyring: MemoryKeyring = field(default_factory=MemoryKeyring)
     clock: Clock = field(default_factory=Clock)
     environ: dict[str, str] = field(default_factory=dict)
     browser: Callable[[str], Any] | None = None
     last_stderr: str = ""
     #: Under every provider call instead of the network (an ``httpx2.MockTransport``).
     transport: Any = None
+
+    def stored(self, ref: str) -> TokenSecrets | None:
+        """The secrets sealed in this home's inventory for token ``ref``."""
+        return stored_secrets(self.home, ref, self.keyring)
 
     def _open_browser(self, url: str) -> bool:
         """Like a real browser launcher: return at once, the 'browser' works in a thread."""
@@ -134,7 +139,7 @@ class Cli:
             io=streams,
             environ={"TOKENCTL_HOME": str(self.home), **self.environ},
             clock=self.clock,
-            secret_store_factory=lambda paths: self.secrets,
+            keyring_factory=lambda paths: self.keyring,
             open_browser=self._open_browser,
             user_name=lambda: "tester",
             host_name=lambda: "testhost",
@@ -149,3 +154,25 @@ class Cli:
             stderr=err.getvalue() + result.stderr,
             exception=None if isinstance(result.exception, SystemExit) else result.exception,
         )
+
+
+def stored_secrets(home: Path, ref: str, keyring: Any) -> TokenSecrets | None:
+    """The secrets the inventory of ``home`` holds for token ``ref``, opened with ``keyring``."""
+    from tokenctl.inventory.sqlite import SqliteInventory
+
+    inventory = SqliteInventory(home / "inventory.sqlite3", lambda: keyring)
+    try:
+        return inventory.secrets(inventory.resolve(ref).number)
+    finally:
+        inventory.close()
+
+
+def sealed_rows(home: Path) -> list[tuple[Any, ...]]:
+    """Every row of the inventory's sealed token secrets, as stored (ciphertext)."""
+    import sqlite3
+
+    connection = sqlite3.connect(home / "inventory.sqlite3")
+    try:
+        return connection.execute("SELECT * FROM token_secrets ORDER BY number").fetchall()
+    finally:
+        connection.close()

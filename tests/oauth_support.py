@@ -214,7 +214,6 @@ def add_books_token(cli: Cli, name: str = "acme") -> Run:
 
 def stored(cli: Cli, name: str = "acme") -> TokenSecrets:
     """The secrets stored for token ``name`` (they must be there)."""
-    ref = cli("show", name, "--json").json()["token"]["secret"]["keyring_entry"]
-    secrets = cli.secrets.get(ref)
+    secrets = cli.stored(name)
     assert secrets is not None
     return secrets

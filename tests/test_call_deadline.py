@@ -67,9 +67,9 @@ def trickling_server(interval: float = 0.5, max_bytes: int = 240) -> Iterator[st
 @pytest.fixture
 def keyring_cli(tmp_path, real_keyring):  # type: ignore[no-untyped-def]
     """The CLI in-process on the real keyring, so that a subprocess sees the same secrets."""
-    from tokenctl.secrets.keyring_store import KeyringSecretStore
+    from tokenctl.secrets.keyring_store import OsKeyring
 
-    return Cli(home=tmp_path / "home", clock=RealClock(), secrets=KeyringSecretStore())  # type: ignore[arg-type]
+    return Cli(home=tmp_path / "home", clock=RealClock(), keyring=OsKeyring())  # type: ignore[arg-type]
 
 
 def _login(cli: Cli, oidc, tmp_path, token: str, definition: str) -> None:  # type: ignore[no-untyped-def]
@@ -97,8 +97,7 @@ def test_renew_against_a_trickling_token_endpoint_ends_at_the_deadline(
 ):
     cli = keyring_cli
     _login(cli, oidc, tmp_path, "acme", "acme-books")
-    entry = cli("show", "acme", "--json").json()["token"]["secret"]["keyring_entry"]
-    before = cli.secrets.get(entry)
+    before = cli.stored("acme")
     with trickling_server() as url:
         _slow_down(cli, oidc, tmp_path, "acme-books", url)
         started = time.monotonic()
@@ -113,7 +112,7 @@ def test_renew_against_a_trickling_token_endpoint_ends_at_the_deadline(
     assert took < ENDS_WITHIN
     # Nothing was changed: the same secrets, no renewal in the history.
     token = cli("show", "acme", "--json").json()["token"]
-    assert cli.secrets.get(token["secret"]["keyring_entry"]) == before
+    assert cli.stored("acme") == before
     assert [e["event"] for e in token["history"]] == ["retrieved", "created"]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.fakes import START
+from tests.fakes import START, sealed_rows
 
 
 def add(cli, name="acme", *extra, secret="s3cret-value", **kw):  # type: ignore[no-untyped-def]
@@ -31,7 +31,9 @@ def test_add_then_list_json_has_every_overview_field(cli):
     assert token["log"]["created_by"] == "tester"
     assert token["log"]["created_unit"] == "testhost"
     assert len(token["authentication_code"]) == 19
-    assert cli.secrets.entries  # the secret went to the (fake) keyring
+    assert cli.stored("acme").pass_code  # the secret went to the inventory, sealed
+    key_entry = cli("show", "acme", "--json").json()["token"]["secret"]["key_entry"]
+    assert list(cli.keyring.entries) == [key_entry]  # one keyring entry: the data key
     assert "s3cret-value" not in json.dumps(listing)
 
 
@@ -121,7 +123,7 @@ def test_duplicate_name_and_code_are_refused(cli):
     assert same_code.exit_code == 1 and "already in use" in same_code.stderr
     shadow = add(cli, "third", "--code", "acme")
     assert shadow.exit_code == 1 and "name of another token" in shadow.stderr
-    assert len(cli.secrets.entries) == 1  # refused adds leave no secret behind
+    assert len(sealed_rows(cli.home)) == 1  # refused adds leave no secret behind
 
 
 def test_mandatory_identifier_is_enforced(cli):
@@ -151,7 +153,7 @@ def test_no_tty_no_prompt_names_the_flag(cli):
 def test_hidden_prompt_on_a_tty(cli):
     result = cli("add", "acme", "--definition", "api-key", tty=True, hidden_answer="typed-secret")
     assert result.exit_code == 0, result.stderr
-    assert "typed-secret" in next(iter(cli.secrets.entries.values()))
+    assert cli.stored("acme").pass_code == "typed-secret"
     assert "typed-secret" not in result.stdout + result.stderr
 
 
@@ -195,8 +197,8 @@ def test_delete_asks_on_tty_and_requires_yes_otherwise(cli):
         "tokenctl add acme --definition api-key --description 'Acme BV'\"'\"'s export' "
         "--secret-stdin\n"
     )
-    assert "removed from the OS keyring" in deleted.stderr
-    assert cli.secrets.entries == {}
+    assert "its secret was removed" in deleted.stderr
+    assert sealed_rows(cli.home) == []
     assert cli("show", "acme").exit_code == 3
 
 
@@ -217,7 +219,7 @@ def test_renew_replaces_the_pass_code(cli):
     token = cli("show", "acme", "--json").json()["token"]
     assert token["status"] == "valid"
     assert token["history"][0]["event"] == "renewed"
-    assert '"new"' in next(iter(cli.secrets.entries.values()))
+    assert cli.stored("acme").pass_code == "new"
 
 
 def test_add_json_output(cli):
@@ -226,23 +228,25 @@ def test_add_json_output(cli):
 
 
 def test_keyring_unavailable_is_exit_4_and_stores_nothing(cli):
-    cli.secrets.available = False
+    cli.keyring.available = False
     result = add(cli, "acme")
     assert result.exit_code == 4
     assert "keyring" in result.stderr
-    cli.secrets.available = True
+    cli.keyring.available = True
     assert cli("list", "--json").json()["tokens"] == []
 
 
 def test_list_and_show_never_touch_the_secret_store(cli):
     add(cli, "acme")
-    cli.secrets.available = False
+    cli.keyring.available = False
     assert cli("list").exit_code == 0
     assert cli("show", "acme").exit_code == 0
     assert cli("definitions").exit_code == 0
+    assert cli("check").exit_code == 0
+    # A hand-entered token has no grant to revoke: its sealed secret goes with its record.
     delete = cli("delete", "acme", "--yes")
-    assert delete.exit_code == 4  # deleting must remove the secret, so it needs the keyring
-    assert cli("show", "acme").exit_code == 0
+    assert delete.exit_code == 0, delete.stderr
+    assert cli("show", "acme").exit_code == 3 and sealed_rows(cli.home) == []
 
 
 def test_log_information_uses_unit_from_config(cli):
@@ -256,7 +260,7 @@ def test_log_information_uses_unit_from_config(cli):
 
 def test_broken_config_stops_before_any_secret_is_touched(cli):
     add(cli, "acme", secret="original")
-    before = dict(cli.secrets.entries)
+    before = (dict(cli.keyring.entries), sealed_rows(cli.home))
     (cli.home / "config.toml").write_text("unit = 5\n")
     for args, stdin in (
         (["add", "b", "--definition", "api-key", "--secret-stdin"], "x"),
@@ -266,7 +270,7 @@ def test_broken_config_stops_before_any_secret_is_touched(cli):
         result = cli(*args, input=stdin)
         assert result.exit_code == 1, (args, result.stderr)
         assert "config.toml" in result.stderr
-        assert cli.secrets.entries == before, args
+        assert (dict(cli.keyring.entries), sealed_rows(cli.home)) == before, args
     (cli.home / "config.toml").write_text("")
     assert [t["name"] for t in cli("list", "--json").json()["tokens"]] == ["acme"]
 

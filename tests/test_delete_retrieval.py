@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import shlex
@@ -13,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import tokenctl.services.tokens as token_services
-from tests.fakes import Cli
+from tests.fakes import Cli, sealed_rows
 from tests.proc import tokenctl
 from tokenctl.services.oauth_options import LoginOptions
 from tokenctl.services.tokens import RETRIEVE_QUESTION, AddRequest, add_command
@@ -38,13 +37,9 @@ def test_yes_retrieves_a_new_token_with_the_printed_command(cli):
     assert "Added token #2 'acme' (API key)" in result.stderr
     token = cli("show", "acme", "--json").json()["token"]
     assert (token["number"], token["description"]) == (2, "Acme BV")
-    assert [json.loads(v) for v in cli.secrets.entries.values()] == [
-        {
-            "pass_code": "new-secret",
-            "definition": "api-key",
-            "inventory": str((cli.home / "inventory.sqlite3").resolve()),
-        }
-    ]
+    stored = cli.stored("acme")
+    assert stored is not None and stored.pass_code == "new-secret"
+    assert len(sealed_rows(cli.home)) == 1  # the old token's secret went with it
 
 
 def test_no_keeps_only_the_printed_command(cli):
@@ -54,7 +49,7 @@ def test_no_keeps_only_the_printed_command(cli):
     assert result.stdout.startswith("tokenctl add acme ")
     assert f"{RETRIEVE_QUESTION} [y/N]: " in result.stderr
     assert cli("list", "--json").json()["tokens"] == []
-    assert cli.secrets.entries == {}
+    assert sealed_rows(cli.home) == []
 
 
 def test_never_asked_without_a_terminal_or_with_yes(cli):

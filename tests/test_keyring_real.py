@@ -34,7 +34,35 @@ def assert_secret_nowhere(home, *texts):  # type: ignore[no-untyped-def]
         assert SECRET not in text
 
 
-def test_add_stores_the_secret_only_in_the_keyring(home, env, real_keyring):
+def sealed_row(home, number=1):  # type: ignore[no-untyped-def]
+    """The inventory's id and the sealed row of token ``number``, read with sqlite3 alone."""
+    import sqlite3
+
+    connection = sqlite3.connect(home / "inventory.sqlite3")
+    try:
+        (inventory_id,) = connection.execute(
+            "SELECT value FROM meta WHERE name = 'inventory_id'"
+        ).fetchone()
+        row = connection.execute(
+            "SELECT key_version, pass_code FROM token_secrets WHERE number = ?", (number,)
+        ).fetchone()
+    finally:
+        connection.close()
+    return inventory_id, row
+
+
+def open_independently(data_key_entry, inventory_id, number, field, version, sealed):  # type: ignore[no-untyped-def]
+    """Open a sealed value with `cryptography` alone, as docs/keyring.md describes the format."""
+    import base64
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    key = base64.b64decode(json.loads(data_key_entry)["keys"][str(version)])
+    context = json.dumps(["tokenctl", 1, inventory_id, "token", number, field, version])
+    return AESGCM(key).decrypt(sealed[:12], sealed[12:], context.encode()).decode()
+
+
+def test_add_seals_the_secret_with_the_one_data_key_in_the_keyring(home, env, real_keyring):
     added = tokenctl(
         "add",
         "acme",
@@ -52,23 +80,20 @@ def test_add_stores_the_secret_only_in_the_keyring(home, env, real_keyring):
     assert added.exit_code == 0, added.stderr
     shown = tokenctl("show", "acme", "--json", home=home, env=env)
     token = shown.json()["token"]
-    ref = token["secret"]["keyring_entry"]
-    # An independent reader (libsecret's secret-tool) finds exactly this secret.
-    stored = real_keyring.lookup("tokenctl", ref)
-    assert stored is not None
-    # The secret, and which definition and home it belongs to (doctor --remove-orphans).
-    inventory = str((home / "inventory.sqlite3").resolve())
-    assert json.loads(stored) == {
-        "pass_code": SECRET,
-        "definition": "api-key",
-        "inventory": inventory,
-    }
-    assert [item.attributes["username"] for item in real_keyring.items("tokenctl")] == [ref]
+    key_entry = token["secret"]["key_entry"]
+    # An independent reader (libsecret's secret-tool) finds the data key, and only it.
+    data_key = real_keyring.lookup("tokenctl", key_entry)
+    assert data_key is not None and json.loads(data_key)["format"] == 1
+    assert [item.attributes["username"] for item in real_keyring.items("tokenctl")] == [key_entry]
+    inventory_id, (version, sealed) = sealed_row(home)
+    assert key_entry == f"inventory-{inventory_id}" and version == 1
+    assert open_independently(data_key, inventory_id, 1, "pass_code", 1, sealed) == SECRET
     listed = tokenctl("list", home=home, env=env)
     table = tokenctl("list", "--json", home=home, env=env)
     doctor = tokenctl("doctor", home=home, env=env)
     assert doctor.exit_code == 0, doctor.stdout + doctor.stderr
     assert "SecretService" in doctor.stdout
+    assert f"data key tokenctl/{key_entry} version 1 protects 1 secret(s)" in doctor.stdout
     assert_secret_nowhere(
         home,
         added.stdout,
@@ -82,7 +107,7 @@ def test_add_stores_the_secret_only_in_the_keyring(home, env, real_keyring):
     assert real_keyring.lookup("tokenctl", "tokenctl-doctor-probe") is None
 
 
-def test_renew_and_delete_update_the_keyring(home, env, real_keyring):
+def test_renew_and_delete_change_the_inventory_never_the_key(home, env, real_keyring):
     tokenctl(
         "add",
         "acme",
@@ -93,21 +118,23 @@ def test_renew_and_delete_update_the_keyring(home, env, real_keyring):
         env=env,
         input="first",
     )
-    ref = tokenctl("show", "acme", "--json", home=home, env=env).json()["token"]["secret"][
-        "keyring_entry"
+    key_entry = tokenctl("show", "acme", "--json", home=home, env=env).json()["token"]["secret"][
+        "key_entry"
     ]
+    data_key = real_keyring.lookup("tokenctl", key_entry)
+    inventory_id, (_, first) = sealed_row(home)
     renewed = tokenctl("renew", "acme", "--secret-stdin", home=home, env=env, input=SECRET)
     assert renewed.exit_code == 0, renewed.stderr
-    assert json.loads(real_keyring.lookup("tokenctl", ref)) == {
-        "pass_code": SECRET,
-        "definition": "api-key",
-        "inventory": str((home / "inventory.sqlite3").resolve()),
-    }
+    _, (version, sealed) = sealed_row(home)
+    assert sealed != first and sealed[:12] != first[:12]  # a fresh nonce for every write
+    assert open_independently(data_key, inventory_id, 1, "pass_code", version, sealed) == SECRET
+    assert real_keyring.lookup("tokenctl", key_entry) == data_key  # never rewritten
     deleted = tokenctl("delete", "acme", "--yes", home=home, env=env)
     assert deleted.exit_code == 0, deleted.stderr
     assert deleted.stdout == "tokenctl add acme --definition api-key --secret-stdin\n"
-    assert real_keyring.lookup("tokenctl", ref) is None
-    assert real_keyring.items("tokenctl") == []
+    assert sealed_row(home)[1] is None
+    # The key stays for the inventory's next secret; nothing else is in the keyring.
+    assert [item.attributes["username"] for item in real_keyring.items("tokenctl")] == [key_entry]
     assert_secret_nowhere(home, renewed.stdout, renewed.stderr, deleted.stdout, deleted.stderr)
 
 
@@ -162,9 +189,9 @@ def test_commands_without_secrets_work_with_a_broken_keyring(home, env):
     ):
         result = tokenctl(*args, home=home, env=broken)
         assert result.exit_code == 0, (args, result.stderr)
-    refused = tokenctl("delete", "acme", "--yes", home=home, env=broken)
-    assert refused.exit_code == 4
-    assert tokenctl("show", "acme", home=home, env=env).exit_code == 0
+    refused = tokenctl("token", "acme", home=home, env=broken)
+    assert refused.exit_code == 4 and refused.stdout == ""
+    assert tokenctl("token", "acme", home=home, env=env).stdout == SECRET + "\n"
 
 
 def test_files_are_private(home, env, tmp_path):
@@ -203,10 +230,9 @@ def test_token_and_exec_read_the_real_keyring(home, env):
 
 
 def test_a_refused_keyring_write_is_retried(real_keyring, monkeypatch):
-    from tokenctl.models import TokenSecrets
-    from tokenctl.secrets.keyring_store import KeyringSecretStore
+    from tokenctl.secrets.keyring_store import OsKeyring
 
-    store = KeyringSecretStore()
+    store = OsKeyring()
     store.ensure_available()
     store.RETRY_PAUSE = 0.01  # type: ignore[misc]
     real_set = store._backend.set_password
@@ -219,10 +245,8 @@ def test_a_refused_keyring_write_is_retried(real_keyring, monkeypatch):
         real_set(service, username, value)
 
     monkeypatch.setattr(store._backend, "set_password", flaky)
-    store.set("retry-entry", TokenSecrets(refresh_token="rotated-refresh"))
-    assert json.loads(real_keyring.lookup("tokenctl", "retry-entry")) == {
-        "refresh_token": "rotated-refresh"
-    }
+    store.set_text("retry-entry", "a data key")
+    assert real_keyring.lookup("tokenctl", "retry-entry") == "a data key"
 
 
 # -- the remembered choice of keyring backend --------------------------------------------
@@ -326,18 +350,17 @@ def test_held_connection_writes_what_keyring_writes_and_survives_a_dropped_bus(r
     import keyring
     from keyring.backends.SecretService import Keyring as SecretServiceKeyring
 
-    from tokenctl.models import TokenSecrets
     from tokenctl.secrets.held_secret_service import HeldSecretService
-    from tokenctl.secrets.keyring_store import KeyringSecretStore
+    from tokenctl.secrets.keyring_store import OsKeyring
 
-    store = KeyringSecretStore()
-    store.set("held-entry", TokenSecrets(pass_code="first"))
+    store = OsKeyring()
+    store.set_text("held-entry", "first")
     held = store._backend
     assert isinstance(held, HeldSecretService)
     connection = held._collection.connection
     for round_ in range(5):  # many calls, one connection
-        store.set("held-entry", TokenSecrets(pass_code=f"value-{round_}"))
-        assert store.get("held-entry") == TokenSecrets(pass_code=f"value-{round_}")
+        store.set_text("held-entry", f"value-{round_}")
+        assert store.get_text("held-entry") == f"value-{round_}"
     assert held._collection.connection is connection
     # The same entry, attributes and label as keyring's own backend writes.
     SecretServiceKeyring().set_password("tokenctl", "plain-entry", "x")
@@ -347,10 +370,10 @@ def test_held_connection_writes_what_keyring_writes_and_survives_a_dropped_bus(r
         "username": "held-entry",
     }
     assert by_name["held-entry"].label == "Password for 'held-entry' on 'tokenctl'"
-    assert json.loads(keyring.get_password("tokenctl", "held-entry")) == {"pass_code": "value-4"}
+    assert keyring.get_password("tokenctl", "held-entry") == "value-4"
     # The bus connection goes away (a restarted daemon, a dropped socket): connect again.
     connection.close()
-    assert store.get("held-entry") == TokenSecrets(pass_code="value-4")
+    assert store.get_text("held-entry") == "value-4"
     assert held._collection.connection is not connection
     assert store.delete("held-entry") is True
     assert store.delete("held-entry") is False
@@ -360,20 +383,17 @@ def test_held_connection_writes_what_keyring_writes_and_survives_a_dropped_bus(r
 
 
 def test_held_connection_survives_a_restarted_keyring_daemon(real_keyring):
-    from tokenctl.models import TokenSecrets
-    from tokenctl.secrets.keyring_store import KeyringSecretStore
+    from tokenctl.secrets.keyring_store import OsKeyring
 
-    store = KeyringSecretStore()
-    store.set("restart-entry", TokenSecrets(refresh_token="kept"))
+    store = OsKeyring()
+    store.set_text("restart-entry", "kept")
     connection = store._backend._collection.connection
     # The bus connection outlives the daemon; the encrypted session does not.
     real_keyring.restart_keyring()
-    assert store.get("restart-entry") == TokenSecrets(refresh_token="kept")
+    assert store.get_text("restart-entry") == "kept"
     assert store._backend._collection.connection is not connection
-    store.set("restart-entry", TokenSecrets(refresh_token="rotated"))
+    store.set_text("restart-entry", "rotated")
     real_keyring.restart_keyring()
-    store.set("restart-entry", TokenSecrets(refresh_token="rotated-again"))
-    assert json.loads(real_keyring.lookup("tokenctl", "restart-entry")) == {
-        "refresh_token": "rotated-again"
-    }
+    store.set_text("restart-entry", "rotated-again")
+    assert real_keyring.lookup("tokenctl", "restart-entry") == "rotated-again"
     store.close()

@@ -155,13 +155,17 @@ def test_add_signs_in_with_headless_chromium(real_keyring, oidc, chromium, tmp_p
     assert token["status"] == "valid"
     assert token["has_refresh_token"] is True
     assert token["attributes"]["issuer"] == oidc.issuer
-    ref = token["secret"]["keyring_entry"]
-    raw = real_keyring.lookup("tokenctl", ref)
-    assert raw is not None, f"secret-tool finds no item for {ref}"
-    stored = json.loads(raw)
-    assert stored["access_token"] and stored["refresh_token"]
-    assert {"access_token", "refresh_token"} <= set(stored)
-    assert [item.attributes["username"] for item in real_keyring.items("tokenctl")] == [ref]
+    key_entry = token["secret"]["key_entry"]
+    assert real_keyring.lookup("tokenctl", key_entry) is not None
+    assert [item.attributes["username"] for item in real_keyring.items("tokenctl")] == [key_entry]
+    from tests.fakes import stored_secrets
+    from tokenctl.secrets.keyring_store import OsKeyring
+
+    keyring = OsKeyring()
+    sealed = stored_secrets(home, "acme", keyring)
+    keyring.close()
+    assert sealed is not None and sealed.access_token and sealed.refresh_token
+    stored = {"access_token": sealed.access_token, "refresh_token": sealed.refresh_token}
 
     # No secret value anywhere but in the keyring: not in tokenctl's files or output,
     # and not in anything the browser saw or logged.

@@ -43,12 +43,14 @@ def test_add_logs_in_through_the_loopback_callback(ocli, oidc, tmp_path, client_
     assert token["status"] == "valid"
     assert token["attributes"]["issuer"] == oidc.issuer
     assert [e["event"] for e in token["history"]][:2] == ["retrieved", "created"]
-    stored = json.loads(next(v for k, v in ocli.secrets.entries.items() if k.startswith("token-")))
-    facts = {key: stored.pop(key) for key in ("definition", "attributes", "inventory")}
-    assert set(stored) == {"access_token", "refresh_token", "id_token", "token_type"}
-    assert facts["definition"] == token["definition"]
-    assert facts["attributes"]["issuer"] == oidc.issuer  # lets doctor revoke an orphan
-    assert facts["inventory"] == str((ocli.home / "inventory.sqlite3").resolve())
+    sealed = ocli.stored("acme")
+    assert sealed is not None
+    stored = {
+        name: getattr(sealed, name)
+        for name in ("access_token", "refresh_token", "id_token", "token_type")
+    }
+    assert all(stored.values())
+    assert list(ocli.keyring.entries) == [token["secret"]["key_entry"]]  # only the data key
     everything = result.stdout + result.stderr + json.dumps(token)
     for value in stored.values():
         if len(value) > 10:

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests.fakes import sealed_rows
 from tests.oauth_support import (
     PASTE_REDIRECT,
     ScriptedBrowser,
@@ -51,10 +52,10 @@ def test_renew_refreshes_without_a_browser_and_rotates(ocli, oidc, tmp_path):
 def test_eight_processes_refreshing_at_once_keep_the_grant(tmp_path, oidc, real_keyring):
     from tests.fakes import Cli
     from tests.oauth_support import RealClock
-    from tokenctl.secrets.keyring_store import KeyringSecretStore
+    from tokenctl.secrets.keyring_store import OsKeyring
 
     home = tmp_path / "home"
-    cli = Cli(home=home, clock=RealClock(), secrets=KeyringSecretStore())  # type: ignore[arg-type]
+    cli = Cli(home=home, clock=RealClock(), keyring=OsKeyring())  # type: ignore[arg-type]
     login(cli, oidc, tmp_path)
     env = real_keyring.child_env()
     before = stored(cli)
@@ -114,8 +115,7 @@ def test_delete_revokes_at_the_provider(ocli, oidc, tmp_path):
     assert introspect(oidc, secrets.refresh_token)["active"] is False
     assert introspect(oidc, secrets.access_token)["active"] is False
     assert result.stdout.startswith("tokenctl add acme --definition acme-books")
-    history = [e for e in ocli.secrets.entries if e.startswith("token-")]
-    assert history == []
+    assert sealed_rows(ocli.home) == []  # its secrets went with the record
 
 
 def test_delete_no_revoke_and_unreachable_provider(ocli, oidc, tmp_path):
@@ -288,13 +288,18 @@ def test_definition_from_discovery(ocli, oidc):
     assert bad.exit_code == 1 and "could not reach" in bad.stderr
 
 
-def test_client_secret_lives_in_the_keyring_only(ocli, oidc, tmp_path):
+def test_client_secret_is_sealed_in_the_inventory_only(ocli, oidc, tmp_path):
+    from tokenctl.inventory.sqlite import SqliteInventory
+
     configure(ocli, tmp_path, oidc, "tokenctl-basic")
     assert "tokenctl-basic-secret" not in (ocli.home / "definitions.toml").read_text()
-    assert (
-        ocli.secrets.get("definition-acme-books-client-tokenctl-basic").client_secret
-        == "tokenctl-basic-secret"
-    )
+    assert b"tokenctl-basic-secret" not in (ocli.home / "inventory.sqlite3").read_bytes()
+    inventory = SqliteInventory(ocli.home / "inventory.sqlite3", lambda: ocli.keyring)
+    try:
+        assert inventory.client_secret("acme-books", "tokenctl-basic") == "tokenctl-basic-secret"
+    finally:
+        inventory.close()
+    assert list(ocli.keyring.entries) == [f"inventory-{inventory.inventory_id}"]
 
 
 def test_probe_by_introspection_and_unreachable(ocli, oidc, tmp_path):
@@ -356,37 +361,53 @@ def test_id_token_is_checked_against_nonce_and_audience(ocli, oidc, tmp_path):
         )
 
 
-def test_oauth_secrets_reach_only_the_real_keyring(tmp_path, oidc, real_keyring):
+def test_oauth_secrets_are_never_in_plaintext_in_any_file(tmp_path, oidc, real_keyring):
+    """Not in the inventory, its -wal or journal, config, caches or output; the real
+    keyring holds one entry for the home: the data key."""
+    import sqlite3
+
     from tests.fakes import Cli
     from tests.oauth_support import RealClock
-    from tokenctl.secrets.keyring_store import KeyringSecretStore
+    from tokenctl.secrets.keyring_store import OsKeyring
 
     home = tmp_path / "home"
-    cli = Cli(home=home, clock=RealClock(), secrets=KeyringSecretStore())  # type: ignore[arg-type]
+    cli = Cli(home=home, clock=RealClock(), keyring=OsKeyring())  # type: ignore[arg-type]
     configure(cli, tmp_path, oidc, "tokenctl-post")
+    # A reader held open keeps the write-ahead log on disk with every frame written.
+    reader = sqlite3.connect(home / "inventory.sqlite3")
+    reader.execute("SELECT count(*) FROM sqlite_master").fetchall()
     cli.browser = ScriptedBrowser(oidc)
     outputs = [cli("add", "acme", "--definition", "acme-books", "--yes")]
+    first = cli.stored("acme")
     outputs.append(cli("renew", "acme"))
     outputs.append(cli("show", "acme", "--probe", "--json"))
     outputs.append(cli("list", "--json"))
     env = real_keyring.child_env()
     outputs.append(tokenctl("renew", "acme", "--json", home=home, env=env))
     assert all(o.exit_code == 0 for o in outputs), [o.stderr for o in outputs]
-    ref = cli("show", "acme", "--json").json()["token"]["secret"]["keyring_entry"]
-    secret_values = json.loads(real_keyring.lookup("tokenctl", ref))
-    client_secret = json.loads(
-        real_keyring.lookup("tokenctl", "definition-acme-books-client-tokenctl-post")
-    )
-    values = [v for v in secret_values.values() if len(v) > 12]
-    values.append(client_secret["client_secret"])
-    assert len(values) >= 4
+    last = cli.stored("acme")
+    assert first is not None and last is not None
+    values = [
+        value
+        for secrets in (first, last)
+        for value in (secrets.access_token, secrets.refresh_token, secrets.id_token)
+        if value and len(value) > 12
+    ]
+    values.append("tokenctl-post-secret")
+    assert len(values) >= 6
+    key_entry = cli("show", "acme", "--json").json()["token"]["secret"]["key_entry"]
+    data_key = json.loads(real_keyring.lookup("tokenctl", key_entry))["keys"]
     files = [p for p in home.rglob("*") if p.is_file()]
+    assert home / "inventory.sqlite3-wal" in files
     texts = [o.stdout + o.stderr for o in outputs] + [
         p.read_bytes().decode("latin-1") for p in files
     ]
-    for value in values:
+    for value in [*values, *data_key.values()]:
         for text in texts:
             assert value not in text
+    reader.close()
+    # `secret-tool search service tokenctl`: one entry, however many tokens.
+    assert [item.attributes["username"] for item in real_keyring.items("tokenctl")] == [key_entry]
 
 
 def test_device_polling_gives_up_at_the_timeout(monkeypatch):

@@ -310,7 +310,6 @@ def _fill(home: Path, count: int) -> None:
                 name=f"t{index:05d}",
                 authentication_code=f"CODE-{index:05d}",
                 definition="api-key",
-                secret_ref=f"ref-{index}",
                 description=f"token number {index} for the pipe test " * 2,
                 expires_at=now + timedelta(days=index),
             )

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import tempfile
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,13 +20,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.fakes import Cli, Clock, MemorySecretStore
+from tests.fakes import Cli, Clock, MemoryKeyring
 from tokenctl.context import AppContext
 from tokenctl.definitions import DefinitionKind, registry
-from tokenctl.errors import TokenctlError
+from tokenctl.errors import DataKeyMissingError, TokenctlError
 from tokenctl.inventory.sqlite import SqliteInventory
 from tokenctl.iostreams import IOStreams
-from tokenctl.models import Actor, LifecycleState, Token
+from tokenctl.models import Actor, LifecycleState, Token, TokenSecrets
 from tokenctl.paths import resolve_paths
 from tokenctl.services import quick_token, refresh
 from tokenctl.services.access import current_access_token
@@ -78,15 +78,20 @@ DEFINITIONS = (
     "no-such-definition",
 )
 OFFSETS = (None, -3600, -1, 0, 1, 29, 30, 31, 59, 60, 61, 599, 600, 601, 7200)
+#: What is stored: nothing, sealed values, sealed values that no longer open (altered
+#: bytes, a lost data key), or a legacy keyring entry of tokenctl 0.x (the full path
+#: moves it into the inventory: more than a read, so the quick path must decline).
 SECRETS: tuple[Any, ...] = (
-    None,  # no keyring entry
+    None,
     {"access_token": "AT-1"},
     {"pass_code": "PC-1"},
     {"access_token": "AT-2", "pass_code": "PC-2", "refresh_token": "RT"},
     {"access_token": ""},
     {"refresh_token": "RT"},
-    "not json",
-    "[1, 2]",
+    ("altered", {"access_token": "AT-3", "pass_code": "PC-3"}),
+    ("key lost", {"access_token": "AT-4", "pass_code": "PC-4"}),
+    ("legacy", '{"access_token": "AT-5", "pass_code": "PC-5"}'),
+    ("legacy", "not json"),
 )
 
 
@@ -129,16 +134,17 @@ def test_quick_path_answers_exactly_when_the_full_path_would_just_read(
     with tempfile.TemporaryDirectory() as directory:
         home = Path(directory)
         (home / "definitions.toml").write_text(USER_DEFINITIONS)
-        secrets = MemorySecretStore()
-        inventory = SqliteInventory(home / "inventory.sqlite3")
+        keyring = MemoryKeyring()
+        inventory = SqliteInventory(home / "inventory.sqlite3", lambda: keyring)
         expires_in = state["expires_in"]
+        secret = state["secret"]
+        how, values = secret if isinstance(secret, tuple) else ("sealed", secret)
         token = inventory.add(
             Token(
                 number=0,
                 name="acme",
                 authentication_code="ABCD-EFGH-JKLM-NPQR",
                 definition=state["definition"],
-                secret_ref=f"token-{uuid.uuid4().hex}",
                 state=LifecycleState.EFFECTIVE
                 if state["effective"]
                 else LifecycleState.NOT_EFFECTIVE,
@@ -150,13 +156,21 @@ def test_quick_path_answers_exactly_when_the_full_path_would_just_read(
             ),
             ACTOR,
             NOW - timedelta(days=1),
+            secrets=TokenSecrets(**values) if isinstance(values, dict) else None,
         )
         inventory.close()
-        secret = state["secret"]
-        if secret is not None:
-            secrets.entries[token.secret_ref] = (
-                secret if isinstance(secret, str) else json.dumps(secret)
+        connection = sqlite3.connect(home / "inventory.sqlite3", isolation_level=None)
+        if how == "altered":
+            connection.execute(
+                "UPDATE token_secrets SET access_token = substr(access_token, 1, 40) || x'00', "
+                "pass_code = x'00' || substr(pass_code, 2)"
             )
+        elif how == "key lost":
+            keyring.entries.clear()
+        elif how == "legacy":
+            connection.execute("UPDATE tokens SET legacy_secret_ref = 'token-0x'")
+            keyring.entries["token-0x"] = values
+        connection.close()
         ref = {
             "name": token.name,
             "number": str(token.number),
@@ -166,17 +180,22 @@ def test_quick_path_answers_exactly_when_the_full_path_would_just_read(
             io=IOStreams.system({}),
             environ={"TOKENCTL_HOME": str(home)},
             clock=lambda: NOW,
-            secret_store_factory=lambda paths: secrets,
+            keyring_factory=lambda paths: keyring,
         )
         try:
-            quick = quick_access_token(ctx.paths, ref, NOW, secrets.get_text)
+            quick = quick_access_token(ctx.paths, ref, NOW, keyring.get_text)
             full = full_answer(ctx, ref)
         finally:
             ctx.close()
-    if isinstance(full, str):
+    if isinstance(full, str) and how != "legacy":
         assert quick == full  # the plain case: the quick path must take it
     else:
         assert quick is None, (state, full)
+    # A static token the full path would serve: without the key it says so (exit 4).
+    servable = state["effective"] and state["secret_set"] and not state["invalid"]
+    unexpired = expires_in is None or expires_in > 0
+    if how == "key lost" and servable and unexpired and state["definition"] == "api-key":
+        assert isinstance(full, DataKeyMissingError), full
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +210,7 @@ def test_plain_static_token_is_answered_without_loading_the_definitions(tmp_path
     cli = Cli(home=tmp_path / "home", clock=Clock(NOW))
     assert cli("add", "key", "--definition", "api-key", "--secret-stdin", input="v1").exit_code == 0
     paths = resolve_paths(cli.home, {})
-    assert quick_access_token(paths, "key", NOW, cli.secrets.get_text) == "v1"
+    assert quick_access_token(paths, "key", NOW, cli.keyring.get_text) == "v1"
     assert paths.definitions_digest.is_file()
     digest = json.loads(paths.definitions_digest.read_text())
     assert digest["policies"]["api-key"] == ["static", None]
@@ -199,13 +218,13 @@ def test_plain_static_token_is_answered_without_loading_the_definitions(tmp_path
     # The digest is written once; the next answers read it, not the definitions.
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(registry, "load_definitions", _must_not_load)
-        assert quick_access_token(paths, "key", NOW, cli.secrets.get_text) == "v1"
+        assert quick_access_token(paths, "key", NOW, cli.keyring.get_text) == "v1"
         # A digest that is not what tokenctl writes is made again, not trusted.
         digest["policies"]["api-key"] = ["static", "sixty"]
         paths.definitions_digest.write_text(json.dumps(digest))
         with pytest.raises(AssertionError, match="loaded the definitions"):
-            quick_access_token(paths, "key", NOW, cli.secrets.get_text)
-    assert quick_access_token(paths, "key", NOW, cli.secrets.get_text) == "v1"
+            quick_access_token(paths, "key", NOW, cli.keyring.get_text)
+    assert quick_access_token(paths, "key", NOW, cli.keyring.get_text) == "v1"
     assert json.loads(paths.definitions_digest.read_text())["policies"]["api-key"] == [
         "static",
         None,
@@ -292,6 +311,6 @@ def test_access_decision_is_what_the_quick_path_serves_on(monkeypatch, tmp_path)
     cli = Cli(home=tmp_path / "home", clock=Clock(NOW))
     assert cli("add", "key", "--definition", "api-key", "--secret-stdin", input="v1").exit_code == 0
     paths = resolve_paths(cli.home, {})
-    assert quick_access_token(paths, "key", NOW, cli.secrets.get_text) == "v1"
+    assert quick_access_token(paths, "key", NOW, cli.keyring.get_text) == "v1"
     monkeypatch.setattr(quick_token, "decide_access", lambda **_: AccessDecision.REFRESH)
-    assert quick_access_token(paths, "key", NOW, cli.secrets.get_text) is None
+    assert quick_access_token(paths, "key", NOW, cli.keyring.get_text) is None

@@ -136,15 +136,14 @@ def test_token_refreshes_when_due_and_never_prompts(oclock_cli, oidc, tmp_path):
     configure(cli, tmp_path, oidc)
     cli.browser = ScriptedBrowser(oidc)
     assert cli("add", "acme", "--definition", "acme-books", "--yes").exit_code == 0
-    ref = cli("show", "acme", "--json").json()["token"]["secret"]["keyring_entry"]
     first = cli("token", "acme")
     assert first.exit_code == 0
-    assert first.stdout == cli.secrets.get(ref).access_token + "\n"
+    assert first.stdout == cli.stored("acme").access_token + "\n"
     cli.clock.advance(minutes=59, seconds=30)  # within the refresh margin of the 1 h token
     second = cli("token", "acme")
     assert second.exit_code == 0
     assert second.stdout != first.stdout
-    assert second.stdout == cli.secrets.get(ref).access_token + "\n"
+    assert second.stdout == cli.stored("acme").access_token + "\n"
     history = cli("show", "acme", "--json").json()["token"]["history"]
     assert history[0]["event"] == "renewed"
     # A login would be needed: exit 5, the command on stderr, nothing on stdout.

@@ -38,11 +38,11 @@ def _token_fast_path(home: str | None, ref: str) -> int:
 
     from tokenctl.errors import debug_requested, report_failure
     from tokenctl.paths import resolve_paths
-    from tokenctl.secrets.keyring_store import KeyringSecretStore
+    from tokenctl.secrets.keyring_store import OsKeyring
     from tokenctl.services.quick_token import quick_access_token
 
     paths = resolve_paths(Path(home) if home else None, os.environ)
-    store = KeyringSecretStore(backend_cache=paths.keyring_backend_cache)
+    keyring = OsKeyring(backend_cache=paths.keyring_backend_cache)
 
     def full_path() -> str:
         # Everything but the plain case: refresh, errors and hints (see quick_token).
@@ -50,20 +50,20 @@ def _token_fast_path(home: str | None, ref: str) -> int:
         from tokenctl.services.access import current_access_token
 
         ctx = AppContext.from_environment().with_options(home=paths.home_override, debug=False)
-        ctx.secret_store_factory = lambda _paths: store
+        ctx.keyring_factory = lambda _paths: keyring
         try:
             return current_access_token(ctx, ref)
         finally:
             ctx.close()
 
     try:
-        access_token = quick_access_token(paths, ref, datetime.now(UTC), store.get_text)
+        access_token = quick_access_token(paths, ref, datetime.now(UTC), keyring.get_text)
         if access_token is None:
             access_token = full_path()
     except (KeyboardInterrupt, Exception) as error:
         return report_failure(error, sys.stderr, debug=debug_requested(os.environ))
     finally:
-        store.close()
+        keyring.close()
     sys.stdout.write(access_token + "\n")
     return 0
 

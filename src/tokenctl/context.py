@@ -28,23 +28,23 @@ if TYPE_CHECKING:
     from tokenctl.inventory import Inventory
     from tokenctl.oauth.client import ClientKey, ProviderClient
     from tokenctl.oauth.provider import Transport
-    from tokenctl.secrets import SecretStore
+    from tokenctl.secrets import Keyring
 
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _default_secret_store(paths: Paths) -> SecretStore:
-    from tokenctl.secrets.keyring_store import KeyringSecretStore
+def _default_keyring(paths: Paths) -> Keyring:
+    from tokenctl.secrets.keyring_store import OsKeyring
 
-    return KeyringSecretStore(backend_cache=paths.keyring_backend_cache)
+    return OsKeyring(backend_cache=paths.keyring_backend_cache)
 
 
-def _default_inventory(paths: Paths) -> Inventory:
+def _default_inventory(paths: Paths, keyring: Callable[[], Keyring]) -> Inventory:
     from tokenctl.inventory.sqlite import SqliteInventory
 
-    return SqliteInventory(paths.inventory_file)
+    return SqliteInventory(paths.inventory_file, keyring)
 
 
 def wsl_browser_command(
@@ -151,8 +151,9 @@ class AppContext:
     home: Path | None = None
     debug: bool = False
     clock: Callable[[], datetime] = _utc_now
-    secret_store_factory: Callable[[Paths], SecretStore] = _default_secret_store
-    inventory_factory: Callable[[Paths], Inventory] = _default_inventory
+    keyring_factory: Callable[[Paths], Keyring] = _default_keyring
+    #: Opens the inventory; it calls the keyring getter only when a secret is needed.
+    inventory_factory: Callable[[Paths, Callable[[], Keyring]], Inventory] = _default_inventory
     open_browser: Callable[[str], bool] = _open_browser
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.monotonic
@@ -197,14 +198,14 @@ class AppContext:
     @cached_property
     def inventory(self) -> Inventory:
         """The token inventory, opened on first use."""
-        inventory = self.inventory_factory(self.paths)
+        inventory = self.inventory_factory(self.paths, lambda: self.keyring)
         self._opened.append(inventory)
         return inventory
 
     @cached_property
-    def secrets(self) -> SecretStore:
-        """The secret store, created on first use (only commands that need a secret)."""
-        return self.secret_store_factory(self.paths)
+    def keyring(self) -> Keyring:
+        """The OS keyring, created on first use (only commands that need a secret)."""
+        return self.keyring_factory(self.paths)
 
     def provider_client(
         self, definition: Definition, attributes: Mapping[str, str]
@@ -222,7 +223,7 @@ class AppContext:
             client = ProviderClient.build(
                 definition,
                 attributes,
-                secrets=lambda: self.secrets,
+                client_secret=lambda name, client_id: self.inventory.client_secret(name, client_id),
                 transport=self.http_transport,
             )
             self._clients[key] = client
@@ -242,5 +243,5 @@ class AppContext:
             inventory.close()
         self._opened.clear()
         self._clients.clear()
-        if "secrets" in self.__dict__:  # only a store that was created holds anything
-            self.secrets.close()
+        if "keyring" in self.__dict__:  # only a keyring that was created holds anything
+            self.keyring.close()

@@ -62,6 +62,14 @@ class SecretStoreError(TokenctlError):
     exit_code = ExitCode.SECRET_STORE
 
 
+class DataKeyMissingError(SecretStoreError):
+    """The inventory holds sealed secrets but the OS keyring no longer has their data key."""
+
+
+class SecretUnreadableError(SecretStoreError):
+    """One token's (or client's) sealed secret does not open with the inventory's data key."""
+
+
 class AuthorizationError(TokenctlError):
     """An authorization (login, refresh) is needed or failed."""
 

@@ -59,13 +59,17 @@ class HistoryEvent:
 
 @dataclass(frozen=True)
 class Token:
-    """A token record as the inventory keeps it. Holds no secret, only a reference to one."""
+    """A token record as the inventory keeps it. Holds no secret: those are sealed apart.
+
+    ``legacy_secret_ref`` names the per-token keyring entry an older tokenctl kept the
+    secrets in, until they are moved into the inventory; ``None`` afterwards.
+    """
 
     number: int
     name: str
     authentication_code: str
     definition: str
-    secret_ref: str
+    legacy_secret_ref: str | None = None
     description: str | None = None
     identifier: str | None = None
     account: str | None = None
@@ -222,21 +226,22 @@ def compute_status(
     return Status.VALID
 
 
-#: Fields of :class:`TokenSecrets` that are facts about the entry, not secrets: they let
-#: ``doctor`` revoke the grant of an entry whose record is gone (an ``add`` killed between
-#: writing the keyring and the inventory, an inventory restored from an older backup).
+#: Fields of :class:`TokenSecrets` that are facts about a legacy keyring entry, not
+#: secrets: they let ``doctor`` revoke the grant of an entry whose record is gone (an
+#: ``add`` of tokenctl 0.x killed between writing the keyring and the inventory, an
+#: inventory restored from an older backup), and tell this home's entries from another's.
 ENTRY_FACTS = frozenset({"definition", "attributes", "inventory"})
 
 
 @dataclass(frozen=True, repr=False)
 class TokenSecrets:
-    """The secret parts of a token. Lives only in the OS keyring; its repr masks every value.
+    """The secret parts of a token; its repr masks every value.
 
+    Sealed in the inventory under its data key (:mod:`tokenctl.secrets.sealing`). The
+    same shape is read from the per-token keyring entries of tokenctl 0.x, where
     ``definition`` and ``attributes`` (the token's definition name and its non-secret
-    attributes, placeholders among them) say whose grant it is, and ``inventory`` (the
-    inventory file it was written for) which tokenctl home it belongs to: every home
-    shares the keyring service, so ``doctor`` must never take another home's entry for
-    one of its own orphans. See ``ENTRY_FACTS``.
+    attributes) said whose grant it is and ``inventory`` (the inventory file it was
+    written for) which tokenctl home it belongs to. See ``ENTRY_FACTS``.
     """
 
     pass_code: str | None = None
@@ -279,16 +284,3 @@ class TokenSecrets:
             if not isinstance(values.get(fact, ""), str):
                 del values[fact]
         return cls(**values)
-
-    def owned_by(
-        self, definition: str, attributes: dict[str, str] | None, *, inventory: str
-    ) -> TokenSecrets:
-        """The same secrets, saying which definition, attributes and inventory they belong to."""
-        from dataclasses import replace
-
-        return replace(
-            self,
-            definition=definition,
-            attributes=dict(attributes or {}) or None,
-            inventory=inventory,
-        )

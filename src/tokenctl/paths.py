@@ -42,7 +42,7 @@ class Paths(NamedTuple):
 
     @property
     def inventory_key(self) -> str:
-        """The inventory's identity in keyring entries: its resolved path (see orphans)."""
+        """The inventory as tokenctl 0.x's keyring entries named it: its resolved path."""
         return str(self.inventory_file.resolve())
 
     @property
@@ -61,12 +61,9 @@ class Paths(NamedTuple):
         return self.cache_dir / "definitions-digest.json"
 
     @property
-    def new_entries_lock(self) -> Path:
-        """Lock of writing a new token's entry and record, and of removing an orphan.
-
-        An entry seen between the two writes is then never taken for an orphan.
-        """
-        return self.locks_dir / "new-entries.lock"
+    def key_rotation_lock(self) -> Path:
+        """Lock that lets one ``tokenctl key rotate`` run at a time."""
+        return self.locks_dir / "key-rotate.lock"
 
     @property
     def locks_dir(self) -> Path:

@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 #: Sub-applications, listed after the commands: name -> (module, function returning a Typer).
 GROUPS: dict[str, tuple[str, str]] = {
     "definitions": ("tokenctl.cli.definitions", "build"),
+    "key": ("tokenctl.cli.key", "build"),
 }
 
 

@@ -120,7 +120,7 @@ def configure_command(
         ..., "--client-id", help="The registered client id.", metavar="ID"
     ),
     client_secret_stdin: bool = typer.Option(
-        False, "--client-secret-stdin", help="Read the client secret from stdin (OS keyring)."
+        False, "--client-secret-stdin", help="Read the client secret from stdin (stored encrypted)."
     ),
     auth_method: str | None = typer.Option(
         None,
@@ -163,7 +163,7 @@ def configure_command(
         redirect_uri=redirect_uri,
         redirect_port=redirect_port,
     )
-    secret = "; client secret stored in the OS keyring" if result.secret_stored else ""
+    secret = "; client secret stored, encrypted" if result.secret_stored else ""
     app_ctx.io.status(f"Definition {name!r} uses client id {result.client_id}{secret}.")
 
 

@@ -1,4 +1,4 @@
-"""The token inventory: records and history, no secrets. See :class:`Inventory`."""
+"""The token inventory: records, history and the sealed secrets. See :class:`Inventory`."""
 
 from __future__ import annotations
 
@@ -7,18 +7,55 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # the quick `token` path imports this package but builds no records
-    from tokenctl.models import Actor, HistoryEvent, Token, TokenChanges
+    from tokenctl.inventory.sealed import SecretSummary
+    from tokenctl.inventory.sqlite import RotationResult
+    from tokenctl.models import Actor, HistoryEvent, Token, TokenChanges, TokenSecrets
 
 
 class Inventory(Protocol):
-    """Where token records and their history live.
+    """Where token records, their history and their secrets live.
 
     The SQLite implementation is the default; a shared store (a Vault-compatible
-    engine) can implement the same protocol. Every method is atomic on its own.
+    engine) can implement the same protocol. Every method is atomic on its own; a
+    method that takes ``secrets`` stores them in the same transaction as the record.
+    Only the secret methods (``secrets``, ``client_secret``, ``set_client_secret``,
+    ``secret_summary``, ``rotate_key``, ``reset_key`` and writes given ``secrets``) may
+    open the OS keyring.
     """
 
-    def add(self, token: Token, actor: Actor, now: datetime) -> Token:
-        """Insert a new record (its number is assigned here) and a ``created`` event."""
+    @property
+    def inventory_id(self) -> str:
+        """The inventory's random id; its data key's keyring entry is named after it."""
+        ...
+
+    def add(
+        self, token: Token, actor: Actor, now: datetime, *, secrets: TokenSecrets | None = None
+    ) -> Token:
+        """Insert a new record (numbered here), its secrets and a ``created`` event."""
+        ...
+
+    def secrets(self, number: int) -> TokenSecrets | None:
+        """The secrets of token ``number``; ``None`` when none are stored."""
+        ...
+
+    def client_secret(self, definition: str, client_id: str) -> str | None:
+        """The client secret of ``client_id`` in ``definition``; ``None`` when none is stored."""
+        ...
+
+    def set_client_secret(self, definition: str, client_id: str, secret: str) -> None:
+        """Store the client secret of ``client_id`` in ``definition``."""
+        ...
+
+    def secret_summary(self, *, verify: bool) -> SecretSummary:
+        """The data key and what it protects (``verify``: open every value)."""
+        ...
+
+    def rotate_key(self, progress: Callable[[int], None] | None = None) -> RotationResult:
+        """Seal every secret under a new key version; resumable."""
+        ...
+
+    def reset_key(self, actor: Actor, now: datetime) -> list[str]:
+        """Give up secrets whose data key is lost; the names of the tokens that had them."""
         ...
 
     def resolve(self, ref: str) -> Token:
@@ -43,8 +80,9 @@ class Inventory(Protocol):
         event: str,
         outcome: str = "ok",
         detail: str | None = None,
+        secrets: TokenSecrets | None = None,
     ) -> Token:
-        """Apply ``changes`` and append one history event, in one transaction."""
+        """Apply ``changes`` (and store ``secrets``) with one history event, in one transaction."""
         ...
 
     def update_if(
@@ -57,12 +95,16 @@ class Inventory(Protocol):
         event: str,
         outcome: str = "ok",
         detail: str | None = None,
+        secrets: TokenSecrets | None = None,
     ) -> tuple[Token, bool]:
-        """Let ``decide`` pick changes from the current record, atomically; ``None`` = none."""
+        """Let ``decide`` pick changes from the current record, atomically; ``None`` = none.
+
+        ``secrets`` are stored with the changes, and only when there are changes.
+        """
         ...
 
-    def delete(self, number: int, actor: Actor, now: datetime, *, detail: str | None) -> None:
-        """Remove the record; the history keeps a ``deleted`` event."""
+    def delete(self, number: int, actor: Actor, now: datetime, *, detail: str | None) -> bool:
+        """Remove the record and its secrets (``True`` if it had any); history keeps ``deleted``."""
         ...
 
     def record_event(

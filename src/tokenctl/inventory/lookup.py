@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from tokenctl.errors import InventoryError
 
 #: The inventory schema this tokenctl writes and reads; ``sqlite.MIGRATIONS`` reaches it.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: SQLite's primary result codes for a file whose content is not a sound database.
 _SQLITE_CORRUPT = 11
@@ -74,14 +74,28 @@ def find_row(connection: sqlite3.Connection, select: str, ref: str) -> Any:
     return row
 
 
-#: The columns :func:`access_columns` reads, in this order.
+#: The columns :func:`access_columns` reads from ``tokens``, in this order.
 _ACCESS_SELECT = (
-    "SELECT state, definition, secret_ref, secret_set_at, invalid_at, expires_at FROM tokens"
+    "SELECT number, state, definition, legacy_secret_ref, secret_set_at, invalid_at, expires_at "
+    "FROM tokens"
 )
 
-#: ``(state, definition, secret_ref, secret_set_at, invalid_at, expires_at)`` as stored:
-#: the state's value and ISO 8601 times (or ``None``).
-AccessColumns = tuple[str, str, str, str | None, str | None, str | None]
+
+class AccessColumns(NamedTuple):
+    """What ``token REF`` needs of one token, as stored: ISO 8601 times, sealed values."""
+
+    state: str
+    definition: str
+    legacy_secret_ref: str | None
+    secret_set_at: str | None
+    invalid_at: str | None
+    expires_at: str | None
+    inventory_id: str | None
+    #: The token's number, the key version and the sealed values it may hand out.
+    number: int
+    key_version: int | None
+    access_token: bytes | None
+    pass_code: bytes | None
 
 
 def _open_read_only(inventory_file: Path, *, timeout: float) -> sqlite3.Connection | None:
@@ -119,6 +133,8 @@ def token_names(inventory_file: Path) -> list[tuple[int, str, str]]:
 def access_columns(inventory_file: Path, ref: str) -> AccessColumns | None:
     """What ``token REF`` needs of the token ``ref`` names, read without building a record.
 
+    Its sealed values too: the quick path opens them itself, with the data key.
+
     ``None`` when the inventory cannot answer as it stands: no file, another schema
     version (the full path migrates, or refuses a newer inventory), no such token, or
     any SQLite error. The full path then runs and reports it.
@@ -129,8 +145,29 @@ def access_columns(inventory_file: Path, ref: str) -> AccessColumns | None:
     try:
         if connection.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
             return None
-        row: AccessColumns | None = find_row(connection, _ACCESS_SELECT, ref)
-        return row
+        row = find_row(connection, _ACCESS_SELECT, ref)
+        if row is None:
+            return None
+        number, state, definition, legacy, secret_set_at, invalid_at, expires_at = row
+        meta = connection.execute("SELECT value FROM meta WHERE name = 'inventory_id'").fetchone()
+        sealed = connection.execute(
+            "SELECT key_version, access_token, pass_code FROM token_secrets WHERE number = ?",
+            (number,),
+        ).fetchone()
+        key_version, access_token, pass_code = sealed or (None, None, None)
+        return AccessColumns(
+            state,
+            definition,
+            legacy,
+            secret_set_at,
+            invalid_at,
+            expires_at,
+            None if meta is None else meta[0],
+            number,
+            key_version,
+            access_token,
+            pass_code,
+        )
     except sqlite3.Error:
         return None
     finally:

@@ -7,15 +7,26 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from tokenctl.errors import ConflictError, InventoryError, NotFoundError
+from tokenctl.errors import ConflictError, InventoryError, NotFoundError, SecretStoreError
 from tokenctl.fsutil import ensure_private_file
 from tokenctl.inventory.lookup import SCHEMA_VERSION, find_row, inventory_failure, is_damage
-from tokenctl.models import Actor, HistoryEvent, LifecycleState, Token, TokenChanges
+from tokenctl.inventory.sealed import (
+    INVENTORY_ID,
+    KEY_VERSION,
+    SealedSecrets,
+    SecretSummary,
+    meta_value,
+    sealed_count,
+    set_meta,
+)
+from tokenctl.models import Actor, HistoryEvent, LifecycleState, Token, TokenChanges, TokenSecrets
+from tokenctl.secrets import KEYRING_SERVICE, Keyring, client_secret_ref, parse_entry
+from tokenctl.secrets.sealing import TOKEN_FIELDS
 from tokenctl.timeutil import from_iso, to_iso
 
 BUSY_TIMEOUT_MS = 30_000
@@ -93,11 +104,90 @@ ALTER TABLE tokens ADD COLUMN has_id_token INTEGER NOT NULL DEFAULT 0;
 UPDATE tokens SET has_id_token = 1 WHERE attributes LIKE '%"subject": %'
 """
 
+# Version 4: secrets sealed in the inventory under one data key (inventory/sealed.py).
+# The tokens table is rebuilt because `secret_ref` (the per-token keyring entry of 0.x,
+# NOT NULL) becomes `legacy_secret_ref`, NULL once its entry has been moved in. Numbers
+# are never reused (they are part of every sealed value's associated data), so the
+# AUTOINCREMENT counter is carried over.
+_TOKENS_V4 = """
+CREATE TABLE tokens_v4 (
+    number INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    authentication_code TEXT NOT NULL UNIQUE,
+    definition TEXT NOT NULL,
+    legacy_secret_ref TEXT UNIQUE,
+    description TEXT,
+    identifier TEXT,
+    account TEXT,
+    state TEXT NOT NULL CHECK (state IN ('effective', 'not_effective')),
+    expires_at TEXT,
+    refresh_expires_at TEXT,
+    granted_scopes TEXT,
+    secret_set_at TEXT,
+    invalid_at TEXT,
+    invalid_reason TEXT,
+    attributes TEXT NOT NULL DEFAULT '{}',
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_unit TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    updated_by TEXT NOT NULL,
+    updated_unit TEXT NOT NULL,
+    has_refresh_token INTEGER NOT NULL DEFAULT 0,
+    refreshed_at TEXT,
+    probed_at TEXT,
+    probe_result TEXT,
+    has_id_token INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE token_secrets (
+    number INTEGER PRIMARY KEY,
+    key_version INTEGER NOT NULL,
+    token_type TEXT,
+    access_token BLOB,
+    refresh_token BLOB,
+    id_token BLOB,
+    pass_code BLOB
+);
+CREATE TABLE client_secrets (
+    definition TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    key_version INTEGER NOT NULL,
+    client_secret BLOB NOT NULL,
+    PRIMARY KEY (definition, client_id)
+)
+"""
+
+
+def _schema_v4(connection: sqlite3.Connection) -> None:
+    import uuid
+
+    from tokenctl.inventory.sealed import INVENTORY_ID, set_meta
+
+    counter = connection.execute("SELECT seq FROM sqlite_sequence WHERE name = 'tokens'").fetchone()
+    _run_statements(_TOKENS_V4)(connection)
+    kept = [column for column in _COLUMNS if column != "legacy_secret_ref"]
+    connection.execute(
+        f"INSERT INTO tokens_v4 (legacy_secret_ref, {', '.join(kept)}) "  # noqa: S608 - fixed
+        f"SELECT secret_ref, {', '.join(kept)} FROM tokens"
+    )
+    connection.execute("DROP TABLE tokens")
+    connection.execute("ALTER TABLE tokens_v4 RENAME TO tokens")
+    connection.execute("CREATE INDEX tokens_definition ON tokens (definition)")
+    if counter is not None:
+        connection.execute("DELETE FROM sqlite_sequence WHERE name = 'tokens'")
+        connection.execute(
+            "INSERT INTO sqlite_sequence (name, seq) VALUES ('tokens', ?)", (counter[0],)
+        )
+    set_meta(connection, INVENTORY_ID, uuid.uuid4().hex)
+
+
 #: Each entry upgrades the schema by one version; append, never edit a released one.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _run_statements(_SCHEMA_V1),
     _run_statements(_SCHEMA_V2),
     _run_statements(_SCHEMA_V3),
+    _schema_v4,
 )
 if len(MIGRATIONS) != SCHEMA_VERSION:  # pragma: no cover - fails on the first import
     raise RuntimeError("a migration was added: raise lookup.SCHEMA_VERSION to match")
@@ -140,7 +230,7 @@ def _token_from_row(row: Sequence[Any]) -> Token:
         name,
         authentication_code,
         definition,
-        secret_ref,
+        legacy_secret_ref,
         description,
         identifier,
         account,
@@ -169,7 +259,7 @@ def _token_from_row(row: Sequence[Any]) -> Token:
         name=name,
         authentication_code=authentication_code,
         definition=definition,
-        secret_ref=secret_ref,
+        legacy_secret_ref=legacy_secret_ref,
         description=description,
         identifier=identifier,
         account=account,
@@ -193,6 +283,25 @@ def _token_from_row(row: Sequence[Any]) -> Token:
         probe_result=probe_result,
         has_id_token=bool(has_id_token),
     )
+
+
+def _holds_secret(secrets: TokenSecrets) -> bool:
+    return any(getattr(secrets, name) for name in TOKEN_FIELDS)
+
+
+@dataclass(frozen=True)
+class RotationResult:
+    """What ``key rotate`` did: the new version, values moved, versions dropped.
+
+    ``stuck`` names the tokens (and clients) whose values did not open: then the old
+    versions stay in the keyring entry and the rotation is not finished.
+    """
+
+    version: int | None
+    moved: int
+    resumed: bool
+    dropped: tuple[int, ...]
+    stuck: tuple[str, ...] = ()
 
 
 _P = ParamSpec("_P")
@@ -219,9 +328,17 @@ def _reports_failure(
 
 
 class SqliteInventory:
-    """The default :class:`~tokenctl.inventory.Inventory`, one SQLite file per home."""
+    """The default :class:`~tokenctl.inventory.Inventory`, one SQLite file per home.
 
-    def __init__(self, path: Path) -> None:
+    Records, history and the secrets sealed under the inventory's data key, which
+    ``keyring`` (called on the first secret read or written, never otherwise) holds.
+    """
+
+    #: Rows re-sealed per transaction by :meth:`rotate_key`: each batch commits, so an
+    #: interrupted rotation keeps what it did, and other processes wait only that long.
+    ROTATION_BATCH = 200
+
+    def __init__(self, path: Path, keyring: Callable[[], Keyring] | None = None) -> None:
         self.path = path
         try:
             ensure_private_file(path)
@@ -234,6 +351,7 @@ class SqliteInventory:
             self._connection.execute("PRAGMA journal_mode = WAL")
             self._connection.execute("PRAGMA synchronous = FULL")
             self._migrate()
+            inventory_id = meta_value(self._connection, INVENTORY_ID)
         except (sqlite3.DatabaseError, OSError) as error:
             self._close_quietly()
             if isinstance(error, sqlite3.DatabaseError) and is_damage(error):
@@ -242,6 +360,15 @@ class SqliteInventory:
                 f"cannot open the token inventory {path}: {error}",
                 hint="run `tokenctl doctor`; restore the file from a backup if it is damaged",
             ) from None
+        if inventory_id is None:
+            self._close_quietly()
+            raise InventoryError(
+                f"the token inventory {path} has no inventory id",
+                hint="run `tokenctl doctor`; restore the file from a backup if it is damaged",
+            )
+        self.sealed = SealedSecrets(inventory_id, keyring)
+        #: Whether the legacy keyring entries were looked for in this process (once).
+        self._legacy_moved = False
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -344,8 +471,15 @@ class SqliteInventory:
     # -- writes --------------------------------------------------------------------------
 
     @_reports_failure
-    def add(self, token: Token, actor: Actor, now: datetime) -> Token:
-        """Insert a new record (its number is assigned here) and a ``created`` event."""
+    def add(
+        self, token: Token, actor: Actor, now: datetime, *, secrets: TokenSecrets | None = None
+    ) -> Token:
+        """Insert a new record (its number is assigned here) and a ``created`` event.
+
+        ``secrets`` are sealed in the same transaction: both are stored, or neither.
+        """
+        if secrets is not None:
+            self._prepare_sealing()
         values = {column: getattr(token, column) for column in _COLUMNS if column != "number"}
         values.update(
             created_at=now,
@@ -368,6 +502,8 @@ class SqliteInventory:
                 raise self._conflict(error, token) from None
             number = cursor.lastrowid
             assert number is not None
+            if secrets is not None:
+                self.sealed.write_token(connection, number, secrets)
             self._insert_event(connection, number, token.name, actor, now, "created", "ok", None)
             row = connection.execute(f"{_SELECT} WHERE number = ?", (number,)).fetchone()
         return _token_from_row(row)
@@ -382,8 +518,9 @@ class SqliteInventory:
         event: str,
         outcome: str = "ok",
         detail: str | None = None,
+        secrets: TokenSecrets | None = None,
     ) -> Token:
-        """Apply ``changes`` and append one history event, in one transaction."""
+        """Apply ``changes`` (and seal ``secrets``) with one history event, in one transaction."""
         token, _ = self.update_if(
             number,
             lambda _current: changes,
@@ -392,6 +529,7 @@ class SqliteInventory:
             event=event,
             outcome=outcome,
             detail=detail,
+            secrets=secrets,
         )
         return token
 
@@ -406,12 +544,17 @@ class SqliteInventory:
         event: str,
         outcome: str = "ok",
         detail: str | None = None,
+        secrets: TokenSecrets | None = None,
     ) -> tuple[Token, bool]:
         """Read the record under the write lock, let ``decide`` choose the changes, apply them.
 
         ``decide`` sees the current record, so a read-modify-write cannot lose a concurrent
-        update. It returns ``None`` to leave the record (and history) untouched.
+        update. It returns ``None`` to leave the record (and history) untouched. When it
+        returns changes, ``secrets`` replace the token's sealed secrets in the same
+        transaction: a rotated refresh token and the record that says so commit together.
         """
+        if secrets is not None:
+            self._prepare_sealing()
         with self._transaction() as connection:
             row = connection.execute(f"{_SELECT} WHERE number = ?", (number,)).fetchone()
             if row is None:
@@ -435,14 +578,19 @@ class SqliteInventory:
                 )
             except sqlite3.IntegrityError as error:
                 raise self._conflict(error, current) from None
+            if secrets is not None:
+                self.sealed.write_token(connection, number, secrets)
             row = connection.execute(f"{_SELECT} WHERE number = ?", (number,)).fetchone()
             token = _token_from_row(row)
             self._insert_event(connection, number, token.name, actor, now, event, outcome, detail)
         return token, True
 
     @_reports_failure
-    def delete(self, number: int, actor: Actor, now: datetime, *, detail: str | None) -> None:
-        """Remove the record; the history keeps a ``deleted`` event."""
+    def delete(self, number: int, actor: Actor, now: datetime, *, detail: str | None) -> bool:
+        """Remove the record and its sealed secrets; the history keeps a ``deleted`` event.
+
+        Returns whether sealed secrets were removed.
+        """
         with self._transaction() as connection:
             row = connection.execute(
                 "SELECT name FROM tokens WHERE number = ?", (number,)
@@ -450,7 +598,9 @@ class SqliteInventory:
             if row is None:
                 raise NotFoundError(f"token #{number} no longer exists")
             connection.execute("DELETE FROM tokens WHERE number = ?", (number,))
+            removed = connection.execute("DELETE FROM token_secrets WHERE number = ?", (number,))
             self._insert_event(connection, number, row[0], actor, now, "deleted", "ok", detail)
+        return removed.rowcount > 0
 
     @_reports_failure
     def record_event(
@@ -518,6 +668,304 @@ class SqliteInventory:
                 hint="choose another code, or leave --code out to have one generated",
             )
         return ConflictError(f"the inventory refused the change: {text}")
+
+    # -- secrets -------------------------------------------------------------------------
+
+    @property
+    def inventory_id(self) -> str:
+        """The random id that names this inventory's data key entry in the keyring."""
+        return self.sealed.inventory_id
+
+    def _prepare_sealing(self) -> None:
+        """Before a secret is written: legacy entries moved in, the data key read.
+
+        Both talk to the keyring, which may take a while (an unlock prompt): done outside
+        the write transaction, so other processes are not kept waiting meanwhile.
+        """
+        self._move_legacy_secrets()
+        self.sealed.keys()
+
+    @_reports_failure
+    def secrets(self, number: int) -> TokenSecrets | None:
+        """The secrets sealed for token ``number``, opened; ``None`` when none are stored.
+
+        ``DataKeyMissingError`` when the keyring lost the data key, ``SecretUnreadableError``
+        (this token only) when its values do not open.
+        """
+        self._move_legacy_secrets()
+        found = self.sealed.read_token(self._connection, number)
+        if found is not None:
+            return found
+        row = self._connection.execute(
+            "SELECT legacy_secret_ref FROM tokens WHERE number = ?", (number,)
+        ).fetchone()
+        if row is not None and row[0] is not None:
+            # A legacy entry that could not be moved in: say what is wrong with it.
+            ref = row[0]
+            return parse_entry(KEYRING_SERVICE, ref, self.sealed.keyring().get_text(ref))
+        return None
+
+    @_reports_failure
+    def client_secret(self, definition: str, client_id: str) -> str | None:
+        """The client secret sealed for ``client_id`` of ``definition``; ``None`` when none.
+
+        One still in its legacy keyring entry is moved in first.
+        """
+        found = self.sealed.read_client(self._connection, definition, client_id)
+        if found is not None:
+            return found
+        keyring = self.sealed.keyring()
+        ref = client_secret_ref(definition, client_id)
+        stored = parse_entry(KEYRING_SERVICE, ref, keyring.get_text(ref))
+        if stored is None or not stored.client_secret:
+            return None
+        self.sealed.keys()
+        with self._transaction() as connection:
+            self.sealed.write_client(
+                connection, definition, client_id, stored.client_secret, replace=False
+            )
+        if stored.inventory == self._path_key:
+            keyring.delete(ref)  # another home's entry of the same name is left to it
+        return self.sealed.read_client(self._connection, definition, client_id)
+
+    @_reports_failure
+    def set_client_secret(self, definition: str, client_id: str, secret: str) -> None:
+        """Seal ``secret`` as the client secret of ``client_id`` in ``definition``."""
+        self._prepare_sealing()
+        with self._transaction() as connection:
+            self.sealed.write_client(connection, definition, client_id, secret)
+        keyring = self.sealed.keyring()
+        ref = client_secret_ref(definition, client_id)
+        try:
+            legacy = parse_entry(KEYRING_SERVICE, ref, keyring.get_text(ref))
+        except SecretStoreError:
+            legacy = None  # not tokenctl's: not ours to remove
+        if legacy is not None and legacy.inventory == self._path_key:
+            keyring.delete(ref)  # superseded: never read again
+
+    @property
+    def _path_key(self) -> str:
+        """The inventory as legacy entries named it (``Paths.inventory_key``)."""
+        return str(self.path.resolve())
+
+    def _move_legacy_secrets(self) -> None:
+        """Move the secrets of tokenctl 0.x's per-token keyring entries into the inventory.
+
+        Once per process, on the first secret read or written. For each token: copy the
+        entry into its sealed row and commit; only then delete the entry; then forget its
+        name. A process killed at any step leaves the entry or the row or both, never
+        neither, and the next run finishes the step; nothing is copied twice (a row
+        already sealed, say by a renewal since, is never overwritten by the older entry).
+        """
+        if self._legacy_moved:
+            return
+        rows = self._connection.execute(
+            "SELECT number, legacy_secret_ref FROM tokens "
+            "WHERE legacy_secret_ref IS NOT NULL ORDER BY number"
+        ).fetchall()
+        if rows:
+            keyring = self.sealed.keyring()
+            self.sealed.keys()
+            for number, ref in rows:
+                self._move_legacy_token(keyring, number, ref)
+        self._legacy_moved = True
+
+    def _move_legacy_token(self, keyring: Keyring, number: int, ref: str) -> None:
+        text = keyring.get_text(ref)
+        stored = None
+        if text is not None:
+            try:
+                stored = TokenSecrets.from_json(text)
+            except (ValueError, TypeError, RecursionError):
+                return  # not tokenctl's: left for `secrets` to report, for this token only
+        with self._transaction() as connection:
+            current = connection.execute(
+                "SELECT legacy_secret_ref FROM tokens WHERE number = ?", (number,)
+            ).fetchone()
+            if current is None or current[0] != ref:
+                return  # deleted or moved by another process meanwhile
+            sealed = connection.execute(
+                "SELECT 1 FROM token_secrets WHERE number = ?", (number,)
+            ).fetchone()
+            if stored is not None and sealed is None and _holds_secret(stored):
+                self.sealed.write_token(connection, number, stored)
+        if stored is not None and stored.inventory in (None, self._path_key):
+            keyring.delete(ref)  # an entry written for a copy of this inventory stays
+        with self._transaction() as connection:
+            connection.execute(
+                "UPDATE tokens SET legacy_secret_ref = NULL "
+                "WHERE number = ? AND legacy_secret_ref = ?",
+                (number, ref),
+            )
+
+    @_reports_failure
+    def secret_summary(self, *, verify: bool) -> SecretSummary:
+        """The data key's entry and versions, and what it protects.
+
+        Reads the keyring. ``verify`` opens every sealed value to name those that do not.
+        """
+        connection = self._connection
+        recorded = meta_value(connection, KEY_VERSION)
+        key_problem = None
+        try:
+            keys = self.sealed.keys(fresh=True)
+        except SecretStoreError as error:
+            keys, key_problem = None, error.message
+        tokens = connection.execute("SELECT count(*) FROM token_secrets").fetchone()[0]
+        clients = connection.execute("SELECT count(*) FROM client_secrets").fetchone()[0]
+        filled = " + ".join(f"count({name})" for name in TOKEN_FIELDS)
+        values = connection.execute(f"SELECT {filled} FROM token_secrets").fetchone()[0]  # noqa: S608
+        by_version: dict[int, int] = {}
+        for table in ("token_secrets", "client_secrets"):
+            for version, count in connection.execute(
+                f"SELECT key_version, count(*) FROM {table} GROUP BY key_version"  # noqa: S608
+            ):
+                by_version[version] = by_version.get(version, 0) + count
+        legacy = connection.execute(
+            "SELECT count(*) FROM tokens WHERE legacy_secret_ref IS NOT NULL"
+        ).fetchone()[0]
+        unreadable: list[str] = []
+        if verify and keys is not None:
+            unreadable = self._unreadable()
+        return SecretSummary(
+            inventory_id=self.inventory_id,
+            key_entry=self.sealed.key_ref,
+            key_version=None if recorded is None else int(recorded),
+            keyring_versions=None if keys is None else tuple(sorted(keys.versions)),
+            tokens=tokens,
+            client_secrets=clients,
+            values=(values or 0) + clients,
+            by_version=by_version,
+            legacy_pending=legacy,
+            unreadable=tuple(unreadable),
+            key_problem=key_problem,
+        )
+
+    def _unreadable(self) -> list[str]:
+        """Names of the tokens (and ``definition/client``) whose sealed values do not open."""
+        found = []
+        numbers = [row[0] for row in self._connection.execute("SELECT number FROM token_secrets")]
+        for number in numbers:
+            try:
+                self.sealed.read_token(self._connection, number)
+            except SecretStoreError:
+                name = self._connection.execute(
+                    "SELECT name FROM tokens WHERE number = ?", (number,)
+                ).fetchone()
+                found.append(name[0] if name else f"#{number}")
+        for definition, client_id in self._connection.execute(
+            "SELECT definition, client_id FROM client_secrets"
+        ).fetchall():
+            try:
+                self.sealed.read_client(self._connection, definition, client_id)
+            except SecretStoreError:
+                found.append(f"{definition}/{client_id}")
+        return found
+
+    @_reports_failure
+    def rotate_key(self, progress: Callable[[int], None] | None = None) -> RotationResult:
+        """Re-seal every secret under a new data key version, then drop the old versions.
+
+        Resumable: the keyring entry lists the old and new versions until every value
+        is re-sealed, so a run interrupted anywhere leaves every secret readable, and the
+        next run continues with the same new version. ``progress`` hears the number of
+        values moved so far after each batch. Callers serialise rotations (a lock).
+        """
+        self._move_legacy_secrets()
+        keyring = self.sealed.keyring()
+        keys = self.sealed.keys(fresh=True)
+        with self._transaction() as connection:
+            count = sealed_count(connection)
+            recorded = meta_value(connection, KEY_VERSION)
+        if keys is None:
+            if count:
+                raise self.sealed.missing_key(count)
+            return RotationResult(version=None, moved=0, resumed=False, dropped=())
+        resumed = len(keys.versions) > 1
+        if not resumed:
+            keys = keys.with_version(max(keys.newest, int(recorded or 0)) + 1)
+            keyring.set_text(self.sealed.key_ref, keys.to_entry())
+        target = keys.newest
+        self.sealed.forget_keys(keys)
+        with self._transaction() as connection:
+            set_meta(connection, KEY_VERSION, str(target))  # from now on every write seals so
+        moved, after = 0, 0
+        stuck: list[str] = []
+        while True:
+            with self._transaction() as connection:
+                last, done, failed = self.sealed.reseal_tokens(
+                    connection, target, after, self.ROTATION_BATCH
+                )
+            moved, stuck = moved + done, stuck + failed
+            if progress is not None and done:
+                progress(moved)
+            if last is None:
+                break
+            after = last
+        with self._transaction() as connection:
+            done, failed = self.sealed.reseal_clients(connection, target)
+            moved, stuck = moved + done, stuck + failed
+            left = connection.execute(
+                "SELECT (SELECT count(*) FROM token_secrets WHERE key_version != ?) + "
+                "(SELECT count(*) FROM client_secrets WHERE key_version != ?)",
+                (target, target),
+            ).fetchone()[0]
+        if stuck or left:
+            return RotationResult(target, moved, resumed, (), tuple(stuck))
+        dropped = tuple(version for version in sorted(keys.versions) if version != target)
+        keyring.set_text(self.sealed.key_ref, keys.only(target).to_entry())
+        self.sealed.forget_keys(keys.only(target))
+        return RotationResult(target, moved, resumed, dropped)
+
+    @_reports_failure
+    def reset_key(self, actor: Actor, now: datetime) -> list[str]:
+        """Give up the secrets sealed with a lost data key; the next secret makes a new key.
+
+        Refused while the keyring holds a key that opens them (``key rotate`` makes a new
+        key without losing anything). Each token that had secrets is recorded as having
+        none, with a history event; returns their names.
+        """
+        self._move_legacy_secrets()
+        try:
+            keys = self.sealed.keys(fresh=True)
+        except SecretStoreError:
+            keys = None  # an entry that is not a data key opens nothing either
+        if keys is not None and not self._unreadable():
+            raise SecretStoreError(
+                "the data key of this inventory is in the OS keyring and opens every secret: "
+                "nothing to reset",
+                hint="to seal everything under a new key, run `tokenctl key rotate`",
+            )
+        with self._transaction() as connection:
+            rows = connection.execute(
+                "SELECT t.number, t.name FROM tokens t JOIN token_secrets s USING (number) "
+                "ORDER BY t.number"
+            ).fetchall()
+            connection.execute("DELETE FROM token_secrets")
+            connection.execute("DELETE FROM client_secrets")
+            changes = (
+                "secret_set_at = NULL, has_refresh_token = 0, has_id_token = 0, "
+                "updated_at = ?, updated_by = ?, updated_unit = ?"
+            )
+            for number, name in rows:
+                connection.execute(
+                    f"UPDATE tokens SET {changes} WHERE number = ?",  # noqa: S608 - fixed
+                    (to_iso(now), actor.user, actor.unit, number),
+                )
+                self._insert_event(
+                    connection,
+                    number,
+                    name,
+                    actor,
+                    now,
+                    "secret discarded",
+                    "ok",
+                    "its data key was lost; `tokenctl key reset` gave the secret up",
+                )
+        # The next secret written makes a new key of the next version (see sealing_key);
+        # an entry that is not a data key is the user's to remove, never overwritten.
+        self.sealed.forget_keys()
+        return [name for _, name in rows]
 
     # -- maintenance ---------------------------------------------------------------------
 

@@ -17,12 +17,10 @@ from typing import TYPE_CHECKING, Any
 from tokenctl.definitions.model import Definition, OAuth2Settings
 from tokenctl.errors import ConfigError, TokenctlError, UsageError
 from tokenctl.oauth.provider import ClientCredentials, Endpoints
-from tokenctl.secrets import client_secret_ref
 
 if TYPE_CHECKING:
     from tokenctl.models import TokenSecrets
     from tokenctl.oauth.provider import DeviceAuthorization, Transport
-    from tokenctl.secrets import SecretStore
 
 #: What tells two clients of one definition apart: its name and the placeholder values.
 ClientKey = tuple[str, tuple[tuple[str, str | None], ...]]
@@ -35,16 +33,19 @@ def oauth_settings(definition: Definition) -> OAuth2Settings:
     return definition.oauth2
 
 
-def client_credentials(secrets: SecretStore, definition: Definition) -> ClientCredentials:
-    """The client registration: id from the definition, secret from the secret store."""
+#: Looks up the stored client secret of ``(definition name, client id)``; ``None``: none.
+ClientSecretLookup = Callable[[str, str], "str | None"]
+
+
+def client_credentials(lookup: ClientSecretLookup, definition: Definition) -> ClientCredentials:
+    """The client registration: id from the definition, secret from the inventory."""
     settings = oauth_settings(definition)
     if not settings.client_id:
         raise ConfigError(
             f"definition {definition.name!r} has no client id",
             hint=f"run `tokenctl definitions configure {definition.name} --client-id ID`",
         )
-    stored = secrets.get(client_secret_ref(definition.name, settings.client_id))
-    secret = stored.client_secret if stored else None
+    secret = lookup(definition.name, settings.client_id)
     method = settings.token_endpoint_auth_method or ("client_secret_basic" if secret else "none")
     if method != "none" and not secret:
         raise ConfigError(
@@ -74,12 +75,12 @@ class ProviderClient:
         self,
         definition: Definition,
         *,
-        secrets: Callable[[], SecretStore],
+        client_secret: ClientSecretLookup,
         transport: Transport | None = None,
     ) -> None:
         self.definition = definition
         self.settings = oauth_settings(definition)
-        self._secrets = secrets
+        self._client_secret = client_secret
         self._transport = transport
         self._endpoints: Endpoints | None = None
         self._credentials: ClientCredentials | None = None
@@ -91,7 +92,7 @@ class ProviderClient:
         definition: Definition,
         attributes: Mapping[str, str],
         *,
-        secrets: Callable[[], SecretStore],
+        client_secret: ClientSecretLookup,
         transport: Transport | None = None,
     ) -> ProviderClient:
         """The client for ``definition`` with its placeholders filled from ``attributes``."""
@@ -99,7 +100,7 @@ class ProviderClient:
 
         # A static definition is filled as it is; __init__ then refuses it.
         filled = fill_placeholders(definition, attributes)
-        return cls(filled, secrets=secrets, transport=transport)
+        return cls(filled, client_secret=client_secret, transport=transport)
 
     @property
     def endpoints(self) -> Endpoints:
@@ -114,7 +115,7 @@ class ProviderClient:
     def credentials(self) -> ClientCredentials:
         """The client registration, read on first use (once)."""
         if self._credentials is None:
-            self._credentials = client_credentials(self._secrets(), self.definition)
+            self._credentials = client_credentials(self._client_secret, self.definition)
         return self._credentials
 
     # -- token requests -----------------------------------------------------------------

@@ -176,7 +176,8 @@ def render_detail(io: IOStreams, detail: TokenDetail, *, as_json: bool) -> None:
         payload["secret"] = {
             "stored": view.token.secret_set_at is not None,
             "keyring_service": "tokenctl",
-            "keyring_entry": view.token.secret_ref,
+            "key_entry": detail.key_entry,
+            "legacy_keyring_entry": view.token.legacy_secret_ref,
         }
         payload["history"] = [event_to_dict(event) for event in detail.history]
         if detail.probe is not None:
@@ -190,12 +191,18 @@ def render_detail(io: IOStreams, detail: TokenDetail, *, as_json: bool) -> None:
     required = definition.required_scopes if definition else ()
     granted = token.granted_scopes
     missing = token.missing_scopes(required)
-    secret = (
-        f"stored in the OS keyring (service tokenctl, entry {token.secret_ref}), "
-        f"set {to_iso(token.secret_set_at)}"
-        if token.secret_set_at
-        else "none stored"
-    )
+    if not token.secret_set_at:
+        secret = "none stored"  # noqa: S105 - a description, not a secret
+    elif token.legacy_secret_ref:
+        secret = (
+            f"in the OS keyring (service tokenctl, entry {token.legacy_secret_ref}) until its "
+            f"first use moves it into the inventory, set {to_iso(token.secret_set_at)}"
+        )
+    else:
+        secret = (
+            f"stored encrypted in the inventory (data key in the OS keyring, service tokenctl, "
+            f"entry {detail.key_entry}), set {to_iso(token.secret_set_at)}"
+        )
     fields: list[tuple[str, str]] = [
         ("Number", str(token.number)),
         ("Name", token.name),
@@ -315,11 +322,7 @@ def render_deleted(io: IOStreams, result: DeleteResult) -> None:
             io.status(f"Revoked at the provider: {safe_line(result.revocation)}.")
         else:
             io.warn(f"not revoked at the provider ({result.revocation}); deleted locally anyway")
-    secret = (
-        "its secret was removed from the OS keyring"
-        if result.secret_removed
-        else ("it had no secret in the OS keyring")
-    )
+    secret = "its secret was removed" if result.secret_removed else ("it had no secret stored")
     io.status(f"Deleted token #{token.number} {token.name!r}; {secret}.")
     io.status("To retrieve a new token for the same connection, run:")
     # Shell-quoted by textsafe.shell_join: control characters as $'\x1b', so the command

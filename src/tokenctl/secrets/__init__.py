@@ -1,4 +1,11 @@
-"""The secret store: where the secret parts of tokens live (the OS keyring)."""
+"""Where the secret parts of tokens are kept: sealed in the inventory, keyed from the keyring.
+
+The OS keyring holds one random data key per inventory (:mod:`tokenctl.secrets.datakey`);
+every token secret and client secret is sealed with it (:mod:`tokenctl.secrets.sealing`)
+and stored in the inventory itself, in the same transaction as its record. Inventories
+written by tokenctl 0.x kept one keyring entry per token instead; those *legacy entries*
+are moved into the inventory on first use (see ``SqliteInventory``).
+"""
 
 from __future__ import annotations
 
@@ -10,30 +17,30 @@ if TYPE_CHECKING:  # the quick `token` path reads entries as text, without the m
 #: The keyring service name every tokenctl entry is stored under.
 KEYRING_SERVICE = "tokenctl"
 
-#: How the names (refs) of tokenctl's own entries begin: a token's secrets, and a
-#: definition's client secret. ``doctor`` looks for orphans among names like these.
+#: How the names of tokenctl's keyring entries begin: an inventory's data key, and the
+#: legacy entries of a token's secrets and of a definition's client secret (``doctor``
+#: looks for orphans among the latter).
+DATA_KEY_PREFIX = "inventory-"
 TOKEN_REF_PREFIX = "token-"  # noqa: S105 - a name prefix, not a secret
 CLIENT_REF_PREFIX = "definition-"
 
 
-def new_token_secret_ref() -> str:
-    """A fresh, unique name for a new token's keyring entry."""
-    import uuid
-
-    return f"{TOKEN_REF_PREFIX}{uuid.uuid4().hex}"
+def data_key_ref(inventory_id: str) -> str:
+    """The keyring entry that holds the data key of the inventory ``inventory_id``."""
+    return f"{DATA_KEY_PREFIX}{inventory_id}"
 
 
 def client_secret_ref(definition_name: str, client_id: str) -> str:
-    """The keyring entry that holds the secret of one client registration of a definition.
+    """The legacy keyring entry of one client registration's secret (tokenctl 0.x).
 
-    The client id is part of the name so that a definition switched to another client
-    never sends the old client's secret.
+    The client id was part of the name so that a definition switched to another client
+    never sent the old client's secret; the sealed store keys by both the same way.
     """
     return f"{CLIENT_REF_PREFIX}{definition_name}-client-{client_id}"
 
 
 def parse_entry(service: str, ref: str, stored: str | None) -> TokenSecrets | None:
-    """The secrets in a keyring entry as stored; ``None`` for no entry.
+    """The secrets in a legacy keyring entry as stored; ``None`` for no entry.
 
     An entry tokenctl did not write is an error that says how to replace it.
     """
@@ -44,7 +51,7 @@ def parse_entry(service: str, ref: str, stored: str | None) -> TokenSecrets | No
 
     try:
         return TokenSecrets.from_json(stored)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         raise SecretStoreError(
             f"the keyring entry {service}/{ref} is not a tokenctl secret",
             hint="renew the token to write its secret again",
@@ -52,34 +59,31 @@ def parse_entry(service: str, ref: str, stored: str | None) -> TokenSecrets | No
 
 
 class BackendReport(NamedTuple):
-    """What ``doctor`` says about the secret store."""
+    """What ``doctor`` says about the OS keyring."""
 
     name: str
     secure: bool
     problem: str | None = None
 
 
-class SecretStore(Protocol):
-    """Keeps each token's :class:`TokenSecrets` under its ``secret_ref``.
+class Keyring(Protocol):
+    """The OS keyring as tokenctl uses it: text entries under the ``tokenctl`` service.
 
-    Implementations refuse to work (raising ``SecretStoreError``) rather than store a
-    secret somewhere insecure.
+    It holds the data key of each inventory (and, until they are moved, legacy entries).
+    Implementations refuse to work (raising ``SecretStoreError``) rather than keep
+    anything somewhere insecure.
     """
 
     def ensure_available(self) -> None:
-        """Raise ``SecretStoreError`` unless secrets can be stored securely right now."""
-        ...
-
-    def get(self, ref: str) -> TokenSecrets | None:
-        """The secrets stored under ``ref``, or ``None`` when there are none."""
+        """Raise ``SecretStoreError`` unless entries can be kept securely right now."""
         ...
 
     def get_text(self, ref: str) -> str | None:
-        """The entry under ``ref`` as stored (JSON), or ``None`` when there is none."""
+        """The entry under ``ref`` as stored, or ``None`` when there is none."""
         ...
 
-    def set(self, ref: str, secrets: TokenSecrets) -> None:
-        """Store ``secrets`` under ``ref``, replacing what was there."""
+    def set_text(self, ref: str, value: str) -> None:
+        """Store ``value`` under ``ref``, replacing what was there."""
         ...
 
     def delete(self, ref: str) -> bool:
@@ -99,5 +103,5 @@ class SecretStore(Protocol):
         ...
 
     def close(self) -> None:
-        """Release connections held open; the store may be used again afterwards."""
+        """Release connections held open; the keyring may be used again afterwards."""
         ...

@@ -7,7 +7,7 @@ tokens it is most of the time (a read took ~14 ms, a write ~25 ms), and gnome-ke
 seen to stop serving after thousands of such short connections in a row. This subclass
 does the same calls with the same item attributes and labels, so entries stay readable
 by ``keyring``, ``secret-tool`` and Seahorse, but keeps the connection and its session
-until :meth:`close`. Callers serialise calls (``KeyringSecretStore`` holds a lock): a
+until :meth:`close`. Callers serialise calls (``OsKeyring`` holds a lock): a
 jeepney connection is not thread-safe.
 """
 

@@ -8,13 +8,10 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tokenctl.errors import SecretStoreError
-from tokenctl.secrets import KEYRING_SERVICE, BackendReport, parse_entry
-
-if TYPE_CHECKING:
-    from tokenctl.models import TokenSecrets
+from tokenctl.secrets import KEYRING_SERVICE, BackendReport
 
 #: Backends that store nothing, fail everything, or keep secrets in plain files.
 INSECURE_BACKENDS = frozenset(
@@ -163,16 +160,16 @@ def insecure_reason(backend: Any) -> str | None:
     return None
 
 
-class KeyringSecretStore:
-    """A :class:`~tokenctl.secrets.SecretStore` on the ``keyring`` package.
+class OsKeyring:
+    """The :class:`~tokenctl.secrets.Keyring` on the ``keyring`` package.
 
     ``keyring`` is imported on first use only, so commands that need no secret never
     load it (and never trigger an unlock prompt).
     """
 
-    #: Attempts for a write, and the pause before each retry (seconds). A refresh whose
-    #: rotated refresh token cannot be stored loses the connection, so a write that a busy
-    #: Secret Service refuses once is tried again before giving up.
+    #: Attempts for a write, and the pause before each retry (seconds). A data key that
+    #: cannot be stored stops the first secret of an inventory from being kept, so a write
+    #: that a busy Secret Service refuses once is tried again before giving up.
     WRITE_ATTEMPTS = 4
     RETRY_PAUSE = 0.25
 
@@ -223,7 +220,7 @@ class KeyringSecretStore:
         self._secure_backend()
 
     def get_text(self, ref: str) -> str | None:
-        """The entry under ``ref`` as stored (JSON), or ``None`` when there is none."""
+        """The entry under ``ref`` as stored, or ``None`` when there is none."""
         backend = self._secure_backend()
         try:
             with self._serial:
@@ -232,14 +229,9 @@ class KeyringSecretStore:
             raise self._fail("read from", error) from None
         return stored
 
-    def get(self, ref: str) -> TokenSecrets | None:
-        """The secrets stored under ``ref``, or ``None`` when there are none."""
-        return parse_entry(self.service, ref, self.get_text(ref))
-
-    def set(self, ref: str, secrets: TokenSecrets) -> None:
-        """Store ``secrets`` under ``ref``, replacing what was there."""
+    def set_text(self, ref: str, value: str) -> None:
+        """Store ``value`` under ``ref``, replacing what was there."""
         backend = self._secure_backend()
-        value = secrets.to_json()
         for attempt in range(1, self.WRITE_ATTEMPTS + 1):
             try:
                 with self._serial:

@@ -54,12 +54,12 @@ def current_access_token(ctx: AppContext, ref: str) -> str:
         from tokenctl.services.refresh import refresh_token
 
         token = refresh_token(ctx, token, definition).token  # NeedsLogin: exit code 5
-    stored = ctx.secrets.get(token.secret_ref)
+    stored = ctx.inventory.secrets(token.number)
     value = getattr(stored, SERVED_PART[kind]) if stored is not None else None
     if not value:
         what = "no secret" if kind is DefinitionKind.STATIC else "no access token"
-        raise AuthorizationError(f"the OS keyring holds {what} for {token.name!r}", hint=fix)
-    if decision is AccessDecision.EXPIRED:  # named after a missing keyring entry, if both
+        raise AuthorizationError(f"the inventory holds {what} for {token.name!r}", hint=fix)
+    if decision is AccessDecision.EXPIRED:  # named after a missing secret, if both
         assert token.expires_at is not None
         raise AuthorizationError(
             f"token {token.name!r} expired at {clock_text(token.expires_at)}Z", hint=fix
@@ -76,7 +76,7 @@ def run_with_token(ctx: AppContext, ref: str, command: Sequence[str], env_name: 
         raise UsageError(f"invalid environment variable name {env_name!r}")
     access_token = current_access_token(ctx, ref)
     # The child may run for hours: it should not keep a keyring connection open meanwhile.
-    ctx.secrets.close()
+    ctx.keyring.close()
     import subprocess
 
     environment = {**os.environ, env_name: access_token}

@@ -230,14 +230,12 @@ def configure_definition(
     redirect_uri: str | None = None,
     redirect_port: int | None = None,
 ) -> ConfigureResult:
-    """Set the client id (in definitions.toml) and client secret (in the OS keyring).
+    """Set the client id (in definitions.toml) and client secret (sealed in the inventory).
 
     Also the site-specific login settings (mode, registered redirect URI, fixed port), so a
     built-in needs no hand-copied override file.
     """
     from tokenctl.definitions.model import AUTH_METHODS, LOGIN_MODES, parse_definition
-    from tokenctl.models import TokenSecrets
-    from tokenctl.secrets import client_secret_ref
 
     if auth_method is not None and auth_method not in AUTH_METHODS:
         raise UsageError(
@@ -267,7 +265,7 @@ def configure_definition(
     definition = parse_definition(name, table, str(ctx.paths.definitions_file))
     secret = None
     if secret_from_stdin:
-        ctx.secrets.ensure_available()
+        ctx.keyring.ensure_available()
         secret = ctx.io.read_secret(
             "client secret", from_stdin=True, flag="--client-secret-stdin", required=True
         )
@@ -275,10 +273,7 @@ def configure_definition(
         ctx.paths.definitions_file, ctx.paths.definitions_lock, {name: definition}, replace=True
     )
     if secret is not None:
-        ctx.secrets.set(
-            client_secret_ref(name, client_id),
-            TokenSecrets(client_secret=secret, inventory=ctx.paths.inventory_key),
-        )
+        ctx.inventory.set_client_secret(name, client_id, secret)
     return ConfigureResult(
         name, client_id, secret is not None, auth_method, ctx.paths.definitions_file
     )

@@ -94,6 +94,22 @@ def _inventory_check(ctx: AppContext, definition_names: set[str]) -> tuple[Check
     return Check("inventory", not problems, "; ".join(problems) or detail), True
 
 
+def _data_key_check(ctx: AppContext, *, usable: bool) -> Check:
+    """The inventory's data key: its entry, version, what it protects, whether it opens it."""
+    from tokenctl.services.keys import summary_problem, summary_text
+
+    if not usable:
+        return Check("data key", True, "not looked at: the keyring or the inventory is unusable")
+    try:
+        summary = ctx.inventory.secret_summary(verify=True)
+    except TokenctlError as error:
+        return Check("data key", False, _finding(error), error.exit_code)
+    problem = summary_problem(summary)
+    if problem is not None:
+        return Check("data key", False, problem, ExitCode.SECRET_STORE)
+    return Check("data key", True, summary_text(summary))
+
+
 def _orphans_check(
     ctx: AppContext, definitions: DefinitionSet | None, *, usable: bool, remove: bool
 ) -> Check:
@@ -177,7 +193,7 @@ def run_doctor(ctx: AppContext, *, remove_orphans: bool = False) -> DoctorReport
         )
     except TokenctlError as error:
         checks.append(Check("definitions", False, _finding(error)))
-    report = ctx.secrets.report()
+    report = ctx.keyring.report()
     keyring_usable = report.secure and report.problem is None
     if keyring_usable:
         checks.append(Check("keyring", True, f"{report.name}: secure, read/write works"))
@@ -187,6 +203,7 @@ def run_doctor(ctx: AppContext, *, remove_orphans: bool = False) -> DoctorReport
         )
     inventory_check, inventory_usable = _inventory_check(ctx, definition_names)
     checks.append(inventory_check)
+    checks.append(_data_key_check(ctx, usable=keyring_usable and inventory_usable))
     private = [
         paths.config_dir,
         paths.data_dir,

@@ -1,11 +1,15 @@
-"""Keyring entries no record points to, found and removed by ``doctor``.
+"""Legacy keyring entries no record points to, found and removed by ``doctor``.
 
-``add`` writes the secret first and the record second; a process killed in between
-(``kill -9``, a power cut) leaves an entry, often with a live grant at the provider, that
-no command can see. An inventory restored from an older backup does the same to every
-token added since. ``doctor`` lists such entries where the backend can enumerate them
-and, when asked (``--remove-orphans``, or yes on a terminal), revokes each grant whose
-definition the entry names and removes the entry.
+tokenctl 0.x kept each token's secrets in a keyring entry of its own, written before
+the record; a process killed in between (``kill -9``, a power cut) left an entry, often
+with a live grant at the provider, that no command can see, and an inventory restored
+from an older backup did the same to every token added since. Secrets are now sealed
+in the inventory, in the same transaction as their record, so no new orphans arise;
+the entries of a token still waiting to be moved in count as in use. ``doctor`` lists
+the old orphans where the backend can enumerate them and, when asked
+(``--remove-orphans``, or yes on a terminal), revokes each grant whose definition the
+entry names and removes the entry. Data key entries (``inventory-…``) are never
+candidates: which homes still need them cannot be told from here.
 
 Every tokenctl home (``--home``, ``TOKENCTL_HOME``, another profile) shares the keyring
 service, so an entry no record *of this home* points to may well be another home's live
@@ -23,7 +27,13 @@ from tokenctl.context import AppContext
 from tokenctl.definitions.registry import DefinitionSet
 from tokenctl.errors import TokenctlError
 from tokenctl.models import TokenSecrets
-from tokenctl.secrets import CLIENT_REF_PREFIX, TOKEN_REF_PREFIX, client_secret_ref
+from tokenctl.secrets import (
+    CLIENT_REF_PREFIX,
+    KEYRING_SERVICE,
+    TOKEN_REF_PREFIX,
+    client_secret_ref,
+    parse_entry,
+)
 
 #: The flag that removes orphans without asking (named in doctor's report, rule 8).
 REMOVE_FLAG = "--remove-orphans"
@@ -44,10 +54,11 @@ class OrphanSearch:
 def _referenced(ctx: AppContext, definitions: DefinitionSet | None) -> set[str]:
     """Refs the inventory, doctor and the definitions (client secrets) point to.
 
-    Without definitions (they do not load) no client secret is known to be in use, so
-    :func:`_orphans_among` then calls none of them an orphan.
+    A token's legacy entry is in use until its secrets are moved in; a definition's
+    client secret entry until it is first used. Without definitions (they do not load)
+    no client secret is known to be in use, so none of them is called an orphan.
     """
-    refs = {token.secret_ref for token in ctx.inventory.tokens()}
+    refs = {ref for token in ctx.inventory.tokens() if (ref := token.legacy_secret_ref)}
     refs.add(PROBE_REF)
     if definitions is None:
         return refs
@@ -74,10 +85,14 @@ def _candidates(names: Iterable[str], referenced: set[str], definitions_known: b
 def _written_here(ctx: AppContext, ref: str) -> bool:
     """Whether the entry says it was written for this home's inventory."""
     try:
-        stored = ctx.secrets.get(ref)
+        stored = _legacy_entry(ctx, ref)
     except TokenctlError:
         return False  # not a tokenctl secret: not ours to remove
     return stored is not None and stored.inventory == ctx.paths.inventory_key
+
+
+def _legacy_entry(ctx: AppContext, ref: str) -> TokenSecrets | None:
+    return parse_entry(KEYRING_SERVICE, ref, ctx.keyring.get_text(ref))
 
 
 def find_orphans(ctx: AppContext, definitions: DefinitionSet | None) -> OrphanSearch:
@@ -86,7 +101,7 @@ def find_orphans(ctx: AppContext, definitions: DefinitionSet | None) -> OrphanSe
     The keyring is listed before the inventory is read, so the record of an ``add``
     finishing meanwhile is seen and its entry is not called an orphan.
     """
-    names = ctx.secrets.entry_names()
+    names = ctx.keyring.entry_names()
     if names is None:
         return OrphanSearch(refs=None)
     referenced = _referenced(ctx, definitions)
@@ -98,22 +113,14 @@ def find_orphans(ctx: AppContext, definitions: DefinitionSet | None) -> OrphanSe
 def remove_orphan(ctx: AppContext, ref: str, definitions: DefinitionSet | None) -> str:
     """Revoke the grant of one orphaned entry where its definition is known, then remove it.
 
-    Returns what was done, for the report. Under the lock ``add`` holds from writing an
-    entry to writing its record, the inventory is read once more: an entry whose record
-    appeared since the search, or is being written now, is left alone.
+    Returns what was done, for the report. The inventory is read once more first: an
+    entry a record points to again (an inventory restored meanwhile) is left alone.
     """
-    from tokenctl.fsutil import exclusive_lock
-
-    with exclusive_lock(ctx.paths.new_entries_lock):
-        return _remove_unreferenced(ctx, ref, definitions)
-
-
-def _remove_unreferenced(ctx: AppContext, ref: str, definitions: DefinitionSet | None) -> str:
     referenced = _referenced(ctx, definitions)
     if ref in referenced:
         return f"{ref}: in use now, left in place"
     try:
-        stored = ctx.secrets.get(ref)
+        stored = _legacy_entry(ctx, ref)
     except TokenctlError:
         return f"{ref}: not a tokenctl secret, left in place"
     if stored is None:
@@ -121,7 +128,7 @@ def _remove_unreferenced(ctx: AppContext, ref: str, definitions: DefinitionSet |
     if stored.inventory != ctx.paths.inventory_key:
         return f"{ref}: written for another tokenctl home, left in place"
     said = _revoke(ctx, stored, definitions)
-    ctx.secrets.delete(ref)
+    ctx.keyring.delete(ref)
     return f"{ref}: removed{said}"
 
 

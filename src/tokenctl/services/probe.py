@@ -43,7 +43,7 @@ def probe_token(ctx: AppContext, token: Token, definition: Definition) -> ProbeO
     result, detail = ProbeResult.UNREACHABLE, ""
     try:
         endpoints = client.endpoints
-        stored = ctx.secrets.get(token.secret_ref)
+        stored = ctx.inventory.secrets(token.number)
         if stored is None or not stored.access_token:
             result, detail = ProbeResult.INVALID, "no access token is stored"
         else:
@@ -53,7 +53,7 @@ def probe_token(ctx: AppContext, token: Token, definition: Definition) -> ProbeO
                 if not stored.refresh_token:
                     raise NeedsLogin("the access token expired and there is no refresh token")
                 token = refresh_token(ctx, token, definition).token
-                refreshed = ctx.secrets.get(token.secret_ref)
+                refreshed = ctx.inventory.secrets(token.number)
                 access_token = refreshed.access_token if refreshed else None
             url = endpoints.probe_url or endpoints.userinfo_endpoint
             if access_token is None:

@@ -4,11 +4,12 @@ Scripts call ``token`` before every request, so its common case must cost no mor
 reading the keyring (``benchmarks/token_vs_keyring.py``). The full path,
 :func:`tokenctl.services.access.current_access_token`, builds the token record and its
 definition: ~15 ms of imports before any work, most of it creating dataclasses. This
-path reads the few inventory columns it needs and a digest of the definitions, and
-answers only when the full path would hand out the very same stored value without doing
-anything else. In every other case (a refresh due, not effective, invalid, no secret, an
-unknown definition, a newer inventory, anything unexpected) it answers ``None`` and the
-full path runs, with its refresh, its errors and its hints.
+path reads the few inventory columns it needs (the sealed value among them), a digest
+of the definitions and the data key, and answers only when the full path would hand out
+the very same stored value without doing anything else. In every other case (a refresh
+due, not effective, invalid, no secret, an unknown definition, a newer inventory,
+anything unexpected) it answers ``None`` and the full path runs, with its refresh, its
+errors and its hints.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 from tokenctl.definitions import DefinitionKind
 from tokenctl.inventory.lookup import access_columns
 from tokenctl.paths import Paths
+from tokenctl.secrets import data_key_ref
 from tokenctl.services.access_decision import SERVED_PART, AccessDecision, decide_access
 from tokenctl.timeutil import MAX_DURATION, from_iso
 
@@ -31,25 +33,26 @@ _DIGEST_FORMAT = 1
 
 
 def quick_access_token(
-    paths: Paths, ref: str, now: datetime, read_secret: Callable[[str], str | None]
+    paths: Paths, ref: str, now: datetime, read_entry: Callable[[str], str | None]
 ) -> str | None:
     """The value ``token REF`` prints when no refresh and no error is due, else ``None``.
 
-    ``read_secret`` reads a keyring entry as stored (``SecretStore.get_text``); its
-    errors are the full path's errors too, so they pass through.
+    ``read_entry`` reads a keyring entry as stored (``Keyring.get_text``): here the data
+    key's. Its errors are the full path's errors too, so they pass through. A value that
+    does not open, or a token whose secrets are still in a legacy keyring entry, is left
+    to the full path (which says why, or moves the entry in).
     """
     row = access_columns(paths.inventory_file, ref)
-    if row is None:
+    if row is None or row.legacy_secret_ref is not None or row.inventory_id is None:
         return None
-    state, definition, secret_ref, secret_set_at, invalid_at, expires_at = row
-    policy = definition_policies(paths).get(definition)
+    policy = definition_policies(paths).get(row.definition)
     kind = None if policy is None else DefinitionKind(policy[0])
     margin = None if policy is None or policy[1] is None else timedelta(seconds=policy[1])
     decision = decide_access(
-        effective=state == "effective",
-        secret_set=secret_set_at is not None,
-        invalid=invalid_at is not None,
-        expires_at=None if expires_at is None else from_iso(expires_at),
+        effective=row.state == "effective",
+        secret_set=row.secret_set_at is not None,
+        invalid=row.invalid_at is not None,
+        expires_at=None if row.expires_at is None else from_iso(row.expires_at),
         kind=kind,
         margin=margin,
         now=now,
@@ -57,14 +60,24 @@ def quick_access_token(
     if decision is not AccessDecision.SERVE:
         return None
     assert kind is not None  # serving needs a known definition
-    stored = read_secret(secret_ref)
-    if stored is None:
+    part = SERVED_PART[kind]
+    sealed = row.access_token if part == "access_token" else row.pass_code
+    if sealed is None or row.key_version is None:
         return None
+    entry = read_entry(data_key_ref(row.inventory_id))
+    if entry is None:
+        return None
+    from tokenctl.secrets.sealing import DataKeys, UnsealError, token_context, unseal
+
     try:
-        value = json.loads(stored).get(SERVED_PART[kind])
-    except (ValueError, AttributeError):
+        key = DataKeys.from_entry(entry).versions.get(row.key_version)
+        if key is None:
+            return None
+        context = token_context(row.inventory_id, row.number, part, row.key_version)
+        value = unseal(key, sealed, context)
+    except (ValueError, UnsealError):
         return None
-    return value if isinstance(value, str) and value else None
+    return value or None
 
 
 def _file_stamp(path: Path) -> list[int] | None:

@@ -3,14 +3,14 @@
 Two faces share its steps (:class:`_Steps`):
 
 * :func:`refresh_token` (sync) for ``renew``, ``token``, ``exec`` and the probe;
-* :func:`refresh_token_async` for ``renew --all``: the same steps, each blocking one in a
-  thread (inventory work on the one inventory thread it is given, secret-store work and
-  the lock in the default threads), so no coroutine waits for another's SQLite or
-  keyring call. Only the provider call differs: there it is awaited.
+* :func:`refresh_token_async` for ``renew --all``: the same steps, the blocking ones on
+  the one inventory thread it is given (the inventory is one SQLite connection), so no
+  coroutine waits for another's SQLite call. Only the provider call differs: there it
+  is awaited.
 
 Under the token's inter-process lock the record is read again: another process may
 have renewed it meanwhile, and then that result is used. The refresh token stored now
-is sent; the new secrets are persisted before the record that says they exist.
+is sent; the new secrets and the record that says they exist commit in one transaction.
 """
 
 from __future__ import annotations
@@ -106,17 +106,16 @@ class _Steps:
         self.stored = TokenSecrets()
         self.now = ctx.now()
 
-    def reread(self) -> RefreshOutcome | None:
-        """Inventory, under the lock: the other process's result if it renewed meanwhile."""
+    def reread(self) -> RefreshOutcome | str:
+        """Inventory, under the lock: the other process's result if it renewed meanwhile.
+
+        Otherwise the refresh token stored now; without one only a login helps.
+        """
         current = self.ctx.inventory.get(self.token.number)
         self.current = current
         if current.secret_set_at != self.token.secret_set_at and current.invalid_at is None:
             return RefreshOutcome(current, refreshed=False)
-        return None
-
-    def refresh_token(self) -> str:
-        """Secret store: the refresh token stored now; without one only a login helps."""
-        stored = self.ctx.secrets.get(self.current.secret_ref)
+        stored = self.ctx.inventory.secrets(current.number)
         if stored is None or not stored.refresh_token:
             raise NeedsLogin(
                 f"token {self.current.name!r} has no refresh token",
@@ -147,12 +146,8 @@ class _Steps:
             self.current, self.client.definition, self.stored, response, self.now
         )
 
-    def store_secrets(self, state: RefreshedState) -> None:
-        """Secret store: the new token set, before the record says it exists."""
-        self.ctx.secrets.set(self.current.secret_ref, state.secrets)
-
     def record(self, state: RefreshedState) -> RefreshOutcome:
-        """Inventory: the record and its history entry."""
+        """Inventory: the new token set, the record and its history entry, in one transaction."""
         saved = self.ctx.inventory.update(
             self.current.number,
             state.fields,
@@ -160,6 +155,7 @@ class _Steps:
             self.now,
             event="renewed",
             detail=state.detail,
+            secrets=state.secrets,
         )
         return RefreshOutcome(saved, refreshed=True, notes=state.notes)
 
@@ -175,17 +171,14 @@ def refresh_token(ctx: AppContext, token: Token, definition: Definition) -> Refr
     client = ctx.provider_client(definition, token.attributes)
     steps = _Steps(ctx, token, client)
     with token_lock(ctx, token):
-        concurrent = steps.reread()
-        if concurrent is not None:
-            return concurrent
-        refresh = steps.refresh_token()
+        refresh = steps.reread()
+        if isinstance(refresh, RefreshOutcome):
+            return refresh
         try:
             response = client.refresh(refresh)
         except OAuthFailure as failure:
             raise steps.refused(failure) from None
-        state = steps.new_state(response)
-        steps.store_secrets(state)
-        outcome = steps.record(state)
+        outcome = steps.record(steps.new_state(response))
     for note in outcome.notes:
         ctx.io.warn(note)
     return outcome
@@ -197,9 +190,9 @@ async def refresh_token_async(
     """:func:`refresh_token` for an event loop; its notes are left to the caller.
 
     ``inventory_thread`` runs every inventory step (one thread: the inventory is one
-    connection); secret-store steps run in default threads. The lock is polled on the
-    loop, never waited for in a thread: a run with many tokens held by another process
-    would otherwise fill the thread pool with waits while the holders need it.
+    connection). The lock is polled on the loop, never waited for in a thread: a run
+    with many tokens held by another process would otherwise fill the thread pool with
+    waits while the holders need it.
     """
     import asyncio
 
@@ -212,16 +205,14 @@ async def refresh_token_async(
     try:
         while not lock.try_acquire():
             await asyncio.sleep(LOCK_POLL_SECONDS)
-        concurrent = await loop.run_in_executor(inventory_thread, steps.reread)
-        if concurrent is not None:
-            return concurrent
-        refresh = await asyncio.to_thread(steps.refresh_token)
+        refresh = await loop.run_in_executor(inventory_thread, steps.reread)
+        if isinstance(refresh, RefreshOutcome):
+            return refresh
         try:
             response = await client.refresh_async(refresh)
         except OAuthFailure as failure:
             raise await loop.run_in_executor(inventory_thread, steps.refused, failure) from None
         state = steps.new_state(response)
-        await asyncio.to_thread(steps.store_secrets, state)
         return await loop.run_in_executor(inventory_thread, steps.record, state)
     finally:
         lock.release()

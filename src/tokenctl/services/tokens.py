@@ -16,7 +16,9 @@ from tokenctl.definitions.model import Definition
 from tokenctl.errors import (
     AuthorizationError,
     ConflictError,
+    DataKeyMissingError,
     NotFoundError,
+    SecretUnreadableError,
     TokenctlError,
     UsageError,
 )
@@ -30,7 +32,7 @@ from tokenctl.models import (
     compute_status,
     connection_expires_at,
 )
-from tokenctl.secrets import new_token_secret_ref
+from tokenctl.secrets import data_key_ref
 from tokenctl.services.fix_commands import SECRET_FLAG, add_command, fix_command
 from tokenctl.services.oauth_options import LoginOptions
 from tokenctl.timeutil import add_checked
@@ -101,6 +103,8 @@ class TokenDetail:
     history: list[HistoryEvent]
     now: datetime
     probe: ProbeOutcome | None = None
+    #: The keyring entry of the data key that seals the token's secrets.
+    key_entry: str = ""
 
 
 @dataclass(frozen=True)
@@ -213,6 +217,7 @@ def show_token(
         history=ctx.inventory.history(token.number, history_limit),
         now=now,
         probe=outcome,
+        key_entry=data_key_ref(ctx.inventory.inventory_id),
     )
 
 
@@ -338,36 +343,25 @@ def add_token(ctx: AppContext, request: AddRequest) -> TokenView:
     if definition.kind is DefinitionKind.OAUTH2:
         return _add_oauth(ctx, request, definition)
     # Refuse before asking for a secret we could not keep.
-    ctx.secrets.ensure_available()
+    ctx.keyring.ensure_available()
     pass_code = ctx.io.read_secret(
         definition.pass_code_label,
         from_stdin=request.secret_from_stdin,
         flag=SECRET_FLAG,
         required=definition.pass_code_mandatory,
     )
-    secret_ref = new_token_secret_ref()
-    if pass_code is not None:
-        secrets = TokenSecrets(pass_code=pass_code).owned_by(
-            definition.name, None, inventory=ctx.paths.inventory_key
-        )
-        ctx.secrets.set(secret_ref, secrets)
     draft = Token(
         number=0,
         name=request.name,
         authentication_code=request.authentication_code or _generate_code(),
         definition=definition.name,
-        secret_ref=secret_ref,
         description=request.description,
         identifier=request.identifier,
         expires_at=expires_at,
         secret_set_at=now if pass_code is not None else None,
     )
-    try:
-        token = ctx.inventory.add(draft, actor, now)
-    except TokenctlError:
-        if pass_code is not None:
-            ctx.secrets.delete(secret_ref)
-        raise
+    secrets = None if pass_code is None else TokenSecrets(pass_code=pass_code)
+    token = ctx.inventory.add(draft, actor, now, secrets=secrets)
     if pass_code is not None:
         ctx.inventory.record_event(
             token,
@@ -375,7 +369,7 @@ def add_token(ctx: AppContext, request: AddRequest) -> TokenView:
             now,
             event="secret set",
             outcome="ok",
-            detail=f"{definition.pass_code_label} stored in the OS keyring",
+            detail=f"{definition.pass_code_label} stored, encrypted",
         )
     return view_of(ctx, token, now)
 
@@ -422,20 +416,25 @@ def delete_token(
     definition = ctx.definitions.get(token.definition)
     actor = ctx.actor()  # reads config.toml: fail on a broken one before any side effect
     revoked, revocation = False, None
-    secret_removed = False
-    if token.secret_set_at is not None:
-        stored = ctx.secrets.get(token.secret_ref)
+    stored = None
+    # Only a grant can be revoked: a hand-entered token goes without opening the keyring.
+    if token.secret_set_at is not None and (definition is None or definition.oauth2):
+        try:
+            stored = ctx.inventory.secrets(token.number)
+        except (DataKeyMissingError, SecretUnreadableError) as error:
+            # Secrets that cannot be read cannot be used either: the token still goes.
+            revocation = f"not attempted: {error.message}"
+            ctx.io.warn(f"cannot revoke the grant of {token.name!r}: {error.message}")
         if revoke and stored is not None and definition is None and stored.refresh_token:
             revocation = "its definition is gone, so the provider is unknown"
         if revoke and stored is not None and definition is not None and definition.oauth2:
             from tokenctl.services.revoke import revoke_grant
 
             revoked, revocation = revoke_grant(ctx, definition, stored, token.attributes)
-        secret_removed = ctx.secrets.delete(token.secret_ref)
-    detail = "secret removed from the OS keyring" if secret_removed else "no secret was stored"
+    detail = "secret removed" if token.secret_set_at is not None else "no secret was stored"
     if revocation is not None:
         detail += f"; revocation: {revocation}"
-    ctx.inventory.delete(token.number, actor, ctx.now(), detail=detail)
+    secret_removed = ctx.inventory.delete(token.number, actor, ctx.now(), detail=detail)
     return DeleteResult(
         token=token,
         secret_removed=secret_removed,
@@ -494,15 +493,11 @@ def renew_static(
     now = ctx.now()
     new_expiry = _expiry(now, expires_at, expires_in)
     actor = ctx.actor()  # reads config.toml: fail on a broken one before any side effect
-    ctx.secrets.ensure_available()
+    ctx.keyring.ensure_available()
     pass_code = ctx.io.read_secret(
         definition.pass_code_label, from_stdin=secret_from_stdin, flag=SECRET_FLAG, required=True
     )
     assert pass_code is not None
-    secrets = TokenSecrets(pass_code=pass_code).owned_by(
-        token.definition, token.attributes, inventory=ctx.paths.inventory_key
-    )
-    ctx.secrets.set(token.secret_ref, secrets)
     # The old expiry belonged to the old pass code: keep only what was said about the new one.
     changes: TokenChanges = {
         "secret_set_at": now,
@@ -516,31 +511,15 @@ def renew_static(
         actor,
         now,
         event="renewed",
-        detail=f"new {definition.pass_code_label} stored in the OS keyring",
+        detail=f"new {definition.pass_code_label} stored, encrypted",
+        secrets=TokenSecrets(pass_code=pass_code),
     )
     return view_of(ctx, updated, now)
 
 
 def _store_new(ctx: AppContext, draft: Token, secrets: TokenSecrets | None, now: datetime) -> Token:
-    """Write the secret first, then the record; undo the secret if the record is refused.
-
-    The entry names its definition and attributes, so that ``doctor`` can still revoke
-    its grant should the record never be written (the process killed in between).
-    """
-    if secrets is None:
-        return ctx.inventory.add(draft, ctx.actor(), now)
-    from tokenctl.fsutil import exclusive_lock
-
-    secrets = secrets.owned_by(
-        draft.definition, draft.attributes, inventory=ctx.paths.inventory_key
-    )
-    with exclusive_lock(ctx.paths.new_entries_lock):  # see services.orphans.remove_orphan
-        ctx.secrets.set(draft.secret_ref, secrets)
-        try:
-            return ctx.inventory.add(draft, ctx.actor(), now)
-        except TokenctlError:
-            ctx.secrets.delete(draft.secret_ref)
-            raise
+    """The record and its secrets, in one transaction: both are stored or neither is."""
+    return ctx.inventory.add(draft, ctx.actor(), now, secrets=secrets)
 
 
 def _login_detail(result: LoginResult, options: LoginOptions, definition: Definition) -> str:
@@ -580,7 +559,6 @@ def _add_oauth(ctx: AppContext, request: AddRequest, definition: Definition) -> 
         name=request.name,
         authentication_code=request.authentication_code or _generate_code(),
         definition=definition.name,
-        secret_ref=new_token_secret_ref(),
         description=request.description,
         identifier=request.identifier,
         attributes=dict(request.params),
@@ -714,12 +692,7 @@ def _relogin(
         )
         now = ctx.now()
         secrets, fields = _login_changes(result, definition, now, token.attributes)
-        attributes = fields["attributes"]
         with token_lock(ctx, token):
-            ctx.secrets.set(
-                token.secret_ref,
-                secrets.owned_by(definition.name, attributes, inventory=ctx.paths.inventory_key),
-            )
             updated.append(
                 ctx.inventory.update(
                     token.number,
@@ -728,6 +701,7 @@ def _relogin(
                     now,
                     event="renewed",
                     detail=_login_detail(result, options, definition),
+                    secrets=secrets,
                 )
             )
 
