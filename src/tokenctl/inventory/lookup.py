@@ -91,6 +91,8 @@ class AccessColumns(NamedTuple):
     invalid_at: str | None
     expires_at: str | None
     inventory_id: str | None
+    #: Whether any token's secrets are still in a legacy keyring entry (to be moved in).
+    legacy_pending: bool
     #: The token's number, the key version and the sealed values it may hand out.
     number: int
     key_version: int | None
@@ -155,6 +157,9 @@ def access_columns(inventory_file: Path, ref: str) -> AccessColumns | None:
             (number,),
         ).fetchone()
         key_version, access_token, pass_code = sealed or (None, None, None)
+        pending = connection.execute(
+            "SELECT 1 FROM tokens WHERE legacy_secret_ref IS NOT NULL LIMIT 1"
+        ).fetchone()
         return AccessColumns(
             state,
             definition,
@@ -163,6 +168,7 @@ def access_columns(inventory_file: Path, ref: str) -> AccessColumns | None:
             invalid_at,
             expires_at,
             None if meta is None else meta[0],
+            pending is not None,
             number,
             key_version,
             access_token,

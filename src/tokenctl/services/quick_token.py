@@ -39,11 +39,12 @@ def quick_access_token(
 
     ``read_entry`` reads a keyring entry as stored (``Keyring.get_text``): here the data
     key's. Its errors are the full path's errors too, so they pass through. A value that
-    does not open, or a token whose secrets are still in a legacy keyring entry, is left
-    to the full path (which says why, or moves the entry in).
+    does not open, or an inventory with secrets still in legacy keyring entries, is left to
+    the full path (which says why, or moves the entries in).
     """
     row = access_columns(paths.inventory_file, ref)
-    if row is None or row.legacy_secret_ref is not None or row.inventory_id is None:
+    # Legacy entries still to move in (an upgrade interrupted): the full path finishes it.
+    if row is None or row.legacy_pending or row.inventory_id is None:
         return None
     policy = definition_policies(paths).get(row.definition)
     kind = None if policy is None else DefinitionKind(policy[0])
