@@ -132,11 +132,12 @@ class SealedSecrets:
         """Use ``keys`` from now on (a rotation's result), or read them again when needed."""
         self._keys = keys
 
-    def missing_key(self, count: int) -> DataKeyMissingError:
+    def missing_key(self, count: int | None = None) -> DataKeyMissingError:
         """The error for sealed secrets whose data key the keyring no longer has."""
+        what = "the secrets" if count is None else f"the {count} secret row(s)"
         return DataKeyMissingError(
             f"the OS keyring has no data key for this inventory (service tokenctl, entry "
-            f"{self.key_ref}), so the {count} secrets sealed with it cannot be read",
+            f"{self.key_ref}), so {what} sealed with it cannot be read",
             hint="the keyring was reset, or the inventory comes from another machine or "
             "user: restore that keyring entry (docs/keyring.md, 'Moving an inventory'); "
             "or give those secrets up with `tokenctl key reset` and retrieve each token again",
@@ -186,7 +187,7 @@ class SealedSecrets:
         """The key that opens a value sealed under ``version``, or the error that says why not."""
         keys = self.keys(version=version)
         if keys is None:
-            raise self.missing_key(1)
+            raise self.missing_key()
         key = keys.versions.get(version)
         if key is None:
             raise SecretUnreadableError(

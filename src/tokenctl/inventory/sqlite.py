@@ -926,10 +926,11 @@ class SqliteInventory:
         none, with a history event; returns their names.
         """
         self._move_legacy_secrets()
+        not_a_key = False
         try:
             keys = self.sealed.keys(fresh=True)
         except SecretStoreError:
-            keys = None  # an entry that is not a data key opens nothing either
+            keys, not_a_key = None, True  # an entry that is not a data key opens nothing
         if keys is not None and not self._unreadable():
             raise SecretStoreError(
                 "the data key of this inventory is in the OS keyring and opens every secret: "
@@ -962,8 +963,11 @@ class SqliteInventory:
                     "ok",
                     "its data key was lost; `tokenctl key reset` gave the secret up",
                 )
-        # The next secret written makes a new key of the next version (see sealing_key);
-        # an entry that is not a data key is the user's to remove, never overwritten.
+        # The next secret written makes a new key of the next version (see sealing_key).
+        # An entry under this inventory's name that is not a data key would stop that: the
+        # user has just given up what it might have opened, so it goes too.
+        if not_a_key:
+            self.sealed.keyring().delete(self.sealed.key_ref)
         self.sealed.forget_keys()
         return [name for _, name in rows]
 

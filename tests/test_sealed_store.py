@@ -1,0 +1,407 @@
+"""Secrets sealed in the inventory under one data key: binding, a lost key, rotation, reset."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.fakes import Cli, MemoryKeyring, sealed_rows
+from tokenctl.errors import SecretUnreadableError
+from tokenctl.inventory.sqlite import SqliteInventory
+from tokenctl.secrets.sealing import (
+    DataKeys,
+    UnsealError,
+    client_context,
+    seal,
+    token_context,
+    unseal,
+)
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: no handler of tokenctl's runs, nothing is cleaned up."""
+
+
+def add(cli: Cli, name: str, secret: str) -> None:
+    result = cli("add", name, "--definition", "api-key", "--secret-stdin", input=secret)
+    assert result.exit_code == 0, result.stderr
+
+
+def sql(home: Path, statement: str, *args: object) -> list[tuple[object, ...]]:
+    connection = sqlite3.connect(home / "inventory.sqlite3", isolation_level=None)
+    try:
+        return connection.execute(statement, args).fetchall()
+    finally:
+        connection.close()
+
+
+def key_entry(cli: Cli) -> str:
+    [name] = [ref for ref in cli.keyring.entries if ref.startswith("inventory-")]
+    return name
+
+
+# -- the format ----------------------------------------------------------------------------
+
+KEY = DataKeys.generate().versions[1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    plaintext=st.text(max_size=300),
+    number=st.integers(1, 10**6),
+    other=st.integers(1, 10**6),
+    field=st.sampled_from(["access_token", "refresh_token", "id_token", "pass_code"]),
+)
+def test_a_sealed_value_opens_only_in_its_own_context(plaintext, number, other, field):
+    context = token_context("inv-a", number, field, 1)
+    sealed = seal(KEY, plaintext, context)
+    assert unseal(KEY, sealed, context) == plaintext
+    assert plaintext.encode() not in sealed or not plaintext
+    for wrong in (
+        token_context("inv-b", number, field, 1),  # another inventory
+        token_context("inv-a", number, field, 2),  # another key version
+        token_context("inv-a", number, "client_secret", 1),  # another field
+        client_context("inv-a", "d", "c", 1),
+    ):
+        with pytest.raises(UnsealError):
+            unseal(KEY, sealed, wrong)
+    if other != number:
+        with pytest.raises(UnsealError):
+            unseal(KEY, sealed, token_context("inv-a", other, field, 1))  # another token
+    with pytest.raises(UnsealError):
+        unseal(DataKeys.generate().versions[1], sealed, context)  # another key
+    flipped = bytes([sealed[-1] ^ 1])
+    with pytest.raises(UnsealError):
+        unseal(KEY, sealed[:-1] + flipped, context)  # one bit altered
+
+
+def test_every_write_takes_a_fresh_nonce():
+    context = token_context("inv", 1, "pass_code", 1)
+    nonces = {seal(KEY, "same", context)[:12] for _ in range(1000)}
+    assert len(nonces) == 1000
+
+
+def test_the_data_key_entry_refuses_what_tokenctl_did_not_write():
+    malformed = (
+        "",
+        "{}",
+        "[1]",
+        '{"format": 1, "keys": {}}',
+        '{"format": 2, "keys": {"1": ""}}',
+        '{"format": 1, "keys": {"1": "c2hvcnQ="}}',  # 5 bytes, not 32
+        '{"format": 1, "keys": {"x": "AA=="}}',
+        '{"format": 1, "keys": {"1": "not base64!"}}',
+    )
+    for text in malformed:
+        with pytest.raises(ValueError):
+            DataKeys.from_entry(text)
+    keys = DataKeys.generate().with_version(2)
+    assert DataKeys.from_entry(keys.to_entry()) == keys
+
+
+# -- binding in the inventory ----------------------------------------------------------------
+
+
+def test_values_moved_to_another_token_field_or_inventory_do_not_open(cli, tmp_path):
+    add(cli, "a", "secret-a")
+    add(cli, "b", "secret-b")
+    # Token b's sealed value put in place of a's: b's value does not open as a's.
+    sql(
+        cli.home,
+        "UPDATE token_secrets SET pass_code = (SELECT pass_code FROM token_secrets "
+        "WHERE number = 2) WHERE number = 1",
+    )
+    refused = cli("token", "a")
+    assert refused.exit_code == 4
+    assert "token #1 'a'" in refused.stderr and "cannot be opened" in refused.stderr
+    assert "tokenctl renew a --secret-stdin" in refused.stderr
+    assert cli("token", "b").stdout == "secret-b\n"  # an error for that token only
+    # Into another field of the same token.
+    sql(
+        cli.home,
+        "UPDATE token_secrets SET access_token = pass_code, pass_code = NULL WHERE number = 2",
+    )
+    own_entry = key_entry(cli)
+    other = Cli(home=tmp_path / "other", keyring=cli.keyring)
+    add(other, "c", "secret-c")
+    with pytest.raises(SecretUnreadableError, match="sealed access token of token #2 'b'"):
+        cli.stored("b")
+    # Into another inventory, even one whose data key is the very same key.
+    entry = cli.keyring.entries[own_entry]
+    other_id = sql(other.home, "SELECT value FROM meta WHERE name = 'inventory_id'")[0][0]
+    cli.keyring.entries[f"inventory-{other_id}"] = entry
+    row = sql(cli.home, "SELECT pass_code FROM token_secrets WHERE number = 1")[0][0]
+    sql(other.home, "UPDATE token_secrets SET pass_code = ? WHERE number = 1", row)
+    moved = other("token", "c")
+    assert moved.exit_code == 4 and "cannot be opened" in moved.stderr
+
+
+def test_renewing_a_token_whose_secret_does_not_open_stores_a_new_one(cli):
+    add(cli, "a", "secret-a")
+    sql(cli.home, "UPDATE token_secrets SET pass_code = x'00'")
+    shown = cli("key", "status", "--json")
+    assert shown.exit_code == 4 and shown.json()["key"]["unreadable"] == ["a"]
+    renewed = cli("renew", "a", "--secret-stdin", input="fresh")
+    assert renewed.exit_code == 0, renewed.stderr
+    assert cli("token", "a").stdout == "fresh\n"
+    assert cli("key", "status").exit_code == 0
+
+
+# -- a lost key ----------------------------------------------------------------------------
+
+
+def test_a_lost_key_is_said_never_replaced_and_commands_without_secrets_go_on(cli):
+    add(cli, "a", "secret-a")
+    add(cli, "b", "secret-b")
+    lost = key_entry(cli)
+    cli.keyring.entries.clear()  # the keyring was reset
+    refused = cli("token", "a")
+    assert refused.exit_code == 4
+    assert f"no data key for this inventory (service tokenctl, entry {lost})" in refused.stderr
+    assert "so the secrets sealed with it cannot be read" in refused.stderr
+    assert "tokenctl key reset" in refused.stderr and "Traceback" not in refused.stderr
+    for args in (["list"], ["show", "a"], ["check"], ["disable", "b"], ["enable", "b"]):
+        assert cli(*args).exit_code == 0, args
+    # Never a new key while secrets sealed with the old one exist.
+    again = cli("add", "c", "--definition", "api-key", "--secret-stdin", input="secret-c")
+    assert again.exit_code == 4 and cli.keyring.entries == {}
+    doctor = cli("doctor")
+    assert doctor.exit_code == 4 and "FAIL data key" in doctor.stdout
+    status = cli("key", "status", "--json")
+    assert status.exit_code == 4 and status.json()["key"]["keyring_versions"] is None
+    # The way out: give those secrets up, then store new ones.
+    unasked = cli("key", "reset")
+    assert unasked.exit_code == 2 and "--yes" in unasked.stderr
+    reset = cli("key", "reset", "--yes", "--json")
+    assert reset.exit_code == 0, reset.stderr
+    assert reset.json()["key_reset"]["discarded"] == ["a", "b"]
+    needs = cli("token", "a")
+    assert needs.exit_code == 5 and "has no secret stored" in needs.stderr
+    history = cli("show", "a", "--json").json()["token"]["history"]
+    assert history[0]["event"] == "secret discarded"
+    add(cli, "c", "secret-c")
+    assert cli("token", "c").stdout == "secret-c\n"
+    assert cli("key", "status", "--json").json()["key"]["key_version"] == 2
+    refused_reset = cli("key", "reset", "--yes")
+    assert refused_reset.exit_code == 1 and "nothing to reset" in refused_reset.stderr
+
+
+def test_an_entry_that_is_not_a_data_key_is_never_overwritten(cli):
+    cli.keyring.entries["x"] = "x"
+    add(cli, "a", "secret-a")
+    entry = key_entry(cli)
+    cli.keyring.entries[entry] = "not a key"
+    refused = cli("add", "b", "--definition", "api-key", "--secret-stdin", input="b")
+    assert refused.exit_code == 4 and "is not a tokenctl data key" in refused.stderr
+    assert cli.keyring.entries[entry] == "not a key"
+    assert cli("token", "a").exit_code == 4
+    # Given up on purpose: `key reset` removes it, and the next secret makes a new key.
+    assert cli("key", "reset", "--yes").exit_code == 0
+    add(cli, "b", "secret-b")
+    assert cli("token", "b").stdout == "secret-b\n"
+    assert json.loads(cli.keyring.entries[entry])["keys"].keys() == {"2"}
+    assert cli.keyring.entries["x"] == "x"  # another application's entry: untouched
+
+
+def test_the_first_key_is_made_inside_the_transaction_and_adopted_after_a_kill(cli, monkeypatch):
+    """Killed after writing the key to the keyring, before its commit: the next run
+    adopts that key instead of making another."""
+    from tokenctl.inventory.sealed import SealedSecrets
+
+    real = SealedSecrets._make_key
+
+    def killed_after_the_keyring_write(self, connection, version):  # type: ignore[no-untyped-def]
+        real(self, connection, version)
+        raise Killed
+
+    with monkeypatch.context() as patch, pytest.raises(Killed):
+        patch.setattr(SealedSecrets, "_make_key", killed_after_the_keyring_write)
+        cli("add", "a", "--definition", "api-key", "--secret-stdin", input="secret-a")
+    written = dict(cli.keyring.entries)
+    assert len(written) == 1 and sealed_rows(cli.home) == []
+    add(cli, "a", "secret-a")
+    assert cli.keyring.entries == written  # adopted, not replaced
+    assert cli("token", "a").stdout == "secret-a\n"
+
+
+# -- rotation --------------------------------------------------------------------------------
+
+
+def fill(cli: Cli, count: int) -> dict[str, str]:
+    values = {f"t{index}": f"secret-{index}" for index in range(count)}
+    for name, value in values.items():
+        add(cli, name, value)
+    return values
+
+
+def assert_all_open(cli: Cli, values: dict[str, str]) -> None:
+    for name, value in values.items():
+        assert cli("token", name).stdout == f"{value}\n", name
+
+
+def test_rotate_reseals_everything_under_a_new_version(cli):
+    values = fill(cli, 5)
+    before = {row[0]: row[3:] for row in sealed_rows(cli.home)}
+    old_entry = cli.keyring.entries[key_entry(cli)]
+    rotated = cli("key", "rotate", "--json")
+    assert rotated.exit_code == 0, rotated.stderr
+    assert rotated.json()["rotation"] == {
+        "key_version": 2,
+        "resealed": 5,
+        "resumed": False,
+        "dropped_versions": [1],
+    }
+    assert_all_open(cli, values)
+    rows = sealed_rows(cli.home)
+    assert {row[1] for row in rows} == {2}
+    assert all(before[row[0]] != row[3:] for row in rows)
+    entry = json.loads(cli.keyring.entries[key_entry(cli)])
+    assert list(entry["keys"]) == ["2"]
+    assert json.loads(old_entry)["keys"]["1"] not in cli.keyring.entries[key_entry(cli)]
+    status = cli("key", "status", "--json").json()["key"]
+    assert (status["key_version"], status["by_version"]) == (2, {"2": 5})
+    assert "Every secret is now sealed with data key version 3" in cli("key", "rotate").stderr
+
+
+def test_a_rotation_interrupted_anywhere_leaves_every_secret_readable(cli, monkeypatch):
+    from tokenctl.inventory.sealed import SealedSecrets
+
+    values = fill(cli, 7)
+    monkeypatch.setattr(SqliteInventory, "ROTATION_BATCH", 2)
+    real = SealedSecrets.reseal_tokens
+    batches = []
+
+    def killed_in_the_third_batch(self, connection, version, after, limit):  # type: ignore[no-untyped-def]
+        batches.append(after)
+        result = real(self, connection, version, after, limit)
+        if len(batches) == 3:
+            raise Killed  # this batch's transaction never commits
+        return result
+
+    with monkeypatch.context() as patch, pytest.raises(Killed):
+        patch.setattr(SealedSecrets, "reseal_tokens", killed_in_the_third_batch)
+        cli("key", "rotate")
+    # Two batches of two committed; the third one's transaction never did.
+    assert [row[1] for row in sealed_rows(cli.home)] == [2, 2, 2, 2, 1, 1, 1]
+    assert set(json.loads(cli.keyring.entries[key_entry(cli)])["keys"]) == {"1", "2"}
+    assert_all_open(cli, values)
+    # Writes meanwhile seal with the new version already.
+    add(cli, "late", "secret-late")
+    assert sql(cli.home, "SELECT key_version FROM token_secrets WHERE number = 8") == [(2,)]
+    status = cli("key", "status")
+    assert "a rotation is unfinished" in status.stdout
+    resumed = cli("key", "rotate", "--json")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert resumed.json()["rotation"]["resumed"] is True
+    assert resumed.json()["rotation"]["key_version"] == 2
+    assert {row[1] for row in sealed_rows(cli.home)} == {2}
+    assert list(json.loads(cli.keyring.entries[key_entry(cli)])["keys"]) == ["2"]
+    assert_all_open(cli, {**values, "late": "secret-late"})
+
+
+def test_a_rotation_killed_before_dropping_the_old_key_finishes_on_the_next_run(cli, monkeypatch):
+    values = fill(cli, 3)
+    writes = []
+    real = MemoryKeyring.set_text
+
+    def killed_at_the_last_keyring_write(self, ref, value):  # type: ignore[no-untyped-def]
+        writes.append(ref)
+        if len(writes) == 2:
+            raise Killed  # every value is re-sealed; the entry still lists both versions
+        real(self, ref, value)
+
+    with monkeypatch.context() as patch, pytest.raises(Killed):
+        patch.setattr(MemoryKeyring, "set_text", killed_at_the_last_keyring_write)
+        cli("key", "rotate")
+    assert {row[1] for row in sealed_rows(cli.home)} == {2}
+    assert_all_open(cli, values)
+    finished = cli("key", "rotate", "--json")
+    assert finished.json()["rotation"]["resumed"] is True
+    assert list(json.loads(cli.keyring.entries[key_entry(cli)])["keys"]) == ["2"]
+    assert_all_open(cli, values)
+
+
+def test_a_value_that_does_not_open_stops_the_rotation_and_keeps_the_old_version(cli):
+    values = fill(cli, 3)
+    sql(cli.home, "UPDATE token_secrets SET pass_code = x'00' WHERE number = 2")
+    stopped = cli("key", "rotate")
+    assert stopped.exit_code == 1
+    assert "the secrets of t1 do not open" in stopped.stderr
+    assert set(json.loads(cli.keyring.entries[key_entry(cli)])["keys"]) == {"1", "2"}
+    del values["t1"]
+    assert_all_open(cli, values)
+
+
+def test_client_secrets_are_sealed_and_rotated_too(cli):
+    cli.home.mkdir(parents=True)
+    (cli.home / "definitions.toml").write_text(
+        '[definitions.books]\ntitle = "Books"\nkind = "oauth2"\n[definitions.books.oauth2]\n'
+        'authorization_endpoint = "https://books.example/a"\n'
+        'token_endpoint = "https://books.example/t"\n'
+    )
+    configured = cli(
+        "definitions", "configure", "books", "--client-id", "app", "--client-secret-stdin",
+        input="client-secret-value",
+    )  # fmt: skip
+    assert configured.exit_code == 0, configured.stderr
+    assert b"client-secret-value" not in (cli.home / "inventory.sqlite3").read_bytes()
+    assert cli("key", "rotate").exit_code == 0
+    inventory = SqliteInventory(cli.home / "inventory.sqlite3", lambda: cli.keyring)
+    try:
+        assert inventory.client_secret("books", "app") == "client-secret-value"
+        assert inventory.client_secret("books", "other-app") is None
+    finally:
+        inventory.close()
+    assert sql(cli.home, "SELECT key_version FROM client_secrets") == [(2,)]
+
+
+def test_rotate_and_status_without_any_secret(cli):
+    rotated = cli("key", "rotate")
+    assert rotated.exit_code == 0 and "Nothing to rotate" in rotated.stderr
+    status = cli("key", "status", "--json").json()["key"]
+    assert status["key_version"] is None and status["secrets"] == 0
+    assert cli.keyring.entries == {}
+
+
+def test_key_commands_need_the_keyring(cli):
+    add(cli, "a", "secret-a")
+    cli.keyring.available = False
+    for args in (["key", "status"], ["key", "rotate"], ["key", "reset", "--yes"]):
+        result = cli(*args)
+        assert result.exit_code == 4, args
+        assert "Traceback" not in result.stderr
+
+
+# -- against the real keyring ------------------------------------------------------------------
+
+
+def test_rotation_on_the_real_keyring(tmp_path, real_keyring):
+    from tests.proc import tokenctl
+
+    home = tmp_path / "home"
+    env = real_keyring.child_env()
+    for index in range(3):
+        added = tokenctl(
+            "add", f"t{index}", "--definition", "api-key", "--secret-stdin",
+            home=home, env=env, input=f"secret-{index}",
+        )  # fmt: skip
+        assert added.exit_code == 0, added.stderr
+    [item] = real_keyring.items("tokenctl")
+    before = json.loads(item.secret)
+    rotated = tokenctl("key", "rotate", "--json", home=home, env=env)
+    assert rotated.exit_code == 0, rotated.stderr
+    [after_item] = real_keyring.items("tokenctl")
+    after = json.loads(after_item.secret)
+    assert after_item.attributes["username"] == item.attributes["username"]
+    assert list(after["keys"]) == ["2"] and after["keys"]["2"] != before["keys"]["1"]
+    for index in range(3):
+        printed = tokenctl("token", f"t{index}", home=home, env=env)
+        assert printed.stdout == f"secret-{index}\n", printed.stderr
+    doctor = tokenctl("doctor", home=home, env=env)
+    assert doctor.exit_code == 0, doctor.stdout
+    assert "version 2 protects 3 secret(s) of 3 token(s)" in doctor.stdout
