@@ -61,7 +61,8 @@ def test_a_sealed_value_opens_only_in_its_own_context(plaintext, number, other, 
     context = token_context("inv-a", number, field, 1)
     sealed = seal(KEY, plaintext, context)
     assert unseal(KEY, sealed, context) == plaintext
-    assert plaintext.encode() not in sealed or not plaintext
+    if len(plaintext.encode()) >= 8:  # shorter ones may turn up in random bytes by chance
+        assert plaintext.encode() not in sealed
     for wrong in (
         token_context("inv-b", number, field, 1),  # another inventory
         token_context("inv-a", number, field, 2),  # another key version
