@@ -406,3 +406,101 @@ def test_rotation_on_the_real_keyring(tmp_path, real_keyring):
     doctor = tokenctl("doctor", home=home, env=env)
     assert doctor.exit_code == 0, doctor.stdout
     assert "version 2 protects 3 secret(s) of 3 token(s)" in doctor.stdout
+
+
+def test_a_writer_with_keys_read_before_the_rotation_seals_with_the_new_version(cli, monkeypatch):
+    """Another process read the data key before the rotation began, and writes during it."""
+    from tokenctl.models import Actor, TokenSecrets
+
+    fill(cli, 4)
+    monkeypatch.setattr(SqliteInventory, "ROTATION_BATCH", 1)
+    other = SqliteInventory(cli.home / "inventory.sqlite3", lambda: cli.keyring)
+    assert other.secrets(1) is not None  # its keys are read now: version 1 only
+    rotating = SqliteInventory(cli.home / "inventory.sqlite3", lambda: cli.keyring)
+
+    def write_meanwhile(moved: int) -> None:  # after a batch has committed
+        if moved == 2:
+            token = other.get(1)
+            assert token.updated_at is not None
+            other.update(
+                1,
+                {},
+                Actor("other", "test"),
+                token.updated_at,
+                event="renewed",
+                secrets=TokenSecrets(pass_code="written-meanwhile"),
+            )
+
+    result = rotating.rotate_key(progress=write_meanwhile)
+    rotating.close()
+    other.close()
+    assert (result.version, result.moved, result.stuck) == (2, 4, ())
+    assert cli("token", "t0").stdout == "written-meanwhile\n"
+    assert {row[1] for row in sealed_rows(cli.home)} == {2}
+
+
+def test_key_rotate_killed_by_sigkill_and_run_again_on_the_real_keyring(tmp_path, real_keyring):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from datetime import UTC, datetime
+
+    from tests.proc import tokenctl
+    from tokenctl.models import Actor, Token, TokenSecrets
+    from tokenctl.secrets.keyring_store import OsKeyring
+
+    home = tmp_path / "home"
+    env = real_keyring.child_env()
+    keyring = OsKeyring()
+    inventory = SqliteInventory(home / "inventory.sqlite3", lambda: keyring)
+    values = {f"t{index}": f"secret-{index}" for index in range(3000)}
+    now = datetime.now(UTC)
+    for name, value in values.items():
+        inventory.add(
+            Token(number=0, name=name, authentication_code=f"C-{name}", definition="api-key",
+                  secret_set_at=now),
+            Actor("test", "test"), now, secrets=TokenSecrets(pass_code=value),
+        )  # fmt: skip
+    inventory.close()
+    partway = []
+    delay = 0.4
+    while delay < 4:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tokenctl", "key", "rotate"],
+            env={**env, "TOKENCTL_HOME": str(home)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(delay)
+        if process.poll() is not None:
+            break
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(10)
+        versions = {row[1] for row in sealed_rows(home)}
+        if len(versions) > 1:
+            partway.append(delay)
+            # Mid-rotation: every secret still opens.
+            inventory = SqliteInventory(home / "inventory.sqlite3", lambda: keyring)
+            try:
+                for number in (1, 1500, 3000):
+                    assert inventory.secrets(number) is not None
+            finally:
+                inventory.close()
+        delay += 0.15
+    finished = tokenctl("key", "rotate", "--json", home=home, env=env)
+    assert finished.exit_code == 0, finished.stderr
+    rows = sealed_rows(home)
+    assert len({row[1] for row in rows}) == 1 and len(rows) == 3000
+    [item] = real_keyring.items("tokenctl")
+    assert len(json.loads(item.secret)["keys"]) == 1
+    inventory = SqliteInventory(home / "inventory.sqlite3", lambda: keyring)
+    try:
+        for name, value in values.items():
+            stored = inventory.secrets(inventory.resolve(name).number)
+            assert stored is not None and stored.pass_code == value
+    finally:
+        inventory.close()
+        keyring.close()
+    assert partway, "no kill landed while the rotation re-sealed"

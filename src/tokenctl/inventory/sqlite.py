@@ -889,28 +889,44 @@ class SqliteInventory:
         self.sealed.forget_keys(keys)
         with self._transaction() as connection:
             set_meta(connection, KEY_VERSION, str(target))  # from now on every write seals so
-        moved, after = 0, 0
+        moved = 0
         stuck: list[str] = []
-        while True:
+        left = 1
+        # By design nothing is sealed under an old version once `key_version` is raised;
+        # should anything be (a tokenctl that predates this rule), another pass moves it.
+        for _ in range(3):
+            after = 0
+            while True:
+                with self._transaction() as connection:
+                    last, done, failed = self.sealed.reseal_tokens(
+                        connection, target, after, self.ROTATION_BATCH
+                    )
+                moved, stuck = moved + done, stuck + failed
+                if progress is not None and done:
+                    progress(moved)
+                if last is None:
+                    break
+                after = last
             with self._transaction() as connection:
-                last, done, failed = self.sealed.reseal_tokens(
-                    connection, target, after, self.ROTATION_BATCH
-                )
-            moved, stuck = moved + done, stuck + failed
-            if progress is not None and done:
-                progress(moved)
-            if last is None:
+                done, failed = self.sealed.reseal_clients(connection, target)
+                moved, stuck = moved + done, stuck + failed
+                left = connection.execute(
+                    "SELECT (SELECT count(*) FROM token_secrets WHERE key_version != ?) + "
+                    "(SELECT count(*) FROM client_secrets WHERE key_version != ?)",
+                    (target, target),
+                ).fetchone()[0]
+            if stuck or not left:
                 break
-            after = last
-        with self._transaction() as connection:
-            done, failed = self.sealed.reseal_clients(connection, target)
-            moved, stuck = moved + done, stuck + failed
-            left = connection.execute(
-                "SELECT (SELECT count(*) FROM token_secrets WHERE key_version != ?) + "
-                "(SELECT count(*) FROM client_secrets WHERE key_version != ?)",
-                (target, target),
-            ).fetchone()[0]
         if stuck or left:
+            if not stuck:  # still moving under our feet: name what is left
+                stuck = [
+                    row[0]
+                    for row in self._connection.execute(
+                        "SELECT COALESCE(t.name, '#' || s.number) FROM token_secrets s "
+                        "LEFT JOIN tokens t USING (number) WHERE s.key_version != ?",
+                        (target,),
+                    )
+                ] or ["client secrets"]
             return RotationResult(target, moved, resumed, (), tuple(stuck))
         dropped = tuple(version for version in sorted(keys.versions) if version != target)
         keyring.set_text(self.sealed.key_ref, keys.only(target).to_entry())
