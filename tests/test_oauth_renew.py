@@ -478,3 +478,25 @@ def test_renew_all_goes_on_past_a_token_it_cannot_renew(ocli, oidc, tmp_path):
     assert result.exit_code == 1
     outcomes = {i["name"]: i["outcome"] for i in result.json()["renewals"]}
     assert outcomes == {"acme": "refreshed", "later": "needs-login"}
+
+
+def test_renew_all_fails_only_the_token_whose_sealed_secrets_do_not_open(ocli, oidc, tmp_path):
+    import sqlite3
+
+    login(ocli, oidc, tmp_path)
+    ocli.browser = ScriptedBrowser(oidc)
+    assert ocli("add", "second", "--definition", "acme-books", "--yes").exit_code == 0
+    connection = sqlite3.connect(ocli.home / "inventory.sqlite3", isolation_level=None)
+    connection.execute("UPDATE token_secrets SET refresh_token = x'00' WHERE number = 1")
+    connection.close()
+    result = ocli("renew", "--all", "--json")
+    assert result.exit_code == 1
+    items = {i["name"]: i for i in result.json()["renewals"]}
+    assert items["second"]["outcome"] == "refreshed"
+    assert items["acme"]["outcome"] == "failed"
+    assert "token #1 'acme' cannot be opened" in items["acme"]["detail"]
+    # The way back: a login stores a new token set.
+    ocli.browser = ScriptedBrowser(oidc)
+    again = ocli("renew", "acme", "--login", "--yes")
+    assert again.exit_code == 0, again.stderr
+    assert ocli("renew", "--all", "--json").exit_code == 0
