@@ -43,7 +43,11 @@ def reset_command(
 
 def build() -> typer.Typer:
     """The ``key`` sub-application."""
-    group = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
+    group = typer.Typer(
+        no_args_is_help=True,
+        rich_markup_mode=None,
+        help="The data key that encrypts every stored secret: status, rotation, reset.",
+    )
     group.command("status")(status_command)
     group.command("rotate")(rotate_command)
     group.command("reset")(reset_command)
