@@ -62,7 +62,8 @@ def _assert_damage_reported(result: Proc, path: Path) -> None:
     assert result.exit_code == 1, (result.args, result.stderr)
     assert "internal error" not in result.stderr and "Traceback" not in result.stderr
     assert f"the token inventory {path} is damaged" in result.stderr, result.stderr
-    assert ".recover" in result.stderr and "not lost" in result.stderr
+    assert ".recover" in result.stderr and "the secrets are sealed in this file" in result.stderr
+    assert "data key in the OS keyring" in result.stderr
 
 
 COMMANDS = (

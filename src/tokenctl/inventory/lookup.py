@@ -25,11 +25,17 @@ _SQLITE_NOTADB = 26
 
 
 def restore_advice(path: Path) -> str:
-    """How to get a damaged inventory back; the secrets themselves are in the OS keyring."""
+    """How to get a damaged inventory back, and what a backup of it holds.
+
+    The secrets are sealed in the inventory itself, so a restored copy brings back the
+    secrets of its day, and opens only with this inventory's data key.
+    """
     return (
         f"restore {path.name} from a backup, or recover what is readable into a new file "
         f'(`sqlite3 {path} ".recover" | sqlite3 {path.name}.recovered`, then move it in '
-        f"place of {path.name}); the secrets are in the OS keyring and are not lost"
+        f"place of {path.name}); the secrets are sealed in this file, so a backup holds them "
+        "as they were when it was made (refresh tokens rotated since are used up), and "
+        "either file needs this inventory's data key in the OS keyring to read them"
     )
 
 
