@@ -73,7 +73,7 @@ def assert_moved_once(cli: Cli) -> None:
     left = [ref for ref in cli.keyring.entries if ref.startswith("token-")]
     assert left == []
     shown = [cli("show", name, "--json").json()["token"]["secret"] for name in PASS_CODES]
-    assert all(secret["legacy_keyring_entry"] is None for secret in shown)
+    assert all(secret["keyring_entry"] is None for secret in shown)
 
 
 def test_the_fixture_is_the_0x_layout():
@@ -108,7 +108,7 @@ def test_list_show_and_check_read_a_0x_store_without_the_keyring(tmp_path):
         "books-later",
     ]
     shown = cli("show", "acme-api", "--json").json()["token"]
-    assert shown["secret"]["legacy_keyring_entry"] == token_refs()["acme-api"]
+    assert shown["secret"]["keyring_entry"] == token_refs()["acme-api"]
     assert "until its first use moves it into the inventory" in cli("show", "acme-api").stdout
     assert cli("check", "--json").exit_code in (0, 10, 11)
 
@@ -302,3 +302,14 @@ def test_a_0x_store_killed_mid_upgrade_by_sigkill_on_the_real_keyring(tmp_path, 
     assert len([n for n in names if n.startswith("inventory-")]) == 1
     assert len(sealed_rows(home)) == len(PASS_CODES) + len(extra)
     assert seen_partway, "no kill landed while the entries were being moved"
+
+
+def test_deleting_a_token_still_in_its_0x_entry_removes_that_entry(tmp_path):
+    cli = Cli(home=tmp_path / "home")
+    install_store(cli.home, cli.keyring.set_text)
+    ref = token_refs()["twinfield-ws"]
+    deleted = cli("delete", "twinfield-ws", "--yes")
+    assert deleted.exit_code == 0, deleted.stderr
+    assert "its secret was removed" in deleted.stderr
+    assert ref not in cli.keyring.entries
+    assert [r for r in cli.keyring.entries if r.startswith("token-")] == []  # all moved in

@@ -504,3 +504,54 @@ def test_key_rotate_killed_by_sigkill_and_run_again_on_the_real_keyring(tmp_path
         inventory.close()
         keyring.close()
     assert partway, "no kill landed while the rotation re-sealed"
+
+
+def test_key_reset_with_the_key_there_gives_up_only_what_does_not_open(cli):
+    add(cli, "a", "secret-a")
+    add(cli, "b", "secret-b")
+    sql(cli.home, "UPDATE token_secrets SET pass_code = x'00' WHERE number = 1")
+    asked = cli("key", "reset", tty=True, input="y\n")
+    assert asked.exit_code == 0, asked.stderr
+    assert "Discard the secrets of a, which do not open?" in asked.stderr
+    assert cli("token", "b").stdout == "secret-b\n"
+    assert cli("token", "a").exit_code == 5  # no secret stored: renew it
+    history = cli("show", "a", "--json").json()["token"]["history"]
+    assert history[0]["event"] == "secret discarded"
+    assert "did not open" in history[0]["detail"]
+
+
+def test_a_copy_whose_shared_key_was_rotated_elsewhere_goes_on_token_by_token(cli, tmp_path):
+    """Copies of one inventory share its key entry; a rotation in one is felt in the other."""
+    import shutil
+
+    add(cli, "a", "secret-a")
+    add(cli, "b", "secret-b")
+    copy = Cli(home=tmp_path / "copy", keyring=cli.keyring)
+    copy.home.mkdir(mode=0o700)
+    shutil.copy(cli.home / "inventory.sqlite3", copy.home / "inventory.sqlite3")
+    assert copy("token", "a").stdout == "secret-a\n"
+    assert cli("key", "rotate").exit_code == 0
+    refused = copy("token", "a")
+    assert refused.exit_code == 4 and "a copy of this inventory rotated the key" in refused.stderr
+    # Renewing stores it anew under the newest version; the other token is unaffected.
+    assert copy("renew", "a", "--secret-stdin", input="renewed-a").exit_code == 0
+    assert copy("token", "a").stdout == "renewed-a\n"
+    assert copy("token", "b").exit_code == 4
+    assert cli("token", "b").stdout == "secret-b\n"
+
+
+def test_removing_a_definition_removes_its_client_secret(cli):
+    cli.home.mkdir(parents=True)
+    (cli.home / "definitions.toml").write_text(
+        '[definitions.books]\ntitle = "Books"\nkind = "oauth2"\n[definitions.books.oauth2]\n'
+        'authorization_endpoint = "https://books.example/a"\n'
+        'token_endpoint = "https://books.example/t"\n'
+    )
+    configured = cli(
+        "definitions", "configure", "books", "--client-id", "app", "--client-secret-stdin",
+        input="client-secret-value",
+    )  # fmt: skip
+    assert configured.exit_code == 0, configured.stderr
+    assert sql(cli.home, "SELECT definition, client_id FROM client_secrets") == [("books", "app")]
+    assert cli("definitions", "remove", "books").exit_code == 0
+    assert sql(cli.home, "SELECT definition, client_id FROM client_secrets") == []

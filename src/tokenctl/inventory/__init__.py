@@ -46,6 +46,10 @@ class Inventory(Protocol):
         """Store the client secret of ``client_id`` in ``definition``."""
         ...
 
+    def delete_client_secret(self, definition: str, client_id: str) -> bool:
+        """Remove the stored client secret of ``client_id`` in ``definition``."""
+        ...
+
     def secret_summary(self, *, verify: bool) -> SecretSummary:
         """The data key and what it protects (``verify``: open every value)."""
         ...
@@ -55,7 +59,7 @@ class Inventory(Protocol):
         ...
 
     def reset_key(self, actor: Actor, now: datetime) -> list[str]:
-        """Give up secrets whose data key is lost; the names of the tokens that had them."""
+        """Give up the secrets that cannot be opened; the names of the tokens and clients."""
         ...
 
     def resolve(self, ref: str) -> Token:

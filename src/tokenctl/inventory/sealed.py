@@ -114,7 +114,7 @@ class SealedSecrets:
         if self._keyring_source is None:
             raise SecretStoreError(
                 "this inventory was opened without access to the OS keyring",
-                hint="run the command again without --no-keyring",
+                hint="this is a bug in tokenctl: please report it",
             )
         return self._keyring_source()
 
@@ -132,12 +132,11 @@ class SealedSecrets:
         """Use ``keys`` from now on (a rotation's result), or read them again when needed."""
         self._keys = keys
 
-    def missing_key(self, count: int | None = None) -> DataKeyMissingError:
+    def missing_key(self) -> DataKeyMissingError:
         """The error for sealed secrets whose data key the keyring no longer has."""
-        what = "the secrets" if count is None else f"the {count} secret row(s)"
         return DataKeyMissingError(
             f"the OS keyring has no data key for this inventory (service tokenctl, entry "
-            f"{self.key_ref}), so {what} sealed with it cannot be read",
+            f"{self.key_ref}), so the secrets sealed with it cannot be read",
             hint="the keyring was reset, or the inventory comes from another machine or "
             "user: restore that keyring entry (docs/keyring.md, 'Moving an inventory'); "
             "or give those secrets up with `tokenctl key reset` and retrieve each token again",
@@ -156,14 +155,20 @@ class SealedSecrets:
             keys = self.keys(version=version)
             if keys is not None and version in keys.versions:
                 return version, keys.versions[version]
-            count = sealed_count(connection)
-            if count:
+            if keys is not None and keys.newest > version:
+                # A copy of this inventory rotated the key they share, or this file is a
+                # backup from before a rotation: new secrets are sealed with the newest
+                # version; each value under the lost one is unreadable until renewed.
+                set_meta(connection, KEY_VERSION, str(keys.newest))
+                return keys.newest, keys.versions[keys.newest]
+            if sealed_count(connection):
                 if keys is None:
-                    raise self.missing_key(count)
+                    raise self.missing_key()
                 raise SecretStoreError(
                     f"the data key entry tokenctl/{self.key_ref} lacks key version {version}, "
                     "which this inventory seals with",
-                    hint="restore that keyring entry from a backup (docs/keyring.md)",
+                    hint="restore that keyring entry from a backup (docs/keyring.md), or give "
+                    "the secrets up with `tokenctl key reset`",
                 )
             # Nothing is sealed: a new key loses nothing. A new version, too, so that no
             # value sealed under the old key could ever be taken for one of the new.
@@ -192,7 +197,8 @@ class SealedSecrets:
         if key is None:
             raise SecretUnreadableError(
                 f"the secrets of {what} were sealed with data key version {version}, which "
-                f"the keyring entry tokenctl/{self.key_ref} no longer holds",
+                f"the keyring entry tokenctl/{self.key_ref} no longer holds (a copy of this "
+                "inventory rotated the key, or this is a backup from before a rotation)",
                 hint=RENEW_HINT.format(name=name),
             )
         return key

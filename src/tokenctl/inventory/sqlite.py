@@ -843,24 +843,29 @@ class SqliteInventory:
 
     def _unreadable(self) -> list[str]:
         """Names of the tokens (and ``definition/client``) whose sealed values do not open."""
-        found = []
-        numbers = [row[0] for row in self._connection.execute("SELECT number FROM token_secrets")]
-        for number in numbers:
+        tokens, clients = self._unreadable_rows()
+        return [name for _, name in tokens] + [f"{d}/{c}" for d, c in clients]
+
+    def _unreadable_rows(self) -> tuple[list[tuple[int, str]], list[tuple[str, str]]]:
+        """``(number, name)`` of tokens and ``(definition, client_id)`` that do not open."""
+        tokens: list[tuple[int, str]] = []
+        for number, name in self._connection.execute(
+            "SELECT s.number, COALESCE(t.name, '#' || s.number) FROM token_secrets s "
+            "LEFT JOIN tokens t USING (number) ORDER BY s.number"
+        ).fetchall():
             try:
                 self.sealed.read_token(self._connection, number)
             except SecretStoreError:
-                name = self._connection.execute(
-                    "SELECT name FROM tokens WHERE number = ?", (number,)
-                ).fetchone()
-                found.append(name[0] if name else f"#{number}")
+                tokens.append((number, name))
+        clients: list[tuple[str, str]] = []
         for definition, client_id in self._connection.execute(
-            "SELECT definition, client_id FROM client_secrets"
+            "SELECT definition, client_id FROM client_secrets ORDER BY definition, client_id"
         ).fetchall():
             try:
                 self.sealed.read_client(self._connection, definition, client_id)
             except SecretStoreError:
-                found.append(f"{definition}/{client_id}")
-        return found
+                clients.append((definition, client_id))
+        return tokens, clients
 
     @_reports_failure
     def rotate_key(self, progress: Callable[[int], None] | None = None) -> RotationResult:
@@ -879,7 +884,7 @@ class SqliteInventory:
             recorded = meta_value(connection, KEY_VERSION)
         if keys is None:
             if count:
-                raise self.sealed.missing_key(count)
+                raise self.sealed.missing_key()
             return RotationResult(version=None, moved=0, resumed=False, dropped=())
         resumed = len(keys.versions) > 1
         if not resumed:
@@ -935,11 +940,12 @@ class SqliteInventory:
 
     @_reports_failure
     def reset_key(self, actor: Actor, now: datetime) -> list[str]:
-        """Give up the secrets sealed with a lost data key; the next secret makes a new key.
+        """Give up the secrets that cannot be opened, so that new ones can be stored.
 
-        Refused while the keyring holds a key that opens them (``key rotate`` makes a new
-        key without losing anything). Each token that had secrets is recorded as having
-        none, with a history event; returns their names.
+        With the data key lost, that is every sealed secret (the next one makes a new key);
+        with the key there, only the values that do not open with it. Refused when there
+        is nothing to give up. Each token concerned is recorded as having no secret, with
+        a history event; returns the names of the tokens and clients given up.
         """
         self._move_legacy_secrets()
         not_a_key = False
@@ -947,45 +953,64 @@ class SqliteInventory:
             keys = self.sealed.keys(fresh=True)
         except SecretStoreError:
             keys, not_a_key = None, True  # an entry that is not a data key opens nothing
-        if keys is not None and not self._unreadable():
+        if keys is None:
+            tokens = self._connection.execute(
+                "SELECT s.number, COALESCE(t.name, '#' || s.number) FROM token_secrets s "
+                "LEFT JOIN tokens t USING (number) ORDER BY s.number"
+            ).fetchall()
+            clients = self._connection.execute(
+                "SELECT definition, client_id FROM client_secrets"
+            ).fetchall()
+            detail = "its data key was lost; `tokenctl key reset` gave the secret up"
+        else:
+            tokens, clients = self._unreadable_rows()
+            detail = "it did not open with the data key; `tokenctl key reset` gave it up"
+        if not tokens and not clients:
             raise SecretStoreError(
                 "the data key of this inventory is in the OS keyring and opens every secret: "
                 "nothing to reset",
                 hint="to seal everything under a new key, run `tokenctl key rotate`",
             )
+        changes = (
+            "secret_set_at = NULL, has_refresh_token = 0, has_id_token = 0, "
+            "updated_at = ?, updated_by = ?, updated_unit = ?"
+        )
         with self._transaction() as connection:
-            rows = connection.execute(
-                "SELECT t.number, t.name FROM tokens t JOIN token_secrets s USING (number) "
-                "ORDER BY t.number"
-            ).fetchall()
-            connection.execute("DELETE FROM token_secrets")
-            connection.execute("DELETE FROM client_secrets")
-            changes = (
-                "secret_set_at = NULL, has_refresh_token = 0, has_id_token = 0, "
-                "updated_at = ?, updated_by = ?, updated_unit = ?"
-            )
-            for number, name in rows:
-                connection.execute(
+            for number, name in tokens:
+                connection.execute("DELETE FROM token_secrets WHERE number = ?", (number,))
+                updated = connection.execute(
                     f"UPDATE tokens SET {changes} WHERE number = ?",  # noqa: S608 - fixed
                     (to_iso(now), actor.user, actor.unit, number),
                 )
-                self._insert_event(
-                    connection,
-                    number,
-                    name,
-                    actor,
-                    now,
-                    "secret discarded",
-                    "ok",
-                    "its data key was lost; `tokenctl key reset` gave the secret up",
+                if updated.rowcount:
+                    self._insert_event(
+                        connection, number, name, actor, now, "secret discarded", "ok", detail
+                    )
+            for definition, client_id in clients:
+                connection.execute(
+                    "DELETE FROM client_secrets WHERE definition = ? AND client_id = ?",
+                    (definition, client_id),
                 )
-        # The next secret written makes a new key of the next version (see sealing_key).
-        # An entry under this inventory's name that is not a data key would stop that: the
-        # user has just given up what it might have opened, so it goes too.
+        # With the key lost, the next secret written makes a new key of the next version
+        # (see sealing_key). An entry under this inventory's name that is not a data key
+        # would stop that: the user has just given up what it might have opened.
         if not_a_key:
             self.sealed.keyring().delete(self.sealed.key_ref)
         self.sealed.forget_keys()
-        return [name for _, name in rows]
+        return [name for _, name in tokens] + [f"{d}/{c}" for d, c in clients]
+
+    @_reports_failure
+    def delete_client_secret(self, definition: str, client_id: str) -> bool:
+        """Remove the sealed client secret of ``client_id`` in ``definition``; ``True`` if any.
+
+        Needs no keyring: nothing is opened.
+        """
+        with self._transaction() as connection:
+            removed = connection.execute(
+                "DELETE FROM client_secrets WHERE definition = ? AND client_id = ?",
+                (definition, client_id),
+            )
+        return removed.rowcount > 0
 
     # -- maintenance ---------------------------------------------------------------------
 

@@ -32,8 +32,8 @@ def success_page(token_name: str, account: str | None, provider: str) -> bytes:
     )
     return page(
         "tokenctl: token retrieved",
-        f"<p>The token <code>{escape(token_name)}</code> for {escape(provider)} was stored "
-        f"in the OS keyring.</p>{who}<p>You can close this window and return to the "
+        f"<p>The token <code>{escape(token_name)}</code> for {escape(provider)} was stored, "
+        f"encrypted.</p>{who}<p>You can close this window and return to the "
         "terminal.</p>",
         ok=True,
     )

@@ -78,7 +78,7 @@ def render_reset(io: IOStreams, reset: KeyReset, *, as_json: bool) -> None:
         return
     names = ", ".join(safe_line(name) for name in reset.discarded) or "none"
     io.status(
-        f"Discarded the unreadable secrets of: {names}. The next secret stored makes a new "
-        "data key. Retrieve each token again with `tokenctl renew NAME --login` "
-        "(hand-entered tokens: `--secret-stdin`)."
+        f"Discarded the unreadable secrets of: {names}. Retrieve each token again with "
+        "`tokenctl renew NAME --login` (hand-entered tokens: `--secret-stdin`); a client "
+        "secret with `tokenctl definitions configure`."
     )

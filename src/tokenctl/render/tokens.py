@@ -177,7 +177,8 @@ def render_detail(io: IOStreams, detail: TokenDetail, *, as_json: bool) -> None:
             "stored": view.token.secret_set_at is not None,
             "keyring_service": "tokenctl",
             "key_entry": detail.key_entry,
-            "legacy_keyring_entry": view.token.legacy_secret_ref,
+            # Compatible with 0.x: the token's own entry, only while it still holds the secret.
+            "keyring_entry": view.token.legacy_secret_ref,
         }
         payload["history"] = [event_to_dict(event) for event in detail.history]
         if detail.probe is not None:

@@ -1,6 +1,6 @@
 """Where the secret parts of tokens are kept: sealed in the inventory, keyed from the keyring.
 
-The OS keyring holds one random data key per inventory (:mod:`tokenctl.secrets.datakey`);
+The OS keyring holds one random data key per inventory (:mod:`tokenctl.secrets.sealing`);
 every token secret and client secret is sealed with it (:mod:`tokenctl.secrets.sealing`)
 and stored in the inventory itself, in the same transaction as its record. Inventories
 written by tokenctl 0.x kept one keyring entry per token instead; those *legacy entries*

@@ -30,7 +30,8 @@ INSECURE_BACKENDS = frozenset(
 )
 
 FIX_HINT = (
-    "tokenctl keeps secrets only in a secure OS keyring. On Linux run and unlock a Secret "
+    "tokenctl keeps the key that encrypts every secret only in a secure OS keyring. On "
+    "Linux run and unlock a Secret "
     "Service (GNOME Keyring or KWallet); on a headless machine see docs/keyring.md. Check "
     "with `tokenctl doctor`."
 )

@@ -146,7 +146,13 @@ def remove_definition(ctx: AppContext, name: str, *, force: bool) -> RemoveDefin
             + (" ..." if len(users) > 5 else ""),
             hint="delete those tokens first, or pass --force to remove it anyway",
         )
+    removed = current.user[name].oauth2
     remove_user_definition(ctx.paths.definitions_file, ctx.paths.definitions_lock, name)
+    builtin = current.builtin.get(name)
+    kept_client = builtin.oauth2.client_id if builtin and builtin.oauth2 else None
+    if removed is not None and removed.client_id and removed.client_id != kept_client:
+        # No definition names that client any more: its secret would never be sent again.
+        ctx.inventory.delete_client_secret(name, removed.client_id)
     return RemoveDefinitionResult(
         name=name,
         file=ctx.paths.definitions_file,

@@ -40,10 +40,17 @@ def summary_problem(summary: SecretSummary) -> str | None:
 
 def summary_text(summary: SecretSummary) -> str:
     """One line for ``doctor``: entry, version, what it protects, what waits to be moved."""
-    if summary.keyring_versions is None and not (summary.tokens + summary.client_secrets):
+    sealed = summary.tokens + summary.client_secrets
+    counts = (
+        f"{summary.values} secret(s) of {summary.tokens} token(s) and "
+        f"{summary.client_secrets} client secret(s)"
+    )
+    if summary.keyring_versions is None and not sealed:
         text = f"no data key yet (made with the first secret, as keyring entry {summary.key_entry})"
+    elif summary.keyring_versions is None:
+        text = f"data key tokenctl/{summary.key_entry} is not in the keyring: {counts} unreadable"
     else:
-        versions = summary.keyring_versions or ()
+        versions = summary.keyring_versions
         rotating = (
             f" (a rotation is unfinished: versions {', '.join(map(str, versions))}; run "
             "`tokenctl key rotate`)"
@@ -52,8 +59,7 @@ def summary_text(summary: SecretSummary) -> str:
         )
         text = (
             f"data key tokenctl/{summary.key_entry} version {summary.key_version}{rotating} "
-            f"protects {summary.values} secret(s) of {summary.tokens} token(s) and "
-            f"{summary.client_secrets} client secret(s)"
+            f"protects {counts}"
         )
     if summary.legacy_pending:
         text += (
@@ -94,7 +100,7 @@ def rotate_key(ctx: AppContext) -> RotationResult:
 
 
 def reset_key(ctx: AppContext, *, assume_yes: bool) -> KeyReset:
-    """Give up the secrets whose data key is lost, so that new ones can be stored.
+    """Give up the secrets that cannot be opened (all of them when the key is lost).
 
     Refused while the key is there and opens every secret. Asks first on a terminal;
     without one, ``--yes`` answers.
@@ -107,9 +113,15 @@ def reset_key(ctx: AppContext, *, assume_yes: bool) -> KeyReset:
             "nothing to reset",
             hint="to seal everything under a new key, run `tokenctl key rotate`",
         )
+    if summary.keyring_versions is None:
+        what = (
+            f"all {summary.values} stored secret(s) of {summary.tokens} token(s) and "
+            f"{summary.client_secrets} client secret(s)"
+        )
+    else:
+        what = f"the secrets of {', '.join(summary.unreadable)}, which do not open"
     question = (
-        f"Discard the {summary.values} stored secret(s) of {summary.tokens} token(s) and "
-        f"{summary.client_secrets} client secret(s)? Each token then needs a new login"
+        f"Discard {what}? Each token concerned then needs renewing (a login, or a new pass code)"
     )
     if not assume_yes and not ctx.io.confirm(question, flag="--yes"):
         raise TokenctlError("nothing reset: not confirmed")

@@ -417,8 +417,11 @@ def delete_token(
     actor = ctx.actor()  # reads config.toml: fail on a broken one before any side effect
     revoked, revocation = False, None
     stored = None
-    # Only a grant can be revoked: a hand-entered token goes without opening the keyring.
-    if token.secret_set_at is not None and (definition is None or definition.oauth2):
+    # Only a grant can be revoked: a hand-entered token goes without opening the keyring,
+    # unless its secret is still in a keyring entry of tokenctl 0.x (reading moves it in).
+    if token.secret_set_at is not None and (
+        definition is None or definition.oauth2 or token.legacy_secret_ref
+    ):
         try:
             stored = ctx.inventory.secrets(token.number)
         except (DataKeyMissingError, SecretUnreadableError) as error:
