@@ -94,6 +94,21 @@ class SecretSummary:
     key_problem: str | None = None
 
 
+@dataclass(frozen=True)
+class RotationResult:
+    """What ``key rotate`` did: the new version, values moved, versions dropped.
+
+    ``stuck`` names the tokens (and clients) whose values did not open: then the old
+    versions stay in the keyring entry and the rotation is not finished.
+    """
+
+    version: int | None
+    moved: int
+    resumed: bool
+    dropped: tuple[int, ...]
+    stuck: tuple[str, ...] = ()
+
+
 class SealedSecrets:
     """The data key of one inventory and the sealing of its rows.
 

@@ -7,7 +7,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -18,6 +18,7 @@ from tokenctl.inventory.lookup import SCHEMA_VERSION, find_row, inventory_failur
 from tokenctl.inventory.sealed import (
     INVENTORY_ID,
     KEY_VERSION,
+    RotationResult,
     SealedSecrets,
     SecretSummary,
     meta_value,
@@ -287,21 +288,6 @@ def _token_from_row(row: Sequence[Any]) -> Token:
 
 def _holds_secret(secrets: TokenSecrets) -> bool:
     return any(getattr(secrets, name) for name in TOKEN_FIELDS)
-
-
-@dataclass(frozen=True)
-class RotationResult:
-    """What ``key rotate`` did: the new version, values moved, versions dropped.
-
-    ``stuck`` names the tokens (and clients) whose values did not open: then the old
-    versions stay in the keyring entry and the rotation is not finished.
-    """
-
-    version: int | None
-    moved: int
-    resumed: bool
-    dropped: tuple[int, ...]
-    stuck: tuple[str, ...] = ()
 
 
 _P = ParamSpec("_P")

@@ -9,8 +9,7 @@ from tokenctl.render import write_json
 from tokenctl.textsafe import safe_line
 
 if TYPE_CHECKING:
-    from tokenctl.inventory.sealed import SecretSummary
-    from tokenctl.inventory.sqlite import RotationResult
+    from tokenctl.inventory.sealed import RotationResult, SecretSummary
     from tokenctl.services.keys import KeyReset
 
 

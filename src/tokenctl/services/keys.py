@@ -9,8 +9,7 @@ from tokenctl.context import AppContext
 from tokenctl.errors import TokenctlError
 
 if TYPE_CHECKING:
-    from tokenctl.inventory.sealed import SecretSummary
-    from tokenctl.inventory.sqlite import RotationResult
+    from tokenctl.inventory.sealed import RotationResult, SecretSummary
 
 
 def key_status(ctx: AppContext) -> SecretSummary:
