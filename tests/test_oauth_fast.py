@@ -269,3 +269,66 @@ def test_a_secret_echoed_in_an_error_description_is_masked(books, provider, face
     assert code != 0 and "invalid_request" in said
     assert "RT-1" not in said and "[redacted]" in said
     assert "x" * 301 not in said  # the description is cut at 300 characters
+
+
+DEVICE_URL = "https://books.example/device"
+
+
+@pytest.mark.parametrize(
+    ("answer", "named"),
+    [
+        (
+            httpx2.Response(
+                200, text="<html>nope</html>", headers={"content-type": "application/json"}
+            ),
+            "device_code",
+        ),
+        (httpx2.Response(200, json=["a list"]), "device_code"),
+        (
+            httpx2.Response(200, json={"user_code": "ABCD", "verification_uri": "https://v"}),
+            "device_code",
+        ),
+        (
+            httpx2.Response(200, json={"device_code": "d", "verification_uri": "https://v"}),
+            "user_code",
+        ),
+        (httpx2.Response(200, json={"device_code": "d", "user_code": "U"}), "verification_url"),
+        (
+            httpx2.Response(
+                200, json={"device_code": 7, "user_code": "U", "verification_uri": "v"}
+            ),
+            "device_code",
+        ),
+    ],
+)
+def test_a_malformed_device_authorization_answer_is_named_not_a_crash(cli, answer, named):
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        assert str(request.url) == DEVICE_URL
+        return answer
+
+    cli.transport = httpx2.MockTransport(handle)
+    write_books(cli, TOKEN_URL, "https://books.example/authorize")
+    definitions = cli.home / "definitions.toml"
+    definitions.write_text(
+        definitions.read_text() + f'device_authorization_endpoint = "{DEVICE_URL}"\n'
+    )
+    result = cli("add", "acme", "--definition", "books", "--device", "--yes")
+    assert result.exit_code == 1, result.stderr
+    assert f"the device authorization endpoint {DEVICE_URL} sent no usable '{named}'" in (
+        result.stderr
+    )
+    assert "RFC 8628" in result.stderr and "Traceback" not in result.stderr
+    assert cli("list", "--json").json()["tokens"] == []
+
+
+def test_unusable_device_durations_fall_back_to_the_rfc_defaults():
+    from tokenctl.oauth.provider import _device_authorization
+
+    base = {"device_code": "d", "user_code": "U", "verification_uri": "https://v"}
+    for expires_in, interval in (("soon", "often"), (-5, -1), (1e300, float("nan")), (None, True)):
+        device = _device_authorization(
+            DEVICE_URL, {**base, "expires_in": expires_in, "interval": interval}
+        )
+        assert (device.expires_in, device.interval) == (600, 5)
+    device = _device_authorization(DEVICE_URL, {**base, "expires_in": "900", "interval": 0.2})
+    assert (device.expires_in, device.interval) == (900, 1)

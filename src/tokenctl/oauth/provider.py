@@ -665,22 +665,55 @@ def start_device_authorization(
             )
         except httpx2.HTTPError as error:
             raise unreachable(url, error) from None
-    body = (
-        response.json()
-        if response.headers.get("content-type", "").startswith("application/json")
-        else {}
-    )
+    body: Any = {}
+    if response.headers.get("content-type", "").startswith("application/json"):
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+    if not isinstance(body, dict):
+        body = {}
     if response.status_code != 200:
         raise OAuthFailure(
             str(body.get("error", f"HTTP {response.status_code}")), body.get("error_description")
         )
+    return _device_authorization(url, body)
+
+
+def _device_authorization(url: str, body: Mapping[str, Any]) -> DeviceAuthorization:
+    """RFC 8628 section 3.2's answer, checked: what is missing or malformed is named."""
+
+    def text(name: str, *, required: bool) -> str | None:
+        value = body.get(name)
+        if isinstance(value, str) and value:
+            return value
+        if required or value is not None:
+            raise ProviderUnreachable(
+                f"the device authorization endpoint {url} sent no usable {name!r} "
+                f"({_shown(value)})",
+                hint="the provider does not follow RFC 8628 here: report it to its vendor, "
+                "or use another login mode (--paste or the browser login)",
+            )
+        return None
+
+    def seconds(name: str, default: int) -> int:
+        value = _seconds(body.get(name, default))
+        # An unusable duration: the RFC's own defaults (interval 5 s; a lifetime of 10 min).
+        return default if value is None or value > 86_400 else max(int(value), 1)
+
+    device_code = text("device_code", required=True) or ""
+    user_code = text("user_code", required=True) or ""
+    # `verification_url`: the name some providers (Google) used before the RFC settled.
+    verification_uri = text("verification_uri", required=False) or text(
+        "verification_url", required=True
+    )
     return DeviceAuthorization(
-        device_code=body["device_code"],
-        user_code=body["user_code"],
-        verification_uri=body.get("verification_uri") or body.get("verification_url", ""),
-        verification_uri_complete=body.get("verification_uri_complete"),
-        expires_in=int(body.get("expires_in", 600)),
-        interval=int(body.get("interval", 5)),
+        device_code=device_code,
+        user_code=user_code,
+        verification_uri=verification_uri or "",
+        verification_uri_complete=text("verification_uri_complete", required=False),
+        expires_in=seconds("expires_in", 600),
+        interval=seconds("interval", 5),
     )
 
 
