@@ -212,8 +212,9 @@ class SealedSecrets:
         if key is None:
             raise SecretUnreadableError(
                 f"the secrets of {what} were sealed with data key version {version}, which "
-                f"the keyring entry tokenctl/{self.key_ref} no longer holds (a copy of this "
-                "inventory rotated the key, or this is a backup from before a rotation)",
+                f"the keyring entry tokenctl/{self.key_ref} does not hold (the key was rotated "
+                "in a copy of this inventory, or the inventory and the keyring entry were "
+                "restored from different times)",
                 hint=RENEW_HINT.format(name=name),
             )
         return key

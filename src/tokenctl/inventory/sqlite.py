@@ -952,6 +952,11 @@ class SqliteInventory:
             tokens, clients = self._unreadable_rows()
             detail = "it did not open with the data key; `tokenctl key reset` gave it up"
         if not tokens and not clients:
+            if keys is None:
+                raise SecretStoreError(
+                    "no secret is stored that could not be read: nothing to reset",
+                    hint="the next secret stored makes a new data key",
+                )
             raise SecretStoreError(
                 "the data key of this inventory is in the OS keyring and opens every secret: "
                 "nothing to reset",

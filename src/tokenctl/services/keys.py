@@ -44,15 +44,17 @@ def summary_text(summary: SecretSummary) -> str:
         f"{summary.values} secret(s) of {summary.tokens} token(s) and "
         f"{summary.client_secrets} client secret(s)"
     )
-    if summary.keyring_versions is None and not sealed:
+    if summary.key_problem is not None:
+        text = f"data key entry tokenctl/{summary.key_entry} is unusable: {counts} unreadable"
+    elif summary.keyring_versions is None and not sealed:
         text = f"no data key yet (made with the first secret, as keyring entry {summary.key_entry})"
     elif summary.keyring_versions is None:
         text = f"data key tokenctl/{summary.key_entry} is not in the keyring: {counts} unreadable"
     else:
         versions = summary.keyring_versions
         rotating = (
-            f" (a rotation is unfinished: versions {', '.join(map(str, versions))}; run "
-            "`tokenctl key rotate`)"
+            f" (the entry holds versions {', '.join(map(str, versions))}: a rotation is "
+            "unfinished; `tokenctl key rotate` finishes it and drops the older ones)"
             if len(versions) > 1
             else ""
         )

@@ -426,8 +426,14 @@ def delete_token(
             stored = ctx.inventory.secrets(token.number)
         except (DataKeyMissingError, SecretUnreadableError) as error:
             # Secrets that cannot be read cannot be used either: the token still goes.
-            revocation = f"not attempted: {error.message}"
-            ctx.io.warn(f"cannot revoke the grant of {token.name!r}: {error.message}")
+            if definition is not None and definition.oauth2:
+                revocation = f"not attempted: {error.message}"
+                ctx.io.warn(f"cannot revoke the grant of {token.name!r}: {error.message}")
+            else:
+                ctx.io.warn(
+                    f"cannot read the secret of {token.name!r} ({error.message}); a keyring "
+                    "entry of an earlier tokenctl may be left: `tokenctl doctor` finds it"
+                )
         if revoke and stored is not None and definition is None and stored.refresh_token:
             revocation = "its definition is gone, so the provider is unknown"
         if revoke and stored is not None and definition is not None and definition.oauth2:
