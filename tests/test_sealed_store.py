@@ -532,7 +532,10 @@ def test_a_copy_whose_shared_key_was_rotated_elsewhere_goes_on_token_by_token(cl
     assert copy("token", "a").stdout == "secret-a\n"
     assert cli("key", "rotate").exit_code == 0
     refused = copy("token", "a")
-    assert refused.exit_code == 4 and "the key was rotated in a copy of this inventory" in refused.stderr
+    assert (
+        refused.exit_code == 4
+        and "the key was rotated in a copy of this inventory" in refused.stderr
+    )
     # Renewing stores it anew under the newest version; the other token is unaffected.
     assert copy("renew", "a", "--secret-stdin", input="renewed-a").exit_code == 0
     assert copy("token", "a").stdout == "renewed-a\n"
