@@ -18,8 +18,9 @@ Bars:
   renews every token with its stored refresh token, and the provider counted no refresh
   grant error.
 
-It also measures whether keyring writes and reads run in parallel (they go through the
-same Secret Service), which bounds tokenctl's throughput.
+The secrets are sealed in the inventory under one data key per inventory, which the
+(real) Secret Service holds: the script checks that the keyring has that one entry,
+however many tokens, and a renewal touches the keyring only to read the key once.
 Exit status: 0 when every check passes, 1 when one fails, 2 when the benchmark cannot run.
 This is a script, not a test; run it by hand (see benchmarks/README.md)::
 
@@ -43,9 +44,8 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -100,9 +100,6 @@ DEFAULT_TOKENS = 500
 DEFAULT_CONCURRENCY = 8
 #: Browser logins played at once while getting the grants.
 LOGIN_WORKERS = 4
-#: Keyring calls per mode in the parallelism probe.
-KEYRING_PROBE_CALLS = 40
-KEYRING_PROBE_THREADS = 8
 
 DEFINITION = "bench-books"
 SCOPES = ("openid", "offline_access", "email", "profile", "invoices:read", "invoices:write")
@@ -329,7 +326,6 @@ def oauth_token(
         name=f"books-{index:05d}",
         authentication_code="-".join(code[i : i + 4] for i in range(0, 16, 4)),
         definition=definition.name,
-        secret_ref=f"token-{uuid.uuid4().hex}",
         description=f"Invoice upload, administration {index}",
         account=f"{USER}@example.test",
         attributes={"issuer": issuer, "subject": USER},
@@ -339,76 +335,38 @@ def oauth_token(
 
 
 def fill_home(
-    home: Path, responses: Sequence[Mapping[str, Any]], issuer: str, store: OsKeyring
-) -> None:
-    """Record one OAuth token per response: keyring entry first, then the inventory.
+    home: Path, responses: Sequence[Mapping[str, Any]], issuer: str, keyring: OsKeyring
+) -> str:
+    """Record one OAuth token per response, its secrets sealed with it; the data key's entry.
 
-    Done in this process, through tokenctl's inventory and secret store, in the order
-    ``tokenctl add`` uses (secret, record, ``retrieved`` event).
+    Done in this process, through tokenctl's inventory, as ``tokenctl add`` stores a login:
+    the record and its secrets in one transaction (the first one makes the inventory's
+    data key in ``keyring``), then the ``retrieved`` event.
     """
     paths = resolve_paths(None, {HOME_ENV: str(home)})
     definition = load_definitions(paths.definitions_file).require(DEFINITION)
     actor = Actor(user="bench", unit="bench-host")
-    inventory = SqliteInventory(paths.inventory_file)
+    inventory = SqliteInventory(paths.inventory_file, lambda: keyring)
     try:
         relax_durability(inventory)
         for index, response in enumerate(responses, start=1):
             now = datetime.now(UTC)
             token, token_secrets = oauth_token(index, response, definition, issuer, now)
-            store.set(token.secret_ref, token_secrets)
-            added = inventory.add(token, actor, now)
+            added = inventory.add(token, actor, now, secrets=token_secrets)
             inventory.record_event(
                 added, actor, now, event="retrieved", outcome="ok", detail="benchmark login"
             )
+        return inventory.sealed.key_ref
     finally:
         inventory.close()
 
 
-# -- the keyring -------------------------------------------------------------------------
-
-
-def per_call(calls: Callable[[int], object], count: int, threads: int) -> float:
-    """Wall-clock seconds per call of ``calls(i)`` for ``i`` in ``range(count)``."""
-    started = time.perf_counter()
-    if threads == 1:
-        for index in range(count):
-            calls(index)
-    else:
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(calls, range(count)))
-    return (time.perf_counter() - started) / count
-
-
-def probe_keyring(store: OsKeyring) -> dict[str, float]:
-    """Seconds per keyring write and read, one at a time and KEYRING_PROBE_THREADS at once.
-
-    ``renew --all`` reads and writes the keyring through ``asyncio.to_thread``; if the
-    Secret Service handles one call at a time, threads do not raise the rate.
-    """
-    sample = TokenSecrets(
-        access_token=secrets.token_urlsafe(32),
-        refresh_token=secrets.token_urlsafe(32),
-        id_token=secrets.token_urlsafe(600),
-        token_type="Bearer",
-    )
-    refs = [f"bench-probe-{index}" for index in range(KEYRING_PROBE_CALLS)]
-    try:
-        result = {
-            "set, one at a time": per_call(
-                lambda i: store.set(refs[i], sample), len(refs), threads=1
-            ),
-            f"set, {KEYRING_PROBE_THREADS} threads": per_call(
-                lambda i: store.set(refs[i], sample), len(refs), KEYRING_PROBE_THREADS
-            ),
-            "get, one at a time": per_call(lambda i: store.get(refs[i]), len(refs), threads=1),
-            f"get, {KEYRING_PROBE_THREADS} threads": per_call(
-                lambda i: store.get(refs[i]), len(refs), KEYRING_PROBE_THREADS
-            ),
-        }
-    finally:
-        for ref in refs:
-            store.delete(ref)
-    return result
+def keyring_entries(keyring: OsKeyring) -> list[str]:
+    """The names of the entries under the ``tokenctl`` service (the Secret Service lists them)."""
+    names = keyring.entry_names()
+    if names is None:
+        raise BenchmarkError("the keyring backend cannot list its entries")
+    return sorted(names)
 
 
 # -- timed runs --------------------------------------------------------------------------
@@ -553,14 +511,6 @@ def describe(outcome: Run, count: int) -> str:
     return f"{outcome.seconds:.2f} s, {outcome.renewed}/{count} renewed{problems}"
 
 
-def keyring_per_token(probe: Mapping[str, float]) -> float:
-    """Seconds of keyring work per token (one get, one set), the faster mode of each."""
-    threads = KEYRING_PROBE_THREADS
-    return min(probe["set, one at a time"], probe[f"set, {threads} threads"]) + min(
-        probe["get, one at a time"], probe[f"get, {threads} threads"]
-    )
-
-
 def verdicts(tokenctl_series: Series, bare_series: Series, final: Run, errors: int) -> list[Check]:
     """The throughput bar and the no-token-lost bar.
 
@@ -594,6 +544,19 @@ def verdicts(tokenctl_series: Series, bare_series: Series, final: Run, errors: i
     ]
 
 
+def one_entry_check(key_entry: str, before: Sequence[str], after: Sequence[str]) -> Check:
+    """The keyring holds the inventory's data key and nothing else, before and after renewing.
+
+    One entry per inventory however many tokens, and a renewal never writes the keyring.
+    """
+    expected = [key_entry]
+    return Check(
+        passed(list(before) == expected and list(after) == expected),
+        f"one keyring entry for the inventory ({key_entry}): before the runs"
+        f" {len(before)}, after {len(after)}",
+    )
+
+
 def run(options: argparse.Namespace) -> int:
     """Start the peers, fill the home, time both cases, verify and print the report."""
     script = console_script()
@@ -615,27 +578,24 @@ def run(options: argparse.Namespace) -> int:
             f" ({count} for tokenctl, {count} for the bare loop)",
             flush=True,
         )
-        # This process writes the keyring entries, through the same Secret Service.
+        # This process makes the data key, through the same Secret Service.
         os.environ.update(peers.secret_service.env)
-        store = OsKeyring()
-        store.ensure_available()
+        keyring = OsKeyring()
+        keyring.ensure_available()
         source = workdir / "definitions.toml"
         source.write_text(definition_toml(provider.issuer))
         run_tokenctl(script, env, workdir, "definitions", "add", "--file", str(source))
         started = time.perf_counter()
-        fill_home(home, responses[:count], provider.issuer, store)
+        key_entry = fill_home(home, responses[:count], provider.issuer, keyring)
         print(
-            f"filled    {count} OAuth tokens (inventory + keyring) in"
+            f"filled    {count} OAuth tokens, secrets sealed in the inventory, in"
             f" {time.perf_counter() - started:.1f} s  ({home})",
             flush=True,
         )
+        entries_before = keyring_entries(keyring)
+        print(f"keyring   entries under service tokenctl: {', '.join(entries_before) or 'none'}")
         state = bare_loop_state(
             workdir / "bare-loop.json", provider, responses[count:], options.concurrency
-        )
-        probe = probe_keyring(store)
-        print(
-            "keyring   "
-            + "; ".join(f"{name}: {seconds * 1000:.1f} ms/call" for name, seconds in probe.items())
         )
 
         subprocess.run((sys.executable, "-c", WARM_IMPORTS), cwd=workdir, env=env, check=True)
@@ -656,13 +616,10 @@ def run(options: argparse.Namespace) -> int:
                 f"(the bare loop alone, without interpreter start: median {loop:.2f} s,"
                 f" {count / loop:.1f} tokens/s)"
             )
-        per_token = keyring_per_token(probe)
-        print(
-            f"(keyring per token, one get + one set: {per_token * 1000:.0f} ms ="
-            f" {1 / per_token:.0f} tokens/s, if the Secret Service serves one call at a time)"
-        )
+        entries_after = keyring_entries(keyring)
         print()
         checks = verdicts(tokenctl_series, bare_series, final, errors)
+        checks.append(one_entry_check(key_entry, entries_before, entries_after))
     return report(checks)
 
 
