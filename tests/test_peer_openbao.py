@@ -8,6 +8,8 @@ by ``bao``, and a Raft cluster survives SIGKILL of its leader.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 import hvac
 import hvac.exceptions
@@ -125,7 +127,7 @@ def test_jwt_login_and_a_wrong_audience_is_refused(openbao: OpenBao, openbao_kv:
     assert f"{openbao_kv}-read" in login["auth"]["policies"]
     assert login["auth"]["metadata"] == {"role": "ci-check"}
 
-    refusals = {
+    refusals: dict[str, dict[str, Any]] = {
         "invalid audience": {"aud": "someone-else", "sub": "repo:acme/infra"},
         "invalid subject": {"aud": "tokenctl", "sub": "repo:evil/fork"},
         "issuer": {"aud": "tokenctl", "sub": "repo:acme/infra", "iss": "https://evil.test"},
@@ -164,7 +166,7 @@ def test_free_ports_are_distinct_and_consecutive_on_request() -> None:
 
 
 def test_raft_cluster_survives_sigkill_of_its_leader(
-    raft_cluster: RaftCluster, record_property: pytest.RecordProperty
+    raft_cluster: RaftCluster, record_property: Callable[[str, object], None]
 ) -> None:
     cluster = raft_cluster
     record_property("raft_startup_seconds", round(cluster.startup_seconds, 2))
@@ -173,7 +175,7 @@ def test_raft_cluster_survives_sigkill_of_its_leader(
 
     cluster.enable_kv("team")
     old_leader = cluster.leader()
-    leader = hvac.Client(url=cluster.addresses[old_leader], token=cluster.root_token)
+    leader = cluster.node_client(old_leader)
     leader.secrets.kv.v2.create_or_update_secret("records/1", {"n": "1"}, mount_point="team")
 
     killed = cluster.kill_leader()
@@ -184,8 +186,8 @@ def test_raft_cluster_survives_sigkill_of_its_leader(
     assert new_leader != old_leader
     standby = ({0, 1, 2} - {old_leader, new_leader}).pop()
 
-    at_leader = hvac.Client(url=cluster.addresses[new_leader], token=cluster.root_token)
-    at_standby = hvac.Client(url=cluster.addresses[standby], token=cluster.root_token)
+    at_leader = cluster.node_client(new_leader)
+    at_standby = cluster.node_client(standby)
     assert read_kv(at_leader, "team", "records/1") == {"n": "1"}
     assert read_kv(at_standby, "team", "records/1") == {"n": "1"}
 
@@ -202,5 +204,5 @@ def test_raft_cluster_survives_sigkill_of_its_leader(
     # the killed node comes back on its data and catches up
     cluster.restart(killed)
     assert cluster.nodes[killed].is_running()
-    back = hvac.Client(url=cluster.addresses[killed], token=cluster.root_token)
+    back = cluster.node_client(killed)
     assert read_kv(back, "team", "records/2") == {"n": "2"}

@@ -113,7 +113,7 @@ def free_ports(count: int, *, consecutive: bool = False) -> list[int]:
     """
     for _attempt in range(50):
         with contextlib.ExitStack() as stack:
-            sockets = []
+            sockets: list[socket.socket] = []
             for index in range(count):
                 sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
                 port = sockets[0].getsockname()[1] + index if consecutive and sockets else 0
@@ -280,7 +280,7 @@ class BaoNode:
                     f"log: {self.log_tail()}"
                 )
             status = health(self.address)
-            if status in wanted:
+            if status is not None and status in wanted:
                 return status
             time.sleep(_POLL_INTERVAL)
         raise OpenBaoError(
@@ -695,6 +695,18 @@ class RaftCluster(BaoAdmin):
     def address(self) -> str:  # type: ignore[override]
         """The current leader's API address."""
         return self.nodes[self.leader()].address
+
+    def node_env(self, node: int) -> dict[str, str]:
+        """Like :meth:`env`, but pointing at node *node* (which need not be the leader)."""
+        address = self.nodes[node].address
+        return {**self.env(), "BAO_ADDR": address, "VAULT_ADDR": address}
+
+    def node_client(self, node: int, token: str | None = None) -> hvac.Client:
+        """An ``hvac.Client`` for node *node* with *token* (default: the root token)."""
+        import hvac
+
+        address = self.nodes[node].address
+        return hvac.Client(url=address, token=token or self.root_token, timeout=10)
 
     def leader(self) -> int:
         """Return the number of the active (leader) node; raise if there is none."""
