@@ -13,7 +13,17 @@ import pytest
 
 from tests.fakes import Cli
 
-HEAVY = ("authlib", "httpx2", "httpx", "keyring", "secretstorage", "jeepney", "pydantic")
+HEAVY = (
+    "authlib",
+    "httpx2",
+    "httpx",
+    "keyring",
+    "secretstorage",
+    "jeepney",
+    "pydantic",
+    "hvac",  # the team store's client: only the team store imports it
+    "requests",  # hvac's transport
+)
 BIN = str(Path(sys.executable).parent)
 #: Runs tokenctl as the console script does, then names the heavy modules it imported.
 PROBE = (
