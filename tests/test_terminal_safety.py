@@ -66,8 +66,11 @@ def test_safe_line_escapes_every_control_character_visibly():
 @given(st.text())
 def test_safe_line_leaves_no_control_character_and_keeps_the_rest(text):
     safe = safe_line(text)
-    assert re.search("[\x00-\x1f\x7f-\x9f]", safe) is None
-    if re.search("[\x00-\x1f\x7f-\x9f]", text) is None:
+    # Controls, and the invisible characters that can disguise a name (bidi controls,
+    # zero-width characters, line and paragraph separators, the BOM), are escaped.
+    unsafe = "[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]"
+    assert re.search(unsafe, safe) is None
+    if re.search(unsafe, text) is None:
         assert safe == text
 
 
