@@ -21,6 +21,19 @@ from tokenctl.secrets import KEYRING_SERVICE, BackendReport, parse_entry
 
 START = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
+#: Modules that `list`, `show`, `check` and shell completion must not import.
+HEAVY = (
+    "authlib",
+    "httpx2",
+    "httpx",
+    "keyring",
+    "secretstorage",
+    "jeepney",
+    "pydantic",
+    "hvac",  # the team store's client: only the team store imports it
+    "requests",  # hvac's transport
+)
+
 
 class MemoryKeyring:
     """An in-memory Keyring; ``available=False`` behaves like a missing keyring."""

@@ -11,19 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes import Cli
+from tests.fakes import HEAVY, Cli
 
-HEAVY = (
-    "authlib",
-    "httpx2",
-    "httpx",
-    "keyring",
-    "secretstorage",
-    "jeepney",
-    "pydantic",
-    "hvac",  # the team store's client: only the team store imports it
-    "requests",  # hvac's transport
-)
 BIN = str(Path(sys.executable).parent)
 #: Runs tokenctl as the console script does, then names the heavy modules it imported.
 PROBE = (

@@ -22,6 +22,7 @@ from typer import _click
 from typer._coercion import build_runtime_param
 
 import tokenctl
+from tests.fakes import HEAVY
 from tests.proc import tokenctl as run
 from tokenctl import iostreams
 from tokenctl.cli.app import COMMANDS, GROUPS, build_app
@@ -34,17 +35,6 @@ from tokenctl.models import Actor, Token
 from tokenctl.render import plain_row
 
 SRC = Path(tokenctl.__file__).parent
-HEAVY = (
-    "authlib",
-    "httpx2",
-    "httpx",
-    "keyring",
-    "secretstorage",
-    "jeepney",
-    "pydantic",
-    "hvac",  # the team store's client: only the team store imports it
-    "requests",  # hvac's transport
-)
 
 
 def test_console_script_and_module_both_run(tmp_path):

@@ -40,6 +40,21 @@ def sql(home: Path, statement: str, *args: object) -> list[tuple[object, ...]]:
         connection.close()
 
 
+def configure_books_client(cli: Cli) -> None:
+    """An OAuth definition ``books`` whose client ``app`` has the secret ``client-secret-value``."""
+    cli.home.mkdir(parents=True)
+    (cli.home / "definitions.toml").write_text(
+        '[definitions.books]\ntitle = "Books"\nkind = "oauth2"\n[definitions.books.oauth2]\n'
+        'authorization_endpoint = "https://books.example/a"\n'
+        'token_endpoint = "https://books.example/t"\n'
+    )
+    configured = cli(
+        "definitions", "configure", "books", "--client-id", "app", "--client-secret-stdin",
+        input="client-secret-value",
+    )  # fmt: skip
+    assert configured.exit_code == 0, configured.stderr
+
+
 def key_entry(cli: Cli) -> str:
     [name] = [ref for ref in cli.keyring.entries if ref.startswith("inventory-")]
     return name
@@ -339,17 +354,7 @@ def test_a_value_that_does_not_open_stops_the_rotation_and_keeps_the_old_version
 
 
 def test_client_secrets_are_sealed_and_rotated_too(cli):
-    cli.home.mkdir(parents=True)
-    (cli.home / "definitions.toml").write_text(
-        '[definitions.books]\ntitle = "Books"\nkind = "oauth2"\n[definitions.books.oauth2]\n'
-        'authorization_endpoint = "https://books.example/a"\n'
-        'token_endpoint = "https://books.example/t"\n'
-    )
-    configured = cli(
-        "definitions", "configure", "books", "--client-id", "app", "--client-secret-stdin",
-        input="client-secret-value",
-    )  # fmt: skip
-    assert configured.exit_code == 0, configured.stderr
+    configure_books_client(cli)
     assert b"client-secret-value" not in (cli.home / "inventory.sqlite3").read_bytes()
     assert cli("key", "rotate").exit_code == 0
     inventory = SqliteInventory(cli.home / "inventory.sqlite3", lambda: cli.keyring)
@@ -544,17 +549,7 @@ def test_a_copy_whose_shared_key_was_rotated_elsewhere_goes_on_token_by_token(cl
 
 
 def test_removing_a_definition_removes_its_client_secret(cli):
-    cli.home.mkdir(parents=True)
-    (cli.home / "definitions.toml").write_text(
-        '[definitions.books]\ntitle = "Books"\nkind = "oauth2"\n[definitions.books.oauth2]\n'
-        'authorization_endpoint = "https://books.example/a"\n'
-        'token_endpoint = "https://books.example/t"\n'
-    )
-    configured = cli(
-        "definitions", "configure", "books", "--client-id", "app", "--client-secret-stdin",
-        input="client-secret-value",
-    )  # fmt: skip
-    assert configured.exit_code == 0, configured.stderr
+    configure_books_client(cli)
     assert sql(cli.home, "SELECT definition, client_id FROM client_secrets") == [("books", "app")]
     assert cli("definitions", "remove", "books").exit_code == 0
     assert sql(cli.home, "SELECT definition, client_id FROM client_secrets") == []
