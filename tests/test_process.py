@@ -34,7 +34,17 @@ from tokenctl.models import Actor, Token
 from tokenctl.render import plain_row
 
 SRC = Path(tokenctl.__file__).parent
-HEAVY = ("authlib", "httpx2", "httpx", "keyring", "secretstorage", "jeepney", "pydantic")
+HEAVY = (
+    "authlib",
+    "httpx2",
+    "httpx",
+    "keyring",
+    "secretstorage",
+    "jeepney",
+    "pydantic",
+    "hvac",  # the team store's client: never for the local store
+    "requests",
+)
 
 
 def test_console_script_and_module_both_run(tmp_path):
