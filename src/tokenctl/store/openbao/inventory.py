@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -64,6 +64,23 @@ MAX_ATTEMPTS = 60
 
 _NAME_HINT = "choose another name, or `tokenctl delete` the old token first"
 _CODE_HINT = "choose another code, or leave --code out to have one generated"
+
+
+@dataclass(frozen=True)
+class _Page:
+    """One page of records as read: ``{"<number>": record text}`` and its version."""
+
+    path: str
+    stored: dict[str, Any]
+    #: 0 when the page was never written (check-and-set then creates it).
+    version: int
+
+
+class _Unread:
+    """The history was not read by the caller (:meth:`OpenBaoInventory._append_event`)."""
+
+
+_UNREAD = _Unread()
 
 
 class OpenBaoInventory:
@@ -175,11 +192,11 @@ class OpenBaoInventory:
         if counter is None:
             return []
         last = self._next_number(counter) - 1
-        pages = [self.layout.page(page) for page in range(page_of(last) + 1)] if last else []
+        paths = [self.layout.page(page) for page in range(page_of(last) + 1)] if last else []
         found: list[Token] = []
-        for path, entry in zip(pages, self.kv.read_many(pages), strict=True):
-            if entry is not None:
-                found += self._decode_page(path, entry).values()
+        for path, entry in zip(paths, self.kv.read_many(paths), strict=True):
+            page = self._page(path, entry)
+            found += (self._decode(page, key) for key in page.stored)
         found.sort(key=lambda token: token.number)
         return found
 
@@ -199,8 +216,65 @@ class OpenBaoInventory:
             chunk_path = self.layout.history_chunk(number, first)
             chunk = self.kv.read(chunk_path)
             if chunk is not None:
-                found += self._events(chunk_path, number, self._history_parts(chunk_path, chunk)[0])
+                texts = self._history_parts(chunk_path, chunk)[0]
+                found += self._events(chunk_path, number, texts)
         return found if limit is None else found[:limit]
+
+    def names_using_definition(self, definition: str) -> Sequence[str]:
+        """Names of the tokens whose definition is ``definition``."""
+        return [token.name for token in self.tokens() if token.definition == definition]
+
+    def _find(self, number: int) -> Token | None:
+        """Token ``number`` as stored now, or ``None``."""
+        if number < 1:
+            return None
+        path = self.layout.page(page_of(number))
+        return self._record(self._page(path, self.kv.read(path)), number)
+
+    def _find_indexed(self, path: str, field: str, value: str) -> Token | None:
+        """The token a name or code key points to, if its record still says so."""
+        entry = self.kv.read(path)
+        if entry is None:
+            return None
+        owner = entry.data.get("number")
+        token = self._find(owner) if type(owner) is int else None
+        # A key left behind by a rename or delete that was cut short points elsewhere.
+        return token if token is not None and getattr(token, field) == value else None
+
+    def _page_path(self, number: int) -> str:
+        return self.layout.page(page_of(number))
+
+    def _page(self, path: str, entry: Entry | None) -> _Page:
+        """A page of records as read (``entry``; ``None``: not written yet)."""
+        if entry is None:
+            return _Page(path, {}, 0)
+        stored = entry.data.get("tokens")
+        if not isinstance(stored, dict):
+            raise self._malformed(path, "not a page of token records")
+        return _Page(path, stored, entry.version)
+
+    def _record(self, page: _Page, number: int) -> Token | None:
+        """Token ``number`` on ``page``, decoded; ``None`` when it is not there."""
+        return self._decode(page, str(number)) if str(number) in page.stored else None
+
+    def _current(self, page: _Page, number: int) -> Token:
+        """Token ``number`` on ``page``; ``NotFoundError`` when it is not there."""
+        current = self._record(page, number)
+        if current is None:
+            raise NotFoundError(f"token #{number} no longer exists")
+        return current
+
+    def _decode(self, page: _Page, key: str) -> Token:
+        try:
+            return token_from_text(int(key), page.stored[key])
+        except ValueError as error:  # MalformedRecordError too
+            raise self._malformed(page.path, f"token {key!r}: {error}") from None
+
+    def _next_number(self, counter: Entry) -> int:
+        value = counter.data.get("next")
+        if type(value) is not int or value < 1:
+            raise self._malformed(self.layout.counter, "not a token counter")
+        return value
 
     def _events(self, path: str, number: int, texts: list[Any]) -> list[HistoryEvent]:
         """Stored events, newest first."""
@@ -217,61 +291,6 @@ class OpenBaoInventory:
         if not all(type(first) is int for first in archived):
             raise self._malformed(path, "not a token history")
         return texts, archived
-
-    def names_using_definition(self, definition: str) -> Sequence[str]:
-        """Names of the tokens whose definition is ``definition``."""
-        return [token.name for token in self.tokens() if token.definition == definition]
-
-    def _find(self, number: int) -> Token | None:
-        """Token ``number`` as stored now, or ``None``."""
-        if number < 1:
-            return None
-        return self._read_page(number)[0].get(number)
-
-    def _find_indexed(self, path: str, field: str, value: str) -> Token | None:
-        """The token a name or code key points to, if its record still says so."""
-        entry = self.kv.read(path)
-        if entry is None:
-            return None
-        owner = entry.data.get("number")
-        token = self._find(owner) if isinstance(owner, int) else None
-        # A key left behind by a rename or delete that was cut short points elsewhere.
-        return token if token is not None and getattr(token, field) == value else None
-
-    def _current(self, number: int) -> tuple[Token, dict[str, Any], int]:
-        """Token ``number``, its page as stored and the page's version; or ``NotFoundError``."""
-        decoded, stored, version = self._read_page(number)
-        current = decoded.get(number)
-        if current is None:
-            raise NotFoundError(f"token #{number} no longer exists")
-        return current, stored, version
-
-    def _read_page(self, number: int) -> tuple[dict[int, Token], dict[str, Any], int]:
-        """The records on token ``number``'s page: decoded, as stored, and the version."""
-        path = self.layout.page(page_of(number))
-        entry = self.kv.read(path)
-        if entry is None:
-            return {}, {}, 0
-        return self._decode_page(path, entry), entry.data["tokens"], entry.version
-
-    def _decode_page(self, path: str, entry: Entry) -> dict[int, Token]:
-        stored = entry.data.get("tokens")
-        if not isinstance(stored, dict):
-            raise self._malformed(path, "not a page of token records")
-        decoded: dict[int, Token] = {}
-        for key, text in stored.items():
-            try:
-                number = int(key)
-                decoded[number] = token_from_text(number, text)
-            except ValueError as error:
-                raise self._malformed(path, f"token {key!r}: {error}") from None
-        return decoded
-
-    def _next_number(self, counter: Entry) -> int:
-        value = counter.data.get("next")
-        if type(value) is not int or value < 1:
-            raise self._malformed(self.layout.counter, "not a token counter")
-        return value
 
     # -- writes --------------------------------------------------------------------------
 
@@ -298,28 +317,33 @@ class OpenBaoInventory:
             updated_by=actor.user,
             updated_unit=actor.unit,
         )
-        data = record_text(record)  # checks the state before anything is claimed
+        text = record_text(record)  # checks the state before anything is claimed
+        name, code = token.name, token.authentication_code
         claimed: list[str] = []
         wrote_secrets = False
         try:
-            self._claim(self.layout.name(token.name), number, "name", token.name)
-            claimed.append(self.layout.name(token.name))
-            code = token.authentication_code
+            self._claim(self.layout.name(name), number, "name", name)
+            claimed.append(self.layout.name(name))
             self._claim(self.layout.code(code), number, "authentication_code", code)
             claimed.append(self.layout.code(code))
-            self._refuse_name_code_clash(token.name, code, number)
+            path = self._page_path(number)
+            as_code, as_name, page_entry = self.kv.read_all(
+                [(self.layout.code(name), False), (self.layout.name(code), False), (path, False)]
+            )
+            self._refuse_name_as_code(name, number, as_code)
+            self._refuse_code_as_name(code, number, as_name)
             if secrets is not None:
                 wrote_secrets = True
                 try:
                     self._write_secrets(number, secrets_data(secrets), expected=0)
                 except CasConflict:  # left by an add of this number cut short: ours now
-                    self._replace_secrets(number, secrets_data(secrets), None)
-            self._insert_record(number, data)
+                    self._replace_secrets(number, secrets_data(secrets), None, self._secret(number))
+            self._insert_record(number, text, self._page(path, page_entry))
         except BaseException:
             self._give_back(number, claimed, wrote_secrets)
             raise
-        self._append_event(number, record.name, actor, now, "created", "ok", None, new=True)
-        return token_from_text(number, data)  # as a read gives it back (times to the second)
+        self._append_event(number, name, actor, now, "created", "ok", None, history=None)
+        return token_from_text(number, text)  # as a read gives it back (times to the second)
 
     def update(
         self,
@@ -360,19 +384,25 @@ class OpenBaoInventory:
     ) -> tuple[Token, bool]:
         """Let ``decide`` pick changes from the current record, then apply them.
 
-        Read page, ``decide``, write with check-and-set; when another machine changed
-        the page meanwhile, all of it again on the fresh record, so a read-modify-write
-        never loses a concurrent update. ``secrets`` are written (check-and-set too)
-        before the record, and only when there are changes; a secret written in an
-        attempt whose record write then lost is put back if ``decide`` no longer wants
-        a change.
+        Read the page, ``decide``, write it with check-and-set; when another machine
+        changed the page meanwhile, all of it again on the fresh record, so a
+        read-modify-write never loses a concurrent update. ``secrets`` are written
+        (check-and-set too) before the record, and only when there are changes; a secret
+        written in an attempt whose record write then lost is put back if ``decide`` no
+        longer wants a change. The page, the history and the secrets are read at once.
         """
         wrote: tuple[int, dict[str, Any]] | None = None  # our secret version, what it replaced
         claimed: str | None = None  # a new name's key claimed for this change
         done = False
+        path = self._page_path(number)
+        reads = [(path, False), (self.layout.history(number), False)]
+        if secrets is not None:
+            reads.append((self.layout.secrets(number), True))
         try:
             for _ in self._attempts(f"token #{number}"):
-                current, stored, version = self._current(number)
+                page_entry, history, *secret = self.kv.read_all(reads)
+                page = self._page(path, page_entry)
+                current = self._current(page, number)
                 changes = decide(current)
                 if changes is None:
                     if wrote is not None:
@@ -398,13 +428,15 @@ class OpenBaoInventory:
                     self._claim(wanted, number, "name", updated.name)
                     claimed = wanted
                 if renamed:
-                    self._refuse_name_code_clash(updated.name, None, number)
-                data = record_text(updated)
-                stored[str(number)] = data
+                    self._refuse_name_as_code(
+                        updated.name, number, self.kv.read(self.layout.code(updated.name))
+                    )
+                text = record_text(updated)
                 try:
                     if secrets is not None:
-                        wrote = self._replace_secrets(number, secrets_data(secrets), wrote)
-                    self._write_page(number, stored, version)
+                        data = secrets_data(secrets)
+                        wrote = self._replace_secrets(number, data, wrote, secret[0])
+                    self._write_page(page, {**page.stored, str(number): text})
                 except CasConflict:
                     continue
                 done = True
@@ -419,8 +451,10 @@ class OpenBaoInventory:
             raise
         if renamed:
             self._release(self.layout.name(current.name), number)
-        self._append_event(number, updated.name, actor, now, event, outcome, detail)
-        return token_from_text(number, data), True
+        self._append_event(
+            number, updated.name, actor, now, event, outcome, detail, history=history
+        )
+        return token_from_text(number, text), True
 
     def delete(self, number: int, actor: Actor, now: datetime, *, detail: str | None) -> bool:
         """Remove the record and its secrets (``True`` if it had any); history keeps ``deleted``.
@@ -431,12 +465,17 @@ class OpenBaoInventory:
         its record. Then the ``deleted`` event, then the name and code are released.
         """
         had_secrets = False
+        path, secret_path = self._page_path(number), self.layout.secrets(number)
         for _ in self._attempts(f"token #{number}"):
-            current, stored, version = self._current(number)
-            had_secrets = self._destroy_secrets(number) or had_secrets
-            del stored[str(number)]
+            page_entry, secret = self.kv.read_all([(path, False), (secret_path, True)])
+            page = self._page(path, page_entry)
+            current = self._current(page, number)
+            if secret is not None:
+                self.kv.remove(secret_path, secret=True)
+                had_secrets = had_secrets or bool(secret.data)
+            kept = {key: text for key, text in page.stored.items() if key != str(number)}
             try:
-                self._write_page(number, stored, version)
+                self._write_page(page, kept)
             except CasConflict:
                 continue
             break
@@ -489,23 +528,25 @@ class OpenBaoInventory:
             return number
         raise AssertionError("unreachable")  # pragma: no cover - _attempts raises
 
-    def _insert_record(self, number: int, data: str) -> None:
-        for _ in self._attempts(f"token #{number}"):
-            _, stored, version = self._read_page(number)
-            if str(number) in stored:
+    def _insert_record(self, number: int, text: str, page: _Page) -> None:
+        """Put the new record ``text`` on its ``page`` (as read; read again on a conflict)."""
+        for attempt in self._attempts(f"token #{number}"):
+            if attempt:
+                page = self._page(page.path, self.kv.read(page.path))
+            if str(number) in page.stored:
                 raise InventoryError(
                     f"token number {number} is already used in the team inventory {self.where}",
                     hint="its counter was set back; run `tokenctl doctor`",
                 )
-            stored[str(number)] = data
             try:
-                self._write_page(number, stored, version)
+                self._write_page(page, {**page.stored, str(number): text})
             except CasConflict:
                 continue
             return
 
-    def _write_page(self, number: int, stored: dict[str, Any], version: int) -> None:
-        self.kv.write(self.layout.page(page_of(number)), {"tokens": stored}, cas=version)
+    def _write_page(self, page: _Page, stored: dict[str, Any]) -> None:
+        """Write ``stored`` as the new version of ``page`` (check-and-set on its version)."""
+        self.kv.write(page.path, {"tokens": stored}, cas=page.version)
 
     def _append_event(
         self,
@@ -517,24 +558,24 @@ class OpenBaoInventory:
         outcome: str,
         detail: str | None,
         *,
-        new: bool = False,
+        history: Entry | _Unread | None = _UNREAD,
     ) -> None:
-        """Append one event to token ``number``'s history (``new``: it has none yet).
+        """Append one event to token ``number``'s history.
 
-        Event ids count up per token. Once the current key holds ``2 * HISTORY_CHUNK``
-        events, its oldest ``HISTORY_CHUNK`` move to a chunk key of their own (written
-        create-only first: whoever archives a chunk writes the same events into it).
+        ``history`` is its key as the caller read it (``None``: there is none); read
+        here when not given, and again when another wrote meanwhile. Event ids count up
+        per token. Once the key holds ``2 * HISTORY_CHUNK`` events, its oldest
+        ``HISTORY_CHUNK`` move to a chunk key of their own (written create-only first:
+        whoever archives a chunk writes the same events into it).
         """
         path = self.layout.history(number)
         for _ in self._attempts(f"the history of token #{number}"):
+            entry = self.kv.read(path) if isinstance(history, _Unread) else history
+            history = _UNREAD  # a second attempt reads it again
             texts: list[Any] = []
             archived: list[int] = []
-            version = 0
-            if not new:
-                entry = self.kv.read(path)
-                if entry is not None:
-                    texts, archived = self._history_parts(path, entry)
-                    version = entry.version
+            if entry is not None:
+                texts, archived = self._history_parts(path, entry)
             try:
                 last = id_of_event(texts[-1]) if texts else 0
                 if len(texts) >= 2 * HISTORY_CHUNK:
@@ -548,10 +589,10 @@ class OpenBaoInventory:
             except MalformedRecordError as error:
                 raise self._malformed(path, str(error)) from None
             texts = [*texts, event_text(last + 1, name, actor, now, event, outcome, detail)]
+            version = 0 if entry is None else entry.version
             try:
                 self.kv.write(path, {"events": texts, "archived": archived}, cas=version)
             except CasConflict:
-                new = False
                 continue
             return
 
@@ -594,7 +635,7 @@ class OpenBaoInventory:
         yet, for ``ABANDONED_AFTER`` (an ``add`` under way on another machine).
         """
         owner = entry.data.get("number")
-        token = self._find(owner) if isinstance(owner, int) else None
+        token = self._find(owner) if type(owner) is int else None
         if token is not None:
             return token.name if getattr(token, field) == value else None
         try:
@@ -605,21 +646,20 @@ class OpenBaoInventory:
             return f"#{owner}"
         return None
 
-    def _refuse_name_code_clash(self, name: str, code: str | None, number: int) -> None:
-        """Refuse a name that is another token's code, or a code that is another's name.
+    # Names and codes share one look-up space (``resolve``), so a name may not be another
+    # token's code, nor a code another's name. Checked after this change's own keys are
+    # claimed (``entry`` read since): of two machines racing with the same text as a name
+    # and as a code, at least one sees the other's key and gives up.
 
-        Names and codes share one look-up space (``resolve``). Run after this change's
-        own keys are claimed: of two machines racing with the same text as a name and
-        as a code, at least one sees the other's key and gives up.
-        """
-        entry = self.kv.read(self.layout.code(name))
+    def _refuse_name_as_code(self, name: str, number: int, entry: Entry | None) -> None:
+        """Refuse ``name`` when ``entry``, its key as a code, is another token's."""
         if entry is not None and entry.data.get("number") != number:
             holder = self._holds(entry, "authentication_code", name)
             if holder is not None:
                 raise ConflictError(f"name {name!r} is the authentication code of token {holder!r}")
-        if code is None:
-            return
-        entry = self.kv.read(self.layout.name(code))
+
+    def _refuse_code_as_name(self, code: str, number: int, entry: Entry | None) -> None:
+        """Refuse ``code`` when ``entry``, its key as a name, is another token's."""
         if (
             entry is not None
             and entry.data.get("number") != number
@@ -650,22 +690,28 @@ class OpenBaoInventory:
 
     def secrets(self, number: int) -> TokenSecrets | None:
         """The secrets of token ``number``; ``None`` when none are stored."""
-        entry = self.kv.read(self.layout.secrets(number), secret=True)
+        entry = self._secret(number)
         return None if entry is None else secrets_from(entry.data)
+
+    def _secret(self, number: int) -> Entry | None:
+        return self.kv.read(self.layout.secrets(number), secret=True)
 
     def _write_secrets(self, number: int, data: dict[str, Any], *, expected: int) -> int:
         """Write token ``number``'s secrets over version ``expected`` (0: none); the version."""
         return self.kv.write(self.layout.secrets(number), data, cas=expected, secret=True)
 
     def _replace_secrets(
-        self, number: int, data: dict[str, Any], earlier: tuple[int, dict[str, Any]] | None
+        self,
+        number: int,
+        data: dict[str, Any],
+        earlier: tuple[int, dict[str, Any]] | None,
+        entry: Entry | None,
     ) -> tuple[int, dict[str, Any]]:
-        """Write new secrets over the current ones; ``(our version, what we replaced)``.
+        """Write new secrets over ``entry``, the current ones as read; ``(ours, replaced)``.
 
         ``earlier`` is this change's write in a previous attempt: while it is still the
         current version, what it replaced stays the thing to put back.
         """
-        entry = self.kv.read(self.layout.secrets(number), secret=True)
         version = 0 if entry is None else entry.version
         replaced: dict[str, Any] = {} if entry is None else entry.data
         if earlier is not None and earlier[0] == version:
@@ -679,15 +725,6 @@ class OpenBaoInventory:
         """
         with suppress(CasConflict):
             self._write_secrets(number, replaced, expected=ours)
-
-    def _destroy_secrets(self, number: int) -> bool:
-        """Remove token ``number``'s secrets with every version; whether it had any."""
-        path = self.layout.secrets(number)
-        entry = self.kv.read(path, secret=True)
-        if entry is None:
-            return False
-        self.kv.remove(path, secret=True)
-        return bool(entry.data)
 
     def client_secret(self, definition: str, client_id: str) -> str | None:
         """The client secret of ``client_id`` in ``definition``; ``None`` when none is stored."""
@@ -748,7 +785,8 @@ class OpenBaoInventory:
             if not key.isdigit():
                 problems.append(f"{path} is not a page of records")
                 continue
-            for number, token in self._decode_page(path, entry).items():
+            page = self._page(path, entry)
+            for number, token in ((int(k), self._decode(page, k)) for k in page.stored):
                 label = f"token #{number} {token.name!r}"
                 if page_of(number) != int(key):
                     problems.append(f"{label} is on page {key}, not on page {page_of(number)}")

@@ -10,11 +10,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 from tokenctl.errors import InventoryError, SecretStoreError, TokenctlError
 
-#: Reads of one ``read_many`` in flight at once (``list`` reads one page per 100 tokens).
+#: Reads of one ``read_all`` in flight at once (``list`` reads one page per 100 tokens).
 READ_CONCURRENCY = 8
 
 _POLICY_HINT = (
@@ -51,16 +54,32 @@ class KvStore:
         timeout: float = 30.0,
     ) -> None:
         import hvac  # here, not at the top: only the team store pays for it
+        import requests
 
         self.address = address.rstrip("/")
         self.mount = mount
+        session = requests.Session()
+        # The proxy settings of the environment (HTTPS_PROXY, NO_PROXY) are read once
+        # here: requests would read them (and ~/.netrc) again on every request, which
+        # costs about as much as a KV read on loopback. The CA is ``verify``'s alone.
+        session.proxies.update(requests.utils.get_environ_proxies(self.address))
+        session.trust_env = False
         self._client = hvac.Client(
-            url=self.address, token=token, namespace=namespace, verify=verify, timeout=timeout
+            url=self.address,
+            token=token,
+            namespace=namespace,
+            verify=verify,
+            timeout=timeout,
+            session=session,
         )
         self._kv = self._client.secrets.kv.v2
+        self._pool: ThreadPoolExecutor | None = None
 
     def close(self) -> None:
-        """Close the HTTP connections."""
+        """Close the HTTP connections (and stop the threads of ``read_all``)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         self._client.adapter.close()
 
     # -- calls ---------------------------------------------------------------------------
@@ -92,12 +111,31 @@ class KvStore:
 
     def read_many(self, paths: Sequence[str], *, secret: bool = False) -> list[Entry | None]:
         """:meth:`read` of each path, several at once; in the order of ``paths``."""
-        if len(paths) <= 1:
-            return [self.read(path, secret=secret) for path in paths]
-        from concurrent.futures import ThreadPoolExecutor
+        return self.read_all([(path, secret) for path in paths])
 
-        with ThreadPoolExecutor(min(READ_CONCURRENCY, len(paths))) as pool:
-            return list(pool.map(lambda path: self.read(path, secret=secret), paths))
+    def read_all(self, reads: Sequence[tuple[str, bool]]) -> list[Entry | None]:
+        """:meth:`read` of each ``(path, secret)``, several at once; in their order.
+
+        Every read has finished when this returns or raises (the first failure).
+        """
+        if len(reads) <= 1:
+            return [self.read(path, secret=secret) for path, secret in reads]
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(READ_CONCURRENCY, thread_name_prefix="tokenctl-kv")
+        futures = [self._pool.submit(self.read, path, secret=secret) for path, secret in reads]
+        found: list[Entry | None] = []
+        failure: BaseException | None = None
+        for future in futures:
+            try:
+                found.append(future.result())
+            except BaseException as error:  # every read ends before the first failure is raised
+                failure = failure or error
+                found.append(None)
+        if failure is not None:
+            raise failure
+        return found
 
     def write(
         self, path: str, data: dict[str, Any], *, cas: int | None, secret: bool = False

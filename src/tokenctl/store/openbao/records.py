@@ -100,54 +100,54 @@ def token_from_text(number: int, text: Any) -> Token:
     return token_from(number, data)
 
 
-def _time(data: Mapping[str, Any], name: str) -> datetime | None:
-    value = data.get(name)
-    return None if value is None else from_iso(value)
-
-
 def token_from(number: int, data: Any) -> Token:
     """The token stored as ``data`` under ``number``; :class:`MalformedRecordError` if not one.
 
     Hot: ``list`` decodes every token, so the fields are named one by one.
     """
+    at = from_iso  # None stays None
     try:
         get = data.get
+        name, code, definition = data["name"], data["authentication_code"], data["definition"]
+        if type(name) is not str or type(code) is not str or type(definition) is not str:
+            raise MalformedRecordError(
+                "not a token record (a name, code or definition is not text)"
+            )
         scopes = get("granted_scopes")
         attributes = get("attributes")
-        token = Token(
+        return Token(
             number=number,
-            name=data["name"],
-            authentication_code=data["authentication_code"],
-            definition=data["definition"],
+            name=name,
+            authentication_code=code,
+            definition=definition,
             description=get("description"),
             identifier=get("identifier"),
             account=get("account"),
             state=LifecycleState(data["state"]),
-            expires_at=_time(data, "expires_at"),
-            refresh_expires_at=_time(data, "refresh_expires_at"),
+            expires_at=at(get("expires_at")),
+            refresh_expires_at=at(get("refresh_expires_at")),
             granted_scopes=None if scopes is None else tuple(scopes),
-            secret_set_at=_time(data, "secret_set_at"),
-            invalid_at=_time(data, "invalid_at"),
+            secret_set_at=at(get("secret_set_at")),
+            invalid_at=at(get("invalid_at")),
             invalid_reason=get("invalid_reason"),
             attributes={} if attributes is None else dict(attributes),
-            created_at=_time(data, "created_at"),
+            created_at=at(get("created_at")),
             created_by=get("created_by"),
             created_unit=get("created_unit"),
-            updated_at=_time(data, "updated_at"),
+            updated_at=at(get("updated_at")),
             updated_by=get("updated_by"),
             updated_unit=get("updated_unit"),
             has_refresh_token=bool(get("has_refresh_token")),
-            refreshed_at=_time(data, "refreshed_at"),
-            probed_at=_time(data, "probed_at"),
+            refreshed_at=at(get("refreshed_at")),
+            probed_at=at(get("probed_at")),
             probe_result=get("probe_result"),
             has_id_token=bool(get("has_id_token")),
         )
+    except MalformedRecordError:
+        raise
     except (AttributeError, KeyError, TypeError, ValueError) as error:
         problem = f"{type(error).__name__}: {error}"
         raise MalformedRecordError(f"not a token record ({problem})") from None
-    if not all(isinstance(getattr(token, name), str) for name in _TEXTS[:3]):
-        raise MalformedRecordError("not a token record (a name, code or definition is not text)")
-    return token
 
 
 def event_data(
