@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,6 @@ from tokenctl.errors import (
 )
 from tokenctl.inventory.sqlite import SqliteInventory
 from tokenctl.models import Actor, LifecycleState, Token, TokenSecrets
-from tokenctl.store.openbao import inventory as team_inventory
 from tokenctl.store.openbao import openbao_inventory_factory
 from tokenctl.store.openbao.inventory import OpenBaoInventory
 from tokenctl.store.openbao.layout import HISTORY_CHUNK, PAGE_SIZE, Layout
@@ -370,6 +369,8 @@ def test_a_full_page_and_a_long_history_stay_within_the_servers_json_limits(team
         range(events + 1, events + 1 - HISTORY_CHUNK - 10, -1)
     )
     assert team.describe()["history_events"] == events + PAGE_SIZE + 2
+    current = team.kv.read(team.layout.history(1)).data
+    assert len(current["events"]) <= 2 * HISTORY_CHUNK and current["archived"] == [1]
 
 
 # -- numbers, names and codes -----------------------------------------------------------
@@ -475,10 +476,15 @@ def test_keys_left_behind_by_a_cut_short_change_are_taken_over(team, bao, prefix
     assert team.add(draft("renamed", "C-2"), ACTOR, START).name == "renamed"
     # An add killed after claiming its name: while young, it may be an add under way ...
     kv.create_or_update_secret(layout.name("pending"), {"number": 999}, mount_point=MOUNT)
-    with pytest.raises(ConflictError, match="a token named 'pending' already exists"):
+    with pytest.raises(ConflictError) as pending:
         team.add(draft("pending"), ACTOR, START)
-    # ... and once old, it is taken over.
-    monkeypatch.setattr(team_inventory, "ABANDONED_AFTER", timedelta(0))
+    assert pending.value.message == (
+        "the name 'pending' is being given to a token by an add that has not finished"
+    )
+    assert "given up 2 minutes after it began" in (pending.value.hint or "")
+    # ... and once old (by the server's clock: three minutes later), it is taken over.
+    later = datetime.now(UTC) + timedelta(minutes=3)
+    monkeypatch.setattr(team.kv, "server_time", lambda: later)
     assert team.add(draft("pending"), ACTOR, START).name == "pending"
     assert team.check_integrity() == []
 
@@ -554,23 +560,22 @@ def test_concurrent_machines_lose_no_update_and_share_no_number(open_team):
 def test_secret_of_an_attempt_that_lost_is_put_back(open_team):
     laptop, cron_host = open_team(), open_team()
     token = laptop.add(draft("acme"), ACTOR, START, secrets=TokenSecrets(pass_code="first"))
+    # The cron host renews: it has written its new secret, not yet its record ...
+    cron_host.kv.write(
+        cron_host.layout.secrets(token.number), {"pass_code": "cron's"}, cas=None, secret=True
+    )
     calls = 0
 
     def decide(current: Token) -> dict[str, Any] | None:
         nonlocal calls
         calls += 1
         if calls == 1:
-            # Meanwhile the other machine renews: its secret, then its record.
-            cron_host.update(
-                token.number,
-                {"description": "cron's"},
-                ACTOR,
-                START,
-                event="renewed",
-                secrets=TokenSecrets(pass_code="cron's"),
-            )
+            # ... and writes its record while the laptop decides: the laptop's secret
+            # write (check-and-set on the cron host's version) succeeds, its record
+            # write does not.
+            cron_host.update(token.number, {"description": "cron's"}, ACTOR, START, event="r")
             return {"description": "laptop's"}
-        return None  # seeing the other's renewal, this one no longer wants a change
+        return None  # seeing the cron host's renewal, the laptop no longer wants one
 
     result, changed = laptop.update_if(
         token.number, decide, ACTOR, START, event="renewed", secrets=TokenSecrets(pass_code="mine")

@@ -57,8 +57,9 @@ if TYPE_CHECKING:
 #: Fields of :class:`Token` that ``update`` may change.
 MUTABLE_FIELDS = frozenset(TokenChanges.__annotations__)
 #: How long a claimed name or code whose record never appeared counts as an ``add``
-#: still under way on another machine (an add takes milliseconds; clocks may differ).
-ABANDONED_AFTER = timedelta(minutes=10)
+#: still under way (an add takes milliseconds, or seconds on a busy server); after
+#: that, as left behind by one that was cut short. Measured on the server's clock.
+ABANDONED_AFTER = timedelta(minutes=2)
 #: Check-and-set attempts of one change before giving up (each after a short random wait).
 MAX_ATTEMPTS = 60
 
@@ -81,6 +82,13 @@ class _Unread:
 
 
 _UNREAD = _Unread()
+
+
+class _Pending:
+    """What ``_holds`` says of a key whose token is still being added."""
+
+
+_PENDING = _Pending()
 
 
 class OpenBaoInventory:
@@ -616,7 +624,11 @@ class OpenBaoInventory:
             owner = entry.data.get("number")
             if owner == number:
                 return  # ours already (an earlier attempt of this change)
-            if self._holds(entry, field, value) is not None:
+            holder = self._holds(entry, field, value)
+            if holder is _PENDING:
+                what = "name" if field == "name" else "authentication code"
+                raise self._pending(f"the {what} {value!r}")
+            if holder is not None:
                 if field == "name":
                     raise ConflictError(f"a token named {value!r} already exists", hint=_NAME_HINT)
                 raise ConflictError(
@@ -628,11 +640,11 @@ class OpenBaoInventory:
             except CasConflict:
                 continue
 
-    def _holds(self, entry: Entry, field: str, value: str) -> str | None:
+    def _holds(self, entry: Entry, field: str, value: str) -> str | _Pending | None:
         """The name of the token that really holds a name or code key, else ``None``.
 
-        A key holds when its token's record says so, or, while the record is not there
-        yet, for ``ABANDONED_AFTER`` (an ``add`` under way on another machine).
+        A key holds when its token's record says so; while the record is not there, for
+        ``ABANDONED_AFTER`` after it was claimed (``_PENDING``: an ``add`` under way).
         """
         owner = entry.data.get("number")
         token = self._find(owner) if type(owner) is int else None
@@ -642,9 +654,18 @@ class OpenBaoInventory:
             created = from_iso(entry.created_time)
         except ValueError:
             created = None
-        if created is None or datetime.now(UTC) - created < ABANDONED_AFTER:
-            return f"#{owner}"
+        now = self.kv.server_time() or datetime.now(UTC)
+        if created is None or now - created < ABANDONED_AFTER:
+            return _PENDING
         return None
+
+    def _pending(self, what: str) -> ConflictError:
+        minutes = int(ABANDONED_AFTER.total_seconds() // 60)
+        return ConflictError(
+            f"{what} is being given to a token by an add that has not finished",
+            hint="another tokenctl is adding that token, or an add of it was cut short; in "
+            f"the latter case it is given up {minutes} minutes after it began: try again then",
+        )
 
     # Names and codes share one look-up space (``resolve``), so a name may not be another
     # token's code, nor a code another's name. Checked after this change's own keys are
@@ -655,17 +676,19 @@ class OpenBaoInventory:
         """Refuse ``name`` when ``entry``, its key as a code, is another token's."""
         if entry is not None and entry.data.get("number") != number:
             holder = self._holds(entry, "authentication_code", name)
+            if holder is _PENDING:
+                raise self._pending(f"the name {name!r}, as an authentication code,")
             if holder is not None:
                 raise ConflictError(f"name {name!r} is the authentication code of token {holder!r}")
 
     def _refuse_code_as_name(self, code: str, number: int, entry: Entry | None) -> None:
         """Refuse ``code`` when ``entry``, its key as a name, is another token's."""
-        if (
-            entry is not None
-            and entry.data.get("number") != number
-            and self._holds(entry, "name", code) is not None
-        ):
-            raise ConflictError(f"authentication code {code!r} is the name of another token")
+        if entry is not None and entry.data.get("number") != number:
+            holder = self._holds(entry, "name", code)
+            if holder is _PENDING:
+                raise self._pending(f"the authentication code {code!r}, as a name,")
+            if holder is not None:
+                raise ConflictError(f"authentication code {code!r} is the name of another token")
 
     def _release(self, path: str, number: int) -> None:
         """Remove a name or code key if it is still token ``number``'s."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -182,6 +183,17 @@ class KvStore:
             return [str(key) for key in response["data"]["keys"]]
         except (KeyError, TypeError):
             raise self._not_kv2() from None
+
+    def server_time(self) -> datetime | None:
+        """The server's clock (``sys/health``, open to everyone); ``None`` if it says nothing.
+
+        Compared with the creation times of keys, which are the server's too.
+        """
+        try:
+            health = self._client.sys.read_health_status(method="GET", standby_ok=True)
+            return datetime.fromtimestamp(int(health["server_time_utc"]), UTC)
+        except Exception:  # no answer here: the caller uses its own clock
+            return None
 
     # -- failures ------------------------------------------------------------------------
 
