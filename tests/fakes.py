@@ -115,6 +115,8 @@ class Cli:
     last_stderr: str = ""
     #: Under every provider call instead of the network (an ``httpx2.MockTransport``).
     transport: Any = None
+    #: Opens the inventory instead of the home's SQLite file (``AppContext.inventory_factory``).
+    inventory_factory: Any = None
 
     def stored(self, ref: str) -> TokenSecrets | None:
         """The secrets sealed in this home's inventory for token ``ref``."""
@@ -148,7 +150,11 @@ class Cli:
         )
         if hidden_answer is not None:
             streams.hidden_prompt = lambda label, stream: hidden_answer
+        swapped = (
+            {} if self.inventory_factory is None else {"inventory_factory": self.inventory_factory}
+        )
         ctx = AppContext(
+            **swapped,
             io=streams,
             environ={"TOKENCTL_HOME": str(self.home), **self.environ},
             clock=self.clock,

@@ -1,0 +1,860 @@
+"""The team store's inventory: records, history and secrets in an OpenBao KV version 2 mount.
+
+:class:`OpenBaoInventory` implements :class:`tokenctl.inventory.Inventory` on the layout
+of :mod:`.layout`. KV has no transactions; every change is made of single-key writes,
+each with check-and-set, ordered so that a process killed between two of them leaves
+nothing that misleads:
+
+- A read-modify-write reads the key (its version ``v``), changes it and writes it with
+  ``cas=v``; when another machine wrote meanwhile the write is refused and the whole
+  step runs again on what is there now (``update_if``'s ``decide`` too), so no
+  concurrent change is lost.
+- Names and codes are claimed create-only (``cas=0``) before the record is written, so
+  two machines never both get one. A claim left behind by a process that died (its
+  record absent for long, or renamed since) is taken over.
+- A token's secrets are written before its record: killed in between, the stored
+  secret is newer than the record, never a record claiming a secret that is not there.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from tokenctl.errors import ConflictError, InventoryError, NotFoundError, TokenctlError, UsageError
+from tokenctl.models import Actor, HistoryEvent, Token, TokenChanges, TokenSecrets
+from tokenctl.store.openbao.kv import CasConflict, Entry, KvStore
+from tokenctl.store.openbao.layout import (
+    FORMAT,
+    HISTORY_CHUNK,
+    PAGE_SIZE,
+    Layout,
+    encode_segment,
+    normal_path,
+    page_of,
+)
+from tokenctl.store.openbao.records import (
+    MalformedRecordError,
+    event_from,
+    event_text,
+    id_of_event,
+    record_text,
+    secrets_data,
+    secrets_from,
+    token_from_text,
+)
+from tokenctl.timeutil import from_iso
+
+if TYPE_CHECKING:
+    from tokenctl.inventory.sealed import RotationResult, SecretSummary
+
+#: Fields of :class:`Token` that ``update`` may change.
+MUTABLE_FIELDS = frozenset(TokenChanges.__annotations__)
+#: How long a claimed name or code whose record never appeared counts as an ``add``
+#: still under way (an add takes milliseconds, or seconds on a busy server); after
+#: that, as left behind by one that was cut short. Measured on the server's clock.
+ABANDONED_AFTER = timedelta(minutes=2)
+#: Check-and-set attempts of one change before giving up (each after a short random wait).
+MAX_ATTEMPTS = 60
+
+_NAME_HINT = "choose another name, or `tokenctl delete` the old token first"
+_CODE_HINT = "choose another code, or leave --code out to have one generated"
+
+
+@dataclass(frozen=True)
+class _Page:
+    """One page of records as read: ``{"<number>": record text}`` and its version."""
+
+    path: str
+    stored: dict[str, Any]
+    #: 0 when the page was never written (check-and-set then creates it).
+    version: int
+
+
+class _Unread:
+    """The history was not read by the caller (:meth:`OpenBaoInventory._append_event`)."""
+
+
+_UNREAD = _Unread()
+
+
+class _Pending:
+    """What ``_holds`` says of a key whose token is still being added."""
+
+
+_PENDING = _Pending()
+
+
+class OpenBaoInventory:
+    """The team store's :class:`~tokenctl.inventory.Inventory`, on OpenBao or Vault KV v2.
+
+    ``address`` is the server's URL, ``token`` the store token, ``mount`` the KV version
+    2 secrets engine and ``prefix`` the team's path in it (one inventory per prefix).
+    OpenBao encrypts what it stores; there is no data key of tokenctl's and no keyring.
+    Use it from one thread at a time (as ``AppContext`` does).
+    """
+
+    def __init__(
+        self,
+        address: str,
+        token: str,
+        mount: str,
+        prefix: str,
+        *,
+        namespace: str | None = None,
+        verify: bool | str = True,
+        timeout: float = 30.0,
+    ) -> None:
+        self.mount = normal_path(mount, what="mount")
+        self.prefix = normal_path(prefix, what="path")
+        self.layout = Layout(self.prefix)
+        self.kv = KvStore(
+            address, token, self.mount, namespace=namespace, verify=verify, timeout=timeout
+        )
+        self.address = self.kv.address
+        #: ``(next number, counter version)`` as this process last wrote them: the next
+        #: allocation tries them first and reads the counter only when another wrote since.
+        self._counter: tuple[int, int] | None = None
+        try:
+            self._inventory_id = self._read_meta()
+        except BaseException:
+            self.kv.close()
+            raise
+
+    @property
+    def where(self) -> str:
+        """The team inventory as messages name it: mount, prefix and server."""
+        return f"{self.mount}/{self.prefix} on the team store {self.address}"
+
+    # -- meta ----------------------------------------------------------------------------
+
+    def _read_meta(self) -> str | None:
+        """The inventory id, after checking the format; ``None`` before the first write."""
+        entry = self.kv.read(self.layout.meta)
+        if entry is None:
+            return None
+        stored_format, inventory_id = entry.data.get("format"), entry.data.get("inventory_id")
+        if isinstance(stored_format, int) and stored_format > FORMAT:
+            raise InventoryError(
+                f"the team inventory {self.where} has format {stored_format}, newer than "
+                f"this tokenctl's ({FORMAT})",
+                hint="upgrade tokenctl",
+            )
+        if stored_format != FORMAT or not isinstance(inventory_id, str) or not inventory_id:
+            raise self._malformed(self.layout.meta, "not the meta of a tokenctl inventory")
+        return inventory_id
+
+    def _ensure_meta(self) -> str:
+        """The inventory id; the first writer of an inventory makes it (create-only)."""
+        if self._inventory_id is not None:
+            return self._inventory_id
+        made = uuid.uuid4().hex
+        try:
+            self.kv.write(self.layout.meta, {"format": FORMAT, "inventory_id": made}, cas=0)
+        except CasConflict:
+            self._inventory_id = self._read_meta()  # another machine was first
+        else:
+            self._inventory_id = made
+        assert self._inventory_id is not None
+        return self._inventory_id
+
+    @property
+    def inventory_id(self) -> str:
+        """The inventory's random id, made by its first writer."""
+        return self._ensure_meta()
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def resolve(self, ref: str) -> Token:
+        """Find a token by number, name or authentication code (in that order)."""
+        found = None
+        if ref.isdigit():
+            found = self._find(int(ref))
+        if found is None and ref:
+            found = self._find_indexed(self.layout.name(ref), "name", ref)
+        if found is None and ref:
+            found = self._find_indexed(self.layout.code(ref), "authentication_code", ref)
+        if found is None:
+            raise NotFoundError(
+                f"no token {ref!r}",
+                hint="give a number, name or authentication code from `tokenctl list`",
+            )
+        return found
+
+    def get(self, number: int) -> Token:
+        """The token with this number as it is now; ``NotFoundError`` once it is gone."""
+        found = self._find(number)
+        if found is None:
+            raise NotFoundError(f"token #{number} no longer exists")
+        return found
+
+    def tokens(self) -> list[Token]:
+        """Every token, ordered by number: one read per page of records, several at once."""
+        counter = self.kv.read(self.layout.counter)
+        if counter is None:
+            return []
+        last = self._next_number(counter) - 1
+        paths = [self.layout.page(page) for page in range(page_of(last) + 1)] if last else []
+        found: list[Token] = []
+        for path, entry in zip(paths, self.kv.read_many(paths), strict=True):
+            page = self._page(path, entry)
+            found += (self._decode(page, key) for key in page.stored)
+        found.sort(key=lambda token: token.number)
+        return found
+
+    def history(self, number: int, limit: int | None = None) -> list[HistoryEvent]:
+        """Events of one token number, newest first (older chunks read only when needed)."""
+        if limit is not None and limit < 0:
+            limit = None
+        path = self.layout.history(number)
+        entry = self.kv.read(path)
+        if entry is None or limit == 0:
+            return []
+        texts, archived = self._history_parts(path, entry)
+        found = self._events(path, number, texts)
+        for first in reversed(archived):
+            if limit is not None and len(found) >= limit:
+                break
+            chunk_path = self.layout.history_chunk(number, first)
+            chunk = self.kv.read(chunk_path)
+            if chunk is not None:
+                texts = self._history_parts(chunk_path, chunk)[0]
+                found += self._events(chunk_path, number, texts)
+        return found if limit is None else found[:limit]
+
+    def names_using_definition(self, definition: str) -> Sequence[str]:
+        """Names of the tokens whose definition is ``definition``."""
+        return [token.name for token in self.tokens() if token.definition == definition]
+
+    def _find(self, number: int) -> Token | None:
+        """Token ``number`` as stored now, or ``None``."""
+        if number < 1:
+            return None
+        path = self.layout.page(page_of(number))
+        return self._record(self._page(path, self.kv.read(path)), number)
+
+    def _find_indexed(self, path: str, field: str, value: str) -> Token | None:
+        """The token a name or code key points to, if its record still says so."""
+        entry = self.kv.read(path)
+        if entry is None:
+            return None
+        owner = entry.data.get("number")
+        token = self._find(owner) if type(owner) is int else None
+        # A key left behind by a rename or delete that was cut short points elsewhere.
+        return token if token is not None and getattr(token, field) == value else None
+
+    def _page_path(self, number: int) -> str:
+        return self.layout.page(page_of(number))
+
+    def _page(self, path: str, entry: Entry | None) -> _Page:
+        """A page of records as read (``entry``; ``None``: not written yet)."""
+        if entry is None:
+            return _Page(path, {}, 0)
+        stored = entry.data.get("tokens")
+        if not isinstance(stored, dict):
+            raise self._malformed(path, "not a page of token records")
+        return _Page(path, stored, entry.version)
+
+    def _record(self, page: _Page, number: int) -> Token | None:
+        """Token ``number`` on ``page``, decoded; ``None`` when it is not there."""
+        return self._decode(page, str(number)) if str(number) in page.stored else None
+
+    def _current(self, page: _Page, number: int) -> Token:
+        """Token ``number`` on ``page``; ``NotFoundError`` when it is not there."""
+        current = self._record(page, number)
+        if current is None:
+            raise NotFoundError(f"token #{number} no longer exists")
+        return current
+
+    def _decode(self, page: _Page, key: str) -> Token:
+        try:
+            return token_from_text(int(key), page.stored[key])
+        except ValueError as error:  # MalformedRecordError too
+            raise self._malformed(page.path, f"token {key!r}: {error}") from None
+
+    def _next_number(self, counter: Entry) -> int:
+        value = counter.data.get("next")
+        if type(value) is not int or value < 1:
+            raise self._malformed(self.layout.counter, "not a token counter")
+        return value
+
+    def _events(self, path: str, number: int, texts: list[Any]) -> list[HistoryEvent]:
+        """Stored events, newest first."""
+        try:
+            return [event_from(number, text) for text in reversed(texts)]
+        except MalformedRecordError as error:
+            raise self._malformed(path, str(error)) from None
+
+    def _history_parts(self, path: str, entry: Entry) -> tuple[list[Any], list[int]]:
+        """A history key's events (as stored) and the first ids of its archived chunks."""
+        texts, archived = entry.data.get("events"), entry.data.get("archived", [])
+        if not isinstance(texts, list) or not isinstance(archived, list):
+            raise self._malformed(path, "not a token history")
+        if not all(type(first) is int for first in archived):
+            raise self._malformed(path, "not a token history")
+        return texts, archived
+
+    # -- writes --------------------------------------------------------------------------
+
+    def add(
+        self, token: Token, actor: Actor, now: datetime, *, secrets: TokenSecrets | None = None
+    ) -> Token:
+        """Insert a new record (numbered here), its secrets and a ``created`` event.
+
+        The number is taken from the shared counter: unique across machines, never
+        reused (one taken by an ``add`` that was then refused is skipped). The name and
+        the code are claimed before anything else is written, and given back when the
+        add fails; ``secrets`` are written before the record.
+        """
+        self._ensure_meta()
+        number = self._allocate_number()
+        record = replace(
+            token,
+            number=number,
+            legacy_secret_ref=None,
+            created_at=now,
+            created_by=actor.user,
+            created_unit=actor.unit,
+            updated_at=now,
+            updated_by=actor.user,
+            updated_unit=actor.unit,
+        )
+        text = record_text(record)  # checks the state before anything is claimed
+        name, code = token.name, token.authentication_code
+        claimed: list[str] = []
+        wrote_secrets = False
+        try:
+            self._claim(self.layout.name(name), number, "name", name)
+            claimed.append(self.layout.name(name))
+            self._claim(self.layout.code(code), number, "authentication_code", code)
+            claimed.append(self.layout.code(code))
+            path = self._page_path(number)
+            as_code, as_name, page_entry = self.kv.read_all(
+                [(self.layout.code(name), False), (self.layout.name(code), False), (path, False)]
+            )
+            self._refuse_name_as_code(name, number, as_code)
+            self._refuse_code_as_name(code, number, as_name)
+            if secrets is not None:
+                wrote_secrets = True
+                try:
+                    self._write_secrets(number, secrets_data(secrets), expected=0)
+                except CasConflict:  # left by an add of this number cut short: ours now
+                    self._replace_secrets(number, secrets_data(secrets), None, self._secret(number))
+            self._insert_record(number, text, self._page(path, page_entry))
+        except BaseException:
+            self._give_back(number, claimed, wrote_secrets)
+            raise
+        self._append_event(number, name, actor, now, "created", "ok", None, history=None)
+        return token_from_text(number, text)  # as a read gives it back (times to the second)
+
+    def update(
+        self,
+        number: int,
+        changes: TokenChanges,
+        actor: Actor,
+        now: datetime,
+        *,
+        event: str,
+        outcome: str = "ok",
+        detail: str | None = None,
+        secrets: TokenSecrets | None = None,
+    ) -> Token:
+        """Apply ``changes`` (and store ``secrets``) with one history event."""
+        token, _ = self.update_if(
+            number,
+            lambda _current: changes,
+            actor,
+            now,
+            event=event,
+            outcome=outcome,
+            detail=detail,
+            secrets=secrets,
+        )
+        return token
+
+    def update_if(
+        self,
+        number: int,
+        decide: Callable[[Token], TokenChanges | None],
+        actor: Actor,
+        now: datetime,
+        *,
+        event: str,
+        outcome: str = "ok",
+        detail: str | None = None,
+        secrets: TokenSecrets | None = None,
+    ) -> tuple[Token, bool]:
+        """Let ``decide`` pick changes from the current record, then apply them.
+
+        Read the page, ``decide``, write it with check-and-set; when another machine
+        changed the page meanwhile, all of it again on the fresh record, so a
+        read-modify-write never loses a concurrent update. ``secrets`` are written
+        (check-and-set too) before the record, and only when there are changes; a secret
+        written in an attempt whose record write then lost is put back if ``decide`` no
+        longer wants a change. The page, the history and the secrets are read at once.
+        """
+        wrote: tuple[int, dict[str, Any]] | None = None  # our secret version, what it replaced
+        claimed: str | None = None  # a new name's key claimed for this change
+        done = False
+        path = self._page_path(number)
+        reads = [(path, False), (self.layout.history(number), False)]
+        if secrets is not None:
+            reads.append((self.layout.secrets(number), True))
+        try:
+            for _ in self._attempts(f"token #{number}"):
+                page_entry, history, *secret = self.kv.read_all(reads)
+                page = self._page(path, page_entry)
+                current = self._current(page, number)
+                changes = decide(current)
+                if changes is None:
+                    if wrote is not None:
+                        self._put_back_secrets(number, *wrote)
+                    wrote = None
+                    return current, False
+                unknown = set(changes) - MUTABLE_FIELDS
+                if unknown:
+                    raise ValueError(f"fields cannot be changed: {sorted(unknown)}")
+                updated = replace(
+                    current,
+                    **changes,
+                    updated_at=now,
+                    updated_by=actor.user,
+                    updated_unit=actor.unit,
+                )
+                renamed = updated.name != current.name
+                wanted = self.layout.name(updated.name) if renamed else None
+                if claimed is not None and claimed != wanted:
+                    self._release(claimed, number)
+                    claimed = None
+                if wanted is not None and claimed is None:
+                    self._claim(wanted, number, "name", updated.name)
+                    claimed = wanted
+                if renamed:
+                    self._refuse_name_as_code(
+                        updated.name, number, self.kv.read(self.layout.code(updated.name))
+                    )
+                text = record_text(updated)
+                try:
+                    if secrets is not None:
+                        data = secrets_data(secrets)
+                        wrote = self._replace_secrets(number, data, wrote, secret[0])
+                    self._write_page(page, {**page.stored, str(number): text})
+                except CasConflict:
+                    continue
+                done = True
+                break
+        except BaseException:
+            if not done:
+                if claimed is not None:
+                    self._release(claimed, number)
+                if wrote is not None:
+                    with suppress(TokenctlError):
+                        self._put_back_secrets(number, *wrote)
+            raise
+        if renamed:
+            self._release(self.layout.name(current.name), number)
+        self._append_event(
+            number, updated.name, actor, now, event, outcome, detail, history=history
+        )
+        return token_from_text(number, text), True
+
+    def delete(self, number: int, actor: Actor, now: datetime, *, detail: str | None) -> bool:
+        """Remove the record and its secrets (``True`` if it had any); history keeps ``deleted``.
+
+        The secrets go first: a failure there (a policy that denies it) leaves the token
+        as it was. When the page changed before the record was removed (another machine
+        may just have stored new secrets), both steps run again, so no secret outlives
+        its record. Then the ``deleted`` event, then the name and code are released.
+        """
+        had_secrets = False
+        path, secret_path = self._page_path(number), self.layout.secrets(number)
+        for _ in self._attempts(f"token #{number}"):
+            page_entry, secret = self.kv.read_all([(path, False), (secret_path, True)])
+            page = self._page(path, page_entry)
+            current = self._current(page, number)
+            if secret is not None:
+                self.kv.remove(secret_path, secret=True)
+                had_secrets = had_secrets or bool(secret.data)
+            kept = {key: text for key, text in page.stored.items() if key != str(number)}
+            try:
+                self._write_page(page, kept)
+            except CasConflict:
+                continue
+            break
+        self._append_event(number, current.name, actor, now, "deleted", "ok", detail)
+        self._release(self.layout.name(current.name), number)
+        self._release(self.layout.code(current.authentication_code), number)
+        return had_secrets
+
+    def record_event(
+        self,
+        token: Token,
+        actor: Actor,
+        now: datetime,
+        *,
+        event: str,
+        outcome: str,
+        detail: str | None = None,
+    ) -> None:
+        """Append a history event without changing the record."""
+        self._append_event(token.number, token.name, actor, now, event, outcome, detail)
+
+    def _attempts(self, what: str) -> Iterator[int]:
+        """Attempts of one check-and-set change, each after a short random wait."""
+        for attempt in range(MAX_ATTEMPTS):
+            if attempt:
+                # Random, growing: writers that collided do not collide again in step.
+                time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))  # noqa: S311
+            yield attempt
+        raise InventoryError(
+            f"{what} in the team inventory {self.where} kept changing under this change "
+            f"({MAX_ATTEMPTS} attempts)",
+            hint="many machines are changing the same tokens at once; run the command again",
+        )
+
+    def _allocate_number(self) -> int:
+        """The next token number, taken from the shared counter by check-and-set."""
+        for _ in self._attempts("the token counter"):
+            if self._counter is None:
+                entry = self.kv.read(self.layout.counter)
+                self._counter = (
+                    (1, 0) if entry is None else (self._next_number(entry), entry.version)
+                )
+            number, version = self._counter
+            try:
+                written = self.kv.write(self.layout.counter, {"next": number + 1}, cas=version)
+            except CasConflict:
+                self._counter = None  # another machine took one: read it again
+                continue
+            self._counter = (number + 1, written)
+            return number
+        raise AssertionError("unreachable")  # pragma: no cover - _attempts raises
+
+    def _insert_record(self, number: int, text: str, page: _Page) -> None:
+        """Put the new record ``text`` on its ``page`` (as read; read again on a conflict)."""
+        for attempt in self._attempts(f"token #{number}"):
+            if attempt:
+                page = self._page(page.path, self.kv.read(page.path))
+            if str(number) in page.stored:
+                raise InventoryError(
+                    f"token number {number} is already used in the team inventory {self.where}",
+                    hint="its counter was set back; run `tokenctl doctor`",
+                )
+            try:
+                self._write_page(page, {**page.stored, str(number): text})
+            except CasConflict:
+                continue
+            return
+
+    def _write_page(self, page: _Page, stored: dict[str, Any]) -> None:
+        """Write ``stored`` as the new version of ``page`` (check-and-set on its version)."""
+        self.kv.write(page.path, {"tokens": stored}, cas=page.version)
+
+    def _append_event(
+        self,
+        number: int,
+        name: str,
+        actor: Actor,
+        now: datetime,
+        event: str,
+        outcome: str,
+        detail: str | None,
+        *,
+        history: Entry | _Unread | None = _UNREAD,
+    ) -> None:
+        """Append one event to token ``number``'s history.
+
+        ``history`` is its key as the caller read it (``None``: there is none); read
+        here when not given, and again when another wrote meanwhile. Event ids count up
+        per token. Once the key holds ``2 * HISTORY_CHUNK`` events, its oldest
+        ``HISTORY_CHUNK`` move to a chunk key of their own (written create-only first:
+        whoever archives a chunk writes the same events into it).
+        """
+        path = self.layout.history(number)
+        for _ in self._attempts(f"the history of token #{number}"):
+            entry = self.kv.read(path) if isinstance(history, _Unread) else history
+            history = _UNREAD  # a second attempt reads it again
+            texts: list[Any] = []
+            archived: list[int] = []
+            if entry is not None:
+                texts, archived = self._history_parts(path, entry)
+            try:
+                last = id_of_event(texts[-1]) if texts else 0
+                if len(texts) >= 2 * HISTORY_CHUNK:
+                    chunk, texts = texts[:HISTORY_CHUNK], texts[HISTORY_CHUNK:]
+                    first = id_of_event(chunk[0])
+                    with suppress(CasConflict):  # archived already, by another appender
+                        self.kv.write(
+                            self.layout.history_chunk(number, first), {"events": chunk}, cas=0
+                        )
+                    archived = [*archived, first]
+            except MalformedRecordError as error:
+                raise self._malformed(path, str(error)) from None
+            texts = [*texts, event_text(last + 1, name, actor, now, event, outcome, detail)]
+            version = 0 if entry is None else entry.version
+            try:
+                self.kv.write(path, {"events": texts, "archived": archived}, cas=version)
+            except CasConflict:
+                continue
+            return
+
+    # -- names and codes -----------------------------------------------------------------
+
+    def _claim(self, path: str, number: int, field: str, value: str) -> None:
+        """Make the key ``path`` say that ``value`` (a name or code) is token ``number``'s.
+
+        Create-only; a key another token holds is a :class:`ConflictError`, one left
+        behind by a cut-short change is taken over (check-and-set on its version).
+        """
+        for _ in self._attempts(f"the {field.replace('_', ' ')} {value!r}"):
+            try:
+                self.kv.write(path, {"number": number}, cas=0)
+                return
+            except CasConflict:
+                pass
+            entry = self.kv.read(path)
+            if entry is None:
+                continue  # released meanwhile: create it again
+            owner = entry.data.get("number")
+            if owner == number:
+                return  # ours already (an earlier attempt of this change)
+            holder = self._holds(entry, field, value)
+            if holder is _PENDING:
+                what = "name" if field == "name" else "authentication code"
+                raise self._pending(f"the {what} {value!r}")
+            if holder is not None:
+                if field == "name":
+                    raise ConflictError(f"a token named {value!r} already exists", hint=_NAME_HINT)
+                raise ConflictError(
+                    f"authentication code {value!r} is already in use", hint=_CODE_HINT
+                )
+            try:
+                self.kv.write(path, {"number": number}, cas=entry.version)
+                return
+            except CasConflict:
+                continue
+
+    def _holds(self, entry: Entry, field: str, value: str) -> str | _Pending | None:
+        """The name of the token that really holds a name or code key, else ``None``.
+
+        A key holds when its token's record says so; while the record is not there, for
+        ``ABANDONED_AFTER`` after it was claimed (``_PENDING``: an ``add`` under way).
+        """
+        owner = entry.data.get("number")
+        token = self._find(owner) if type(owner) is int else None
+        if token is not None:
+            return token.name if getattr(token, field) == value else None
+        try:
+            created = from_iso(entry.created_time)
+        except ValueError:
+            created = None
+        now = self.kv.server_time() or datetime.now(UTC)
+        if created is None or now - created < ABANDONED_AFTER:
+            return _PENDING
+        return None
+
+    def _pending(self, what: str) -> ConflictError:
+        minutes = int(ABANDONED_AFTER.total_seconds() // 60)
+        return ConflictError(
+            f"{what} is being given to a token by an add that has not finished",
+            hint="another tokenctl is adding that token, or an add of it was cut short; in "
+            f"the latter case it is given up {minutes} minutes after it began: try again then",
+        )
+
+    # Names and codes share one look-up space (``resolve``), so a name may not be another
+    # token's code, nor a code another's name. Checked after this change's own keys are
+    # claimed (``entry`` read since): of two machines racing with the same text as a name
+    # and as a code, at least one sees the other's key and gives up.
+
+    def _refuse_name_as_code(self, name: str, number: int, entry: Entry | None) -> None:
+        """Refuse ``name`` when ``entry``, its key as a code, is another token's."""
+        if entry is not None and entry.data.get("number") != number:
+            holder = self._holds(entry, "authentication_code", name)
+            if holder is _PENDING:
+                raise self._pending(f"the name {name!r}, as an authentication code,")
+            if holder is not None:
+                raise ConflictError(f"name {name!r} is the authentication code of token {holder!r}")
+
+    def _refuse_code_as_name(self, code: str, number: int, entry: Entry | None) -> None:
+        """Refuse ``code`` when ``entry``, its key as a name, is another token's."""
+        if entry is not None and entry.data.get("number") != number:
+            holder = self._holds(entry, "name", code)
+            if holder is _PENDING:
+                raise self._pending(f"the authentication code {code!r}, as a name,")
+            if holder is not None:
+                raise ConflictError(f"authentication code {code!r} is the name of another token")
+
+    def _release(self, path: str, number: int) -> None:
+        """Remove a name or code key if it is still token ``number``'s."""
+        entry = self.kv.read(path)
+        if entry is not None and entry.data.get("number") == number:
+            self.kv.remove(path)
+
+    def _give_back(self, number: int, claimed: list[str], wrote_secrets: bool) -> None:
+        """After a failed ``add``: release what it claimed and wrote, as far as possible.
+
+        Not when its record was written after all (a reply lost on the way back).
+        """
+        with suppress(TokenctlError):
+            if self._find(number) is not None:
+                return
+            for path in claimed:
+                self._release(path, number)
+            if wrote_secrets:
+                self.kv.remove(self.layout.secrets(number), secret=True)
+
+    # -- secrets -------------------------------------------------------------------------
+
+    def secrets(self, number: int) -> TokenSecrets | None:
+        """The secrets of token ``number``; ``None`` when none are stored."""
+        entry = self._secret(number)
+        return None if entry is None else secrets_from(entry.data)
+
+    def _secret(self, number: int) -> Entry | None:
+        return self.kv.read(self.layout.secrets(number), secret=True)
+
+    def _write_secrets(self, number: int, data: dict[str, Any], *, expected: int) -> int:
+        """Write token ``number``'s secrets over version ``expected`` (0: none); the version."""
+        return self.kv.write(self.layout.secrets(number), data, cas=expected, secret=True)
+
+    def _replace_secrets(
+        self,
+        number: int,
+        data: dict[str, Any],
+        earlier: tuple[int, dict[str, Any]] | None,
+        entry: Entry | None,
+    ) -> tuple[int, dict[str, Any]]:
+        """Write new secrets over ``entry``, the current ones as read; ``(ours, replaced)``.
+
+        ``earlier`` is this change's write in a previous attempt: while it is still the
+        current version, what it replaced stays the thing to put back.
+        """
+        version = 0 if entry is None else entry.version
+        replaced: dict[str, Any] = {} if entry is None else entry.data
+        if earlier is not None and earlier[0] == version:
+            replaced = earlier[1]
+        return self._write_secrets(number, data, expected=version), replaced
+
+    def _put_back_secrets(self, number: int, ours: int, replaced: dict[str, Any]) -> None:
+        """Undo our secret write, unless another was written over it since.
+
+        An empty object stands for "no secrets" (KV cannot delete by check-and-set).
+        """
+        with suppress(CasConflict):
+            self._write_secrets(number, replaced, expected=ours)
+
+    def client_secret(self, definition: str, client_id: str) -> str | None:
+        """The client secret of ``client_id`` in ``definition``; ``None`` when none is stored."""
+        entry = self.kv.read(self.layout.client(definition, client_id), secret=True)
+        value = None if entry is None else entry.data.get("client_secret")
+        return value if isinstance(value, str) else None
+
+    def set_client_secret(self, definition: str, client_id: str, secret: str) -> None:
+        """Store the client secret of ``client_id`` in ``definition`` (replacing one)."""
+        self._ensure_meta()
+        path = self.layout.client(definition, client_id)
+        self.kv.write(path, {"client_secret": secret}, cas=None, secret=True)
+
+    def delete_client_secret(self, definition: str, client_id: str) -> bool:
+        """Remove the stored client secret of ``client_id`` in ``definition``; ``True`` if any."""
+        path = self.layout.client(definition, client_id)
+        if self.kv.read(path, secret=True) is None:
+            return False
+        self.kv.remove(path, secret=True)
+        return True
+
+    def secret_summary(self, *, verify: bool) -> SecretSummary:
+        """Refused: the team store has no data key of tokenctl's (OpenBao encrypts)."""
+        self._no_data_key("key status")
+
+    def rotate_key(self, progress: Callable[[int], None] | None = None) -> RotationResult:
+        """Refused: OpenBao's own key is rotated by its operators (``bao operator rotate``)."""
+        self._no_data_key("key rotate")
+
+    def reset_key(self, actor: Actor, now: datetime) -> list[str]:
+        """Refused: no data key of tokenctl's can be lost on the team store."""
+        self._no_data_key("key reset")
+
+    def _no_data_key(self, command: str) -> NoReturn:
+        raise UsageError(
+            f"`tokenctl {command}` is about the local store's data key; the team store "
+            f"{self.address} has none: OpenBao encrypts every secret it keeps with its own keys",
+            hint="OpenBao's operators rotate its encryption key (`bao operator rotate`)",
+        )
+
+    # -- maintenance ---------------------------------------------------------------------
+
+    def check_integrity(self) -> list[str]:
+        """Problems found in the team inventory; empty when it is sound.
+
+        Every record is on its page, below the counter, and found by its name and code.
+        """
+        problems: list[str] = []
+        counter = self.kv.read(self.layout.counter)
+        next_number = 1 if counter is None else self._next_number(counter)
+        names = set(self.kv.keys(self.layout.names))
+        codes = set(self.kv.keys(self.layout.codes))
+        for key in self.kv.keys(self.layout.records):
+            path = f"{self.layout.records}/{key}"
+            entry = self.kv.read(path)
+            if entry is None:
+                continue
+            if not key.isdigit():
+                problems.append(f"{path} is not a page of records")
+                continue
+            page = self._page(path, entry)
+            for number, token in ((int(k), self._decode(page, k)) for k in page.stored):
+                label = f"token #{number} {token.name!r}"
+                if page_of(number) != int(key):
+                    problems.append(f"{label} is on page {key}, not on page {page_of(number)}")
+                if number >= next_number:
+                    problems.append(f"{label} is not below the counter ({next_number})")
+                if encode_segment(token.name) not in names:
+                    problems.append(f"{label} has no name key: it is not found by its name")
+                if encode_segment(token.authentication_code) not in codes:
+                    problems.append(f"{label} has no code key: it is not found by its code")
+        if problems and self._inventory_id is None:
+            problems.append(f"{self.layout.meta} is missing")
+        return problems
+
+    def describe(self) -> Mapping[str, Any]:
+        """Facts for ``doctor``: where the team inventory is, its format, counts."""
+        tokens = self.tokens()
+        histories = [
+            f"{self.layout.histories}/{key}"
+            for key in self.kv.keys(self.layout.histories)
+            if key.isdigit()  # a deleted token's history too, as the local store counts
+        ]
+        events = 0
+        for path, entry in zip(histories, self.kv.read_many(histories), strict=True):
+            if entry is not None:
+                texts, archived = self._history_parts(path, entry)
+                events += len(texts) + HISTORY_CHUNK * len(archived)
+        return {
+            "path": f"{self.address} {self.mount}/{self.prefix}",
+            "address": self.address,
+            "mount": self.mount,
+            "prefix": self.prefix,
+            "schema_version": FORMAT,
+            "journal_mode": "OpenBao KV version 2",
+            "page_size": PAGE_SIZE,
+            "tokens": len(tokens),
+            "history_events": events,
+        }
+
+    def close(self) -> None:
+        """Close the connections to the server."""
+        self.kv.close()
+
+    def _malformed(self, path: str, problem: str) -> InventoryError:
+        return InventoryError(
+            f"{self.mount}/{path} on the team store {self.address} is malformed: {problem}",
+            hint="restore an earlier version of that key (`bao kv rollback`), or "
+            "`tokenctl doctor` to see what else is wrong",
+        )

@@ -1,0 +1,339 @@
+"""The KV version 2 calls the team store makes, through :mod:`hvac`, with typed failures.
+
+Every failure of the server or the way to it becomes a :class:`SecretStoreError` (exit 4)
+that names the server and the path and says what is needed; a write refused by
+check-and-set becomes :class:`CasConflict`, which the inventory answers by reading again.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
+from tokenctl.errors import InventoryError, SecretStoreError, TokenctlError
+
+#: Reads of one ``read_all`` in flight at once (``list`` reads one page per 100 tokens).
+READ_CONCURRENCY = 8
+
+_POLICY_HINT = (
+    "ask the team store's administrator for a policy that grants it; if the store token "
+    "has expired, get a new one"
+)
+
+
+class CasConflict(Exception):  # noqa: N818 - a signal to read again, not a failure
+    """Another writer changed the key since it was read: check-and-set refused the write."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """The current version of one key: its data, version number and creation time."""
+
+    data: dict[str, Any]
+    version: int
+    #: When the server wrote this version (RFC 3339, the server's clock).
+    created_time: str
+
+
+class KvStore:
+    """One KV version 2 mount on one server, reached with one store token."""
+
+    def __init__(
+        self,
+        address: str,
+        token: str,
+        mount: str,
+        *,
+        namespace: str | None = None,
+        verify: bool | str = True,
+        timeout: float = 30.0,
+    ) -> None:
+        import hvac  # here, not at the top: only the team store pays for it
+        import requests
+
+        self.address = address.rstrip("/")
+        self.mount = mount
+        session = requests.Session()
+        # The proxy settings of the environment (HTTPS_PROXY, NO_PROXY) are read once
+        # here: requests would read them (and ~/.netrc) again on every request, which
+        # costs about as much as a KV read on loopback. The CA is ``verify``'s alone.
+        session.proxies.update(requests.utils.get_environ_proxies(self.address))
+        session.trust_env = False
+        self._client = hvac.Client(
+            url=self.address,
+            token=token,
+            namespace=namespace,
+            verify=verify,
+            timeout=timeout,
+            session=session,
+        )
+        self._kv = self._client.secrets.kv.v2
+        self._pool: ThreadPoolExecutor | None = None
+
+    def close(self) -> None:
+        """Close the HTTP connections (and stop the threads of ``read_all``)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        self._client.adapter.close()
+
+    # -- calls ---------------------------------------------------------------------------
+
+    def read(self, path: str, *, secret: bool = False) -> Entry | None:
+        """The current version of ``path``; ``None`` when there is none (or it was deleted)."""
+        response = self._call(
+            "read",
+            path,
+            secret,
+            lambda: self._kv.read_secret_version(
+                path, mount_point=self.mount, raise_on_deleted_version=True
+            ),
+            missing_ok=True,
+        )
+        if response is None:
+            return None
+        try:
+            body = response["data"]
+            data, metadata = body["data"], body["metadata"]
+            if data is None:  # a deleted version (tokenctl removes keys; another tool did)
+                return None
+            version = int(metadata["version"])
+            if not isinstance(data, dict):
+                raise TypeError("data is not an object")
+            return Entry(data, version, str(metadata.get("created_time") or ""))
+        except (KeyError, TypeError, ValueError):
+            raise self._not_kv2() from None
+
+    def read_many(self, paths: Sequence[str], *, secret: bool = False) -> list[Entry | None]:
+        """:meth:`read` of each path, several at once; in the order of ``paths``."""
+        return self.read_all([(path, secret) for path in paths])
+
+    def read_all(self, reads: Sequence[tuple[str, bool]]) -> list[Entry | None]:
+        """:meth:`read` of each ``(path, secret)``, several at once; in their order.
+
+        Every read has finished when this returns or raises (the first failure).
+        """
+        if len(reads) <= 1:
+            return [self.read(path, secret=secret) for path, secret in reads]
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(READ_CONCURRENCY, thread_name_prefix="tokenctl-kv")
+        futures = [self._pool.submit(self.read, path, secret=secret) for path, secret in reads]
+        found: list[Entry | None] = []
+        failure: BaseException | None = None
+        for future in futures:
+            try:
+                found.append(future.result())
+            except BaseException as error:  # every read ends before the first failure is raised
+                failure = failure or error
+                found.append(None)
+        if failure is not None:
+            raise failure
+        return found
+
+    def write(
+        self, path: str, data: dict[str, Any], *, cas: int | None, secret: bool = False
+    ) -> int:
+        """Write a new version of ``path``; its version number.
+
+        ``cas`` is the version the write expects to replace (0: the key must not exist;
+        ``None``: whatever is there); :class:`CasConflict` when it is not the current one.
+        """
+        response = self._call(
+            "write",
+            path,
+            secret,
+            lambda: self._kv.create_or_update_secret(
+                path, secret=data, cas=cas, mount_point=self.mount
+            ),
+        )
+        try:
+            return int(response["data"]["version"])
+        except (KeyError, TypeError, ValueError):
+            raise self._not_kv2() from None
+
+    def remove(self, path: str, *, secret: bool = False) -> None:
+        """Delete ``path`` with every version and its metadata (it may be created anew)."""
+        self._call(
+            "delete",
+            path,
+            secret,
+            lambda: self._kv.delete_metadata_and_all_versions(path, mount_point=self.mount),
+        )
+
+    def keys(self, folder: str) -> list[str]:
+        """The names listed under ``folder`` (sub-folders end with ``/``); none if empty."""
+        response = self._call(
+            "list",
+            folder,
+            False,
+            lambda: self._kv.list_secrets(folder, mount_point=self.mount),
+            missing_ok=True,
+        )
+        if response is None:
+            return []
+        try:
+            return [str(key) for key in response["data"]["keys"]]
+        except (KeyError, TypeError):
+            raise self._not_kv2() from None
+
+    def server_time(self) -> datetime | None:
+        """The server's clock (``sys/health``, open to everyone); ``None`` if it says nothing.
+
+        Compared with the creation times of keys, which are the server's too.
+        """
+        try:
+            health = self._client.sys.read_health_status(method="GET", standby_ok=True)
+            return datetime.fromtimestamp(int(health["server_time_utc"]), UTC)
+        except Exception:  # no answer here: the caller uses its own clock
+            return None
+
+    # -- failures ------------------------------------------------------------------------
+
+    def _call(
+        self,
+        action: str,
+        path: str,
+        secret: bool,
+        call: Callable[[], Any],
+        *,
+        missing_ok: bool = False,
+    ) -> Any:
+        """Run ``call``; the server's or the network's failure as a typed error.
+
+        A missing key is ``None`` when ``missing_ok``.
+        """
+        import requests
+        from hvac import exceptions as vault
+
+        try:
+            return call()
+        except vault.InvalidPath as error:
+            if _mentions(error, "no handler for route"):
+                raise self._no_mount() from None
+            if missing_ok:
+                return None
+            raise self._refused(action, path, error) from None
+        except vault.InvalidRequest as error:
+            if _mentions(error, "check-and-set parameter did not match"):
+                raise CasConflict(path) from None
+            raise self._refused(action, path, error) from None
+        except vault.Forbidden:
+            raise self._forbidden(action, path, secret) from None
+        except vault.VaultDown as error:
+            if _mentions(error, "sealed"):
+                raise SecretStoreError(
+                    f"the team store {self.address} is sealed: nothing in it can be read or "
+                    "written",
+                    hint="an operator unseals it (`bao operator unseal`); then run the "
+                    "command again",
+                ) from None
+            raise self._unavailable(_errors(error)) from None
+        except vault.VaultError as error:
+            raise self._refused(action, path, error) from None
+        except requests.exceptions.SSLError:
+            raise SecretStoreError(
+                f"the TLS certificate of the team store {self.address} cannot be verified",
+                hint="give the certificate of the CA that signed it (BAO_CACERT); tokenctl "
+                "never skips the verification",
+            ) from None
+        except requests.exceptions.InvalidJSONError:
+            raise SecretStoreError(
+                f"{self.address} does not answer as OpenBao or Vault does",
+                hint="check the team store's address (BAO_ADDR)",
+            ) from None
+        except requests.exceptions.RequestException as error:
+            raise self._unavailable(_network_reason(error)) from None
+
+    def _where(self, path: str) -> str:
+        return f"{self.mount}/{path} on the team store {self.address}"
+
+    def _forbidden(self, action: str, path: str, secret: bool) -> TokenctlError:
+        """Permission denied: the store token is no longer valid, or its policies say no."""
+        if not self._token_valid():
+            return SecretStoreError(
+                f"the team store {self.address} does not accept the store token: it has "
+                "expired or was revoked",
+                hint="get a new store token (BAO_TOKEN, or `bao login`) and run the command again",
+            )
+        verb = "read" if action in ("read", "list") else "write"
+        what = "secrets" if secret else "the inventory"
+        return SecretStoreError(
+            f"this identity may not {verb} {what} at {self._where(path)}", hint=_POLICY_HINT
+        )
+
+    def _token_valid(self) -> bool:
+        """Whether the server still knows the store token (every token may look itself up).
+
+        Only a refused look-up says no; any other failure leaves the policy to blame.
+        """
+        from hvac import exceptions as vault
+
+        try:
+            self._client.auth.token.lookup_self()
+        except vault.Forbidden:
+            return False
+        except Exception:  # noqa: S110 - not known to be invalid: the policy message stands
+            pass
+        return True
+
+    def _refused(self, action: str, path: str, error: Exception) -> SecretStoreError:
+        return SecretStoreError(
+            f"the team store refused to {action} {self._where(path)}: {_errors(error)}",
+            hint="run the command again; if it fails again, the server's log says why",
+        )
+
+    def _unavailable(self, reason: str) -> SecretStoreError:
+        return SecretStoreError(
+            f"the team store {self.address} does not answer ({reason})",
+            hint="check its address (BAO_ADDR), the network, and that OpenBao is running; "
+            "then run the command again",
+        )
+
+    def _no_mount(self) -> SecretStoreError:
+        return SecretStoreError(
+            f"the team store {self.address} has no secrets engine mounted at {self.mount}",
+            hint=f"enable a KV version 2 engine there: `bao secrets enable -path={self.mount} "
+            "-version=2 kv`",
+        )
+
+    def _not_kv2(self) -> InventoryError:
+        return InventoryError(
+            f"the secrets engine at {self.mount} on the team store {self.address} does not "
+            "answer as KV version 2 does",
+            hint="the team store needs a KV version 2 engine: `bao secrets enable "
+            f"-path={self.mount} -version=2 kv` (or `bao kv enable-versioning {self.mount}`)",
+        )
+
+
+def _errors(error: Exception) -> str:
+    """The server's own error text, on one line."""
+    errors = getattr(error, "errors", None)
+    if errors:
+        text = "; ".join(str(item) for item in errors)
+    else:
+        text = str(error.args[0]) if error.args else ""
+    return " ".join(text.replace("*", " ").split()) or type(error).__name__
+
+
+def _mentions(error: Exception, text: str) -> bool:
+    return text in _errors(error)
+
+
+_ERRNO_REASON = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
+
+
+def _network_reason(error: Exception) -> str:
+    """Why the server could not be reached, in a few words (``Connection refused``)."""
+    found = _ERRNO_REASON.search(str(error))
+    if found:
+        return found.group(1).strip()
+    name = type(error).__name__
+    return "timed out" if "Timeout" in name else name

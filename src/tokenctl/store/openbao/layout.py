@@ -1,0 +1,136 @@
+"""Where the team store keeps each thing in its KV version 2 mount: the path names only.
+
+Under the team's prefix ``P``::
+
+    P/meta                      {"format": 1, "inventory_id": ...}, made create-only
+    P/counter                   {"next": N}: token numbers, allocated by check-and-set
+    P/records/<page>            {"tokens": {"<number>": record}}, PAGE_SIZE tokens a page
+    P/names/<enc(name)>         {"number": N}: a name's owner, made create-only
+    P/codes/<enc(code)>         {"number": N}: an authentication code's owner
+    P/history/<number>          {"events": [...], "archived": [first ids]}: the newest
+                                events, appended by check-and-set
+    P/history/<number>/<first>  {"events": [...]}: HISTORY_CHUNK older events, create-only
+    P/secrets/<number>          the token's secrets (apart: a policy can deny them)
+    P/clients/<enc(definition)>/<enc(client id)>   {"client_secret": ...}
+
+Records (no secrets) and secrets are under separate paths so that a policy may grant
+one and deny the other.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+from tokenctl.errors import UsageError
+
+#: The layout version written to ``meta``; a store of a newer format is refused.
+FORMAT = 1
+#: Token records per page: ``list`` reads one key per page, not one per token. A page
+#: is written whole: 2 JSON strings a record, far below OpenBao's 1,000 a request.
+PAGE_SIZE = 100
+#: History events per archived chunk; a token's current history key holds up to twice
+#: as many (each appended event rewrites it, so it must stay small and under the limit).
+HISTORY_CHUNK = 100
+
+
+def encode_segment(text: str) -> str:
+    """``text`` as one path segment: URL-safe base64 of its UTF-8, without padding.
+
+    Names and codes may hold ``/``, spaces or anything else; the encoding keeps each one
+    a single key, and two different texts never share one. The empty text, whose
+    encoding would be empty, is ``=`` (never the encoding of anything else).
+    """
+    if not text:
+        return "="
+    raw = text.encode("utf-8", "surrogatepass")
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def page_of(number: int) -> int:
+    """The records page that holds token ``number`` (numbers start at 1)."""
+    return (number - 1) // PAGE_SIZE
+
+
+def normal_path(text: str, *, what: str) -> str:
+    """A mount or prefix without surrounding slashes; refused when it names no path.
+
+    ``what`` names the setting in the message (``mount``, ``path``).
+    """
+    segments = text.strip().strip("/").split("/")
+    if any(segment in ("", ".", "..") for segment in segments):
+        raise UsageError(
+            f"the team store {what} {text!r} is not a path",
+            hint=f"give the {what} as one or more names separated by '/', such as 'tokenctl'",
+        )
+    return "/".join(segments)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The paths of one team inventory, under ``prefix`` in its mount."""
+
+    prefix: str
+
+    @property
+    def meta(self) -> str:
+        """The inventory's format and id."""
+        return f"{self.prefix}/meta"
+
+    @property
+    def counter(self) -> str:
+        """The next token number."""
+        return f"{self.prefix}/counter"
+
+    @property
+    def records(self) -> str:
+        """The folder of the records pages."""
+        return f"{self.prefix}/records"
+
+    def page(self, page: int) -> str:
+        """One page of records."""
+        return f"{self.prefix}/records/{page}"
+
+    @property
+    def names(self) -> str:
+        """The folder of the name keys."""
+        return f"{self.prefix}/names"
+
+    def name(self, name: str) -> str:
+        """The key that says which token is named ``name``."""
+        return f"{self.prefix}/names/{encode_segment(name)}"
+
+    @property
+    def codes(self) -> str:
+        """The folder of the authentication code keys."""
+        return f"{self.prefix}/codes"
+
+    def code(self, code: str) -> str:
+        """The key that says which token has the authentication code ``code``."""
+        return f"{self.prefix}/codes/{encode_segment(code)}"
+
+    @property
+    def histories(self) -> str:
+        """The folder of the token histories."""
+        return f"{self.prefix}/history"
+
+    def history(self, number: int) -> str:
+        """The newest history events of token ``number``."""
+        return f"{self.prefix}/history/{number}"
+
+    def history_chunk(self, number: int, first: int) -> str:
+        """Older history events of token ``number``, from event id ``first`` on."""
+        return f"{self.prefix}/history/{number}/{first}"
+
+    @property
+    def all_secrets(self) -> str:
+        """The folder of the token secrets."""
+        return f"{self.prefix}/secrets"
+
+    def secrets(self, number: int) -> str:
+        """The secrets of token ``number``."""
+        return f"{self.prefix}/secrets/{number}"
+
+    def client(self, definition: str, client_id: str) -> str:
+        """The client secret of ``client_id`` in ``definition``."""
+        return f"{self.prefix}/clients/{encode_segment(definition)}/{encode_segment(client_id)}"
