@@ -313,3 +313,19 @@ def test_deleting_a_token_still_in_its_0x_entry_removes_that_entry(tmp_path):
     assert "its secret was removed" in deleted.stderr
     assert ref not in cli.keyring.entries
     assert [r for r in cli.keyring.entries if r.startswith("token-")] == []  # all moved in
+
+
+def test_a_0x_entry_that_is_not_a_tokenctl_secret_fails_that_token_only(tmp_path):
+    cli = Cli(home=tmp_path / "home")
+    install_store(cli.home, cli.keyring.set_text)
+    ref = token_refs()["twinfield-ws"]
+    cli.keyring.entries[ref] = "not json"
+    refused = cli("token", "twinfield-ws")
+    assert (
+        refused.exit_code == 4
+        and f"the keyring entry tokenctl/{ref} is not a tokenctl secret" in (refused.stderr)
+    )
+    assert cli("token", "acme-api").stdout == "pc-acme-0x\n"  # the others moved in
+    deleted = cli("delete", "twinfield-ws", "--yes")  # and it can still be deleted
+    assert deleted.exit_code == 0, deleted.stderr
+    assert cli("show", "twinfield-ws").exit_code == 3

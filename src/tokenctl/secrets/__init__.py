@@ -46,13 +46,13 @@ def parse_entry(service: str, ref: str, stored: str | None) -> TokenSecrets | No
     """
     if stored is None:
         return None
-    from tokenctl.errors import SecretStoreError
+    from tokenctl.errors import SecretUnreadableError
     from tokenctl.models import TokenSecrets
 
     try:
         return TokenSecrets.from_json(stored)
     except (ValueError, TypeError, RecursionError):
-        raise SecretStoreError(
+        raise SecretUnreadableError(
             f"the keyring entry {service}/{ref} is not a tokenctl secret",
             hint="renew the token to write its secret again",
         ) from None
