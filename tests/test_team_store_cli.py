@@ -115,7 +115,10 @@ def test_quick_token_path_never_answers_from_a_local_file_on_the_team_store(mach
         == 0
     )
     assert (laptop.home / "inventory.sqlite3").exists()  # the old file is still there
-    served = laptop("token", "acme")
+    # With a keyring that could open the old file's secret: still the team store's value.
+    served = tokenctl(
+        "token", "acme", home=laptop.home, env={**local_env, "BAO_TOKEN": laptop.env["BAO_TOKEN"]}
+    )
     assert served.exit_code == 0, served.stderr
     assert served.stdout == "team\n"
 
@@ -248,8 +251,7 @@ def test_store_use_writes_config_after_checking_the_server(tmp_path, openbao, op
         == "local"
     )
     assert (
-        tokenctl("store", "status", "--json", home=home, env=env).json()["store"]["kind"]
-        == "local"
+        tokenctl("store", "status", "--json", home=home, env=env).json()["store"]["kind"] == "local"
     )
 
 
