@@ -287,3 +287,16 @@ def test_doctor_reports_the_team_store(machines, openbao):
     assert "keyring" not in checks and "data key" not in checks
     assert checks["store"]["ok"] and openbao.address in checks["store"]["detail"]
     assert checks["inventory"]["ok"]
+
+
+def test_a_sealed_team_store_is_named_by_status_and_doctor(machines, openbao):
+    laptop = machines("laptop")
+    with openbao.sealed():
+        status = laptop("store", "status")
+        doctor = laptop("doctor", "--json")
+    assert status.exit_code == 4
+    assert f"the team store {openbao.address} is sealed" in status.stderr
+    assert doctor.exit_code == 4, doctor.stdout
+    store = {c["name"]: c for c in doctor.json()["doctor"]["checks"]}["store"]
+    assert not store["ok"] and "is sealed" in store["detail"]
+    assert laptop("store", "status").exit_code == 0  # unsealed again
