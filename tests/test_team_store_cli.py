@@ -300,3 +300,9 @@ def test_a_sealed_team_store_is_named_by_status_and_doctor(machines, openbao):
     store = {c["name"]: c for c in doctor.json()["doctor"]["checks"]}["store"]
     assert not store["ok"] and "is sealed" in store["detail"]
     assert laptop("store", "status").exit_code == 0  # unsealed again
+
+
+def test_key_commands_say_the_team_store_has_no_data_key(machines):
+    refused = machines("laptop")("key", "status")
+    assert refused.exit_code == 2, refused.stderr
+    assert "the team store" in refused.stderr and "OpenBao encrypts" in refused.stderr
