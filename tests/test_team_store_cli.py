@@ -306,3 +306,31 @@ def test_key_commands_say_the_team_store_has_no_data_key(machines):
     refused = machines("laptop")("key", "status")
     assert refused.exit_code == 2, refused.stderr
     assert "the team store" in refused.stderr and "OpenBao encrypts" in refused.stderr
+
+
+def test_store_use_refuses_an_identity_that_may_not_read_the_path(tmp_path, openbao, openbao_kv):
+    other = _token_with_policy(
+        openbao,
+        f"other-{openbao_kv}",
+        f'path "{openbao_kv}/data/other/*" {{ capabilities = ["read"] }}',
+    )
+    home = tmp_path / "tokenctl"
+    env = _env(openbao, tmp_path, other)
+    refused = tokenctl(
+        "store",
+        "use",
+        "openbao",
+        "--address",
+        openbao.address,
+        "--mount",
+        openbao_kv,
+        "--path",
+        "acme",
+        home=home,
+        env=env,
+    )
+    assert refused.exit_code == 4, refused.stderr
+    assert "this identity may not read the inventory" in refused.stderr
+    assert not (home / "config.toml").exists()
+    mixed = tokenctl("store", "use", "local", "--mount", "kv", home=home, env=env)
+    assert mixed.exit_code == 2 and "--address, --mount and --path" in mixed.stderr
