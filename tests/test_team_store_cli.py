@@ -5,6 +5,7 @@ OpenBao dev server: the commands, two machines, the quick `token` path, policies
 from __future__ import annotations
 
 import os
+import sys
 import tomllib
 from pathlib import Path
 
@@ -81,6 +82,17 @@ def test_commands_on_the_team_store_chosen_in_config(machines):
     renewed = cron("renew", "acme", "--secret-stdin", input="n3w")
     assert renewed.exit_code == 0, renewed.stderr
     assert laptop("token", "acme").stdout == "n3w\n"
+    ran = laptop(
+        "exec",
+        "acme",
+        "--env",
+        "API_TOKEN",
+        "--",
+        sys.executable,
+        "-c",
+        "import os; print(os.environ['API_TOKEN'])",
+    )
+    assert (ran.exit_code, ran.stdout) == (0, "n3w\n"), ran.stderr
     deleted = laptop("delete", "acme", "--yes")
     assert deleted.exit_code == 0, deleted.stderr
     gone = cron("token", "acme")
