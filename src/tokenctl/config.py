@@ -3,15 +3,58 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
+from enum import StrEnum
 from pathlib import Path
 
 from tokenctl.errors import ConfigError, UsageError
 from tokenctl.timeutil import parse_duration
 
 DEFAULT_EXPIRING_WINDOW = timedelta(days=7)
-KNOWN_KEYS = {"unit", "expiring_window"}
+KNOWN_KEYS = {"unit", "expiring_window", "store"}
+#: Settings of the ``[store]`` table.
+STORE_KEYS = {"kind", "address", "mount", "path", "auth", "namespace", "role", "auth_mount"}
+#: The team store's KV version 2 mount when ``[store]`` names none.
+DEFAULT_MOUNT = "tokenctl"
+#: The team inventory's path in the mount when `[store]` names none.
+DEFAULT_PATH = "inventory"
+
+
+class StoreKind(StrEnum):
+    """Where the inventory lives: this machine's SQLite file, or a team's OpenBao."""
+
+    LOCAL = "local"
+    OPENBAO = "openbao"
+
+
+class StoreAuth(StrEnum):
+    """How tokenctl logs in to the team store."""
+
+    TOKEN = "token"  # noqa: S105 - a login method, not a password
+    APPROLE = "approle"
+    JWT = "jwt"
+
+
+#: Logins this version of tokenctl can make.
+SUPPORTED_AUTH = frozenset({StoreAuth.TOKEN})
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """The ``[store]`` table: which store, and for the team store where it is.
+
+    ``address`` and ``namespace`` are ``None`` when config.toml names none (the
+    environment's ``BAO_ADDR``/``VAULT_ADDR``, ``BAO_NAMESPACE``/``VAULT_NAMESPACE`` then
+    apply, see :mod:`tokenctl.store.connection`).
+    """
+
+    kind: StoreKind = StoreKind.LOCAL
+    address: str | None = None
+    mount: str = DEFAULT_MOUNT
+    path: str = DEFAULT_PATH
+    auth: StoreAuth = StoreAuth.TOKEN
+    namespace: str | None = None
 
 
 @dataclass(frozen=True)
@@ -20,6 +63,7 @@ class Config:
 
     unit: str | None = None
     expiring_window: timedelta = DEFAULT_EXPIRING_WINDOW
+    store: StoreConfig = field(default_factory=StoreConfig)
 
 
 def read_toml(path: Path) -> dict[str, object]:
@@ -67,4 +111,62 @@ def load_config(path: Path) -> Config:
             window = parse_duration(window_text)
         except UsageError as error:
             raise ConfigError(f"{path}: setting 'expiring_window': {error}") from None
-    return Config(unit=unit, expiring_window=window)
+    return Config(unit=unit, expiring_window=window, store=_store_config(path, raw.get("store")))
+
+
+def _store_config(path: Path, raw: object) -> StoreConfig:
+    """The ``[store]`` table checked; a missing one is the local store."""
+    if raw is None:
+        return StoreConfig()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: 'store' must be a table ([store])")
+    unknown = sorted(set(raw) - STORE_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown setting 'store.{unknown[0]}'",
+            hint=f"known settings of [store]: {', '.join(sorted(STORE_KEYS))}",
+        )
+
+    def text(key: str) -> str | None:
+        value = raw.get(key)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ConfigError(f"{path}: setting 'store.{key}' must be a non-empty string")
+        return None if value is None else value.strip()
+
+    kind_text = text("kind") or StoreKind.LOCAL.value
+    try:
+        kind = StoreKind(kind_text)
+    except ValueError:
+        raise ConfigError(
+            f"{path}: setting 'store.kind' is {kind_text!r}",
+            hint=f"use one of: {', '.join(k.value for k in StoreKind)}",
+        ) from None
+    auth_text = text("auth") or StoreAuth.TOKEN.value
+    try:
+        auth = StoreAuth(auth_text)
+    except ValueError:
+        raise ConfigError(
+            f"{path}: setting 'store.auth' is {auth_text!r}",
+            hint=f"use one of: {', '.join(a.value for a in StoreAuth)}",
+        ) from None
+    if auth not in SUPPORTED_AUTH:
+        raise ConfigError(
+            f"{path}: setting 'store.auth' = {auth.value!r} is not supported yet",
+            hint='use auth = "token" (the store token from BAO_TOKEN, VAULT_TOKEN or '
+            "~/.vault-token)",
+        )
+    for key in ("role", "auth_mount"):
+        if raw.get(key) is not None:
+            raise ConfigError(
+                f"{path}: setting 'store.{key}' is not supported yet (it belongs to the "
+                "approle and jwt logins)",
+                hint=f"remove 'store.{key}'",
+            )
+    return StoreConfig(
+        kind=kind,
+        address=text("address"),
+        mount=text("mount") or DEFAULT_MOUNT,
+        path=text("path") or DEFAULT_PATH,
+        auth=auth,
+        namespace=text("namespace"),
+    )

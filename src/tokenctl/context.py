@@ -197,10 +197,37 @@ class AppContext:
 
     @cached_property
     def inventory(self) -> Inventory:
-        """The token inventory, opened on first use."""
-        inventory = self.inventory_factory(self.paths, lambda: self.keyring)
+        """The token inventory, opened on first use: the store config.toml chooses.
+
+        The local SQLite file, or for ``[store] kind = "openbao"`` the team store (its
+        store token read now, kept in memory only). A factory handed in (tests) wins.
+        """
+        factory = self.inventory_factory
+        if factory is _default_inventory:
+            factory = self._configured_store()
+        inventory = factory(self.paths, lambda: self.keyring)
         self._opened.append(inventory)
         return inventory
+
+    def _configured_store(self) -> Callable[[Paths, Callable[[], Keyring]], Inventory]:
+        """The inventory factory of the store ``[store]`` in config.toml names."""
+        from tokenctl.config import StoreKind
+
+        store = self.config.store
+        if store.kind is StoreKind.LOCAL:
+            return _default_inventory
+        from tokenctl.store.connection import connection
+        from tokenctl.store.openbao import openbao_inventory_factory
+
+        found = connection(store, self.environ)
+        return openbao_inventory_factory(
+            found.address,
+            found.token,
+            found.mount,
+            found.path,
+            namespace=found.namespace,
+            verify=found.verify,
+        )
 
     @cached_property
     def keyring(self) -> Keyring:

@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 GROUPS: dict[str, tuple[str, str]] = {
     "definitions": ("tokenctl.cli.definitions", "build"),
     "key": ("tokenctl.cli.key", "build"),
+    "store": ("tokenctl.cli.store", "build"),
 }
 
 

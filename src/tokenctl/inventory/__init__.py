@@ -33,6 +33,15 @@ class Inventory(Protocol):
         """Insert a new record (numbered here), its secrets and a ``created`` event."""
         ...
 
+    def ensure_secrets_writable(self) -> None:
+        """Raise ``SecretStoreError`` unless secrets can be kept securely right now.
+
+        Called before asking for a secret, so none is asked for that could not be kept:
+        the local store needs its OS keyring (the data key); the team store keeps
+        secrets itself and needs none.
+        """
+        ...
+
     def secrets(self, number: int) -> TokenSecrets | None:
         """The secrets of token ``number``; ``None`` when none are stored."""
         ...
@@ -133,6 +142,14 @@ class Inventory(Protocol):
 
     def check_integrity(self) -> list[str]:
         """Problems found in the store; empty when it is sound."""
+        ...
+
+    def store_facts(self) -> Mapping[str, Any]:
+        """Which store this is and what it says of itself (``store status``, ``doctor``).
+
+        ``kind`` (``local`` or ``openbao``) and, by kind, where it is and what it may do
+        (docs/json.md, ``store status``). Never reads a record or a secret.
+        """
         ...
 
     def describe(self) -> Mapping[str, Any]:

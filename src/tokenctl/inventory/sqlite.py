@@ -657,6 +657,14 @@ class SqliteInventory:
 
     # -- secrets -------------------------------------------------------------------------
 
+    def store_facts(self) -> Mapping[str, Any]:
+        """The local store: its SQLite file; secrets sealed under a data key in the keyring."""
+        return {"kind": "local", "path": str(self.path)}
+
+    def ensure_secrets_writable(self) -> None:
+        """Raise ``SecretStoreError`` unless the OS keyring (the data key's) is usable now."""
+        self.sealed.keyring().ensure_available()
+
     @property
     def inventory_id(self) -> str:
         """The random id that names this inventory's data key entry in the keyring."""

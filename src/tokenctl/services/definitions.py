@@ -271,7 +271,7 @@ def configure_definition(
     definition = parse_definition(name, table, str(ctx.paths.definitions_file))
     secret = None
     if secret_from_stdin:
-        ctx.keyring.ensure_available()
+        ctx.inventory.ensure_secrets_writable()
         secret = ctx.io.read_secret(
             "client secret", from_stdin=True, flag="--client-secret-stdin", required=True
         )

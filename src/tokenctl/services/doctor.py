@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tokenctl.config import StoreKind
 from tokenctl.context import AppContext
 from tokenctl.definitions.registry import DefinitionSet
 from tokenctl.errors import ExitCode, TokenctlError
@@ -157,6 +158,20 @@ def _orphans_check(
     return Check("orphans", True, "; ".join(done) + others)
 
 
+def _store_check(ctx: AppContext) -> Check:
+    """The team store: where, reachable, unsealed, the identity and what it may do."""
+    from tokenctl.services.store import store_lines, store_status
+
+    try:
+        status = store_status(ctx)
+    except TokenctlError as error:
+        return Check("store", False, _finding(error), error.exit_code)
+    detail = ", ".join(f"{label} {value}" for label, value in store_lines(status.facts)[1:])
+    if status.problem is not None:
+        return Check("store", False, f"{status.problem}; {detail}", ExitCode.SECRET_STORE)
+    return Check("store", True, f"reachable, {detail}")
+
+
 def run_doctor(ctx: AppContext, *, remove_orphans: bool = False) -> DoctorReport:
     """Check everything tokenctl depends on; never raises for a broken part.
 
@@ -175,8 +190,10 @@ def run_doctor(ctx: AppContext, *, remove_orphans: bool = False) -> DoctorReport
                 f"expiring window {format_duration(config.expiring_window)}",
             )
         )
+        team_store = config.store.kind is StoreKind.OPENBAO
     except TokenctlError as error:
         checks.append(Check("config", False, _finding(error)))
+        team_store = False
     definition_names: set[str] = set()
     loaded: DefinitionSet | None = None
     try:
@@ -193,6 +210,18 @@ def run_doctor(ctx: AppContext, *, remove_orphans: bool = False) -> DoctorReport
         )
     except TokenctlError as error:
         checks.append(Check("definitions", False, _finding(error)))
+    if team_store:
+        store_check = _store_check(ctx)
+        checks.append(store_check)
+        if store_check.ok:
+            checks.append(_inventory_check(ctx, definition_names)[0])
+        # No data key, no keyring entries: OpenBao keeps and encrypts the secrets. The
+        # per-token locks are still this machine's files (leases across machines: later).
+        checks.append(_permissions([paths.config_dir, paths.config_file, paths.locks_dir]))
+        return DoctorReport(
+            checks=checks,
+            paths={"config_dir": str(paths.config_dir), "config_file": str(paths.config_file)},
+        )
     report = ctx.keyring.report()
     keyring_usable = report.secure and report.problem is None
     if keyring_usable:

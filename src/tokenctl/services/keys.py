@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 def key_status(ctx: AppContext) -> SecretSummary:
     """The data key's keyring entry and versions, and what it protects (every value opened)."""
-    ctx.keyring.ensure_available()
+    ctx.inventory.ensure_secrets_writable()
     return ctx.inventory.secret_summary(verify=True)
 
 
@@ -85,7 +85,7 @@ def rotate_key(ctx: AppContext) -> RotationResult:
     """
     from tokenctl.fsutil import exclusive_lock
 
-    ctx.keyring.ensure_available()
+    ctx.inventory.ensure_secrets_writable()
     with exclusive_lock(ctx.paths.key_rotation_lock):
         result = ctx.inventory.rotate_key(
             progress=lambda moved: ctx.io.status(f"Re-sealed {moved} secret(s)...")
@@ -106,7 +106,7 @@ def reset_key(ctx: AppContext, *, assume_yes: bool) -> KeyReset:
     Refused while the key is there and opens every secret. Asks first on a terminal;
     without one, ``--yes`` answers.
     """
-    ctx.keyring.ensure_available()
+    ctx.inventory.ensure_secrets_writable()
     summary = ctx.inventory.secret_summary(verify=True)
     if summary_problem(summary) is None:
         raise TokenctlError(

@@ -241,7 +241,7 @@ def interactive_login(
     mode = options.mode or settings.login_mode
     if mode not in LOGIN_MODES:
         raise UsageError(f"unknown login mode {mode!r}")
-    ctx.keyring.ensure_available()
+    ctx.inventory.ensure_secrets_writable()
     client.credentials  # noqa: B018 - read now: a missing client secret fails before the login
     endpoints = client.endpoints
     # The device grant has no authorization request to carry a nonce.

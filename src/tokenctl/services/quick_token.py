@@ -40,8 +40,11 @@ def quick_access_token(
     ``read_entry`` reads a keyring entry as stored (``Keyring.get_text``): here the data
     key's. Its errors are the full path's errors too, so they pass through. A value that
     does not open, or an inventory with secrets still in legacy keyring entries, is left to
-    the full path (which says why, or moves the entries in).
+    the full path (which says why, or moves the entries in). So is the team store
+    (config.toml's ``[store]``).
     """
+    if not local_store_configured(paths):
+        return None  # the team store: a local file (left from before) is not the inventory
     row = access_columns(paths.inventory_file, ref)
     # Legacy entries still to move in (an upgrade interrupted): the full path finishes it.
     if row is None or row.legacy_pending or row.inventory_id is None:
@@ -79,6 +82,29 @@ def quick_access_token(
     except (ValueError, UnsealError):
         return None
     return value or None
+
+
+def local_store_configured(paths: Paths) -> bool:
+    """Whether config.toml leaves the inventory in the local store (the quick path's).
+
+    Cheap: a config.toml that does not mention ``store`` is not parsed. A file that does
+    not load is left to the full path, which says what is wrong with it.
+    """
+    try:
+        text = paths.config_file.read_bytes()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    if b"store" not in text:
+        return True
+    from tokenctl.config import StoreKind, load_config
+    from tokenctl.errors import TokenctlError
+
+    try:
+        return load_config(paths.config_file).store.kind is StoreKind.LOCAL
+    except TokenctlError:
+        return False
 
 
 def _file_stamp(path: Path) -> list[int] | None:

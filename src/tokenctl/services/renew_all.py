@@ -200,7 +200,7 @@ def renew_all(
         on_start(len(selected))
     if not selected:
         return BulkReport([])
-    ctx.keyring.ensure_available()
+    ctx.inventory.ensure_secrets_writable()
     prepared = _prepare(ctx, selected)
     # The inventory is one connection: all its work goes to one thread, off the loop.
     with ThreadPoolExecutor(1, thread_name_prefix="tokenctl-inventory") as inventory_thread:

@@ -343,7 +343,7 @@ def add_token(ctx: AppContext, request: AddRequest) -> TokenView:
     if definition.kind is DefinitionKind.OAUTH2:
         return _add_oauth(ctx, request, definition)
     # Refuse before asking for a secret we could not keep.
-    ctx.keyring.ensure_available()
+    ctx.inventory.ensure_secrets_writable()
     pass_code = ctx.io.read_secret(
         definition.pass_code_label,
         from_stdin=request.secret_from_stdin,
@@ -502,7 +502,7 @@ def renew_static(
     now = ctx.now()
     new_expiry = _expiry(now, expires_at, expires_in)
     actor = ctx.actor()  # reads config.toml: fail on a broken one before any side effect
-    ctx.keyring.ensure_available()
+    ctx.inventory.ensure_secrets_writable()
     pass_code = ctx.io.read_secret(
         definition.pass_code_label, from_stdin=secret_from_stdin, flag=SECRET_FLAG, required=True
     )

@@ -118,6 +118,7 @@ class OpenBaoInventory:
             address, token, self.mount, namespace=namespace, verify=verify, timeout=timeout
         )
         self.address = self.kv.address
+        self.namespace = namespace
         #: ``(next number, counter version)`` as this process last wrote them: the next
         #: allocation tries them first and reads the counter only when another wrote since.
         self._counter: tuple[int, int] | None = None
@@ -711,6 +712,13 @@ class OpenBaoInventory:
 
     # -- secrets -------------------------------------------------------------------------
 
+    def ensure_secrets_writable(self) -> None:
+        """Nothing to check beforehand: OpenBao keeps the secrets, no OS keyring is needed.
+
+        A store token that may not write them is refused by the server on the write, with
+        the path named (:mod:`.kv`).
+        """
+
     def secrets(self, number: int) -> TokenSecrets | None:
         """The secrets of token ``number``; ``None`` when none are stored."""
         entry = self._secret(number)
@@ -822,6 +830,54 @@ class OpenBaoInventory:
         if problems and self._inventory_id is None:
             problems.append(f"{self.layout.meta} is missing")
         return problems
+
+    def store_facts(self) -> Mapping[str, Any]:
+        """The server (version, sealed), the store token's identity and what it may do here.
+
+        What it may do is the server's answer for this inventory's paths
+        (``sys/capabilities-self``): list and read records, read secrets, write. A sealed
+        server says only that it is sealed.
+        """
+        health = self.kv.health()
+        sealed = bool(health.get("sealed"))
+        facts: dict[str, Any] = {
+            "kind": "openbao",
+            "address": self.address,
+            "mount": self.mount,
+            "path": self.prefix,
+            "namespace": self.namespace,
+            "version": str(health.get("version") or "") or None,
+            "initialized": bool(health.get("initialized", True)),
+            "sealed": sealed,
+            "identity": None,
+            "may": None,
+        }
+        if sealed:
+            return facts
+        found = self.kv.identity()
+        policies = found.get("policies")
+        facts["identity"] = {
+            "display_name": found.get("display_name"),
+            "entity_id": found.get("entity_id") or None,
+            "policies": sorted(str(p) for p in policies) if isinstance(policies, list) else [],
+            "ttl": found.get("ttl"),
+        }
+        base, meta = f"{self.mount}/data/{self.prefix}", f"{self.mount}/metadata/{self.prefix}"
+        records, secrets = f"{base}/records/0", f"{base}/secrets/1"
+        listing = f"{meta}/records"
+        granted = self.kv.capabilities([listing, records, secrets])
+
+        def may(path: str, *wanted: str) -> bool:
+            have = set(granted.get(path, ()))
+            return "root" in have or bool(have & set(wanted))
+
+        facts["may"] = {
+            "list_records": may(listing, "list"),
+            "read_records": may(records, "read"),
+            "read_secrets": may(secrets, "read"),
+            "write": may(records, "create", "update") and may(secrets, "create", "update"),
+        }
+        return facts
 
     def describe(self) -> Mapping[str, Any]:
         """Facts for ``doctor``: where the team inventory is, its format, counts."""

@@ -195,6 +195,62 @@ class KvStore:
         except Exception:  # no answer here: the caller uses its own clock
             return None
 
+    # -- the server and the identity (``store status``, ``doctor``) -----------------------
+
+    def health(self) -> dict[str, Any]:
+        """``sys/health`` (open to everyone): version, sealed, initialized, standby.
+
+        Answers when the server is sealed too; a server that cannot be reached is a
+        :class:`SecretStoreError` naming it.
+        """
+        response = self._call(
+            "ask the health of",
+            "sys/health",
+            False,
+            lambda: self._client.sys.read_health_status(
+                method="GET",
+                standby_ok=True,
+                performance_standby_code=200,
+                sealed_code=200,
+                uninit_code=200,
+            ),
+            api=True,
+        )
+        return _answer(response)
+
+    def identity(self) -> dict[str, Any]:
+        """What the server knows of the store token (``auth/token/lookup-self``)."""
+        response = self._call(
+            "look up the store token at",
+            "auth/token/lookup-self",
+            False,
+            self._client.auth.token.lookup_self,
+            api=True,
+        )
+        data = _answer(response).get("data")
+        return data if isinstance(data, dict) else {}
+
+    def capabilities(self, paths: Sequence[str]) -> dict[str, list[str]]:
+        """The store token's capabilities on each API path (``sys/capabilities-self``)."""
+        response = self._call(
+            "ask the capabilities of the store token at",
+            "sys/capabilities-self",
+            False,
+            lambda: self._client.adapter.post(
+                "/v1/sys/capabilities-self", json={"paths": list(paths)}
+            ),
+            api=True,
+        )
+        answer = _answer(response)
+        answer = answer.get("data", answer) if isinstance(answer.get("data"), dict) else answer
+        found: dict[str, list[str]] = {}
+        for path in paths:
+            granted = answer.get(path)
+            if granted is None and len(paths) == 1:
+                granted = answer.get("capabilities")
+            found[path] = [str(item) for item in granted] if isinstance(granted, list) else []
+        return found
+
     # -- failures ------------------------------------------------------------------------
 
     def _call(
@@ -205,6 +261,7 @@ class KvStore:
         call: Callable[[], Any],
         *,
         missing_ok: bool = False,
+        api: bool = False,
     ) -> Any:
         """Run ``call``; the server's or the network's failure as a typed error.
 
@@ -214,7 +271,12 @@ class KvStore:
         from hvac import exceptions as vault
 
         try:
-            return call()
+            try:
+                return call()
+            except (vault.InvalidPath, vault.InvalidRequest, vault.Forbidden) as error:
+                if api:  # not a key of the mount: the server's own API
+                    raise self._api_refused(action, path, error) from None
+                raise
         except vault.InvalidPath as error:
             if _mentions(error, "no handler for route"):
                 raise self._no_mount() from None
@@ -255,14 +317,31 @@ class KvStore:
     def _where(self, path: str) -> str:
         return f"{self.mount}/{path} on the team store {self.address}"
 
+    def _where_api(self, path: str) -> str:
+        return f"{path} on the team store {self.address}"
+
+    def _api_refused(self, action: str, path: str, error: Exception) -> SecretStoreError:
+        """A call of the server's own API (``sys/...``, ``auth/...``) refused."""
+        from hvac import exceptions as vault
+
+        if isinstance(error, vault.Forbidden) and not self._token_valid():
+            return self._token_refused()
+        return SecretStoreError(
+            f"the team store refused to {action} {self._where_api(path)}: {_errors(error)}",
+            hint=_POLICY_HINT,
+        )
+
+    def _token_refused(self) -> SecretStoreError:
+        return SecretStoreError(
+            f"the team store {self.address} does not accept the store token: it has "
+            "expired or was revoked",
+            hint="get a new store token (BAO_TOKEN, or `bao login`) and run the command again",
+        )
+
     def _forbidden(self, action: str, path: str, secret: bool) -> TokenctlError:
         """Permission denied: the store token is no longer valid, or its policies say no."""
         if not self._token_valid():
-            return SecretStoreError(
-                f"the team store {self.address} does not accept the store token: it has "
-                "expired or was revoked",
-                hint="get a new store token (BAO_TOKEN, or `bao login`) and run the command again",
-            )
+            return self._token_refused()
         verb = "read" if action in ("read", "list") else "write"
         what = "secrets" if secret else "the inventory"
         return SecretStoreError(
@@ -311,6 +390,13 @@ class KvStore:
             hint="the team store needs a KV version 2 engine: `bao secrets enable "
             f"-path={self.mount} -version=2 kv` (or `bao kv enable-versioning {self.mount}`)",
         )
+
+
+def _answer(response: Any) -> dict[str, Any]:
+    """A JSON object answered by the server (hvac hands back a ``Response`` at times)."""
+    if hasattr(response, "json"):
+        response = response.json()
+    return response if isinstance(response, dict) else {}
 
 
 def _errors(error: Exception) -> str:

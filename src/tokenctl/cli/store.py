@@ -1,0 +1,64 @@
+"""``tokenctl store``: the store that holds the inventory (local, or a team's OpenBao)."""
+
+from __future__ import annotations
+
+import typer
+
+from tokenctl.cli.common import JSON_OPTION, app_context
+
+
+def status_command(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
+    """Which store holds the inventory; for the team store, what the server and identity say."""
+    from tokenctl.render.store import render_store_status
+    from tokenctl.services.store import store_status
+
+    app_ctx = app_context(ctx)
+    status = store_status(app_ctx)
+    render_store_status(app_ctx.io, status, as_json=as_json)
+    if status.problem is not None:
+        raise typer.Exit(4)
+
+
+def use_command(
+    ctx: typer.Context,
+    kind: str = typer.Argument(
+        ..., help="local, or openbao (OpenBao or HashiCorp Vault).", metavar="KIND"
+    ),
+    address: str | None = typer.Option(
+        None,
+        "--address",
+        help="The team store's URL (default: BAO_ADDR or VAULT_ADDR).",
+        metavar="URL",
+    ),
+    mount: str | None = typer.Option(
+        None,
+        "--mount",
+        help="Its KV version 2 secrets engine (default: tokenctl).",
+        metavar="MOUNT",
+    ),
+    path: str | None = typer.Option(
+        None,
+        "--path",
+        help="The team inventory's path in the mount (default: inventory).",
+        metavar="PATH",
+    ),
+) -> None:
+    """Choose the store in config.toml, after checking the team store answers and may be read."""
+    from tokenctl.render.store import render_store_choice
+    from tokenctl.services.store import parse_store_kind, use_store
+
+    app_ctx = app_context(ctx)
+    choice = use_store(app_ctx, parse_store_kind(kind), address=address, mount=mount, path=path)
+    render_store_choice(app_ctx.io, choice)
+
+
+def build() -> typer.Typer:
+    """The ``store`` sub-application."""
+    group = typer.Typer(
+        no_args_is_help=True,
+        rich_markup_mode=None,
+        help="The store that holds the inventory: this machine's, or a team's OpenBao.",
+    )
+    group.command("status")(status_command)
+    group.command("use")(use_command)
+    return group
