@@ -167,7 +167,7 @@ def key_entry(script: Path, env: Mapping[str, str], cwd: Path, name: str) -> str
     """The keyring entry of the data key a token's secret is sealed with (``show --json``)."""
     shown = json.loads(tokenctl(script, env, cwd, "show", name, "--json"))
     secret = shown["token"]["secret"]
-    if not secret["stored"] or secret["legacy_keyring_entry"] is not None:
+    if not secret["stored"] or secret["keyring_entry"] is not None:
         raise BenchmarkError(f"{name}: its secret is not sealed in the inventory")
     entry: str = secret["key_entry"]
     return entry
