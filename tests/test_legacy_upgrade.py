@@ -329,3 +329,21 @@ def test_a_0x_entry_that_is_not_a_tokenctl_secret_fails_that_token_only(tmp_path
     deleted = cli("delete", "twinfield-ws", "--yes")  # and it can still be deleted
     assert deleted.exit_code == 0, deleted.stderr
     assert cli("show", "twinfield-ws").exit_code == 3
+
+
+def test_a_keyring_without_the_0x_entries_keeps_their_names_for_later(tmp_path):
+    """Another keyring answering (a session without the desktop's) must not lose them."""
+    cli = Cli(home=tmp_path / "home")
+    install_store(cli.home, lambda ref, text: None)  # the entries live elsewhere
+    refused = cli("token", "acme-api")
+    assert refused.exit_code == 5
+    assert (
+        f"the OS keyring holds no secret for 'acme-api' (entry tokenctl/{token_refs()['acme-api']}"
+        in (refused.stderr)
+    )
+    shown = cli("show", "acme-api", "--json").json()["token"]["secret"]
+    assert shown["keyring_entry"] == token_refs()["acme-api"]  # still known
+    for ref, text in legacy_entries(cli.home).items():  # the desktop keyring again
+        cli.keyring.set_text(ref, text)
+    assert cli("token", "acme-api").stdout == "pc-acme-0x\n"
+    assert_moved_once(cli)

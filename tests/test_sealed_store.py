@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.fakes import Cli, MemoryKeyring, sealed_rows
+from tests.fakes import START, Cli, MemoryKeyring, sealed_rows
 from tokenctl.errors import SecretUnreadableError
 from tokenctl.inventory.sqlite import SqliteInventory
 from tokenctl.secrets.sealing import (
@@ -553,3 +553,31 @@ def test_removing_a_definition_removes_its_client_secret(cli):
     assert sql(cli.home, "SELECT definition, client_id FROM client_secrets") == [("books", "app")]
     assert cli("definitions", "remove", "books").exit_code == 0
     assert sql(cli.home, "SELECT definition, client_id FROM client_secrets") == []
+
+
+def test_a_data_key_of_a_newer_tokenctl_is_named_and_never_given_up(cli):
+    add(cli, "a", "secret-a")
+    entry = key_entry(cli)
+    newer = json.dumps({"format": 2, "keys": {"1": "whatever a newer tokenctl keeps"}})
+    cli.keyring.entries[entry] = newer
+    refused = cli("token", "a")
+    assert refused.exit_code == 4 and "written by a newer tokenctl" in refused.stderr
+    assert "upgrade tokenctl" in refused.stderr
+    assert cli("key", "reset", "--yes").exit_code == 4
+    assert cli.keyring.entries[entry] == newer and len(sealed_rows(cli.home)) == 1
+
+
+def test_key_reset_keeps_a_secret_renewed_after_it_was_found_unreadable(cli, monkeypatch):
+    add(cli, "a", "secret-a")
+    sql(cli.home, "UPDATE token_secrets SET pass_code = x'00' WHERE number = 1")
+    inventory = SqliteInventory(cli.home / "inventory.sqlite3", lambda: cli.keyring)
+    stale = inventory._unreadable_rows()
+    assert stale == ([(1, "a")], [])
+    assert cli("renew", "a", "--secret-stdin", input="renewed").exit_code == 0
+    # The reset looked before the renewal committed; it must not discard the new secret.
+    monkeypatch.setattr(SqliteInventory, "_unreadable_rows", lambda self: stale)
+    from tokenctl.models import Actor
+
+    assert inventory.reset_key(Actor("t", "t"), START) == []
+    inventory.close()
+    assert cli("token", "a").stdout == "renewed\n"

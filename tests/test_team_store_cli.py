@@ -346,3 +346,31 @@ def test_store_use_refuses_an_identity_that_may_not_read_the_path(tmp_path, open
     assert not (home / "config.toml").exists()
     mixed = tokenctl("store", "use", "local", "--mount", "kv", home=home, env=env)
     assert mixed.exit_code == 2 and "--address, --mount and --path" in mixed.stderr
+
+
+def test_removing_a_definition_on_one_machine_keeps_the_teams_client_secret(machines, openbao):
+    laptop, cron = machines("laptop"), machines("cron")
+    books = (
+        '[definitions.books]\ntitle = "Books"\nkind = "oauth2"\n[definitions.books.oauth2]\n'
+        'authorization_endpoint = "https://books.example/a"\n'
+        'token_endpoint = "https://books.example/t"\n'
+    )
+    for machine in (laptop, cron):
+        (machine.home / "definitions.toml").write_text(books)
+    configured = laptop(
+        "definitions", "configure", "books", "--client-id", "app", "--client-secret-stdin",
+        input="team-client-secret",
+    )  # fmt: skip
+    assert configured.exit_code == 0, configured.stderr
+    assert laptop("definitions", "remove", "books").exit_code == 0
+    # The cron host's definition still names that client: its secret is still there.
+    from tokenctl.store.openbao.inventory import OpenBaoInventory
+
+    config = (cron.home / "config.toml").read_text()
+    mount = config.split('mount = "')[1].split('"')[0]
+    path = config.split('path = "')[1].split('"')[0]
+    inventory = OpenBaoInventory(openbao.address, openbao.root_token, mount, path)
+    try:
+        assert inventory.client_secret("books", "app") == "team-client-secret"
+    finally:
+        inventory.close()

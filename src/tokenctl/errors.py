@@ -66,6 +66,10 @@ class DataKeyMissingError(SecretStoreError):
     """The inventory holds sealed secrets but the OS keyring no longer has their data key."""
 
 
+class NewerDataKeyError(SecretStoreError):
+    """The data key's keyring entry was written by a newer tokenctl: never replaced."""
+
+
 class SecretUnreadableError(SecretStoreError):
     """One token's (or client's) sealed secret does not open with the inventory's data key."""
 

@@ -12,7 +12,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from tokenctl.errors import ConflictError, InventoryError, NotFoundError, SecretStoreError
+from tokenctl.errors import (
+    ConflictError,
+    InventoryError,
+    NewerDataKeyError,
+    NotFoundError,
+    SecretStoreError,
+)
 from tokenctl.fsutil import ensure_private_file
 from tokenctl.inventory.lookup import SCHEMA_VERSION, find_row, inventory_failure, is_damage
 from tokenctl.inventory.sealed import (
@@ -754,19 +760,25 @@ class SqliteInventory:
         if self._legacy_moved:
             return
         rows = self._connection.execute(
-            "SELECT number, legacy_secret_ref FROM tokens "
+            "SELECT number, legacy_secret_ref, secret_set_at IS NOT NULL FROM tokens "
             "WHERE legacy_secret_ref IS NOT NULL ORDER BY number"
         ).fetchall()
         if rows:
             keyring = self.sealed.keyring()
             self.sealed.keys()
-            for number, ref in rows:
-                self._move_legacy_token(keyring, number, ref)
+            for number, ref, had_secret in rows:
+                self._move_legacy_token(keyring, number, ref, had_secret=bool(had_secret))
         self._legacy_moved = True
 
-    def _move_legacy_token(self, keyring: Keyring, number: int, ref: str) -> None:
+    def _move_legacy_token(
+        self, keyring: Keyring, number: int, ref: str, *, had_secret: bool
+    ) -> None:
         text = keyring.get_text(ref)
         stored = None
+        if text is None and had_secret:
+            # The record says a secret was stored, this keyring has none: another keyring
+            # (a session without the desktop's) may hold it. Keep the name; try again later.
+            return
         if text is not None:
             try:
                 stored = TokenSecrets.from_json(text)
@@ -945,6 +957,8 @@ class SqliteInventory:
         not_a_key = False
         try:
             keys = self.sealed.keys(fresh=True)
+        except NewerDataKeyError:
+            raise  # a newer tokenctl's key: upgrade, never give it up
         except SecretStoreError:
             keys, not_a_key = None, True  # an entry that is not a data key opens nothing
         if keys is None:
@@ -974,8 +988,13 @@ class SqliteInventory:
             "secret_set_at = NULL, has_refresh_token = 0, has_id_token = 0, "
             "updated_at = ?, updated_by = ?, updated_unit = ?"
         )
+        discarded_tokens: list[tuple[int, str]] = []
+        discarded_clients: list[tuple[str, str]] = []
         with self._transaction() as connection:
             for number, name in tokens:
+                if keys is not None and self._opens_now(connection, number):
+                    continue  # renewed since it was looked at: a readable secret stays
+                discarded_tokens.append((number, name))
                 connection.execute("DELETE FROM token_secrets WHERE number = ?", (number,))
                 updated = connection.execute(
                     f"UPDATE tokens SET {changes} WHERE number = ?",  # noqa: S608 - fixed
@@ -986,6 +1005,9 @@ class SqliteInventory:
                         connection, number, name, actor, now, "secret discarded", "ok", detail
                     )
             for definition, client_id in clients:
+                if keys is not None and self._client_opens_now(connection, definition, client_id):
+                    continue
+                discarded_clients.append((definition, client_id))
                 connection.execute(
                     "DELETE FROM client_secrets WHERE definition = ? AND client_id = ?",
                     (definition, client_id),
@@ -996,7 +1018,25 @@ class SqliteInventory:
         if not_a_key:
             self.sealed.keyring().delete(self.sealed.key_ref)
         self.sealed.forget_keys()
-        return [name for _, name in tokens] + [f"{d}/{c}" for d, c in clients]
+        return [name for _, name in discarded_tokens] + [f"{d}/{c}" for d, c in discarded_clients]
+
+    def _opens_now(self, connection: sqlite3.Connection, number: int) -> bool:
+        """Whether token ``number``'s sealed row, as it is now, is gone or opens."""
+        try:
+            self.sealed.read_token(connection, number)
+        except SecretStoreError:
+            return False
+        return True
+
+    def _client_opens_now(
+        self, connection: sqlite3.Connection, definition: str, client_id: str
+    ) -> bool:
+        """Whether a client's sealed secret, as it is now, is gone or opens."""
+        try:
+            self.sealed.read_client(connection, definition, client_id)
+        except SecretStoreError:
+            return False
+        return True
 
     @_reports_failure
     def delete_client_secret(self, definition: str, client_id: str) -> bool:

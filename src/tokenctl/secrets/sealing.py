@@ -33,6 +33,10 @@ ENTRY_FORMAT = 1
 TOKEN_FIELDS = ("access_token", "refresh_token", "id_token", "pass_code")
 
 
+class NewerEntryError(ValueError):
+    """A data key entry in a later format: a newer tokenctl wrote it; never to be replaced."""
+
+
 class UnsealError(Exception):
     """A sealed value does not open: wrong key, another owner, or altered bytes."""
 
@@ -76,7 +80,12 @@ class DataKeys:
             data = json.loads(text)
         except (ValueError, RecursionError):
             raise ValueError("not JSON") from None
-        if not isinstance(data, dict) or data.get("format") != ENTRY_FORMAT:
+        if not isinstance(data, dict):
+            raise ValueError("not a tokenctl data key entry")
+        written = data.get("format")
+        if type(written) is int and written > ENTRY_FORMAT:
+            raise NewerEntryError(f"format {written}, written by a newer tokenctl")
+        if written != ENTRY_FORMAT:
             raise ValueError("not a tokenctl data key entry")
         keys = data.get("keys")
         if not isinstance(keys, dict) or not keys:
@@ -140,6 +149,13 @@ def read_data_keys(keyring: Keyring, ref: str) -> DataKeys | None:
         return None
     try:
         return DataKeys.from_entry(text)
+    except NewerEntryError as error:
+        from tokenctl.errors import NewerDataKeyError
+
+        raise NewerDataKeyError(
+            f"the keyring entry tokenctl/{ref} holds a data key in a {error}",
+            hint="upgrade tokenctl; the entry is left as it is",
+        ) from None
     except ValueError as error:
         from tokenctl.errors import SecretStoreError
 

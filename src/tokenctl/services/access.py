@@ -58,6 +58,12 @@ def current_access_token(ctx: AppContext, ref: str) -> str:
     value = getattr(stored, SERVED_PART[kind]) if stored is not None else None
     if not value:
         what = "no secret" if kind is DefinitionKind.STATIC else "no access token"
+        if token.legacy_secret_ref:  # still where tokenctl 0.x kept it, and not found there
+            raise AuthorizationError(
+                f"the OS keyring holds {what} for {token.name!r} (entry "
+                f"tokenctl/{token.legacy_secret_ref}, where an earlier tokenctl kept it)",
+                hint=f"run tokenctl in the session whose keyring has that entry, or {fix}",
+            )
         raise AuthorizationError(f"the inventory holds {what} for {token.name!r}", hint=fix)
     if decision is AccessDecision.EXPIRED:  # named after a missing secret, if both
         assert token.expires_at is not None

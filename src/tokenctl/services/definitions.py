@@ -150,8 +150,12 @@ def remove_definition(ctx: AppContext, name: str, *, force: bool) -> RemoveDefin
     remove_user_definition(ctx.paths.definitions_file, ctx.paths.definitions_lock, name)
     builtin = current.builtin.get(name)
     kept_client = builtin.oauth2.client_id if builtin and builtin.oauth2 else None
-    if removed is not None and removed.client_id and removed.client_id != kept_client:
-        # No definition names that client any more: its secret would never be sent again.
+    from tokenctl.config import StoreKind
+
+    # No definition of this home names that client any more: its secret would never be
+    # sent again. On the team store other machines' definitions may still use it.
+    local = ctx.config.store.kind is StoreKind.LOCAL
+    if local and removed is not None and removed.client_id and removed.client_id != kept_client:
         ctx.inventory.delete_client_secret(name, removed.client_id)
     return RemoveDefinitionResult(
         name=name,

@@ -129,6 +129,7 @@ def use_store(
             address=checked_address(address) if address else None,
             mount=mount or DEFAULT_MOUNT,
             path=path or DEFAULT_PATH,
+            namespace=table.get("namespace"),  # kept in config.toml: checked with it too
         )
         found = connection(chosen, ctx.environ)
         facts = _checked_team_store(ctx, chosen, found)
