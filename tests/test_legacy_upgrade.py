@@ -347,3 +347,14 @@ def test_a_keyring_without_the_0x_entries_keeps_their_names_for_later(tmp_path):
         cli.keyring.set_text(ref, text)
     assert cli("token", "acme-api").stdout == "pc-acme-0x\n"
     assert_moved_once(cli)
+
+
+def test_a_0x_token_stored_anew_while_its_entry_was_missing_forgets_the_entry(tmp_path):
+    cli = Cli(home=tmp_path / "home")
+    install_store(cli.home, lambda ref, text: None)  # this keyring lacks the entries
+    renewed = cli("renew", "acme-api", "--secret-stdin", input="pc-new")
+    assert renewed.exit_code == 0, renewed.stderr
+    assert cli("token", "acme-api").stdout == "pc-new\n"
+    shown = cli("show", "acme-api", "--json").json()["token"]["secret"]
+    assert shown["keyring_entry"] is None  # the inventory holds it now
+    assert cli("show", "twinfield-ws", "--json").json()["token"]["secret"]["keyring_entry"]

@@ -239,6 +239,14 @@ class SealedSecrets:
             sealed.append(seal(key, value, context) if value else None)
         return (number, version, secrets.token_type, *sealed)
 
+    @staticmethod
+    def read_row_exists(connection: sqlite3.Connection, number: int) -> bool:
+        """Whether token ``number`` has a sealed row (nothing is opened)."""
+        row = connection.execute(
+            "SELECT 1 FROM token_secrets WHERE number = ?", (number,)
+        ).fetchone()
+        return row is not None
+
     def read_token(self, connection: sqlite3.Connection, number: int) -> TokenSecrets | None:
         """The secrets of token ``number``, opened; ``None`` when none are sealed."""
         row = connection.execute(f"{_SELECT_TOKEN} WHERE s.number = ?", (number,)).fetchone()

@@ -775,6 +775,8 @@ class SqliteInventory:
     ) -> None:
         text = keyring.get_text(ref)
         stored = None
+        if text is None and had_secret and self.sealed.read_row_exists(self._connection, number):
+            had_secret = False  # stored anew in the inventory since: the entry is history
         if text is None and had_secret:
             # The record says a secret was stored, this keyring has none: another keyring
             # (a session without the desktop's) may hold it. Keep the name; try again later.
