@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -201,6 +202,11 @@ def test_an_error_description_from_the_callback_is_neutralised(ocli, oidc, tmp_p
     ocli.browser = browser
     result = ocli("add", "acme", "--definition", name, "--yes", "--timeout", "20")
     assert result.exit_code == 5, result.stderr
+    # The 'browser' is a thread: tokenctl may be done before it has noted the answer.
+    for _ in range(100):
+        if seen:
+            break
+        time.sleep(0.05)
     assert seen and seen[0][0] == 200
     _no_raw_control(result.stderr)
     assert "\\x1b]0;owned\\x07\\x9b31mred\\r\\nerror: forged" in result.stderr
