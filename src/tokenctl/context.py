@@ -217,17 +217,9 @@ class AppContext:
         if store.kind is StoreKind.LOCAL:
             return _default_inventory
         from tokenctl.store.connection import connection
-        from tokenctl.store.openbao import openbao_inventory_factory
+        from tokenctl.store.openbao import connected_inventory_factory
 
-        found = connection(store, self.environ)
-        return openbao_inventory_factory(
-            found.address,
-            found.token,
-            found.mount,
-            found.path,
-            namespace=found.namespace,
-            verify=found.verify,
-        )
+        return connected_inventory_factory(connection(store, self.environ))
 
     @cached_property
     def keyring(self) -> Keyring:

@@ -141,16 +141,9 @@ def use_store(
 
 def _checked_team_store(ctx: AppContext, chosen: StoreConfig, found: Any) -> Mapping[str, Any]:
     """The facts of the team store ``found`` names, refused unless it can serve the inventory."""
-    from tokenctl.store.openbao import openbao_inventory_factory
+    from tokenctl.store.openbao import connected_inventory_factory
 
-    inventory = openbao_inventory_factory(
-        found.address,
-        found.token,
-        found.mount,
-        found.path,
-        namespace=found.namespace,
-        verify=found.verify,
-    )(ctx.paths, lambda: ctx.keyring)
+    inventory = connected_inventory_factory(found)(ctx.paths, lambda: ctx.keyring)
     try:
         facts = inventory.store_facts()
         status = StoreStatus(facts)

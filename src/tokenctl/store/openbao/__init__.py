@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from tokenctl.inventory import Inventory
     from tokenctl.paths import Paths
     from tokenctl.secrets import Keyring
+    from tokenctl.store.connection import Connection
 
 
 def openbao_inventory_factory(
@@ -41,3 +42,17 @@ def openbao_inventory_factory(
         )
 
     return open_team_store
+
+
+def connected_inventory_factory(
+    found: Connection,
+) -> Callable[[Paths, Callable[[], Keyring]], Inventory]:
+    """:func:`openbao_inventory_factory` for a resolved store connection."""
+    return openbao_inventory_factory(
+        found.address,
+        found.token,
+        found.mount,
+        found.path,
+        namespace=found.namespace,
+        verify=found.verify,
+    )
