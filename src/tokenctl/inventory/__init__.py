@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # the quick `token` path imports this package but builds no records
-    from tokenctl.inventory.sealed import RotationResult, SecretSummary
+    from tokenctl.inventory.key_reports import RotationResult, SecretSummary
     from tokenctl.models import Actor, HistoryEvent, Token, TokenChanges, TokenSecrets
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from tokenctl.errors import DataKeyMissingError, SecretStoreError, SecretUnreadableError
 from tokenctl.models import TokenSecrets
@@ -69,44 +68,6 @@ def sealed_count(connection: sqlite3.Connection) -> int:
         "SELECT (SELECT count(*) FROM token_secrets) + (SELECT count(*) FROM client_secrets)"
     ).fetchone()
     return int(row[0])
-
-
-@dataclass(frozen=True)
-class SecretSummary:
-    """What ``doctor`` and ``key status`` say about an inventory's sealed secrets."""
-
-    inventory_id: str
-    key_entry: str
-    #: The version new secrets are sealed with (``None``: no secret was ever sealed).
-    key_version: int | None
-    #: The versions the keyring entry holds; ``None`` when there is no entry.
-    keyring_versions: tuple[int, ...] | None
-    tokens: int
-    client_secrets: int
-    #: Sealed values (each field of a token, each client secret).
-    values: int
-    by_version: dict[int, int] = field(default_factory=dict)
-    #: Tokens whose secrets are still in per-token keyring entries.
-    legacy_pending: int = 0
-    #: Names of tokens (and ``definition/client`` of clients) whose secrets do not open.
-    unreadable: tuple[str, ...] = ()
-    #: Why the keyring entry could not be read, if it could not.
-    key_problem: str | None = None
-
-
-@dataclass(frozen=True)
-class RotationResult:
-    """What ``key rotate`` did: the new version, values moved, versions dropped.
-
-    ``stuck`` names the tokens (and clients) whose values did not open: then the old
-    versions stay in the keyring entry and the rotation is not finished.
-    """
-
-    version: int | None
-    moved: int
-    resumed: bool
-    dropped: tuple[int, ...]
-    stuck: tuple[str, ...] = ()
 
 
 class SealedSecrets:

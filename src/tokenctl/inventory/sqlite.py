@@ -10,7 +10,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from tokenctl.errors import (
     ConflictError,
@@ -24,9 +24,7 @@ from tokenctl.inventory.lookup import SCHEMA_VERSION, find_row, inventory_failur
 from tokenctl.inventory.sealed import (
     INVENTORY_ID,
     KEY_VERSION,
-    RotationResult,
     SealedSecrets,
-    SecretSummary,
     meta_value,
     sealed_count,
     set_meta,
@@ -35,6 +33,9 @@ from tokenctl.models import Actor, HistoryEvent, LifecycleState, Token, TokenCha
 from tokenctl.secrets import KEYRING_SERVICE, Keyring, client_secret_ref, parse_entry
 from tokenctl.secrets.sealing import TOKEN_FIELDS
 from tokenctl.timeutil import from_iso, to_iso
+
+if TYPE_CHECKING:  # made only by the key commands (see inventory/key_reports.py)
+    from tokenctl.inventory.key_reports import RotationResult, SecretSummary
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -812,6 +813,8 @@ class SqliteInventory:
 
         Reads the keyring. ``verify`` opens every sealed value to name those that do not.
         """
+        from tokenctl.inventory.key_reports import SecretSummary
+
         connection = self._connection
         recorded = meta_value(connection, KEY_VERSION)
         key_problem = None
@@ -884,6 +887,8 @@ class SqliteInventory:
         next run continues with the same new version. ``progress`` hears the number of
         values moved so far after each batch. Callers serialise rotations (a lock).
         """
+        from tokenctl.inventory.key_reports import RotationResult
+
         self._move_legacy_secrets()
         keyring = self.sealed.keyring()
         keys = self.sealed.keys(fresh=True)

@@ -9,7 +9,7 @@ from tokenctl.render import write_json
 from tokenctl.textsafe import safe_line
 
 if TYPE_CHECKING:
-    from tokenctl.inventory.sealed import RotationResult, SecretSummary
+    from tokenctl.inventory.key_reports import RotationResult, SecretSummary
     from tokenctl.services.keys import KeyReset
 
 

@@ -9,7 +9,7 @@ from tokenctl.context import AppContext
 from tokenctl.errors import TokenctlError
 
 if TYPE_CHECKING:
-    from tokenctl.inventory.sealed import RotationResult, SecretSummary
+    from tokenctl.inventory.key_reports import RotationResult, SecretSummary
 
 
 def key_status(ctx: AppContext) -> SecretSummary:

@@ -52,7 +52,7 @@ from tokenctl.store.openbao.records import (
 from tokenctl.timeutil import from_iso
 
 if TYPE_CHECKING:
-    from tokenctl.inventory.sealed import RotationResult, SecretSummary
+    from tokenctl.inventory.key_reports import RotationResult, SecretSummary
 
 #: Fields of :class:`Token` that ``update`` may change.
 MUTABLE_FIELDS = frozenset(TokenChanges.__annotations__)
