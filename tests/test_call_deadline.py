@@ -191,19 +191,50 @@ def test_the_sync_transport_ends_a_trickled_answer_at_its_deadline():
     assert raised.value.seconds == 1.0 and raised.value.url == url
 
 
-def test_the_async_transport_ends_a_trickled_answer_at_its_deadline():
+def test_the_async_client_ends_a_trickled_answer_at_its_deadline():
+    import asyncio
+
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
+
+    from tokenctl.oauth.http import CallDeadlineExceeded, async_client_options, within_deadline
+
+    async def call(url: str) -> None:
+        async with AsyncOAuth2Client(client_id="c", **async_client_options()) as client:
+            await within_deadline(client.refresh_token(url, refresh_token="r"), url, 1.0)
+
+    started = time.monotonic()
+    with trickling_server() as url, pytest.raises(CallDeadlineExceeded) as raised:
+        asyncio.run(asyncio.wait_for(call(url), ENDS_WITHIN))
+    assert raised.value.seconds == 1.0 and raised.value.url == url
+    assert time.monotonic() - started < 10  # the deadline ended it, not the test's limit
+
+
+def test_the_async_client_keeps_a_lent_transport_open():
     import asyncio
 
     import httpx2
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
 
-    from tokenctl.oauth.http import AsyncDeadlineTransport, CallDeadlineExceeded
+    from tokenctl.oauth.http import async_client_options
 
-    async def call(url: str) -> None:
-        async with httpx2.AsyncClient(transport=AsyncDeadlineTransport(1.0)) as client:
-            await client.post(url, data={"grant_type": "refresh_token"})
+    closed: list[bool] = []
 
-    with trickling_server() as url, pytest.raises(CallDeadlineExceeded):
-        asyncio.run(asyncio.wait_for(call(url), ENDS_WITHIN))
+    class Lent(httpx2.MockTransport):
+        async def aclose(self) -> None:
+            closed.append(True)
+
+    lent = Lent(lambda request: httpx2.Response(200, json={"ok": True}))
+
+    async def twice() -> None:
+        for _ in range(2):
+            async with AsyncOAuth2Client(client_id="c", **async_client_options(lent)) as client:
+                answer = await client.request(
+                    "GET", "https://provider.example/x", withhold_token=True
+                )
+                assert answer.json() == {"ok": True}
+
+    asyncio.run(twice())
+    assert closed == []
 
 
 def test_closing_a_call_leaves_the_lent_transport_open():

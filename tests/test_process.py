@@ -279,6 +279,23 @@ def test_fast_coercion_agrees_with_typer(tmp_path):
         str(tmp_path / "missing"),
         "~/x",
         "../x",
+        "8",
+        "08",
+        "0",
+        "64",
+        "65",
+        "1.5",
+        "300.0",
+        "1.",
+        ".5",
+        "+8",
+        "-8",
+        " 8",
+        "8 ",
+        "1_000",
+        "1e3",
+        "٣",
+        "99999999999999999999",
     ]
     values = [None, True, False, 0, 1.5, 8, 64, 65, 300.0, 1024, 70000, -1.0, b"valid", *strings]
     checked = 0

@@ -163,6 +163,7 @@ class AppContext:
     http_transport: Transport | None = None
     _opened: list[Inventory] = field(default_factory=list, init=False, repr=False)
     _clients: dict[ClientKey, ProviderClient] = field(default_factory=dict, init=False, repr=False)
+    _actor: Actor | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def from_environment(cls) -> AppContext:
@@ -253,8 +254,13 @@ class AppContext:
         return self.clock()
 
     def actor(self) -> Actor:
-        """Who is acting: OS user, and the unit from config.toml or the host name."""
-        return Actor(user=self.user_name(), unit=self.config.unit or self.host_name())
+        """Who is acting: OS user, and the unit from config.toml or the host name.
+
+        Looked up once per command (``renew --all`` records hundreds of changes).
+        """
+        if self._actor is None:
+            self._actor = Actor(user=self.user_name(), unit=self.config.unit or self.host_name())
+        return self._actor
 
     def close(self) -> None:
         """Close what was opened."""

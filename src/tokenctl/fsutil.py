@@ -124,8 +124,11 @@ class FileLock:
         # Imported where a lock is taken: most commands take none and start faster without.
         from filelock import lock_descriptor
 
-        ensure_private_file(self.path)
-        descriptor = os.open(self.path, os.O_RDWR)
+        try:
+            descriptor = os.open(self.path, os.O_RDWR)
+        except FileNotFoundError:  # the first lock of this file: made private first
+            ensure_private_file(self.path)
+            descriptor = os.open(self.path, os.O_RDWR)
         try:
             taken = lock_descriptor(descriptor, blocking=wait, poll_interval=LOCK_RETRY_SECONDS)
         except BaseException:

@@ -6,6 +6,7 @@ with Typer's own, and pyproject.toml pins typer to the version it was written ag
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,11 @@ from typer.core import TyperArgument, _TyperParameter
 _Leaf = Callable[[Any, _TyperParameter, _click.Context], Any]
 
 
+#: A number as typed on the command line that pydantic and ``int()``/``float()`` read alike.
+_PLAIN_INT = re.compile(r"[0-9]{1,18}")
+_PLAIN_FLOAT = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,15})?")
+
+
 class _UseTyperError(Exception):
     """Raised by a fast coercion for a value that Typer's own coercion must handle."""
 
@@ -65,12 +71,16 @@ def _leaf_coercion(annotation: Any, param: _TyperParameter) -> _Leaf | None:
         return _exact_bool
     if annotation in (int, float) and not info.clamp:
         # Defaults such as --timeout's 300.0 are coerced on every run of their command,
-        # and on every completion of it; a value typed on the command line is a str and
-        # goes to Typer.
+        # and on every completion of it; a value typed on the command line is a str
+        # (`renew --all --concurrency 8`): plain ASCII digits are read here, anything
+        # else (signs, spaces, exponents, underscores, out of range) goes to Typer.
         number_type, low, high = annotation, info.min, info.max
+        plain = _PLAIN_INT if number_type is int else _PLAIN_FLOAT
 
         def exact_number(value: Any, param: _TyperParameter, ctx: _click.Context) -> Any:
-            if type(value) is not number_type:
+            if type(value) is str and plain.fullmatch(value):
+                value = number_type(value)
+            elif type(value) is not number_type:
                 raise _UseTyperError
             if (low is not None and value < low) or (high is not None and value > high):
                 raise _UseTyperError  # Typer's coercion words the range error

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -31,6 +32,18 @@ class Inventory(Protocol):
         self, token: Token, actor: Actor, now: datetime, *, secrets: TokenSecrets | None = None
     ) -> Token:
         """Insert a new record (numbered here), its secrets and a ``created`` event."""
+        ...
+
+    def group_commit(self) -> AbstractContextManager[None]:
+        """Let the record changes made while it is open become durable together at its end.
+
+        For many changes in a row (``renew --all``): the local store makes each
+        ``update``/``update_if`` a savepoint of one transaction and commits (one sync to
+        disk) when the context ends; every change stays atomic on its own, and any other
+        change commits at once as always. A caller hands on a change's result only after
+        the context ended without error (:class:`tokenctl.inventory.worker.InventoryWorker`
+        does that). The team store writes each change through at once: a no-op there.
+        """
         ...
 
     def ensure_secrets_writable(self) -> None:

@@ -333,6 +333,9 @@ class SqliteInventory:
 
     def __init__(self, path: Path, keyring: Callable[[], Keyring] | None = None) -> None:
         self.path = path
+        #: Whether :meth:`group_commit` runs; whether SQLite rolled its group back.
+        self._grouping = False
+        self._group_lost = False
         try:
             ensure_private_file(path)
             # One thread at a time, not always the one that opened it: `renew --all`
@@ -364,8 +367,20 @@ class SqliteInventory:
         self._legacy_moved = False
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """An IMMEDIATE transaction: takes the write lock up front so no update is lost."""
+    def _transaction(self, *, groupable: bool = False) -> Iterator[sqlite3.Connection]:
+        """An IMMEDIATE transaction: takes the write lock up front so no update is lost.
+
+        Inside :meth:`group_commit`, a ``groupable`` change is a savepoint of the group's
+        one transaction instead (atomic on its own, durable when the group commits); any
+        other change first commits what the group has done so far, then commits itself at
+        once, because code after it (a keyring entry deleted, a key written) relies on it.
+        """
+        if self._grouping:
+            if groupable:
+                with self._grouped_change() as connection:
+                    yield connection
+                return
+            self._commit_group()
         connection = self._connection
         try:
             connection.execute("BEGIN IMMEDIATE")
@@ -380,11 +395,74 @@ class SqliteInventory:
                 raise
             connection.execute("COMMIT")
         except sqlite3.OperationalError as error:
+            raise self._refused(error) from None
+
+    def _refused(self, error: sqlite3.OperationalError) -> InventoryError:
+        return InventoryError(
+            f"the token inventory {self.path} refused a change: {error}",
+            hint="another process may hold it for long, or the file is read-only; "
+            "run `tokenctl doctor`",
+        )
+
+    @contextmanager
+    def _grouped_change(self) -> Iterator[sqlite3.Connection]:
+        """One change of a group: a savepoint in the group's transaction (begun by the first)."""
+        connection = self._connection
+        try:
+            if not connection.in_transaction:
+                connection.execute("BEGIN IMMEDIATE")
+            connection.execute("SAVEPOINT change")
+            try:
+                yield connection
+            except BaseException:
+                if connection.in_transaction:
+                    with suppress(sqlite3.Error):
+                        connection.execute("ROLLBACK TO change")
+                        connection.execute("RELEASE change")
+                else:
+                    # SQLite rolled back the whole transaction: the group's earlier
+                    # changes are gone too, though their calls returned.
+                    self._group_lost = True
+                raise
+            connection.execute("RELEASE change")
+        except sqlite3.OperationalError as error:
+            raise self._refused(error) from None
+
+    def _commit_group(self) -> None:
+        """Make what the current group changed durable (one commit, one sync for all)."""
+        connection = self._connection
+        if self._group_lost:
+            self._group_lost = False
             raise InventoryError(
-                f"the token inventory {self.path} refused a change: {error}",
-                hint="another process may hold it for long, or the file is read-only; "
-                "run `tokenctl doctor`",
-            ) from None
+                f"the token inventory {self.path} rolled back a group of changes after an error",
+                hint="run the command again; run `tokenctl doctor` if it happens again",
+            )
+        if connection.in_transaction:
+            try:
+                connection.execute("COMMIT")
+            except sqlite3.OperationalError as error:
+                with suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+                raise self._refused(error) from None
+
+    @contextmanager
+    def group_commit(self) -> Iterator[None]:
+        """Record changes made meanwhile commit together when it ends (see the protocol)."""
+        if self._grouping:  # already in one: the outer group commits
+            yield
+            return
+        self._grouping = True
+        self._group_lost = False
+        try:
+            yield
+            self._commit_group()
+        except BaseException:
+            if self._connection.in_transaction:
+                with suppress(sqlite3.Error):
+                    self._connection.execute("ROLLBACK")
+            raise
+        finally:
+            self._grouping = False
 
     def _migrate(self) -> None:
         version = self._connection.execute("PRAGMA user_version").fetchone()[0]
@@ -548,7 +626,7 @@ class SqliteInventory:
         """
         if secrets is not None:
             self._prepare_sealing()
-        with self._transaction() as connection:
+        with self._transaction(groupable=True) as connection:
             row = connection.execute(f"{_SELECT} WHERE number = ?", (number,)).fetchone()
             if row is None:
                 raise NotFoundError(f"token #{number} no longer exists")

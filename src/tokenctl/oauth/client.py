@@ -128,13 +128,16 @@ class ProviderClient:
 
     async def refresh_async(self, refresh_token: str) -> Mapping[str, Any]:
         """The refresh grant on the shared async session; errors mapped as the sync face's."""
+        from tokenctl.oauth.http import within_deadline
         from tokenctl.oauth.provider import token_call_errors
 
         session = self._async()
         url = self.endpoints.token_endpoint
         with token_call_errors(url, sent=(refresh_token, self.credentials.client_secret)):
-            response: Mapping[str, Any] = await session.refresh_token(
-                url, refresh_token=refresh_token
+            response: Mapping[str, Any] = await within_deadline(
+                session.refresh_token(url, refresh_token=refresh_token),
+                url,
+                self.endpoints.call_deadline,
             )
         return response
 
@@ -147,7 +150,7 @@ class ProviderClient:
 
             session = AsyncOAuth2Client(
                 **credential_options(self.credentials),
-                **async_client_options(self.endpoints.call_deadline, self._transport),
+                **async_client_options(self._transport),
             )
             shield_lifetimes(session)
             self._async_session = session

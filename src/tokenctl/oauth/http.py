@@ -1,35 +1,59 @@
 """The HTTP layer under authlib: every call to a provider ends by a total deadline.
 
 httpx2's timeouts apply to each connect, write and read on its own, so a server that
-trickles one byte every few seconds is never timed out. Both clients (the sync one of
-:mod:`tokenctl.oauth.provider`, the async one of ``renew --all``) therefore get a
-transport from here that bounds the whole exchange, the response body included, and
-raises :class:`CallDeadlineExceeded` when it is over.
+trickles one byte every few seconds is never timed out. Each call therefore has a
+deadline that bounds the whole exchange, the response body included, and raises
+:class:`CallDeadlineExceeded` when it is over:
 
-Each transport hands the request to a plain httpx2 client (so proxy settings from the
-environment keep working) and reads the whole answer before returning it; the answers
-tokenctl asks for are small JSON documents. That client's own transport is the network,
-or the one the :class:`~tokenctl.context.AppContext` carries (tests: a mock).
+* the sync client (:mod:`tokenctl.oauth.provider`) gets :class:`DeadlineTransport`: a
+  blocking read cannot be interrupted, so the exchange runs in a worker thread that the
+  caller waits for until the deadline. It hands the request to a plain httpx2 client (so
+  proxy settings from the environment keep working) and reads the whole answer;
+* the async client of ``renew --all`` is cancelled by :func:`within_deadline` around the
+  awaited call, on the network directly.
+
+The transport under both is the network, or the one the
+:class:`~tokenctl.context.AppContext` carries (tests: a mock). Every client shares one TLS
+context (:func:`shared_ssl_context`).
 """
 
 from __future__ import annotations
 
+import functools
 import threading
-from typing import Any
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx2
+
+if TYPE_CHECKING:
+    import ssl
+
+T = TypeVar("T")
 
 #: Each connect, write or read on its own (the deadline bounds them all together).
 READ_TIMEOUT = 30.0
 
 
+@functools.cache
+def shared_ssl_context() -> ssl.SSLContext:
+    """The one TLS context of every provider client of this process.
+
+    Each httpx2 client would otherwise build its own, loading the whole CA bundle again
+    (tens of milliseconds each; a run makes a client per provider call). It is httpx2's
+    default context (``SSL_CERT_FILE``/``SSL_CERT_DIR`` honoured) and may be shared: an
+    ``SSLContext`` is safe to use from several connections and threads.
+    """
+    return httpx2.create_ssl_context()
+
+
 class CallDeadlineExceeded(httpx2.TimeoutException):
     """A provider call did not complete within its deadline."""
 
-    def __init__(self, request: httpx2.Request, seconds: float) -> None:
-        self.url = str(request.url.copy_with(query=None, fragment=None))
+    def __init__(self, url: str, seconds: float, request: httpx2.Request | None = None) -> None:
+        self.url = url
         self.seconds = seconds
-        super().__init__(f"{self.url} did not answer within {seconds:g} s", request=request)
+        super().__init__(f"{url} did not answer within {seconds:g} s", request=request)
 
 
 def _settled(request: httpx2.Request, response: httpx2.Response, body: bytes) -> httpx2.Response:
@@ -76,13 +100,6 @@ class _AsyncBorrowed(httpx2.AsyncBaseTransport):
         return await self._lent.handle_async_request(request)
 
 
-async def _raw_body_async(response: httpx2.Response) -> bytes:
-    """:func:`_raw_body` for an async answer."""
-    if response.is_stream_consumed:
-        return response.content
-    return b"".join([part async for part in response.aiter_raw()])
-
-
 class DeadlineTransport(httpx2.BaseTransport):
     """A sync transport that gives up on a request after ``seconds`` in all.
 
@@ -95,7 +112,9 @@ class DeadlineTransport(httpx2.BaseTransport):
     def __init__(self, seconds: float, inner: httpx2.BaseTransport | None = None) -> None:
         self.seconds = seconds
         lent = None if inner is None else _Borrowed(inner)
-        self._client = httpx2.Client(timeout=READ_TIMEOUT, transport=lent)
+        self._client = httpx2.Client(
+            timeout=READ_TIMEOUT, transport=lent, verify=shared_ssl_context()
+        )
         self._lock = threading.Lock()
         self._running = 0
         self._closing = False
@@ -123,7 +142,8 @@ class DeadlineTransport(httpx2.BaseTransport):
         worker.start()
         worker.join(self.seconds)
         if not outcome:
-            raise CallDeadlineExceeded(request, self.seconds)
+            url = str(request.url.copy_with(query=None, fragment=None))
+            raise CallDeadlineExceeded(url, self.seconds, request)
         result = outcome[0]
         if isinstance(result, BaseException):
             raise result
@@ -146,37 +166,6 @@ class DeadlineTransport(httpx2.BaseTransport):
             self._client.close()
 
 
-class AsyncDeadlineTransport(httpx2.AsyncBaseTransport):
-    """An async transport that gives up on a request after ``seconds`` in all."""
-
-    def __init__(self, seconds: float, inner: httpx2.AsyncBaseTransport | None = None) -> None:
-        self.seconds = seconds
-        lent = None if inner is None else _AsyncBorrowed(inner)
-        self._client = httpx2.AsyncClient(timeout=READ_TIMEOUT, transport=lent)
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        """Send ``request`` and read the whole answer, or raise at the deadline."""
-        import asyncio  # only renew --all runs an event loop
-
-        deadline = asyncio.timeout(self.seconds)
-        try:
-            async with deadline:
-                response = await self._client.send(request, stream=True)
-                try:
-                    body = await _raw_body_async(response)
-                finally:
-                    await response.aclose()
-        except TimeoutError:
-            if not deadline.expired():
-                raise
-            raise CallDeadlineExceeded(request, self.seconds) from None
-        return _settled(request, response, body)
-
-    async def aclose(self) -> None:
-        """Close the connections."""
-        await self._client.aclose()
-
-
 def client_options(seconds: float, inner: Any = None) -> dict[str, Any]:
     """Keyword arguments for authlib's sync ``OAuth2Client``: the deadline transport.
 
@@ -187,8 +176,35 @@ def client_options(seconds: float, inner: Any = None) -> dict[str, Any]:
     return {"transport": DeadlineTransport(seconds, inner), "timeout": READ_TIMEOUT}
 
 
-def async_client_options(seconds: float, inner: Any = None) -> dict[str, Any]:
-    """Keyword arguments for authlib's ``AsyncOAuth2Client``: the deadline transport."""
+def async_client_options(inner: Any = None) -> dict[str, Any]:
+    """Keyword arguments for authlib's ``AsyncOAuth2Client`` (``renew --all``).
+
+    No deadline layer here: an awaited call can be cancelled at any point, so
+    :func:`within_deadline` bounds the whole exchange around the call itself, and the
+    client talks to the network (or to ``inner``, a test's transport) directly: one
+    httpx2 client a request instead of two.
+    """
     if inner is not None and not isinstance(inner, httpx2.AsyncBaseTransport):
         raise TypeError(f"{type(inner).__name__} is no async httpx2 transport")
-    return {"transport": AsyncDeadlineTransport(seconds, inner), "timeout": READ_TIMEOUT}
+    options: dict[str, Any] = {"timeout": READ_TIMEOUT, "verify": shared_ssl_context()}
+    if inner is not None:
+        options["transport"] = _AsyncBorrowed(inner)
+    return options
+
+
+async def within_deadline(call: Awaitable[T], url: str, seconds: float) -> T:
+    """Await ``call`` (an authlib request to ``url``), or raise once ``seconds`` are over.
+
+    authlib reads the whole answer before its request returns, so the deadline covers
+    the body too, as :class:`DeadlineTransport` does for the sync face.
+    """
+    import asyncio  # only renew --all runs an event loop
+
+    deadline = asyncio.timeout(seconds)
+    try:
+        async with deadline:
+            return await call
+    except TimeoutError:
+        if not deadline.expired():
+            raise
+        raise CallDeadlineExceeded(url, seconds) from None

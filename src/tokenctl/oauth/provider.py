@@ -274,8 +274,10 @@ def shield_lifetimes(client: Any) -> None:
             body = response.json()
         except ValueError:
             return response
-        if not isinstance(body, dict) or not any(name in body for name in _AUTHLIB_READS):
-            return response
+        if not isinstance(body, dict) or all(
+            type(body.get(name, 0)) is int for name in _AUTHLIB_READS
+        ):
+            return response  # absent or whole numbers: authlib's int() reads them safely
         moved = {(_SHIELDED + k if k in _AUTHLIB_READS else k): v for k, v in body.items()}
         # json.dumps, not httpx2's json=: it writes what the provider sent, Infinity too.
         return httpx2.Response(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
@@ -202,8 +202,11 @@ def renew_all(
         return BulkReport([])
     ctx.inventory.ensure_secrets_writable()
     prepared = _prepare(ctx, selected)
-    # The inventory is one connection: all its work goes to one thread, off the loop.
-    with ThreadPoolExecutor(1, thread_name_prefix="tokenctl-inventory") as inventory_thread:
+    from tokenctl.inventory.worker import InventoryWorker
+
+    # The inventory is one connection: all its work goes to one thread, off the loop,
+    # where the renewals recorded at about the same time share one commit.
+    with InventoryWorker(ctx.inventory.group_commit) as inventory_thread:
         items = asyncio.run(
             _renew_all(
                 ctx, selected, prepared, concurrency, on_done or (lambda _: None), inventory_thread

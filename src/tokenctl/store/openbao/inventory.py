@@ -22,7 +22,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -830,6 +830,11 @@ class OpenBaoInventory:
         if problems and self._inventory_id is None:
             problems.append(f"{self.layout.meta} is missing")
         return problems
+
+    @contextmanager
+    def group_commit(self) -> Iterator[None]:
+        """Nothing to group: every change is written to the server at once (see the protocol)."""
+        yield
 
     def store_facts(self) -> Mapping[str, Any]:
         """The server (version, sealed), the store token's identity and what it may do here.

@@ -1,0 +1,247 @@
+"""Group commit: renewals recorded at about the same time share one commit, none is lost."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.fakes import START, MemoryKeyring
+from tokenctl.errors import InventoryError, NotFoundError
+from tokenctl.inventory.sqlite import SqliteInventory
+from tokenctl.inventory.worker import InventoryWorker
+from tokenctl.models import Actor, Token, TokenSecrets
+
+ACTOR = Actor(user="tester", unit="testhost")
+
+
+def _inventory(home: Path, count: int) -> SqliteInventory:
+    inventory = SqliteInventory(home / "inventory.sqlite3", lambda: MemoryKeyring())
+    for index in range(count):
+        inventory.add(
+            Token(number=0, name=f"t{index}", authentication_code=f"C{index}", definition="x"),
+            ACTOR,
+            START,
+            secrets=TokenSecrets(access_token=f"AT-{index}", refresh_token=f"RT-{index}"),
+        )
+    return inventory
+
+
+def _committed_descriptions(home: Path) -> dict[int, str | None]:
+    """What another process sees: only committed data."""
+    connection = sqlite3.connect(home / "inventory.sqlite3")
+    try:
+        return dict(connection.execute("SELECT number, description FROM tokens").fetchall())
+    finally:
+        connection.close()
+
+
+def _describe(inventory: SqliteInventory, number: int, text: str) -> Token:
+    return inventory.update(number, {"description": text}, ACTOR, START, event="edited")
+
+
+def test_changes_of_a_group_are_invisible_until_it_commits_and_then_all_there(tmp_path):
+    inventory = _inventory(tmp_path, 3)
+    try:
+        with inventory.group_commit():
+            for number in (1, 2, 3):
+                _describe(inventory, number, f"renewed {number}")
+            # Each change is done (its own statements ran), none committed yet.
+            assert inventory.get(2).description == "renewed 2"
+            assert set(_committed_descriptions(tmp_path).values()) == {None}
+        assert _committed_descriptions(tmp_path) == {n: f"renewed {n}" for n in (1, 2, 3)}
+    finally:
+        inventory.close()
+
+
+def test_a_failing_change_fails_alone_and_the_others_of_its_group_commit(tmp_path):
+    inventory = _inventory(tmp_path, 2)
+    try:
+        with inventory.group_commit():
+            _describe(inventory, 1, "kept")
+            with pytest.raises(NotFoundError):
+                _describe(inventory, 99, "no such token")
+
+            def refuse(current: Token) -> None:
+                raise ValueError("a decision that fails midway")
+
+            with pytest.raises(ValueError):
+                inventory.update_if(2, refuse, ACTOR, START, event="edited")
+            _describe(inventory, 2, "also kept")
+        assert _committed_descriptions(tmp_path) == {1: "kept", 2: "also kept"}
+        events = [event.event for event in inventory.history(1)]
+        assert events.count("edited") == 1
+    finally:
+        inventory.close()
+
+
+def test_a_change_outside_the_group_commits_what_the_group_did_first(tmp_path):
+    inventory = _inventory(tmp_path, 2)
+    try:
+        with inventory.group_commit():
+            _describe(inventory, 1, "grouped")
+            # A change that others rely on being durable at once (add is one): the
+            # group's earlier change is committed with it, never held back behind it.
+            inventory.add(
+                Token(number=0, name="new", authentication_code="NEW", definition="x"),
+                ACTOR,
+                START,
+            )
+            assert _committed_descriptions(tmp_path)[1] == "grouped"
+            _describe(inventory, 2, "after")
+            assert _committed_descriptions(tmp_path)[2] is None
+        assert _committed_descriptions(tmp_path)[2] == "after"
+    finally:
+        inventory.close()
+
+
+def test_the_worker_hands_results_on_only_after_their_group_committed(tmp_path):
+    inventory = _inventory(tmp_path, 8)
+    seen_at_result: dict[int, str | None] = {}
+    release = threading.Event()
+    try:
+        with InventoryWorker(inventory.group_commit) as worker:
+            # The first step holds the worker, so the next ones queue up and form a group.
+            blocker = worker.submit(release.wait, 10)
+            futures = {
+                number: worker.submit(_describe, inventory, number, f"renewed {number}")
+                for number in range(1, 9)
+            }
+            for number, future in futures.items():
+                future.add_done_callback(
+                    lambda _f, n=number: seen_at_result.__setitem__(
+                        n, _committed_descriptions(tmp_path)[n]
+                    )
+                )
+            release.set()
+            assert blocker.result(10) is True
+            renewed = {number: future.result(10).description for number, future in futures.items()}
+        assert renewed == {n: f"renewed {n}" for n in range(1, 9)}
+        # Each result came when its change was already durable, visible to others.
+        assert seen_at_result == renewed
+    finally:
+        inventory.close()
+
+
+def test_the_worker_gives_a_failing_step_its_own_error(tmp_path):
+    inventory = _inventory(tmp_path, 1)
+    try:
+        with InventoryWorker(inventory.group_commit) as worker:
+            missing = worker.submit(_describe, inventory, 42, "nothing")
+            kept = worker.submit(_describe, inventory, 1, "kept")
+            with pytest.raises(NotFoundError):
+                missing.result(10)
+            assert kept.result(10).description == "kept"
+        assert _committed_descriptions(tmp_path) == {1: "kept"}
+    finally:
+        inventory.close()
+
+
+def test_when_the_group_cannot_commit_every_step_of_it_gets_the_error(tmp_path):
+    inventory = _inventory(tmp_path, 2)
+    other = sqlite3.connect(tmp_path / "inventory.sqlite3", isolation_level=None)
+    try:
+
+        class _RefusedError(Exception):
+            pass
+
+        def failing_group():
+            group = inventory.group_commit()
+
+            class Guard:
+                def __enter__(self) -> None:
+                    group.__enter__()
+
+                def __exit__(self, *exc: object) -> bool:
+                    # The commit is refused: the changes of the group are rolled back.
+                    group.__exit__(_RefusedError, _RefusedError("disk full"), None)
+                    raise InventoryError("the token inventory refused a change: disk full")
+
+            return Guard()
+
+        with InventoryWorker(failing_group) as worker:
+            first = worker.submit(_describe, inventory, 1, "lost")
+            second = worker.submit(_describe, inventory, 2, "lost too")
+            for future in (first, second):
+                with pytest.raises(InventoryError, match="disk full"):
+                    future.result(10)
+        assert _committed_descriptions(tmp_path) == {1: None, 2: None}
+        assert other.execute("SELECT COUNT(*) FROM tokens").fetchone() == (2,)
+    finally:
+        other.close()
+        inventory.close()
+
+
+def test_a_shut_down_worker_takes_no_more_steps(tmp_path):
+    inventory = _inventory(tmp_path, 1)
+    try:
+        worker = InventoryWorker(inventory.group_commit)
+        worker.shutdown()
+        with pytest.raises(RuntimeError, match="shut down"):
+            worker.submit(_describe, inventory, 1, "late")
+    finally:
+        inventory.close()
+
+
+def test_renew_all_renews_every_token_with_group_commit(tmp_path):
+    """The grouped path end to end, through the real command on a mock provider."""
+    import itertools
+    import json
+
+    import httpx2
+
+    from tests.fakes import Cli
+
+    issued = itertools.count(1)
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        number = next(issued)
+        return httpx2.Response(
+            200,
+            json={
+                "access_token": f"AT-new-{number}",
+                "refresh_token": f"RT-new-{number}",
+                "token_type": "Bearer",
+                "expires_in": 3600,
+            },
+        )
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "definitions.toml").write_text(
+        "[definitions.books]\ntitle = 'Books'\nkind = 'oauth2'\n"
+        "[definitions.books.oauth2]\n"
+        "token_endpoint = 'https://books.example/token'\n"
+        "authorization_endpoint = 'https://books.example/authorize'\n"
+        "client_id = 'c'\ntoken_endpoint_auth_method = 'none'\n"
+        "scopes = ['openid', 'offline_access']\nmax_concurrent_requests = 8\n"
+    )
+    cli = Cli(home)
+    cli.transport = httpx2.MockTransport(answer)
+    inventory = SqliteInventory(home / "inventory.sqlite3", lambda: cli.keyring)
+    try:
+        for index in range(40):
+            inventory.add(
+                Token(
+                    number=0,
+                    name=f"t{index}",
+                    authentication_code=f"C{index}",
+                    definition="books",
+                    expires_at=START - timedelta(minutes=1),
+                    secret_set_at=START - timedelta(hours=1),
+                ),
+                ACTOR,
+                START,
+                secrets=TokenSecrets(access_token="AT-old", refresh_token=f"RT-old-{index}"),
+            )
+    finally:
+        inventory.close()
+    result = cli("renew", "--all", "--json", "--concurrency", "8")
+    assert result.exit_code == 0, result.stderr
+    outcomes = [item["outcome"] for item in json.loads(result.stdout)["renewals"]]
+    assert outcomes == ["refreshed"] * 40
+    stored = {cli.stored(f"t{index}").refresh_token for index in range(40)}
+    assert stored == {f"RT-new-{number}" for number in range(1, 41)}
