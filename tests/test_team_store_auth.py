@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import hvac
 import pytest
 
 from tests.fakes import Cli
@@ -449,3 +450,19 @@ def test_a_given_store_token_that_expires_is_named(openbao, openbao_kv):
         assert expired.value.exit_code is ExitCode.SECRET_STORE
     finally:
         inventory.close()
+
+
+def test_the_login_token_is_revoked_when_the_command_ends(openbao, openbao_kv):
+    role_id, secret_id = openbao.approle_role(_role("end"), [_policy(openbao, openbao_kv)])
+    inventory = OpenBaoInventory(
+        openbao.address, AppRoleLogin(role_id, secret_id), openbao_kv, "acme"
+    )
+    assert inventory.tokens() == []
+    token = inventory.kv._client.token
+    assert openbao.client(token).auth.token.lookup_self()["data"]["display_name"] == "approle"
+    inventory.close()
+    with pytest.raises(hvac.exceptions.Forbidden):
+        openbao.client(token).auth.token.lookup_self()
+    given = openbao.create_token([_policy(openbao, openbao_kv)], ttl="1h")
+    OpenBaoInventory(openbao.address, given, openbao_kv, "acme").close()
+    assert openbao.client(given).auth.token.lookup_self()["data"]["ttl"] > 0  # the owner's

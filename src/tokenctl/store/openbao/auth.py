@@ -19,6 +19,7 @@ message, a ``repr`` or the command line.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -326,6 +327,19 @@ class TokenKeeper:
             if self.generation == refused:
                 self._log_in()
         return True
+
+    def release(self) -> None:
+        """Revoke a store token of a login made here: it served this command only.
+
+        A given token is its owner's and stays. A failure changes nothing (the token
+        expires at the end of its TTL anyway).
+        """
+        with self._lock:
+            if not self.can_log_in or not self._has_token:
+                return
+            self._has_token = False
+            with contextlib.suppress(Exception):  # best effort: the command's outcome stands
+                self._client.auth.token.revoke_self()
 
     # -- under the lock --------------------------------------------------------------
 

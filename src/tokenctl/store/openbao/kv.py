@@ -95,12 +95,20 @@ class KvStore:
         #: The store token: logged in on the first call, kept fresh during long runs.
         self.keeper = TokenKeeper(login, self._client, client, self._send, self.address)
         self._pool: ThreadPoolExecutor | None = None
+        #: A call found the server sealed or unreachable (``close`` then asks nothing).
+        self._unreachable = False
 
     def close(self) -> None:
-        """Close the HTTP connections (and stop the threads of ``read_all``)."""
+        """Close the HTTP connections (and stop the threads of ``read_all``).
+
+        A store token of a login made here (approle, jwt) is revoked first: it served
+        this command only. Not after the server could not be reached (no wait for it).
+        """
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        if not self._unreachable:
+            self.keeper.release()
         self._client.adapter.close()
 
     # -- calls ---------------------------------------------------------------------------
@@ -346,6 +354,7 @@ class KvStore:
         try:
             return call()
         except vault.VaultDown as error:
+            self._unreachable = True
             if _mentions(error, "sealed"):
                 raise SecretStoreError(
                     f"the team store {self.address} is sealed: nothing in it can be read or "
@@ -355,6 +364,7 @@ class KvStore:
                 ) from None
             raise self._unavailable(_errors(error)) from None
         except requests.exceptions.SSLError:
+            self._unreachable = True
             raise SecretStoreError(
                 f"the TLS certificate of the team store {self.address} cannot be verified",
                 hint="give the certificate of the CA that signed it (BAO_CACERT); tokenctl "
@@ -366,6 +376,7 @@ class KvStore:
                 hint="check the team store's address (BAO_ADDR)",
             ) from None
         except requests.exceptions.RequestException as error:
+            self._unreachable = True
             raise self._unavailable(_network_reason(error)) from None
 
     def _where(self, path: str) -> str:
