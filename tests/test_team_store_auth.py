@@ -134,6 +134,9 @@ def test_approle_login_refused_is_exit_4_naming_what_is_needed(tmp_path, openbao
     ) in used_up.stderr
     assert "may have expired or been used up" in used_up.stderr
     _no_secret_shown(used_up, secret_id)
+    debug = tokenctl("--debug", "list", home=home, env=env)  # a traceback, but no secret
+    assert debug.exit_code == 4 and "Traceback" in debug.stderr
+    assert secret_id not in debug.stderr + debug.stdout
     # Nothing was written: a new login sees no token.
     fresh = openbao.approle_secret_id(name)
     listed = tokenctl(
@@ -466,3 +469,29 @@ def test_the_login_token_is_revoked_when_the_command_ends(openbao, openbao_kv):
     given = openbao.create_token([_policy(openbao, openbao_kv)], ttl="1h")
     OpenBaoInventory(openbao.address, given, openbao_kv, "acme").close()
     assert openbao.client(given).auth.token.lookup_self()["data"]["ttl"] > 0  # the owner's
+
+
+def test_store_use_asks_for_the_secret_id_on_a_terminal_only(tmp_path, openbao, openbao_kv):
+    role_id, secret_id = openbao.approle_role(_role("prompt"), [_policy(openbao, openbao_kv)])
+    cli = Cli(home=tmp_path / "tokenctl")
+    args = ("store", "use", "openbao", "--address", openbao.address, "--mount", openbao_kv)
+    login = ("--auth", "approle", "--role", role_id)
+    asked = cli(*args, *login, tty=True, hidden_answer=secret_id)
+    assert asked.exit_code == 0, asked.stderr
+    assert secret_id not in asked.stdout + asked.stderr
+    store = tomllib.loads((cli.home / "config.toml").read_text(encoding="utf-8"))["store"]
+    assert (store["auth"], store["role"]) == ("approle", role_id)
+    # The login is kept when --auth is not given again: only the path changes.
+    cli.environ["TOKENCTL_APPROLE_SECRET_ID"] = secret_id
+    moved = cli(*args, "--path", "team-b")
+    assert moved.exit_code == 0, moved.stderr
+    store = tomllib.loads((cli.home / "config.toml").read_text(encoding="utf-8"))["store"]
+    assert (store["auth"], store["role"], store["path"]) == ("approle", role_id, "team-b")
+    local = cli("store", "use", "local", "--secret-id-stdin")
+    assert local.exit_code == 2 and "choose a team store" in local.stderr
+    del cli.environ["TOKENCTL_APPROLE_SECRET_ID"]
+    piped = cli(*args, *login)  # no terminal, no variable: the flag is named
+    assert piped.exit_code == 2, piped.stderr
+    assert "pipe it in with --secret-id-stdin, or set TOKENCTL_APPROLE_SECRET_ID" in piped.stderr
+    no_role = cli(*args, "--auth", "jwt")
+    assert no_role.exit_code == 2 and "--auth jwt needs --role" in no_role.stderr
