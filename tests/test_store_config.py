@@ -4,9 +4,33 @@ from __future__ import annotations
 
 import pytest
 
-from tokenctl.config import DEFAULT_MOUNT, DEFAULT_PATH, StoreConfig, StoreKind, load_config
+from tokenctl.config import (
+    DEFAULT_MOUNT,
+    DEFAULT_PATH,
+    StoreAuth,
+    StoreConfig,
+    StoreKind,
+    load_config,
+)
 from tokenctl.errors import ConfigError, SecretStoreError
-from tokenctl.store.connection import connection, store_address, store_token, store_verify
+from tokenctl.store.connection import (
+    connection,
+    store_address,
+    store_login,
+    store_token,
+    store_verify,
+)
+from tokenctl.store.openbao.auth import (
+    GITHUB_TOKEN_VARIABLE,
+    GITHUB_URL_VARIABLE,
+    JWT_FILE_VARIABLE,
+    JWT_VARIABLE,
+    SECRET_ID_FILE_VARIABLE,
+    SECRET_ID_VARIABLE,
+    AppRoleLogin,
+    JwtLogin,
+    github_identity_token,
+)
 
 
 def _load(tmp_path, text):  # type: ignore[no-untyped-def]
@@ -41,10 +65,15 @@ def test_the_team_store_table_is_read(tmp_path):
     ("text", "message"),
     [
         ('[store]\nkind = "s3"\n', "setting 'store.kind' is 's3'"),
-        ('[store]\nauth = "approle"\n', "'store.auth' = 'approle' is not supported yet"),
-        ('[store]\nauth = "jwt"\n', "'store.auth' = 'jwt' is not supported yet"),
+        ('[store]\nauth = "approle"\n', "store.auth = 'approle' needs store.role (the AppRole"),
+        ('[store]\nauth = "jwt"\n', "store.auth = 'jwt' needs store.role (the JWT role's name)"),
         ('[store]\nauth = "ldap"\n', "setting 'store.auth' is 'ldap'"),
-        ('[store]\nrole = "ci"\n', "'store.role' is not supported yet"),
+        ('[store]\nrole = "ci"\n', "'store.role' belongs to the approle and jwt logins"),
+        ('[store]\nauth_mount = "ci"\n', "'store.auth_mount' belongs to the approle and jwt"),
+        (
+            '[store]\nauth = "approle"\nrole = "r"\njwt_audience = "a"\n',
+            "'store.jwt_audience' belongs to the jwt login",
+        ),
         ('[store]\ncolour = "red"\n', "unknown setting 'store.colour'"),
         ("[store]\nmount = 3\n", "'store.mount' must be a non-empty string"),
         ('store = "openbao"\n', "'store' must be a table"),
@@ -108,3 +137,84 @@ def test_namespace_from_config_else_the_environment():
     found = connection(named, env)
     assert found.namespace == "cfg"
     assert "token=" not in repr(found)  # the store token is never shown
+
+
+def test_the_login_settings_are_read(tmp_path):
+    approle = _load(
+        tmp_path, '[store]\nkind = "openbao"\nauth = "approle"\nrole = "r-1"\nauth_mount = "cron"\n'
+    ).store
+    assert (approle.auth, approle.role, approle.login_mount) == (StoreAuth.APPROLE, "r-1", "cron")
+    jwt = _load(
+        tmp_path, '[store]\nkind = "openbao"\nauth = "jwt"\nrole = "ci"\njwt_audience = "bao"\n'
+    ).store
+    assert (jwt.login_mount, jwt.jwt_audience) == ("jwt", "bao")
+
+
+def test_the_approle_secret_id_from_the_variable_or_its_file(tmp_path):
+    store = StoreConfig(kind=StoreKind.OPENBAO, auth=StoreAuth.APPROLE, role="r-1")
+    login = store_login(store, {SECRET_ID_VARIABLE: " s3cret\n"})
+    assert isinstance(login, AppRoleLogin)
+    assert (login.role_id, login.secret_id, login.mount) == ("r-1", "s3cret", "approle")
+    assert "s3cret" not in repr(login)
+    (tmp_path / "secret-id").write_text("from-file\n", encoding="utf-8")
+    from_file = store_login(store, {SECRET_ID_FILE_VARIABLE: str(tmp_path / "secret-id")})
+    assert isinstance(from_file, AppRoleLogin) and from_file.secret_id == "from-file"
+    given = store_login(store, {SECRET_ID_VARIABLE: "env"}, secret_id="piped")
+    assert isinstance(given, AppRoleLogin) and given.secret_id == "piped"
+    with pytest.raises(SecretStoreError, match="no secret id for the AppRole login") as missing:
+        store_login(store, {"BAO_TOKEN": "ignored"})
+    assert SECRET_ID_VARIABLE in (missing.value.hint or "")
+    with pytest.raises(SecretStoreError, match="cannot be read"):
+        store_login(store, {SECRET_ID_FILE_VARIABLE: str(tmp_path / "none")})
+
+
+def test_the_jwt_from_the_variable_its_file_or_github_actions(tmp_path):
+    store = StoreConfig(kind=StoreKind.OPENBAO, auth=StoreAuth.JWT, role="ci", auth_mount="gh/")
+    login = store_login(store, {JWT_VARIABLE: "eyJ.a.b"})
+    assert isinstance(login, JwtLogin)
+    assert (login.role, login.mount, login.identity_token()) == ("ci", "gh", "eyJ.a.b")
+    assert "eyJ" not in repr(login)
+    jwt_file = tmp_path / "jwt"
+    jwt_file.write_text("first\n", encoding="utf-8")
+    from_file = store_login(store, {JWT_FILE_VARIABLE: str(jwt_file)})
+    assert isinstance(from_file, JwtLogin)
+    assert from_file.identity_token() == "first"
+    jwt_file.write_text("second\n", encoding="utf-8")  # read anew at each login
+    assert from_file.identity_token() == "second"
+    github = store_login(
+        store,
+        {GITHUB_URL_VARIABLE: "https://gh.example/token?x=1", GITHUB_TOKEN_VARIABLE: "req"},
+    )
+    assert isinstance(github, JwtLogin) and github.source == "GitHub Actions"
+    with pytest.raises(SecretStoreError, match="no identity token for the JWT login") as missing:
+        store_login(store, {GITHUB_URL_VARIABLE: "https://gh.example/token"})
+    assert "id-token: write" in (missing.value.hint or "")
+
+
+def test_github_actions_identity_token_is_asked_for_the_audience():
+    import httpx2
+
+    seen: list[httpx2.Request] = []
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request)
+        if request.headers["Authorization"] != "bearer req-token":
+            return httpx2.Response(403)
+        return httpx2.Response(200, json={"count": 1, "value": "eyJ.jwt.sig"})
+
+    mock = httpx2.MockTransport(answer)
+    url = "https://pipelines.example/idtoken?api-version=2.0"
+    assert github_identity_token(url, "req-token", "tokenctl", mock) == "eyJ.jwt.sig"
+    assert seen[-1].url.params["audience"] == "tokenctl"
+    assert seen[-1].url.params["api-version"] == "2.0"
+    assert github_identity_token(url, "req-token", None, mock) == "eyJ.jwt.sig"
+    assert "audience" not in seen[-1].url.params  # GitHub's default audience
+    with pytest.raises(SecretStoreError, match="answered HTTP 403") as refused:
+        github_identity_token(url, "wrong", "tokenctl", mock)
+    assert "id-token: write" in (refused.value.hint or "")
+    assert "wrong" not in str(refused.value)
+    with pytest.raises(SecretStoreError, match="not an https URL"):
+        github_identity_token("http://pipelines.example/idtoken", "req-token", None, mock)
+    empty = httpx2.MockTransport(lambda request: httpx2.Response(200, json={"value": ""}))
+    with pytest.raises(SecretStoreError, match="did not answer with an identity token"):
+        github_identity_token(url, "req-token", None, empty)

@@ -275,7 +275,7 @@ def test_store_settings_refused_clearly(tmp_path, openbao, openbao_kv):
     config.write_text('[store]\nkind = "openbao"\nauth = "approle"\n', encoding="utf-8")
     refused = tokenctl("list", home=home, env=env)
     assert refused.exit_code != 0
-    assert "'store.auth' = 'approle' is not supported yet" in refused.stderr
+    assert "store.auth = 'approle' needs store.role (the AppRole role id)" in refused.stderr
     config.write_text(
         '[store]\nkind = "openbao"\naddress = "http://bao.example.com:8200"\n', encoding="utf-8"
     )
@@ -345,7 +345,7 @@ def test_store_use_refuses_an_identity_that_may_not_read_the_path(tmp_path, open
     assert "this identity may not read the inventory" in refused.stderr
     assert not (home / "config.toml").exists()
     mixed = tokenctl("store", "use", "local", "--mount", "kv", home=home, env=env)
-    assert mixed.exit_code == 2 and "--address, --mount and --path" in mixed.stderr
+    assert mixed.exit_code == 2 and "--address, --mount, --path and the login" in mixed.stderr
 
 
 def test_removing_a_definition_on_one_machine_keeps_the_teams_client_secret(machines, openbao):

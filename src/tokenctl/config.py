@@ -14,7 +14,17 @@ from tokenctl.timeutil import parse_duration
 DEFAULT_EXPIRING_WINDOW = timedelta(days=7)
 KNOWN_KEYS = {"unit", "expiring_window", "store"}
 #: Settings of the ``[store]`` table.
-STORE_KEYS = {"kind", "address", "mount", "path", "auth", "namespace", "role", "auth_mount"}
+STORE_KEYS = {
+    "kind",
+    "address",
+    "mount",
+    "path",
+    "auth",
+    "namespace",
+    "role",
+    "auth_mount",
+    "jwt_audience",
+}
 #: The team store's KV version 2 mount when ``[store]`` names none.
 DEFAULT_MOUNT = "tokenctl"
 #: The team inventory's path in the mount when `[store]` names none.
@@ -36,10 +46,6 @@ class StoreAuth(StrEnum):
     JWT = "jwt"
 
 
-#: Logins this version of tokenctl can make.
-SUPPORTED_AUTH = frozenset({StoreAuth.TOKEN})
-
-
 @dataclass(frozen=True)
 class StoreConfig:
     """The ``[store]`` table: which store, and for the team store where it is.
@@ -55,6 +61,18 @@ class StoreConfig:
     path: str = DEFAULT_PATH
     auth: StoreAuth = StoreAuth.TOKEN
     namespace: str | None = None
+    #: The AppRole role id, or the JWT role's name (``None`` for ``auth = "token"``).
+    role: str | None = None
+    #: Where the auth method is mounted; ``None``: where it is by default (its name).
+    auth_mount: str | None = None
+    #: The audience tokenctl asks GitHub Actions for in the job's identity token;
+    #: ``None``: GitHub's default audience (the URL of the repository's owner).
+    jwt_audience: str | None = None
+
+    @property
+    def login_mount(self) -> str:
+        """Where the auth method of ``auth`` is mounted (``approle``, ``jwt`` by default)."""
+        return self.auth_mount or self.auth.value
 
 
 @dataclass(frozen=True)
@@ -149,19 +167,8 @@ def _store_config(path: Path, raw: object) -> StoreConfig:
             f"{path}: setting 'store.auth' is {auth_text!r}",
             hint=f"use one of: {', '.join(a.value for a in StoreAuth)}",
         ) from None
-    if auth not in SUPPORTED_AUTH:
-        raise ConfigError(
-            f"{path}: setting 'store.auth' = {auth.value!r} is not supported yet",
-            hint='use auth = "token" (the store token from BAO_TOKEN, VAULT_TOKEN or '
-            "~/.vault-token)",
-        )
-    for key in ("role", "auth_mount"):
-        if raw.get(key) is not None:
-            raise ConfigError(
-                f"{path}: setting 'store.{key}' is not supported yet (it belongs to the "
-                "approle and jwt logins)",
-                hint=f"remove 'store.{key}'",
-            )
+    role, auth_mount, audience = text("role"), text("auth_mount"), text("jwt_audience")
+    _check_login_settings(path, auth, role=role, auth_mount=auth_mount, jwt_audience=audience)
     return StoreConfig(
         kind=kind,
         address=text("address"),
@@ -169,4 +176,39 @@ def _store_config(path: Path, raw: object) -> StoreConfig:
         path=text("path") or DEFAULT_PATH,
         auth=auth,
         namespace=text("namespace"),
+        role=role,
+        auth_mount=auth_mount,
+        jwt_audience=audience,
     )
+
+
+def _check_login_settings(
+    path: Path,
+    auth: StoreAuth,
+    *,
+    role: str | None,
+    auth_mount: str | None,
+    jwt_audience: str | None,
+) -> None:
+    """``role``, ``auth_mount`` and ``jwt_audience`` where the login ``auth`` uses them."""
+    if auth is StoreAuth.TOKEN:
+        for key, value in (("role", role), ("auth_mount", auth_mount)):
+            if value is not None:
+                raise ConfigError(
+                    f"{path}: setting 'store.{key}' belongs to the approle and jwt logins, "
+                    'but store.auth is "token"',
+                    hint=f'remove \'store.{key}\', or set store.auth = "approle" or "jwt"',
+                )
+    elif role is None:
+        what = "the AppRole role id" if auth is StoreAuth.APPROLE else "the JWT role's name"
+        raise ConfigError(
+            f"{path}: store.auth = {auth.value!r} needs store.role ({what})",
+            hint="set it with `tokenctl store use openbao --auth "
+            f"{auth.value} --role ROLE`, or in config.toml",
+        )
+    if jwt_audience is not None and auth is not StoreAuth.JWT:
+        raise ConfigError(
+            f"{path}: setting 'store.jwt_audience' belongs to the jwt login, but store.auth "
+            f"is {auth.value!r}",
+            hint="remove 'store.jwt_audience', or set store.auth = \"jwt\"",
+        )

@@ -201,7 +201,8 @@ class AppContext:
         """The token inventory, opened on first use: the store config.toml chooses.
 
         The local SQLite file, or for ``[store] kind = "openbao"`` the team store (its
-        store token read now, kept in memory only). A factory handed in (tests) wins.
+        store token read, or its login made, now; kept in memory only). A factory handed
+        in (tests) wins.
         """
         factory = self.inventory_factory
         if factory is _default_inventory:
@@ -220,7 +221,8 @@ class AppContext:
         from tokenctl.store.connection import connection
         from tokenctl.store.openbao import connected_inventory_factory
 
-        return connected_inventory_factory(connection(store, self.environ))
+        found = connection(store, self.environ, transport=self.http_transport)
+        return connected_inventory_factory(found)
 
     @cached_property
     def keyring(self) -> Keyring:

@@ -42,13 +42,53 @@ def use_command(
         help="The team inventory's path in the mount (default: inventory).",
         metavar="PATH",
     ),
+    auth: str | None = typer.Option(
+        None,
+        "--auth",
+        help="How to log in: token (BAO_TOKEN), approle or jwt (default: as config.toml says, "
+        "else token).",
+        metavar="token|approle|jwt",
+    ),
+    role: str | None = typer.Option(
+        None,
+        "--role",
+        help="approle: the role id; jwt: the role's name.",
+        metavar="ROLE",
+    ),
+    auth_mount: str | None = typer.Option(
+        None,
+        "--auth-mount",
+        help="Where the auth method is mounted (default: approle, or jwt).",
+        metavar="MOUNT",
+    ),
+    jwt_audience: str | None = typer.Option(
+        None,
+        "--jwt-audience",
+        help="jwt on GitHub Actions: the audience to ask for (default: GitHub's).",
+        metavar="AUDIENCE",
+    ),
+    secret_id_stdin: bool = typer.Option(
+        False,
+        "--secret-id-stdin",
+        help="approle: read the secret id to check the login with from stdin (later commands "
+        "read TOKENCTL_APPROLE_SECRET_ID).",
+    ),
 ) -> None:
     """Choose the store in config.toml, after checking the team store answers and may be read."""
     from tokenctl.render.store import render_store_choice
-    from tokenctl.services.store import parse_store_kind, use_store
+    from tokenctl.services.store import LoginChoice, parse_store_auth, parse_store_kind, use_store
 
     app_ctx = app_context(ctx)
-    choice = use_store(app_ctx, parse_store_kind(kind), address=address, mount=mount, path=path)
+    login = LoginChoice(
+        auth=parse_store_auth(auth),
+        role=role,
+        auth_mount=auth_mount,
+        jwt_audience=jwt_audience,
+        secret_id_from_stdin=secret_id_stdin,
+    )
+    choice = use_store(
+        app_ctx, parse_store_kind(kind), address=address, mount=mount, path=path, login=login
+    )
     render_store_choice(app_ctx.io, choice)
 
 

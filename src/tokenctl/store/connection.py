@@ -6,7 +6,9 @@ config.toml, else ``BAO_ADDR`` or ``VAULT_ADDR``; the store token from ``BAO_TOK
 config.toml, else ``BAO_NAMESPACE`` or ``VAULT_NAMESPACE``; the CA certificate that
 verifies the server's from ``BAO_CACERT`` or ``VAULT_CACERT``. TLS verification is never
 skipped (``BAO_SKIP_VERIFY`` is not read), and a plain ``http://`` address is accepted only
-on the loopback interface. The store token is kept in memory only.
+on the loopback interface. With ``auth = "approle"`` or ``"jwt"`` the store token comes
+from a login instead (:mod:`tokenctl.store.openbao.auth`: the secret id or the job's
+identity token from the environment). The store token is kept in memory only.
 """
 
 from __future__ import annotations
@@ -15,10 +17,15 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from tokenctl.config import StoreConfig
+from tokenctl.config import StoreAuth, StoreConfig
 from tokenctl.errors import ConfigError, SecretStoreError
+
+if TYPE_CHECKING:
+    from tokenctl.oauth.provider import Transport
+    from tokenctl.store.openbao.auth import StoreLogin
 
 #: The file ``bao login`` and ``vault login`` keep the token in (their token helper).
 TOKEN_HELPER_FILE = ".vault-token"  # noqa: S105 - a file name
@@ -34,7 +41,8 @@ class Connection:
     namespace: str | None
     #: ``True`` (the system's CAs) or the file of the CA certificate (``BAO_CACERT``).
     verify: bool | str
-    token: str = field(repr=False)
+    #: The store token, or the login (approle, jwt) that gets one when the store opens.
+    login: StoreLogin = field(repr=False)
 
 
 def _first(environ: Mapping[str, str], *names: str) -> str | None:
@@ -118,8 +126,47 @@ def store_verify(environ: Mapping[str, str]) -> bool | str:
     return cacert
 
 
-def connection(store: StoreConfig, environ: Mapping[str, str]) -> Connection:
-    """How to reach the team store config.toml chooses, with the environment applied."""
+def store_login(
+    store: StoreConfig,
+    environ: Mapping[str, str],
+    *,
+    transport: Transport | None = None,
+    secret_id: str | None = None,
+) -> StoreLogin:
+    """How tokenctl gets its store token: the one given, or the AppRole or JWT login.
+
+    ``secret_id`` is an AppRole secret id read from stdin (``store use``); without one,
+    the environment's. ``transport`` carries the request for GitHub Actions' identity
+    token (``None``: the network).
+    """
+    from tokenctl.store.openbao.auth import TokenLogin, approle_login, jwt_login
+    from tokenctl.store.openbao.layout import normal_path
+
+    if store.auth is StoreAuth.TOKEN:
+        return TokenLogin(store_token(environ))
+    if not store.role:
+        raise ConfigError(
+            f"the {store.auth.value} login to the team store needs a role (store.role)",
+            hint=f"choose it with `tokenctl store use openbao --auth {store.auth.value} "
+            "--role ROLE`",
+        )
+    mount = normal_path(store.login_mount, what="auth mount")
+    if store.auth is StoreAuth.APPROLE:
+        return approle_login(store.role, mount, environ, secret_id=secret_id)
+    return jwt_login(store.role, mount, environ, audience=store.jwt_audience, transport=transport)
+
+
+def connection(
+    store: StoreConfig,
+    environ: Mapping[str, str],
+    *,
+    transport: Transport | None = None,
+    secret_id: str | None = None,
+) -> Connection:
+    """How to reach the team store config.toml chooses, with the environment applied.
+
+    ``transport`` and ``secret_id``: see :func:`store_login`.
+    """
     from tokenctl.store.openbao.layout import normal_path
 
     return Connection(
@@ -128,5 +175,5 @@ def connection(store: StoreConfig, environ: Mapping[str, str]) -> Connection:
         path=normal_path(store.path, what="path"),
         namespace=store.namespace or _first(environ, "BAO_NAMESPACE", "VAULT_NAMESPACE"),
         verify=store_verify(environ),
-        token=store_token(environ),
+        login=store_login(store, environ, transport=transport, secret_id=secret_id),
     )

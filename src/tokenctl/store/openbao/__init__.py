@@ -15,11 +15,12 @@ if TYPE_CHECKING:
     from tokenctl.paths import Paths
     from tokenctl.secrets import Keyring
     from tokenctl.store.connection import Connection
+    from tokenctl.store.openbao.auth import StoreLogin
 
 
 def openbao_inventory_factory(
     address: str,
-    token: str,
+    token: str | StoreLogin,
     mount: str,
     prefix: str,
     *,
@@ -30,8 +31,8 @@ def openbao_inventory_factory(
     """An ``AppContext.inventory_factory`` that opens the team store at ``address``.
 
     ``mount`` is the KV version 2 secrets engine, ``prefix`` the team's path in it,
-    ``token`` the store token. The keyring the context offers is never used: OpenBao
-    keeps the secrets itself.
+    ``token`` the store token or the login that gets one (:mod:`.auth`). The keyring the
+    context offers is never used: OpenBao keeps the secrets itself.
     """
 
     def open_team_store(paths: Paths, keyring: Callable[[], Keyring]) -> Inventory:
@@ -50,7 +51,7 @@ def connected_inventory_factory(
     """:func:`openbao_inventory_factory` for a resolved store connection."""
     return openbao_inventory_factory(
         found.address,
-        found.token,
+        found.login,
         found.mount,
         found.path,
         namespace=found.namespace,

@@ -53,6 +53,7 @@ from tokenctl.timeutil import from_iso
 
 if TYPE_CHECKING:
     from tokenctl.inventory.key_reports import RotationResult, SecretSummary
+    from tokenctl.store.openbao.auth import StoreLogin
 
 #: Fields of :class:`Token` that ``update`` may change.
 MUTABLE_FIELDS = frozenset(TokenChanges.__annotations__)
@@ -94,7 +95,8 @@ _PENDING = _Pending()
 class OpenBaoInventory:
     """The team store's :class:`~tokenctl.inventory.Inventory`, on OpenBao or Vault KV v2.
 
-    ``address`` is the server's URL, ``token`` the store token, ``mount`` the KV version
+    ``address`` is the server's URL, ``token`` the store token (or the login that gets
+    one, :mod:`.auth`), ``mount`` the KV version
     2 secrets engine and ``prefix`` the team's path in it (one inventory per prefix).
     OpenBao encrypts what it stores; there is no data key of tokenctl's and no keyring.
     Use it from one thread at a time (as ``AppContext`` does).
@@ -103,7 +105,7 @@ class OpenBaoInventory:
     def __init__(
         self,
         address: str,
-        token: str,
+        token: str | StoreLogin,
         mount: str,
         prefix: str,
         *,
@@ -851,6 +853,7 @@ class OpenBaoInventory:
             "mount": self.mount,
             "path": self.prefix,
             "namespace": self.namespace,
+            "auth": self.kv.keeper.facts(),
             "version": str(health.get("version") or "") or None,
             "initialized": bool(health.get("initialized", True)),
             "sealed": sealed,

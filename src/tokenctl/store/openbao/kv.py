@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
+    from tokenctl.store.openbao.auth import StoreLogin
+
 from tokenctl.errors import InventoryError, SecretStoreError, TokenctlError
 
 #: Reads of one ``read_all`` in flight at once (``list`` reads one page per 100 tokens).
@@ -31,6 +33,10 @@ class CasConflict(Exception):  # noqa: N818 - a signal to read again, not a fail
     """Another writer changed the key since it was read: check-and-set refused the write."""
 
 
+class _TokenRefused(Exception):  # noqa: N818 - a signal to log in again, not a failure
+    """The server no longer accepts the store token (it expired, or was revoked)."""
+
+
 @dataclass(frozen=True)
 class Entry:
     """The current version of one key: its data, version number and creation time."""
@@ -42,12 +48,16 @@ class Entry:
 
 
 class KvStore:
-    """One KV version 2 mount on one server, reached with one store token."""
+    """One KV version 2 mount on one server, reached with one store login.
+
+    ``token`` is the store token, or the login that gets one (:mod:`.auth`): made on the
+    first call, the token renewed (or the login made again) as it nears its end.
+    """
 
     def __init__(
         self,
         address: str,
-        token: str,
+        token: str | StoreLogin,
         mount: str,
         *,
         namespace: str | None = None,
@@ -57,6 +67,8 @@ class KvStore:
         import hvac  # here, not at the top: only the team store pays for it
         import requests
 
+        from tokenctl.store.openbao.auth import TokenKeeper, TokenLogin
+
         self.address = address.rstrip("/")
         self.mount = mount
         session = requests.Session()
@@ -65,22 +77,38 @@ class KvStore:
         # costs about as much as a KV read on loopback. The CA is ``verify``'s alone.
         session.proxies.update(requests.utils.get_environ_proxies(self.address))
         session.trust_env = False
-        self._client = hvac.Client(
-            url=self.address,
-            token=token,
-            namespace=namespace,
-            verify=verify,
-            timeout=timeout,
-            session=session,
-        )
+
+        def client() -> hvac.Client:
+            # token "": never hvac's own look-up of VAULT_TOKEN or ~/.vault-token
+            return hvac.Client(
+                url=self.address,
+                token="",
+                namespace=namespace,
+                verify=verify,
+                timeout=timeout,
+                session=session,
+            )
+
+        self._client = client()
         self._kv = self._client.secrets.kv.v2
+        login = TokenLogin(token) if isinstance(token, str) else token
+        #: The store token: logged in on the first call, kept fresh during long runs.
+        self.keeper = TokenKeeper(login, self._client, client, self._send, self.address)
         self._pool: ThreadPoolExecutor | None = None
+        #: A call found the server sealed or unreachable (``close`` then asks nothing).
+        self._unreachable = False
 
     def close(self) -> None:
-        """Close the HTTP connections (and stop the threads of ``read_all``)."""
+        """Close the HTTP connections (and stop the threads of ``read_all``).
+
+        A store token of a login made here (approle, jwt) is revoked first: it served
+        this command only. Not after the server could not be reached (no wait for it).
+        """
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        if not self._unreachable:
+            self.keeper.release()
         self._client.adapter.close()
 
     # -- calls ---------------------------------------------------------------------------
@@ -263,16 +291,39 @@ class KvStore:
         missing_ok: bool = False,
         api: bool = False,
     ) -> Any:
-        """Run ``call``; the server's or the network's failure as a typed error.
+        """Run ``call`` with a fresh store token; a failure as a typed error.
 
-        A missing key is ``None`` when ``missing_ok``.
+        A missing key is ``None`` when ``missing_ok``. A store token the server no longer
+        accepts is replaced by a new login (approle, jwt) and the call made once more.
         """
-        import requests
+        self.keeper.fresh()
+        generation = self.keeper.generation
+        try:
+            return self._attempt(action, path, secret, call, missing_ok=missing_ok, api=api)
+        except _TokenRefused:
+            if not self.keeper.log_in_again(generation):
+                raise self._token_refused() from None
+        try:
+            return self._attempt(action, path, secret, call, missing_ok=missing_ok, api=api)
+        except _TokenRefused:
+            raise self._token_refused() from None
+
+    def _attempt(
+        self,
+        action: str,
+        path: str,
+        secret: bool,
+        call: Callable[[], Any],
+        *,
+        missing_ok: bool,
+        api: bool,
+    ) -> Any:
+        """Run ``call`` once: the server's refusals as typed errors (:meth:`_call`)."""
         from hvac import exceptions as vault
 
         try:
             try:
-                return call()
+                return self._send(call)
             except (vault.InvalidPath, vault.InvalidRequest, vault.Forbidden) as error:
                 if api:  # not a key of the mount: the server's own API
                     raise self._api_refused(action, path, error) from None
@@ -289,7 +340,21 @@ class KvStore:
             raise self._refused(action, path, error) from None
         except vault.Forbidden:
             raise self._forbidden(action, path, secret) from None
+        except vault.VaultError as error:
+            raise self._refused(action, path, error) from None
+
+    def _send(self, call: Callable[[], Any]) -> Any:
+        """Run ``call``; a sealed server and the network's failures as typed errors.
+
+        The server's refusals (hvac's other exceptions) are raised as they are.
+        """
+        import requests
+        from hvac import exceptions as vault
+
+        try:
+            return call()
         except vault.VaultDown as error:
+            self._unreachable = True
             if _mentions(error, "sealed"):
                 raise SecretStoreError(
                     f"the team store {self.address} is sealed: nothing in it can be read or "
@@ -298,9 +363,8 @@ class KvStore:
                     "command again",
                 ) from None
             raise self._unavailable(_errors(error)) from None
-        except vault.VaultError as error:
-            raise self._refused(action, path, error) from None
         except requests.exceptions.SSLError:
+            self._unreachable = True
             raise SecretStoreError(
                 f"the TLS certificate of the team store {self.address} cannot be verified",
                 hint="give the certificate of the CA that signed it (BAO_CACERT); tokenctl "
@@ -312,6 +376,7 @@ class KvStore:
                 hint="check the team store's address (BAO_ADDR)",
             ) from None
         except requests.exceptions.RequestException as error:
+            self._unreachable = True
             raise self._unavailable(_network_reason(error)) from None
 
     def _where(self, path: str) -> str:
@@ -325,13 +390,19 @@ class KvStore:
         from hvac import exceptions as vault
 
         if isinstance(error, vault.Forbidden) and not self._token_valid():
-            return self._token_refused()
+            raise _TokenRefused
         return SecretStoreError(
             f"the team store refused to {action} {self._where_api(path)}: {_errors(error)}",
             hint=_POLICY_HINT,
         )
 
     def _token_refused(self) -> SecretStoreError:
+        if self.keeper.can_log_in:
+            return SecretStoreError(
+                f"the team store {self.address} does not accept the store token it gave "
+                "at the login just made",
+                hint="ask the team store's administrator to check the role's token settings",
+            )
         return SecretStoreError(
             f"the team store {self.address} does not accept the store token: it has "
             "expired or was revoked",
@@ -341,7 +412,7 @@ class KvStore:
     def _forbidden(self, action: str, path: str, secret: bool) -> TokenctlError:
         """Permission denied: the store token is no longer valid, or its policies say no."""
         if not self._token_valid():
-            return self._token_refused()
+            raise _TokenRefused
         verb = "read" if action in ("read", "list") else "write"
         what = "secrets" if secret else "the inventory"
         return SecretStoreError(
@@ -397,6 +468,11 @@ def _answer(response: Any) -> dict[str, Any]:
     if hasattr(response, "json"):
         response = response.json()
     return response if isinstance(response, dict) else {}
+
+
+def server_errors(error: Exception) -> str:
+    """The server's own error text, on one line (never the request that was sent)."""
+    return _errors(error)
 
 
 def _errors(error: Exception) -> str:
