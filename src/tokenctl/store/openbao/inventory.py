@@ -27,7 +27,14 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from tokenctl.errors import ConflictError, InventoryError, NotFoundError, TokenctlError, UsageError
+from tokenctl.errors import (
+    ConflictError,
+    InventoryError,
+    NotFoundError,
+    SecretStoreError,
+    TokenctlError,
+    UsageError,
+)
 from tokenctl.models import Actor, HistoryEvent, Token, TokenChanges, TokenSecrets
 from tokenctl.store.openbao.kv import CasConflict, Entry, KvStore
 from tokenctl.store.openbao.layout import (
@@ -133,6 +140,8 @@ class OpenBaoInventory:
         self._counter: tuple[int, int] | None = None
         #: Each token's definition as last read here: where its secrets are (under it).
         self._definitions: dict[int, str] = {}
+        #: The server said the store token may change the records (ensure_secrets_writable).
+        self._may_write = False
         try:
             self._inventory_id = self._read_meta()
         except BaseException:
@@ -764,11 +773,31 @@ class OpenBaoInventory:
     # -- secrets -------------------------------------------------------------------------
 
     def ensure_secrets_writable(self) -> None:
-        """Nothing to check beforehand: OpenBao keeps the secrets, no OS keyring is needed.
+        """Refuse an identity that may not change the records (``SecretStoreError``, exit 4).
 
-        A store token that may not write them is refused by the server on the write, with
-        the path named (:mod:`.kv`).
+        Asked before a secret is asked for or ``renew --all`` begins. OpenBao keeps the
+        secrets, no OS keyring is needed; but a read-only identity (a CI role) would
+        otherwise be refused only on its first write: after the pass code was typed, or
+        after ``renew --all`` had the provider rotate refresh tokens it cannot store. The
+        server's answer (``sys/capabilities-self``) is asked once; when it cannot be
+        asked, the writes themselves are refused by the server, path named.
         """
+        if self._may_write:
+            return
+        page = f"{self.mount}/data/{self.layout.page(0)}"
+        try:
+            granted = set(self.kv.capabilities([page]).get(page, ()))
+        except TokenctlError:
+            return  # not answered: the server refuses the write itself if it must
+        if granted & {"root", "create", "update"}:
+            self._may_write = True
+            return
+        raise SecretStoreError(
+            f"this identity may not write the inventory at {self.mount}/{self.layout.records} "
+            f"on the team store {self.address}",
+            hint="ask the team store's administrator for a policy that grants it (the "
+            "sample policies: docs/team.md)",
+        )
 
     def secrets(self, number: int) -> TokenSecrets | None:
         """The secrets of token ``number``; ``None`` when none are stored."""
@@ -933,7 +962,8 @@ class OpenBaoInventory:
             "ttl": found.get("ttl"),
         }
         base, meta = f"{self.mount}/data/{self.prefix}", f"{self.mount}/metadata/{self.prefix}"
-        records, listing = f"{base}/records/0", f"{meta}/records"
+        # A list is checked on the folder with its slash, as the server checks it.
+        records, listing = f"{base}/records/0", f"{meta}/records/"
         # "~" is no definition's name: a path only a grant of every definition's covers.
         secrets = f"{self.mount}/data/{self.layout.definition_secrets('~')}/1"
         definitions = self._definitions_in_use()
