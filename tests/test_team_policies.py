@@ -5,6 +5,7 @@ allows what team.md's table says and refuses the rest (exit 4, nothing written).
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -147,7 +148,17 @@ def test_ci_check_reads_the_records_and_nothing_else(consultant, role, team, oid
     before = snapshot(team)
     refused(ci, "token", "books", what="read secrets")
     refused(ci, "token", "acme", what="read secrets")
-    refused(ci, "add", "new", "--definition", "api-key", "--secret-stdin", input="x", what="write the inventory")
+    refused(ci, "exec", "books", "--", sys.executable, "-c", "", what="read secrets")
+    refused(
+        ci,
+        "add",
+        "new",
+        "--definition",
+        "api-key",
+        "--secret-stdin",
+        input="x",
+        what="write the inventory",
+    )
     # Refused before the pass code is read, not after.
     refused(ci, "renew", "acme", "--secret-stdin", input="new", what="write the inventory")
     refused(ci, "renew", "books", what="read secrets")
@@ -166,7 +177,12 @@ def test_ci_token_reads_the_secrets_of_one_definition(consultant, role, team):
     assert served.exit_code == 0, served.stderr
     assert served.stdout == consultant("token", "books").stdout
     assert re.fullmatch(r"\S+\n", served.stdout)
+    access_token = served.stdout.strip()
+    script = f"import os, sys; sys.exit(os.environ['TOKENCTL_ACCESS_TOKEN'] != {access_token!r})"
+    ran = ci("exec", "books", "--", sys.executable, "-c", script)
+    assert ran.exit_code == 0, ran.stderr
     assert ci("list").exit_code == 0
+    assert "read secrets  only of exact-online-nl\n" in ci("store", "status").stdout
     assert may(ci) == {
         "list_records": True,
         "read_records": True,
@@ -210,7 +226,14 @@ def test_support_renews_and_may_not_add_or_delete(consultant, role, team, oidc):
     }
     before = snapshot(team)
     refused(
-        support, "add", "new", "--definition", "api-key", "--secret-stdin", input="x", what="write the inventory"
+        support,
+        "add",
+        "new",
+        "--definition",
+        "api-key",
+        "--secret-stdin",
+        input="x",
+        what="write the inventory",
     )
     refused(support, "delete", "acme", "--yes", what="write secrets")
     assert snapshot(team) == before

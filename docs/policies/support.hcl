@@ -1,7 +1,7 @@
 # tokenctl team store: support staff and their cron host. Renew: `renew`, `renew --all`,
 # a re-login (`renew --login`), a new hand-entered secret (`renew --secret-stdin`),
 # `enable`/`disable`; and everything the read-only roles do (`list`, `show`, `check`,
-# `token`). Not `add`, not `delete`, not renaming a token: those stay the consultant's.
+# `token`). Not `add`, not `delete`, no client secrets: those stay the consultant's.
 #
 # Mount "tokenctl", team path "acme-consultancy": change both to yours (docs/team.md).
 # `bao policy write tokenctl-support support.hcl`
