@@ -480,8 +480,9 @@ class OpenBaoInventory:
                     if secrets is not None or moved_from is not None:
                         # Where the record says: another machine may have changed the
                         # definition since this one last read it.
-                        held = secret[0] if secret and assumed == source else None
-                        if not (secret and assumed == source):
+                        if secret and assumed == source:
+                            held = secret[0]
+                        else:
                             held = self.kv.read(source, secret=True)
                         if secrets is not None:
                             data = secrets_data(secrets)
