@@ -197,6 +197,58 @@ def test_update_with_secrets_replaces_them(team):
     assert team.secrets(token.number).access_token == "at"
 
 
+def test_secrets_are_kept_under_their_tokens_definition(team, bao, prefix):
+    token = team.add(draft("acme", definition="exact-online-nl"), ACTOR, START)
+    team.update(
+        token.number, {}, ACTOR, START, event="renewed", secrets=TokenSecrets(access_token="at")
+    )
+    team.set_client_secret("exact-online-nl", "client/1", "s3cret")
+    kv = bao.client().secrets.kv.v2
+    assert kv.list_secrets(f"{prefix}/secrets", mount_point=MOUNT)["data"]["keys"] == [
+        "exact-online-nl/"
+    ]
+    stored = kv.read_secret_version(
+        f"{prefix}/secrets/exact-online-nl/{token.number}",
+        mount_point=MOUNT,
+        raise_on_deleted_version=True,
+    )
+    assert stored["data"]["data"]["access_token"] == "at"
+    clients = kv.list_secrets(f"{prefix}/clients", mount_point=MOUNT)["data"]["keys"]
+    assert clients == ["exact-online-nl/"]
+
+
+def test_a_definition_that_is_no_path_segment_is_encoded():
+    layout = Layout("p")
+    assert layout.secrets("xero", 3) == "p/secrets/xero/3"
+    assert layout.secrets("a/b", 3) == "p/secrets/~YS9i/3"
+    assert layout.secrets("..", 3) == "p/secrets/~Li4/3"
+    assert layout.client("Xero", "c") == "p/clients/~WGVybw/Yw"
+
+
+@pytest.mark.parametrize("with_secrets", [False, True])
+def test_a_change_of_definition_moves_the_secrets(open_team, bao, prefix, with_secrets):
+    laptop, cron_host = open_team(), open_team()
+    token = laptop.add(draft("acme"), ACTOR, START, secrets=TokenSecrets(pass_code="p"))
+    assert cron_host.secrets(token.number) == TokenSecrets(pass_code="p")  # knows: api-key
+    new = TokenSecrets(pass_code="new") if with_secrets else None
+    laptop.update(token.number, {"definition": "xero"}, ACTOR, START, event="moved", secrets=new)
+    kv = bao.client().secrets.kv.v2
+    assert kv.list_secrets(f"{prefix}/secrets", mount_point=MOUNT)["data"]["keys"] == ["xero/"]
+    wanted = new or TokenSecrets(pass_code="p")
+    assert laptop.secrets(token.number) == wanted
+    # The cron host last read the token under its old definition: it finds them anyway.
+    assert cron_host.secrets(token.number) == wanted
+    assert open_team().secrets(token.number) == wanted
+    # And renews them where they are now.
+    cron_host.update(
+        token.number, {}, ACTOR, START, event="renewed", secrets=TokenSecrets(pass_code="r")
+    )
+    assert laptop.secrets(token.number) == TokenSecrets(pass_code="r")
+    assert kv.list_secrets(f"{prefix}/secrets", mount_point=MOUNT)["data"]["keys"] == ["xero/"]
+    assert cron_host.delete(token.number, ACTOR, START, detail=None) is True
+    assert cron_host.kv.keys(f"{prefix}/secrets") == []  # none: the folder is gone
+
+
 def test_delete_removes_record_secrets_and_keys_and_keeps_history(team):
     kept = team.add(draft("kept"), ACTOR, START)
     token = team.add(draft("acme"), ACTOR, START, secrets=TokenSecrets(pass_code="p"))
@@ -479,7 +531,10 @@ def test_secret_of_an_attempt_that_lost_is_put_back(open_team):
     token = laptop.add(draft("acme"), ACTOR, START, secrets=TokenSecrets(pass_code="first"))
     # The cron host renews: it has written its new secret, not yet its record ...
     cron_host.kv.write(
-        cron_host.layout.secrets(token.number), {"pass_code": "cron's"}, cas=None, secret=True
+        cron_host.layout.secrets(token.definition, token.number),
+        {"pass_code": "cron's"},
+        cas=None,
+        secret=True,
     )
     calls = 0
 
@@ -527,8 +582,8 @@ def test_records_only_identity_reads_records_but_not_secrets(team, bao, prefix, 
         ci.secrets(token.number)
     assert refused.value.exit_code is ExitCode.SECRET_STORE
     assert refused.value.message == (
-        f"this identity may not read secrets at {MOUNT}/{prefix}/secrets/{token.number} "
-        f"on the team store {bao.address}"
+        f"this identity may not read secrets at {MOUNT}/{prefix}/secrets/api-key/"
+        f"{token.number} on the team store {bao.address}"
     )
     with pytest.raises(SecretStoreError, match="this identity may not write the inventory at"):
         ci.add(draft("other"), ACTOR, START)

@@ -155,6 +155,7 @@ def test_records_only_identity_lists_and_is_refused_secrets(machines, openbao, o
         "list_records": False,
         "read_records": True,
         "read_secrets": False,
+        "read_secrets_of": [],
         "write": False,
     }
 
@@ -173,6 +174,7 @@ def test_store_status_of_the_team_store(machines, openbao, openbao_kv):
         "list_records": True,
         "read_records": True,
         "read_secrets": True,
+        "read_secrets_of": [],
         "write": True,
     }
     assert facts["problem"] is None

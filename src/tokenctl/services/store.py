@@ -36,6 +36,14 @@ def _yes(value: object) -> str:
     return "yes" if value else "no"
 
 
+def _secrets_line(may: Mapping[str, Any]) -> str:
+    """``yes``; ``no``; or the definitions whose tokens' secrets it may read."""
+    if may.get("read_secrets"):
+        return "yes"
+    some = may.get("read_secrets_of") or []
+    return f"only of {', '.join(some)}" if some else "no"
+
+
 def store_lines(facts: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The facts of a store as ``(label, value)`` lines (also ``doctor``'s store check)."""
     if facts.get("kind") != "openbao":
@@ -68,7 +76,7 @@ def store_lines(facts: Mapping[str, Any]) -> list[tuple[str, str]]:
         lines += [
             ("list records", _yes(may.get("list_records"))),
             ("read records", _yes(may.get("read_records"))),
-            ("read secrets", _yes(may.get("read_secrets"))),
+            ("read secrets", _secrets_line(may)),
             ("write", _yes(may.get("write"))),
         ]
     return lines

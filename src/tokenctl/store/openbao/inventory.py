@@ -27,7 +27,14 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from tokenctl.errors import ConflictError, InventoryError, NotFoundError, TokenctlError, UsageError
+from tokenctl.errors import (
+    ConflictError,
+    InventoryError,
+    NotFoundError,
+    SecretStoreError,
+    TokenctlError,
+    UsageError,
+)
 from tokenctl.models import Actor, HistoryEvent, Token, TokenChanges, TokenSecrets
 from tokenctl.store.openbao.kv import CasConflict, Entry, KvStore
 from tokenctl.store.openbao.layout import (
@@ -78,6 +85,15 @@ class _Page:
     version: int
 
 
+@dataclass(frozen=True)
+class _Written:
+    """Secrets a change wrote: where, the version it made, and the data it replaced."""
+
+    path: str
+    version: int
+    replaced: dict[str, Any]
+
+
 class _Unread:
     """The history was not read by the caller (:meth:`OpenBaoInventory._append_event`)."""
 
@@ -124,6 +140,10 @@ class OpenBaoInventory:
         #: ``(next number, counter version)`` as this process last wrote them: the next
         #: allocation tries them first and reads the counter only when another wrote since.
         self._counter: tuple[int, int] | None = None
+        #: Each token's definition as last read here: where its secrets are (under it).
+        self._definitions: dict[int, str] = {}
+        #: The server said the store token may change the records (ensure_secrets_writable).
+        self._may_write = False
         try:
             self._inventory_id = self._read_meta()
         except BaseException:
@@ -277,9 +297,11 @@ class OpenBaoInventory:
 
     def _decode(self, page: _Page, key: str) -> Token:
         try:
-            return token_from_text(int(key), page.stored[key])
+            token = token_from_text(int(key), page.stored[key])
         except ValueError as error:  # MalformedRecordError too
             raise self._malformed(page.path, f"token {key!r}: {error}") from None
+        self._definitions[token.number] = token.definition
+        return token
 
     def _next_number(self, counter: Entry) -> int:
         value = counter.data.get("next")
@@ -331,7 +353,8 @@ class OpenBaoInventory:
         text = record_text(record)  # checks the state before anything is claimed
         name, code = token.name, token.authentication_code
         claimed: list[str] = []
-        wrote_secrets = False
+        wrote_secrets: str | None = None  # where this add wrote the secrets
+        secret_path = self.layout.secrets(token.definition, number)
         try:
             self._claim(self.layout.name(name), number, "name", name)
             claimed.append(self.layout.name(name))
@@ -344,15 +367,17 @@ class OpenBaoInventory:
             self._refuse_name_as_code(name, number, as_code)
             self._refuse_code_as_name(code, number, as_name)
             if secrets is not None:
-                wrote_secrets = True
+                wrote_secrets = secret_path
                 try:
-                    self._write_secrets(number, secrets_data(secrets), expected=0)
+                    self._write_secrets(secret_path, secrets_data(secrets), expected=0)
                 except CasConflict:  # left by an add of this number cut short: ours now
-                    self._replace_secrets(number, secrets_data(secrets), None, self._secret(number))
+                    left = self.kv.read(secret_path, secret=True)
+                    self._replace_secrets(secret_path, secrets_data(secrets), None, left)
             self._insert_record(number, text, self._page(path, page_entry))
         except BaseException:
             self._give_back(number, claimed, wrote_secrets)
             raise
+        self._definitions[number] = record.definition
         self._append_event(number, name, actor, now, "created", "ok", None, history=None)
         return token_from_text(number, text)  # as a read gives it back (times to the second)
 
@@ -401,23 +426,28 @@ class OpenBaoInventory:
         (check-and-set too) before the record, and only when there are changes; a secret
         written in an attempt whose record write then lost is put back if ``decide`` no
         longer wants a change. The page, the history and the secrets are read at once.
+
+        A change of definition moves the secrets to the new definition's folder: written
+        there before the record, removed from the old one after it.
         """
-        wrote: tuple[int, dict[str, Any]] | None = None  # our secret version, what it replaced
+        wrote: _Written | None = None  # our secret write, and what it replaced
         claimed: str | None = None  # a new name's key claimed for this change
+        moved_from: str | None = None  # the old place of secrets moved to a new definition
         done = False
         path = self._page_path(number)
-        reads = [(path, False), (self.layout.history(number), False)]
-        if secrets is not None:
-            reads.append((self.layout.secrets(number), True))
         try:
             for _ in self._attempts(f"token #{number}"):
+                assumed = self._assumed_secrets(number)
+                reads = [(path, False), (self.layout.history(number), False)]
+                if secrets is not None and assumed is not None:
+                    reads.append((assumed, True))
                 page_entry, history, *secret = self.kv.read_all(reads)
                 page = self._page(path, page_entry)
                 current = self._current(page, number)
                 changes = decide(current)
                 if changes is None:
                     if wrote is not None:
-                        self._put_back_secrets(number, *wrote)
+                        self._put_back_secrets(wrote)
                     wrote = None
                     return current, False
                 unknown = set(changes) - MUTABLE_FIELDS
@@ -443,10 +473,30 @@ class OpenBaoInventory:
                         updated.name, number, self.kv.read(self.layout.code(updated.name))
                     )
                 text = record_text(updated)
+                source = self.layout.secrets(current.definition, number)
+                target = self.layout.secrets(updated.definition, number)
+                moved_from = source if source != target else None
                 try:
-                    if secrets is not None:
-                        data = secrets_data(secrets)
-                        wrote = self._replace_secrets(number, data, wrote, secret[0])
+                    data: dict[str, Any] | None = None
+                    held: Entry | None = None
+                    if secrets is not None or moved_from is not None:
+                        # Where the record says: another machine may have changed the
+                        # definition since this one last read it.
+                        if secret and assumed == source:
+                            held = secret[0]
+                        else:
+                            held = self.kv.read(source, secret=True)
+                        if secrets is not None:
+                            data = secrets_data(secrets)
+                        elif held is not None:
+                            data = held.data  # moved as they are
+                        if moved_from is not None:
+                            held = self.kv.read(target, secret=True)  # what ours replaces
+                    if wrote is not None and (data is None or wrote.path != target):
+                        self._put_back_secrets(wrote)  # an earlier attempt's, elsewhere
+                        wrote = None
+                    if data is not None:
+                        wrote = self._replace_secrets(target, data, wrote, held)
                     self._write_page(page, {**page.stored, str(number): text})
                 except CasConflict:
                     continue
@@ -458,8 +508,14 @@ class OpenBaoInventory:
                     self._release(claimed, number)
                 if wrote is not None:
                     with suppress(TokenctlError):
-                        self._put_back_secrets(number, *wrote)
+                        self._put_back_secrets(wrote)
             raise
+        self._definitions[number] = updated.definition
+        if moved_from is not None:
+            # The record names the new place now; a copy left here would be readable
+            # by whoever may read the old definition's secrets: removed, as far as possible.
+            with suppress(TokenctlError):
+                self.kv.remove(moved_from, secret=True)
         if renamed:
             self._release(self.layout.name(current.name), number)
         self._append_event(
@@ -476,20 +532,25 @@ class OpenBaoInventory:
         its record. Then the ``deleted`` event, then the name and code are released.
         """
         had_secrets = False
-        path, secret_path = self._page_path(number), self.layout.secrets(number)
+        path = self._page_path(number)
         for _ in self._attempts(f"token #{number}"):
-            page_entry, secret = self.kv.read_all([(path, False), (secret_path, True)])
+            assumed = self._assumed_secrets(number)
+            reads = [(path, False)] + ([(assumed, True)] if assumed is not None else [])
+            page_entry, *secret = self.kv.read_all(reads)
             page = self._page(path, page_entry)
             current = self._current(page, number)
-            if secret is not None:
+            secret_path = self.layout.secrets(current.definition, number)
+            held = secret[0] if assumed == secret_path else self.kv.read(secret_path, secret=True)
+            if held is not None:
                 self.kv.remove(secret_path, secret=True)
-                had_secrets = had_secrets or bool(secret.data)
+                had_secrets = had_secrets or bool(held.data)
             kept = {key: text for key, text in page.stored.items() if key != str(number)}
             try:
                 self._write_page(page, kept)
             except CasConflict:
                 continue
             break
+        self._definitions.pop(number, None)
         self._append_event(number, current.name, actor, now, "deleted", "ok", detail)
         self._release(self.layout.name(current.name), number)
         self._release(self.layout.code(current.authentication_code), number)
@@ -699,7 +760,7 @@ class OpenBaoInventory:
         if entry is not None and entry.data.get("number") == number:
             self.kv.remove(path)
 
-    def _give_back(self, number: int, claimed: list[str], wrote_secrets: bool) -> None:
+    def _give_back(self, number: int, claimed: list[str], wrote_secrets: str | None) -> None:
         """After a failed ``add``: release what it claimed and wrote, as far as possible.
 
         Not when its record was written after all (a reply lost on the way back).
@@ -709,55 +770,93 @@ class OpenBaoInventory:
                 return
             for path in claimed:
                 self._release(path, number)
-            if wrote_secrets:
-                self.kv.remove(self.layout.secrets(number), secret=True)
+            if wrote_secrets is not None:
+                self.kv.remove(wrote_secrets, secret=True)
 
     # -- secrets -------------------------------------------------------------------------
 
     def ensure_secrets_writable(self) -> None:
-        """Nothing to check beforehand: OpenBao keeps the secrets, no OS keyring is needed.
+        """Refuse an identity that may not change the records (``SecretStoreError``, exit 4).
 
-        A store token that may not write them is refused by the server on the write, with
-        the path named (:mod:`.kv`).
+        Asked before a secret is asked for or ``renew --all`` begins. OpenBao keeps the
+        secrets, no OS keyring is needed; but a read-only identity (a CI role) would
+        otherwise be refused only on its first write: after the pass code was typed, or
+        after ``renew --all`` had the provider rotate refresh tokens it cannot store. The
+        server's answer (``sys/capabilities-self``) is asked once; when it cannot be
+        asked, the writes themselves are refused by the server, path named.
         """
+        if self._may_write:
+            return
+        page = f"{self.mount}/data/{self.layout.page(0)}"
+        try:
+            granted = set(self.kv.capabilities([page]).get(page, ()))
+        except TokenctlError:
+            return  # not answered: the server refuses the write itself if it must
+        if granted & {"root", "create", "update"}:
+            self._may_write = True
+            return
+        raise SecretStoreError(
+            f"this identity may not write the inventory at {self.mount}/{self.layout.records} "
+            f"on the team store {self.address}",
+            hint="ask the team store's administrator for a policy that grants it (the "
+            "sample policies: docs/team.md)",
+        )
 
     def secrets(self, number: int) -> TokenSecrets | None:
         """The secrets of token ``number``; ``None`` when none are stored."""
         entry = self._secret(number)
         return None if entry is None else secrets_from(entry.data)
 
-    def _secret(self, number: int) -> Entry | None:
-        return self.kv.read(self.layout.secrets(number), secret=True)
+    def _assumed_secrets(self, number: int) -> str | None:
+        """Where token ``number``'s secrets are, by its definition as last read here."""
+        definition = self._definitions.get(number)
+        return None if definition is None else self.layout.secrets(definition, number)
 
-    def _write_secrets(self, number: int, data: dict[str, Any], *, expected: int) -> int:
-        """Write token ``number``'s secrets over version ``expected`` (0: none); the version."""
-        return self.kv.write(self.layout.secrets(number), data, cas=expected, secret=True)
+    def _secret(self, number: int) -> Entry | None:
+        """Token ``number``'s secrets as stored, under its definition (read when not known)."""
+        known = self._definitions.get(number)
+        if known is None:
+            token = self._find(number)
+            if token is None:
+                return None
+            known = token.definition
+        entry = self.kv.read(self.layout.secrets(known, number), secret=True)
+        if entry is None:
+            # Another machine may have changed the token's definition since it was read.
+            token = self._find(number)
+            if token is not None and token.definition != known:
+                return self.kv.read(self.layout.secrets(token.definition, number), secret=True)
+        return entry
+
+    def _write_secrets(self, path: str, data: dict[str, Any], *, expected: int) -> int:
+        """Write secrets at ``path`` over version ``expected`` (0: none); the version."""
+        return self.kv.write(path, data, cas=expected, secret=True)
 
     def _replace_secrets(
         self,
-        number: int,
+        path: str,
         data: dict[str, Any],
-        earlier: tuple[int, dict[str, Any]] | None,
+        earlier: _Written | None,
         entry: Entry | None,
-    ) -> tuple[int, dict[str, Any]]:
-        """Write new secrets over ``entry``, the current ones as read; ``(ours, replaced)``.
+    ) -> _Written:
+        """Write new secrets at ``path`` over ``entry``, the current ones as read.
 
         ``earlier`` is this change's write in a previous attempt: while it is still the
-        current version, what it replaced stays the thing to put back.
+        current version there, what it replaced stays the thing to put back.
         """
         version = 0 if entry is None else entry.version
         replaced: dict[str, Any] = {} if entry is None else entry.data
-        if earlier is not None and earlier[0] == version:
-            replaced = earlier[1]
-        return self._write_secrets(number, data, expected=version), replaced
+        if earlier is not None and earlier.path == path and earlier.version == version:
+            replaced = earlier.replaced
+        return _Written(path, self._write_secrets(path, data, expected=version), replaced)
 
-    def _put_back_secrets(self, number: int, ours: int, replaced: dict[str, Any]) -> None:
+    def _put_back_secrets(self, wrote: _Written) -> None:
         """Undo our secret write, unless another was written over it since.
 
         An empty object stands for "no secrets" (KV cannot delete by check-and-set).
         """
         with suppress(CasConflict):
-            self._write_secrets(number, replaced, expected=ours)
+            self._write_secrets(wrote.path, wrote.replaced, expected=wrote.version)
 
     def client_secret(self, definition: str, client_id: str) -> str | None:
         """The client secret of ``client_id`` in ``definition``; ``None`` when none is stored."""
@@ -842,8 +941,9 @@ class OpenBaoInventory:
         """The server (version, sealed), the store token's identity and what it may do here.
 
         What it may do is the server's answer for this inventory's paths
-        (``sys/capabilities-self``): list and read records, read secrets, write. A sealed
-        server says only that it is sealed.
+        (``sys/capabilities-self``): list and read records, read the secrets of every
+        definition's tokens or of some definitions' (of the tokens there are), write. A
+        sealed server says only that it is sealed.
         """
         health = self.kv.health()
         sealed = bool(health.get("sealed"))
@@ -871,9 +971,16 @@ class OpenBaoInventory:
             "ttl": found.get("ttl"),
         }
         base, meta = f"{self.mount}/data/{self.prefix}", f"{self.mount}/metadata/{self.prefix}"
-        records, secrets = f"{base}/records/0", f"{base}/secrets/1"
-        listing = f"{meta}/records"
-        granted = self.kv.capabilities([listing, records, secrets])
+        # A list is checked on the folder with its slash, as the server checks it.
+        records, listing = f"{base}/records/0", f"{meta}/records/"
+        # "~" is no definition's name: a path only a grant of every definition's covers.
+        secrets = f"{self.mount}/data/{self.layout.definition_secrets('~')}/1"
+        definitions = self._definitions_in_use()
+        of_definition = {
+            definition: f"{self.mount}/data/{self.layout.secrets(definition, 1)}"
+            for definition in definitions
+        }
+        granted = self.kv.capabilities([listing, records, secrets, *of_definition.values()])
 
         def may(path: str, *wanted: str) -> bool:
             have = set(granted.get(path, ()))
@@ -883,9 +990,17 @@ class OpenBaoInventory:
             "list_records": may(listing, "list"),
             "read_records": may(records, "read"),
             "read_secrets": may(secrets, "read"),
+            "read_secrets_of": [d for d, path in of_definition.items() if may(path, "read")],
             "write": may(records, "create", "update") and may(secrets, "create", "update"),
         }
         return facts
+
+    def _definitions_in_use(self) -> list[str]:
+        """The definitions of the inventory's tokens; none when the records are not readable."""
+        try:
+            return sorted({token.definition for token in self.tokens()})
+        except TokenctlError:  # what may not be read is told by the capabilities
+            return []
 
     def describe(self) -> Mapping[str, Any]:
         """Facts for ``doctor``: where the team inventory is, its format, counts."""

@@ -10,18 +10,24 @@ Under the team's prefix ``P``::
     P/history/<number>          {"events": [...], "archived": [first ids]}: the newest
                                 events, appended by check-and-set
     P/history/<number>/<first>  {"events": [...]}: HISTORY_CHUNK older events, create-only
-    P/secrets/<number>          the token's secrets (apart: a policy can deny them)
-    P/clients/<enc(definition)>/<enc(client id)>   {"client_secret": ...}
+    P/secrets/<definition>/<number>             the token's secrets
+    P/clients/<definition>/<enc(client id)>     {"client_secret": ...}
 
 Records (no secrets) and secrets are under separate paths so that a policy may grant
-one and deny the other.
+one and deny the other; the secrets are grouped by the token's definition, so that a
+policy may grant the secrets of one definition's tokens only (``P/secrets/xero/*``). A
+definition's name is a path segment as it is (lower-case letters, digits, ``.``, ``_``,
+``-``): policies name it plainly. A name that is not (none tokenctl makes) is encoded
+behind a ``~``, which no definition name holds.
 """
 
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass
 
+from tokenctl.definitions.model import NAME_PATTERN
 from tokenctl.errors import UsageError
 
 #: The layout version written to ``meta``; a store of a newer format is refused.
@@ -45,6 +51,19 @@ def encode_segment(text: str) -> str:
         return "="
     raw = text.encode("utf-8", "surrogatepass")
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def definition_segment(definition: str) -> str:
+    """The path segment of a definition's secrets: its name, when it is a valid one.
+
+    Every definition's name is (:data:`NAME_PATTERN`: never ``.`` or ``..``, no ``/``),
+    so policies can grant ``P/secrets/<name>/*``. Any other text, such as a record's
+    definition from elsewhere, is ``~`` and its :func:`encode_segment`: one segment,
+    never a valid name's.
+    """
+    if re.match(NAME_PATTERN, definition):
+        return definition
+    return "~" + encode_segment(definition)
 
 
 def page_of(number: int) -> int:
@@ -127,10 +146,15 @@ class Layout:
         """The folder of the token secrets."""
         return f"{self.prefix}/secrets"
 
-    def secrets(self, number: int) -> str:
-        """The secrets of token ``number``."""
-        return f"{self.prefix}/secrets/{number}"
+    def definition_secrets(self, definition: str) -> str:
+        """The folder of the secrets of the tokens of ``definition``."""
+        return f"{self.prefix}/secrets/{definition_segment(definition)}"
+
+    def secrets(self, definition: str, number: int) -> str:
+        """The secrets of token ``number``, whose definition is ``definition``."""
+        return f"{self.definition_secrets(definition)}/{number}"
 
     def client(self, definition: str, client_id: str) -> str:
         """The client secret of ``client_id`` in ``definition``."""
-        return f"{self.prefix}/clients/{encode_segment(definition)}/{encode_segment(client_id)}"
+        segment = definition_segment(definition)
+        return f"{self.prefix}/clients/{segment}/{encode_segment(client_id)}"

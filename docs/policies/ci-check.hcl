@@ -1,0 +1,28 @@
+# tokenctl team store: a CI job that checks expiry. The records, read-only: `list`,
+# `show`, `check`, `store status`. No token's secrets: `token` is refused ("this identity
+# may not read secrets", exit 4), and nothing can be written.
+#
+# Mount "tokenctl", team path "acme-consultancy": change both to yours (docs/team.md).
+# `bao policy write tokenctl-ci-check ci-check.hcl`
+
+path "tokenctl/data/acme-consultancy/meta" {
+  capabilities = ["read"]
+}
+path "tokenctl/data/acme-consultancy/counter" {
+  capabilities = ["read"]
+}
+path "tokenctl/data/acme-consultancy/records/*" {
+  capabilities = ["read"]
+}
+path "tokenctl/data/acme-consultancy/names/*" {
+  capabilities = ["read"]
+}
+path "tokenctl/data/acme-consultancy/codes/*" {
+  capabilities = ["read"]
+}
+path "tokenctl/data/acme-consultancy/history/*" {
+  capabilities = ["read"]
+}
+path "tokenctl/metadata/acme-consultancy/records/" {
+  capabilities = ["list"]
+}
