@@ -313,3 +313,69 @@ def test_bad_input_is_refused_clearly(homes, tmp_path):
     assert unconfigured.exit_code == 1
     assert "no team store is configured" in unconfigured.stderr
     assert "Traceback" not in unconfigured.stderr
+
+
+def test_a_long_history_is_imported_in_chunks_and_replaced_whole(openbao, openbao_kv):
+    from datetime import UTC, datetime, timedelta
+
+    from tokenctl.models import Actor, HistoryEvent, Token, TokenSecrets
+    from tokenctl.store.openbao.inventory import OpenBaoInventory
+    from tokenctl.store.openbao.layout import HISTORY_CHUNK
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    count = 3 * HISTORY_CHUNK + 50  # two archived chunks and the newest events
+    events = [
+        HistoryEvent(9000 + i, 7, "long", start + timedelta(minutes=i), f"e{i}", "u", "x", "ok")
+        for i in reversed(range(count))
+    ]  # newest first, with ids of another store
+    token = Token(number=7, name="long", authentication_code="LONG-7", definition="api-key")
+    team = OpenBaoInventory(openbao.address, openbao.root_token, openbao_kv, "chunks")
+    try:
+        team.import_token(token, TokenSecrets(pass_code="p"), events)
+        stored = team.history(7)
+        assert [e.event for e in stored] == [e.event for e in events]
+        assert [e.event_id for e in stored] == list(range(count, 0, -1))
+        assert team.history(7, limit=3)[0].event == f"e{count - 1}"
+        archived = sorted(k for k in team.kv.keys("chunks/history/7") if k.isdigit())
+        assert archived == ["1", str(HISTORY_CHUNK + 1)]
+        # An event appended afterwards continues the numbering.
+        team.record_event(token, Actor("v", "y"), start, event="probed", outcome="ok")
+        assert team.history(7, limit=1)[0].event_id == count + 1
+        # Replaced by a short history: the archived chunks of the long one are gone.
+        team.import_token(token, None, events[-2:], replace=True)
+        assert [e.event for e in team.history(7)] == ["e1", "e0"]
+        assert [k for k in team.kv.keys("chunks/history/7") if k.isdigit()] == []
+        assert team.secrets(7) is None
+        # The counter was raised past the number: the next add is 8.
+        added = team.add(
+            Token(number=0, name="next", authentication_code="NEXT-8", definition="api-key"),
+            Actor("u", "x"),
+            start,
+        )
+        assert added.number == 8
+    finally:
+        team.close()
+
+
+def test_on_a_terminal_the_copy_is_a_table(tmp_path, openbao, openbao_kv):
+    from tests.fakes import Cli
+
+    cli = Cli(home=tmp_path / "home", environ={"BAO_TOKEN": openbao.root_token})
+    cli.home.mkdir()
+    (cli.home / "config.toml").write_text(
+        f'[store]\naddress = "{openbao.address}"\nmount = "{openbao_kv}"\npath = "tty"\n',
+        encoding="utf-8",
+    )
+    empty = cli("store", "copy", "--from", "local", "--to", "openbao")
+    assert empty.exit_code == 3 and "does not exist: nothing to copy" in empty.stderr
+    assert not (cli.home / "inventory.sqlite3").exists()
+    assert cli("add", "acme", "--definition", "api-key", "--secret-stdin", input="p").exit_code == 0
+    done = cli("store", "copy", "--from", "local", "--to", "openbao", tty=True)
+    assert done.exit_code == 0, done.stderr
+    header, row = done.stdout.splitlines()[:2]
+    assert header.split() == ["#", "Name", "Action", "Detail"]
+    assert row.split() == ["1", "acme", "add"]
+    assert "Copied from" in done.stderr
+    back = cli("store", "copy", "--from", "openbao", "--to", "local", "--json")
+    assert back.exit_code == 0, back.stderr
+    assert [t["action"] for t in back.json()["store_copy"]["tokens"]] == ["same"]

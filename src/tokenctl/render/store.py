@@ -51,7 +51,7 @@ def render_store_copy(io: IOStreams, report: StoreCopyReport, *, as_json: bool) 
                 str(token.number),
                 Text(safe_line(token.name)),
                 token.action.value,
-                Text(safe_line(_copy_detail(token.differences, token.detail))),
+                Text(safe_line(token.detail or "")),
             )
         for client in report.clients:
             table.add_row(
@@ -63,16 +63,11 @@ def render_store_copy(io: IOStreams, report: StoreCopyReport, *, as_json: bool) 
         io.out.print(table)
     else:
         for token in report.tokens:
-            detail = _copy_detail(token.differences, token.detail)
-            io.write(plain_row([str(token.number), token.name, token.action.value, detail]))
+            io.write(plain_row([str(token.number), token.name, token.action.value, token.detail]))
         for client in report.clients:
             name = f"client {client.definition}/{client.client_id}"
             io.write(plain_row(["", name, client.action.value, ""]))
     io.status(_copy_summary(report))
-
-
-def _copy_detail(differences: tuple[str, ...], detail: str | None) -> str:
-    return detail or (f"differs: {', '.join(differences)}" if differences else "")
 
 
 def _copy_summary(report: StoreCopyReport) -> str:
@@ -83,7 +78,9 @@ def _copy_summary(report: StoreCopyReport) -> str:
     tally = ", ".join(f"{n} {action}" for action, n in sorted(counts.items())) or "nothing"
     where = f"from {report.source_where} to {report.destination_where}"
     total = f"{len(report.tokens)} token(s), {len(report.clients)} client secret(s)"
-    if report.dry_run:
+    if not report.items:
+        head = f"Nothing to copy: {report.source_where} holds no tokens."
+    elif report.dry_run:
         head = f"Dry run, nothing written: {total} {where}: {tally}."
         if report.refused:
             head += (

@@ -24,7 +24,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from tokenctl.config import StoreKind
-from tokenctl.errors import ConfigError, ConflictError, UsageError
+from tokenctl.errors import ConfigError, ConflictError, NotFoundError, UsageError
 
 if TYPE_CHECKING:
     from tokenctl.context import AppContext
@@ -68,7 +68,7 @@ class TokenCopy:
     #: What differs: names of record fields, ``secrets``, ``history``; ``record`` when
     #: the destination has none (a token of that number was deleted there).
     differences: tuple[str, ...] = ()
-    #: Why a ``clash`` or ``differs`` is refused, in words.
+    #: For a ``clash``, why; for ``differs`` and ``replace``, what differs (in words).
     detail: str | None = None
 
 
@@ -147,6 +147,11 @@ def copy_store(
             "or `--from openbao --to local`",
         )
     _require_team_store(ctx)
+    if source is StoreKind.LOCAL and not ctx.paths.inventory_file.exists():
+        raise NotFoundError(  # opening it would make an empty one
+            f"the local store {ctx.paths.inventory_file} does not exist: nothing to copy",
+            hint="check --home or TOKENCTL_HOME: the local store is that home's inventory",
+        )
     from_store = ctx.open_store(source)
     to_store = ctx.open_store(destination)
     tokens = _plan_tokens(from_store, to_store, overwrite=overwrite)
@@ -264,11 +269,11 @@ def _plan_tokens(source: Inventory, destination: Inventory, *, overwrite: bool) 
         else:
             action = CopyAction.REPLACE if overwrite else CopyAction.DIFFERS
         detail = None
-        if action is CopyAction.DIFFERS:
+        if differences:
             detail = (
-                f"token #{number} was deleted in the destination"
+                "deleted in the destination"
                 if other is None
-                else f"the destination's token #{number} differs: {', '.join(differences)}"
+                else f"differs in {', '.join(differences)}"
             )
         copy = TokenCopy(number, token.name, action, differences, detail)
         plans.append(_TokenPlan(copy, token, secrets, history, resume))
@@ -344,8 +349,10 @@ def _refusal(report: CopyReport) -> ConflictError:
     """Why nothing was copied, naming every token and client secret that stops it."""
     named = []
     for item in report.refused:
-        if isinstance(item, TokenCopy):
-            named.append(f"#{item.number} {item.name!r} ({item.action.value}: {item.detail})")
+        if isinstance(item, TokenCopy) and item.action is CopyAction.CLASH:
+            named.append(f"#{item.number} {item.name!r} (clash: {item.detail})")
+        elif isinstance(item, TokenCopy):
+            named.append(f"#{item.number} {item.name!r} ({item.detail})")
         else:
             named.append(f"the client secret of {item.definition}/{item.client_id} (differs)")
     clashes = any(item.action is CopyAction.CLASH for item in report.refused)
