@@ -179,6 +179,10 @@ def test_team_store_to_local_keeps_everything(homes, team_inventory):
     team = _local_inventory(laptop)
 
     desk = homes("desk")  # a profile on the local store, the team store named in [store]
+    dry = _copy(desk, "--from", "openbao", "--to", "local", "--dry-run")
+    assert dry.exit_code == 0, dry.stderr
+    assert _actions(dry) == {"alpha": "add", "beta": "add"}
+    assert not (desk.home / "inventory.sqlite3").exists()  # not even an empty one
     copied = _copy(desk, "--from", "openbao", "--to", "local")
     assert copied.exit_code == 0, copied.stderr
     assert _actions(copied) == {"alpha": "add", "beta": "add"}

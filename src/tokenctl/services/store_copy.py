@@ -153,14 +153,17 @@ def copy_store(
             hint="check --home or TOKENCTL_HOME: the local store is that home's inventory",
         )
     from_store = ctx.open_store(source)
-    to_store = ctx.open_store(destination)
+    # A dry run into a local store that does not exist yet compares with nothing rather
+    # than make the file.
+    absent = destination is StoreKind.LOCAL and not ctx.paths.inventory_file.exists()
+    to_store = None if dry_run and absent else ctx.open_store(destination)
     tokens = _plan_tokens(from_store, to_store, overwrite=overwrite)
     clients = _plan_clients(ctx, from_store, to_store, overwrite=overwrite)
     report = CopyReport(
         source=source,
         destination=destination,
         source_where=_where(from_store),
-        destination_where=_where(to_store),
+        destination_where=(str(ctx.paths.inventory_file) if to_store is None else _where(to_store)),
         in_use=ctx.config.store.kind,
         dry_run=dry_run,
         overwrite=overwrite,
@@ -172,6 +175,7 @@ def copy_store(
         return report
     if report.refused:
         raise _refusal(report)
+    assert to_store is not None  # opened unless a dry run
     for plan in tokens:
         if plan.copy.action.writes:
             to_store.import_token(
@@ -224,9 +228,11 @@ class _ClientPlan:
     secret: str
 
 
-def _plan_tokens(source: Inventory, destination: Inventory, *, overwrite: bool) -> list[_TokenPlan]:
-    """Each token of ``source`` compared with what ``destination`` holds."""
-    theirs = {token.number: token for token in destination.tokens()}
+def _plan_tokens(
+    source: Inventory, destination: Inventory | None, *, overwrite: bool
+) -> list[_TokenPlan]:
+    """Each token of ``source`` compared with what ``destination`` (``None``: none) holds."""
+    theirs = {} if destination is None else {t.number: t for t in destination.tokens()}
     names = {token.name: token.number for token in theirs.values()}
     codes = {token.authentication_code: token.number for token in theirs.values()}
     plans: list[_TokenPlan] = []
@@ -247,7 +253,7 @@ def _plan_tokens(source: Inventory, destination: Inventory, *, overwrite: bool) 
             copy = TokenCopy(number, token.name, CopyAction.CLASH, detail=clash)
             plans.append(_TokenPlan(copy, token, secrets, history))
             continue
-        their_history = destination.history(number)
+        their_history = [] if destination is None else destination.history(number)
         resume = False
         if other is None:
             if not their_history:
@@ -258,6 +264,7 @@ def _plan_tokens(source: Inventory, destination: Inventory, *, overwrite: bool) 
                 differences, resume = (), True  # a copy cut short left its history
         else:
             differences = _record_differences(token, other)
+            assert destination is not None  # it holds `other`
             if secrets != _kept_secrets(destination.secrets(number)):
                 differences += ("secrets",)
             if _events(history) != _events(their_history):
@@ -318,7 +325,7 @@ def _events(history: Sequence[HistoryEvent]) -> list[tuple[Any, ...]]:
 
 
 def _plan_clients(
-    ctx: AppContext, source: Inventory, destination: Inventory, *, overwrite: bool
+    ctx: AppContext, source: Inventory, destination: Inventory | None, *, overwrite: bool
 ) -> list[_ClientPlan]:
     """The client secrets of this profile's definitions, compared."""
     plans: list[_ClientPlan] = []
@@ -334,7 +341,7 @@ def _plan_clients(
         secret = source.client_secret(*key)
         if secret is None:
             continue
-        theirs = destination.client_secret(*key)
+        theirs = None if destination is None else destination.client_secret(*key)
         if theirs is None:
             action = CopyAction.ADD
         elif theirs == secret:
