@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 #: Fields of a record that are compared (the number is the key; the 0.x keyring entry's
 #: name is this store's own business).
 _COMPARED = ("number", "legacy_secret_ref")
+#: Conflicts a refusal names one by one (``--dry-run`` lists them all).
+_NAMED_AT_MOST = 10
 #: The parts of a token's secrets a store keeps.
 _SECRET_PARTS = ("access_token", "refresh_token", "id_token", "pass_code", "token_type")
 
@@ -369,8 +371,11 @@ def _refusal(report: CopyReport) -> ConflictError:
     )
     if clashes:
         hint += "; a clash is never overwritten: rename or delete one of the two tokens"
+    shown = named[:_NAMED_AT_MOST]
+    if len(named) > len(shown):
+        shown.append(f"and {len(named) - len(shown)} more")
     return ConflictError(
         f"nothing copied from the {report.source.value} store to the "
-        f"{report.destination.value} store: {len(named)} conflict(s): " + "; ".join(named),
+        f"{report.destination.value} store: {len(named)} conflict(s): " + "; ".join(shown),
         hint=hint,
     )

@@ -463,6 +463,8 @@ class OpenBaoInventory:
         replaced that the new one does not have are removed last.
         """
         path = self.layout.history(number)
+        if not events and entry is None:
+            return  # nothing to keep: no key (it would count as a number used)
         texts = [
             event_text(
                 event_id,
