@@ -22,7 +22,7 @@ from tokenctl.models import Actor
 from tokenctl.paths import Paths, resolve_paths
 
 if TYPE_CHECKING:
-    from tokenctl.config import Config
+    from tokenctl.config import Config, StoreKind
     from tokenctl.definitions.model import Definition
     from tokenctl.definitions.registry import DefinitionSet
     from tokenctl.inventory import Inventory
@@ -223,6 +223,25 @@ class AppContext:
 
         found = connection(store, self.environ, transport=self.http_transport)
         return connected_inventory_factory(found)
+
+    def open_store(self, kind: StoreKind) -> Inventory:
+        """The inventory of the store ``kind``, whichever one config.toml chooses.
+
+        The local store is this home's SQLite file; the team store is the one ``[store]``
+        (and the environment) names, even while ``kind`` is ``"local"``. For ``store
+        copy``, which reads one store and writes the other; closed with the context.
+        """
+        from tokenctl.config import StoreKind
+
+        factory: Callable[[Paths, Callable[[], Keyring]], Inventory] = _default_inventory
+        if kind is not StoreKind.LOCAL:
+            from tokenctl.store.connection import connection
+            from tokenctl.store.openbao import connected_inventory_factory
+
+            factory = connected_inventory_factory(connection(self.config.store, self.environ))
+        inventory = factory(self.paths, lambda: self.keyring)
+        self._opened.append(inventory)
+        return inventory
 
     @cached_property
     def keyring(self) -> Keyring:

@@ -92,6 +92,42 @@ def use_command(
     render_store_choice(app_ctx.io, choice)
 
 
+def copy_command(
+    ctx: typer.Context,
+    source: str = typer.Option(
+        ..., "--from", help="The store to copy from: local or openbao.", metavar="KIND"
+    ),
+    destination: str = typer.Option(
+        ..., "--to", help="The store to copy into: openbao or local.", metavar="KIND"
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Show what would be copied (add, same, differs); write nothing."
+    ),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Replace a token (or client secret) that differs in the destination with the "
+        "source's.",
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Copy every token, with its number, code, history and secrets, into the other store."""
+    from tokenctl.render.store import render_store_copy
+    from tokenctl.services.store_copy import copy_store, parse_copy_kind
+
+    app_ctx = app_context(ctx)
+    report = copy_store(
+        app_ctx,
+        parse_copy_kind(source, "--from"),
+        parse_copy_kind(destination, "--to"),
+        dry_run=dry_run,
+        overwrite=overwrite,
+    )
+    render_store_copy(app_ctx.io, report, as_json=as_json)
+    if report.refused:  # a dry run that shows what a copy would refuse
+        raise typer.Exit(1)
+
+
 def build() -> typer.Typer:
     """The ``store`` sub-application."""
     group = typer.Typer(
@@ -101,4 +137,5 @@ def build() -> typer.Typer:
     )
     group.command("status")(status_command)
     group.command("use")(use_command)
+    group.command("copy")(copy_command)
     return group

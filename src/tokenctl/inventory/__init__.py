@@ -46,6 +46,26 @@ class Inventory(Protocol):
         """
         ...
 
+    def import_token(
+        self,
+        token: Token,
+        secrets: TokenSecrets | None,
+        history: Sequence[HistoryEvent],
+        *,
+        replace: bool = False,
+    ) -> Token:
+        """Insert ``token`` as another store holds it (``store copy``): nothing is renumbered.
+
+        Its number, authentication code and log information are kept, ``secrets`` stored
+        (``None``: none), ``history`` (newest first, as :meth:`history` gives it) written as
+        its history with each event's time, user and unit; no event is added. The counter
+        is raised past the number, so it is never handed out again. A number this store
+        has used (a record, or the history of a token deleted here) is a
+        ``ConflictError`` unless ``replace``: then its record, secrets and history are
+        replaced. A name or code another token holds is a ``ConflictError`` always.
+        """
+        ...
+
     def ensure_secrets_writable(self) -> None:
         """Raise ``SecretStoreError`` unless secrets can be kept securely right now.
 

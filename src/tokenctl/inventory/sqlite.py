@@ -579,6 +579,73 @@ class SqliteInventory:
             row = connection.execute(f"{_SELECT} WHERE number = ?", (number,)).fetchone()
         return _token_from_row(row)
 
+    @_reports_failure
+    def import_token(
+        self,
+        token: Token,
+        secrets: TokenSecrets | None,
+        history: Sequence[HistoryEvent],
+        *,
+        replace: bool = False,
+    ) -> Token:
+        """Insert ``token`` with its own number, code, log information and ``history``.
+
+        One transaction: the record, its sealed ``secrets`` and its history are stored
+        together, or nothing is. SQLite raises the AUTOINCREMENT counter past an explicit
+        number itself, so the number is never handed out again. See
+        :meth:`tokenctl.inventory.Inventory.import_token`.
+        """
+        if token.number < 1:
+            raise ValueError(f"token number {token.number} is not a token number")
+        if secrets is not None:
+            self._prepare_sealing()
+        values = {column: getattr(token, column) for column in _COLUMNS}
+        values["legacy_secret_ref"] = None
+        columns = list(values)
+        number = token.number
+        with self._transaction() as connection:
+            used = connection.execute(
+                "SELECT (SELECT count(*) FROM tokens WHERE number = ?) + "
+                "(SELECT count(*) FROM history WHERE token_number = ?)",
+                (number, number),
+            ).fetchone()[0]
+            if used and not replace:
+                raise ConflictError(
+                    f"token number {number} is already used in the inventory {self.path}",
+                    hint="compare the two with `tokenctl store copy --dry-run`; "
+                    "`--overwrite` replaces it",
+                )
+            for table, column in (
+                ("tokens", "number"),
+                ("token_secrets", "number"),
+                ("history", "token_number"),
+            ):
+                connection.execute(f"DELETE FROM {table} WHERE {column} = ?", (number,))  # noqa: S608
+            self._refuse_name_code_clash(connection, token.name, token.authentication_code, number)
+            try:
+                connection.execute(
+                    f"INSERT INTO tokens ({', '.join(columns)}) "  # noqa: S608 - fixed columns
+                    f"VALUES ({', '.join('?' for _ in columns)})",
+                    [_encode(column, values[column]) for column in columns],
+                )
+            except sqlite3.IntegrityError as error:
+                raise self._conflict(error, token) from None
+            if secrets is not None:
+                self.sealed.write_token(connection, number, secrets)
+            for event in reversed(history):  # oldest first: the event ids count up
+                self._insert_event(
+                    connection,
+                    number,
+                    event.token_name,
+                    Actor(event.user, event.unit),
+                    event.at,
+                    event.event,
+                    event.outcome,
+                    event.detail,
+                )
+            row = connection.execute(f"{_SELECT} WHERE number = ?", (number,)).fetchone()
+        return _token_from_row(row)
+
     def update(
         self,
         number: int,

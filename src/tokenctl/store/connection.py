@@ -80,9 +80,14 @@ def checked_address(address: str) -> str:
     return address.strip().rstrip("/")
 
 
+def configured_address(store: StoreConfig, environ: Mapping[str, str]) -> str | None:
+    """The address config.toml names, else ``BAO_ADDR`` or ``VAULT_ADDR``; ``None``: none."""
+    return store.address or _first(environ, "BAO_ADDR", "VAULT_ADDR")
+
+
 def store_address(store: StoreConfig, environ: Mapping[str, str]) -> str:
     """The address config.toml names, else the environment's; refused when there is none."""
-    address = store.address or _first(environ, "BAO_ADDR", "VAULT_ADDR")
+    address = configured_address(store, environ)
     if address is None:
         raise ConfigError(
             'config.toml chooses the team store (store.kind = "openbao") but names no address',

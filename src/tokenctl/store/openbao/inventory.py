@@ -381,6 +381,147 @@ class OpenBaoInventory:
         self._append_event(number, name, actor, now, "created", "ok", None, history=None)
         return token_from_text(number, text)  # as a read gives it back (times to the second)
 
+    def import_token(
+        self,
+        token: Token,
+        secrets: TokenSecrets | None,
+        history: Sequence[HistoryEvent],
+        *,
+        replace: bool = False,
+    ) -> Token:
+        """Insert ``token`` with its own number, code, log information and ``history``.
+
+        The counter is raised past the number first, so no ``add`` is handed it from
+        then on. Then, as ``add`` does, the name and code are claimed, the secrets
+        written, then the history, and the record last: a copy killed before the record
+        leaves no token, and the next run (``replace``, since the history is there)
+        finishes it. See :meth:`tokenctl.inventory.Inventory.import_token`.
+        """
+        number = token.number
+        if number < 1:
+            raise ValueError(f"token number {number} is not a token number")
+        self._ensure_meta()
+        self._raise_counter(number + 1)
+        text = record_text(token)  # its number is the key; no legacy keyring entry
+        path, history_path = self._page_path(number), self.layout.history(number)
+        secret_path = self.layout.secrets(token.definition, number)
+        page_entry, history_entry, secret_entry = self.kv.read_all(
+            [(path, False), (history_path, False), (secret_path, True)]
+        )
+        current = self._record(self._page(path, page_entry), number)
+        if (current is not None or history_entry is not None) and not replace:
+            raise ConflictError(
+                f"token number {number} is already used in the team inventory {self.where}",
+                hint="compare the two with `tokenctl store copy --dry-run`; "
+                "`--overwrite` replaces it",
+            )
+        name, code = token.name, token.authentication_code
+        claimed: list[str] = []
+        recorded = False
+        try:
+            for key, field, value in (
+                (self.layout.name(name), "name", name),
+                (self.layout.code(code), "authentication_code", code),
+            ):
+                self._claim(key, number, field, value)
+                claimed.append(key)
+            as_code, as_name = self.kv.read_all(
+                [(self.layout.code(name), False), (self.layout.name(code), False)]
+            )
+            self._refuse_name_as_code(name, number, as_code)
+            self._refuse_code_as_name(code, number, as_name)
+            data = {} if secrets is None else secrets_data(secrets)
+            if data:
+                self.kv.write(secret_path, data, cas=None, secret=True)
+            elif secret_entry is not None:
+                self.kv.remove(secret_path, secret=True)
+            if current is not None and current.definition != token.definition:
+                # The token it replaces kept its secrets under its own definition.
+                self.kv.remove(self.layout.secrets(current.definition, number), secret=True)
+            self._write_history(number, history, history_entry)
+            for attempt in self._attempts(f"token #{number}"):
+                page = self._page(path, self.kv.read(path) if attempt else page_entry)
+                try:
+                    self._write_page(page, {**page.stored, str(number): text})
+                except CasConflict:
+                    continue
+                break
+            recorded = True
+        finally:
+            if not recorded:
+                with suppress(TokenctlError):
+                    kept = set()  # keys the record this replaces still uses
+                    if current is not None:
+                        kept = {self.layout.name(current.name)}
+                        kept.add(self.layout.code(current.authentication_code))
+                    for key in claimed:
+                        if key not in kept:
+                            self._release(key, number)
+        if current is not None:
+            for old, new in (
+                (self.layout.name(current.name), self.layout.name(name)),
+                (self.layout.code(current.authentication_code), self.layout.code(code)),
+            ):
+                if old != new:
+                    self._release(old, number)
+        self._definitions[number] = token.definition
+        return token_from_text(number, text)
+
+    def _raise_counter(self, needed: int) -> None:
+        """Make the counter hand out no number below ``needed`` (check-and-set)."""
+        self._counter = None  # the next `add` reads it again
+        for _ in self._attempts("the token counter"):
+            entry = self.kv.read(self.layout.counter)
+            if entry is not None and self._next_number(entry) >= needed:
+                return
+            try:
+                self.kv.write(
+                    self.layout.counter,
+                    {"next": needed},
+                    cas=0 if entry is None else entry.version,
+                )
+            except CasConflict:
+                continue
+            return
+
+    def _write_history(
+        self, number: int, events: Sequence[HistoryEvent], entry: Entry | None
+    ) -> None:
+        """Make ``events`` (newest first) the whole history of token ``number``.
+
+        Numbered from 1 as appended events are, in chunks as ``_append_event`` keeps
+        them: the archived chunks first, then the history key; chunks of the history
+        replaced that the new one does not have are removed last.
+        """
+        path = self.layout.history(number)
+        if not events and entry is None:
+            return  # nothing to keep: no key (it would count as a number used)
+        texts = [
+            event_text(
+                event_id,
+                event.token_name,
+                Actor(event.user, event.unit),
+                event.at,
+                event.event,
+                event.outcome,
+                event.detail,
+            )
+            for event_id, event in enumerate(reversed(events), start=1)
+        ]
+        archived: list[int] = []
+        while len(texts) - HISTORY_CHUNK * len(archived) >= 2 * HISTORY_CHUNK:
+            first = HISTORY_CHUNK * len(archived) + 1
+            chunk = texts[first - 1 : first - 1 + HISTORY_CHUNK]
+            self.kv.write(self.layout.history_chunk(number, first), {"events": chunk}, cas=None)
+            archived.append(first)
+        stale: list[int] = []
+        if entry is not None:
+            stale = [f for f in self._history_parts(path, entry)[1] if f not in archived]
+        recent = texts[HISTORY_CHUNK * len(archived) :]
+        self.kv.write(path, {"events": recent, "archived": archived}, cas=None)
+        for first in stale:
+            self.kv.remove(self.layout.history_chunk(number, first))
+
     def update(
         self,
         number: int,
