@@ -44,7 +44,7 @@ def _default_keyring(paths: Paths) -> Keyring:
 def _default_inventory(paths: Paths, keyring: Callable[[], Keyring]) -> Inventory:
     from tokenctl.inventory.sqlite import SqliteInventory
 
-    return SqliteInventory(paths.inventory_file, keyring)
+    return SqliteInventory(paths.inventory_file, keyring, locks_dir=paths.locks_dir)
 
 
 def wsl_browser_command(
@@ -253,8 +253,16 @@ class AppContext:
         return self.clock()
 
     def actor(self) -> Actor:
-        """Who is acting: OS user, and the unit from config.toml or the host name."""
-        return Actor(user=self.user_name(), unit=self.config.unit or self.host_name())
+        """Who is acting: OS user, the unit (config.toml or the host name), store identity.
+
+        The store identity is the team store's entity or role (``None`` on the local
+        store); asking for it opens the inventory, which every change needs anyway.
+        """
+        return Actor(
+            user=self.user_name(),
+            unit=self.config.unit or self.host_name(),
+            identity=self.inventory.actor_identity(),
+        )
 
     def close(self) -> None:
         """Close what was opened."""

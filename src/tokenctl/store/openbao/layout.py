@@ -12,6 +12,8 @@ Under the team's prefix ``P``::
     P/history/<number>/<first>  {"events": [...]}: HISTORY_CHUNK older events, create-only
     P/secrets/<number>          the token's secrets (apart: a policy can deny them)
     P/clients/<enc(definition)>/<enc(client id)>   {"client_secret": ...}
+    P/leases/<number>           {"holder": ..., "ttl": s, "expires_at": ...}: who refreshes
+                                the token now, taken by check-and-set (create-only first)
 
 Records (no secrets) and secrets are under separate paths so that a policy may grant
 one and deny the other.
@@ -130,6 +132,10 @@ class Layout:
     def secrets(self, number: int) -> str:
         """The secrets of token ``number``."""
         return f"{self.prefix}/secrets/{number}"
+
+    def lease(self, number: int) -> str:
+        """The refresh lease of token ``number``."""
+        return f"{self.prefix}/leases/{number}"
 
     def client(self, definition: str, client_id: str) -> str:
         """The client secret of ``client_id`` in ``definition``."""
