@@ -5,6 +5,7 @@ tokens and revokes the grant when a used one comes back."""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -14,15 +15,19 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from tests.fakes import Cli
 from tests.oauth_support import RealClock, ScriptedBrowser, definition_toml, introspect
 from tests.peers.openbao import OpenBao
+from tests.test_team_store import draft
 from tests.test_team_store_cli import Machine, _team_config
-from tokenctl.models import Actor
+from tokenctl.context import AppContext
+from tokenctl.iostreams import IOStreams
+from tokenctl.models import Actor, TokenSecrets
+from tokenctl.store.openbao import openbao_inventory_factory
 from tokenctl.store.openbao.inventory import OpenBaoInventory
 
 pytestmark = pytest.mark.peers
@@ -94,6 +99,17 @@ def test_eight_machines_refreshing_one_token_keep_the_grant(tmp_path, openbao, o
             stored = team.secrets(team.resolve("acme").number)
             assert stored is not None
             assert {r.stdout.strip() for r in results} == {stored.access_token}
+        # `renew --all` (the async face, the lease polled on its event loop) likewise.
+        _make_due(team)
+        oidc.reset_stats()
+        results = _at_once(machines, "renew", "--all", "--within", "10m", "--json")
+        assert [r.exit_code for r in results] == [0] * 8, [r.stderr for r in results]
+        outcomes = [e["outcome"] for r in results for e in r.json()["renewals"]]
+        assert outcomes.count("refreshed") == 1, outcomes
+        assert set(outcomes) <= {"refreshed", "concurrent"}
+        stats = oidc.stats()
+        assert stats["grant_error"].get("refresh_token", 0) == 0, stats
+        assert stats["grant_success"].get("refresh_token", 0) == 1, stats
         # `renew` refreshes every time: in turn, each with the refresh token stored last.
         oidc.reset_stats()
         results = _at_once(machines, "renew", "acme")
@@ -250,3 +266,68 @@ def test_the_local_store_records_no_store_identity(cli):
     assert shown["log"]["updated_identity"] is None
     assert shown["history"] and all(event["identity"] is None for event in shown["history"])
     assert " as " not in cli("show", "acme").stdout.split("History")[0]
+
+
+def _context(tmp_path: Path, bao: OpenBao, mount: str) -> AppContext:
+    streams = IOStreams(
+        stdin=io.StringIO(),
+        stdout=io.StringIO(),
+        stderr=io.StringIO(),
+        stdin_tty=False,
+        stdout_tty=False,
+        stderr_tty=False,
+        color=False,
+        width=200,
+    )
+    return AppContext(
+        io=streams,
+        environ={"TOKENCTL_HOME": str(tmp_path / "home")},
+        inventory_factory=openbao_inventory_factory(bao.address, bao.root_token, mount, PATH),
+        user_name=lambda: "tester",
+        host_name=lambda: "laptop",
+    )
+
+
+def test_a_refresh_whose_lease_was_taken_over_keeps_the_newer_token_set(
+    tmp_path, openbao, openbao_kv
+):
+    from tokenctl.oauth.grants import RefreshedState
+    from tokenctl.services.refresh import _Steps
+
+    ctx = _context(tmp_path, openbao, openbao_kv)
+    start = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    added = ctx.inventory.add(
+        draft("acme", secret_set_at=start, has_refresh_token=True),
+        ctx.actor(),
+        start,
+        secrets=TokenSecrets(access_token="a0", refresh_token="r0"),
+    )
+    steps = _Steps(ctx, added, cast(Any, None))  # no provider call here: its answer is given
+    assert steps.reread() == "r0"  # read under the lease
+    # Meanwhile another machine, which took over the lease after it expired, stored its set.
+    other = _team(openbao, openbao_kv)
+    later = start + timedelta(minutes=2)
+    other.update(
+        added.number,
+        {"secret_set_at": later},
+        Actor("support", "cron"),
+        later,
+        event="renewed",
+        secrets=TokenSecrets(access_token="a1", refresh_token="r1"),
+    )
+    late = start + timedelta(minutes=3)
+    ours = RefreshedState(
+        TokenSecrets(access_token="a2", refresh_token="r2"), {"secret_set_at": late}, "refresh"
+    )
+    outcome = steps.record(ours)
+    assert outcome.refreshed is False
+    assert "newer token set" in outcome.notes[0]
+    assert outcome.token.secret_set_at == later
+    assert other.secrets(added.number) == TokenSecrets(access_token="a1", refresh_token="r1")
+    # Unchallenged, the same step stores its set (check-and-set on what it read).
+    steps = _Steps(ctx, other.get(added.number), cast(Any, None))
+    assert steps.reread() == "r1"
+    assert steps.record(ours).refreshed is True
+    assert other.secrets(added.number) == TokenSecrets(access_token="a2", refresh_token="r2")
+    other.close()
+    ctx.close()
