@@ -22,7 +22,7 @@ import pytest
 from tests.fakes import Cli
 from tests.oauth_support import RealClock, ScriptedBrowser, definition_toml, introspect
 from tests.peers.openbao import OpenBao
-from tests.test_team_store import draft
+from tests.test_team_store import _token_with_policy, draft
 from tests.test_team_store_cli import Machine, _team_config
 from tokenctl.context import AppContext
 from tokenctl.iostreams import IOStreams
@@ -331,3 +331,23 @@ def test_a_refresh_whose_lease_was_taken_over_keeps_the_newer_token_set(
     assert other.secrets(added.number) == TokenSecrets(access_token="a2", refresh_token="r2")
     other.close()
     ctx.close()
+
+
+def test_an_identity_that_may_not_take_the_lease_is_told_so_and_refreshes_nothing(
+    tmp_path, openbao, openbao_kv, oidc
+):
+    (laptop,) = _machines(tmp_path, openbao, openbao_kv, 1, oidc)
+    _login(laptop, oidc, openbao)
+    everything = ["create", "read", "update", "delete", "list"]
+    policy = (
+        f'path "{openbao_kv}/*" {{ capabilities = {everything} }}\n'.replace("'", '"')
+        + f'path "{openbao_kv}/data/{PATH}/leases/*" {{ capabilities = ["deny"] }}\n'
+    )
+    token = _token_with_policy(openbao, "no-leases", policy)
+    cron = Machine(tmp_path, "m0", openbao, token)  # the same home, another identity
+    oidc.reset_stats()
+    renewed = cron("renew", "acme")
+    assert renewed.exit_code == 4, renewed.stderr
+    assert f"{openbao_kv}/{PATH}/leases/" in renewed.stderr
+    assert "may not" in renewed.stderr
+    assert oidc.stats()["grant_success"].get("refresh_token", 0) == 0

@@ -206,6 +206,10 @@ def refresh_token(ctx: AppContext, token: Token, definition: Definition) -> Refr
     from tokenctl.oauth.provider import OAuthFailure
 
     client = ctx.provider_client(definition, token.attributes)
+    # Discovery and the client secret before the lease: under it, only the token call
+    # (the lease's ttl counts one provider call).
+    client.credentials  # noqa: B018
+    client.endpoints  # noqa: B018
     steps = _Steps(ctx, token, client)
     with token_lock(ctx, token, lease_ttl(definition)):
         refresh = steps.reread()
