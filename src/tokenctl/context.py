@@ -44,7 +44,7 @@ def _default_keyring(paths: Paths) -> Keyring:
 def _default_inventory(paths: Paths, keyring: Callable[[], Keyring]) -> Inventory:
     from tokenctl.inventory.sqlite import SqliteInventory
 
-    return SqliteInventory(paths.inventory_file, keyring)
+    return SqliteInventory(paths.inventory_file, keyring, locks_dir=paths.locks_dir)
 
 
 def wsl_browser_command(
@@ -275,12 +275,18 @@ class AppContext:
         return self.clock()
 
     def actor(self) -> Actor:
-        """Who is acting: OS user, and the unit from config.toml or the host name.
+        """Who is acting: OS user, the unit (config.toml or the host name), store identity.
 
+        The store identity is the team store's entity or role (``None`` on the local
+        store); asking for it opens the inventory, which every change needs anyway.
         Looked up once per command (``renew --all`` records hundreds of changes).
         """
         if self._actor is None:
-            self._actor = Actor(user=self.user_name(), unit=self.config.unit or self.host_name())
+            self._actor = Actor(
+                user=self.user_name(),
+                unit=self.config.unit or self.host_name(),
+                identity=self.inventory.actor_identity(),
+            )
         return self._actor
 
     def close(self) -> None:

@@ -36,10 +36,16 @@ class Status(StrEnum):
 
 @dataclass(frozen=True)
 class Actor:
-    """Who made a change: the OS user and the unit (host name or ``unit`` setting)."""
+    """Who made a change: the OS user, the unit and the store identity.
+
+    The unit is the host name or the ``unit`` setting; the identity is who the store
+    knows the change's process as (the team store's entity or role; ``None`` on the
+    local store).
+    """
 
     user: str
     unit: str
+    identity: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,8 @@ class HistoryEvent:
     unit: str
     outcome: str
     detail: str | None = None
+    #: The store identity of the change (:attr:`Actor.identity`); ``None`` on the local store.
+    identity: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,10 @@ class Token:
     probed_at: datetime | None = None
     probe_result: str | None = None
     has_id_token: bool = False
+    #: The store identities that created and last changed the record (:attr:`Actor.identity`):
+    #: kept by the team store only (:data:`TEAM_STORE_ONLY`).
+    created_identity: str | None = None
+    updated_identity: str | None = None
 
     @property
     def is_effective(self) -> bool:
@@ -106,6 +118,10 @@ class Token:
             has_refresh_token=self.has_refresh_token,
             has_id_token=self.has_id_token,
         )
+
+
+#: Fields of :class:`Token` only the team store keeps (the local store has no identities).
+TEAM_STORE_ONLY = frozenset({"created_identity", "updated_identity"})
 
 
 def evidenced_scopes(

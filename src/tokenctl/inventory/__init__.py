@@ -12,6 +12,28 @@ if TYPE_CHECKING:  # the quick `token` path imports this package but builds no r
     from tokenctl.models import Actor, HistoryEvent, Token, TokenChanges, TokenSecrets
 
 
+class RefreshLease(Protocol):
+    """The right to refresh one token (or store a new login of it), one holder at a time.
+
+    Exclusive among every tokenctl that uses the same store: on the local store the
+    processes of this machine, on the team store every machine. Taken by polling
+    :meth:`try_acquire` (every :attr:`poll_seconds`), so that async code waits on its
+    event loop, never in a thread. A holder that dies blocks no one for long: the local
+    store's lock goes with the process, the team store's lease expires after its ``ttl``.
+    """
+
+    #: How long to wait before trying again when :meth:`try_acquire` said no.
+    poll_seconds: float
+
+    def try_acquire(self) -> bool:
+        """Take the lease if no one else holds it now; never waits."""
+        ...
+
+    def release(self) -> None:
+        """Give the lease up, if it is still ours; releasing one not held does nothing."""
+        ...
+
+
 class Inventory(Protocol):
     """Where token records, their history and their secrets live.
 
@@ -113,6 +135,23 @@ class Inventory(Protocol):
 
     def tokens(self) -> list[Token]:
         """Every token, ordered by number."""
+        ...
+
+    def refresh_lease(self, number: int, holder: str, ttl: float) -> RefreshLease:
+        """The lease that serialises refreshes of token ``number`` (not taken yet).
+
+        ``holder`` names this process (user, host, process id) to whoever finds the lease
+        held; ``ttl`` is how many seconds it lasts at most when its holder never releases
+        it (a store whose holders cannot die holding it may ignore both).
+        """
+        ...
+
+    def actor_identity(self) -> str | None:
+        """Who the store knows this process as (the team store's entity or role), once.
+
+        Recorded with each change next to the OS user and the unit; ``None`` when the
+        store has no identities of its own (the local store).
+        """
         ...
 
     def update(

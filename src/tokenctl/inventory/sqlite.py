@@ -19,7 +19,7 @@ from tokenctl.errors import (
     NotFoundError,
     SecretStoreError,
 )
-from tokenctl.fsutil import ensure_private_file
+from tokenctl.fsutil import FileLock, ensure_private_file
 from tokenctl.inventory.lookup import SCHEMA_VERSION, find_row, inventory_failure, is_damage
 from tokenctl.inventory.sealed import (
     INVENTORY_ID,
@@ -29,12 +29,21 @@ from tokenctl.inventory.sealed import (
     sealed_count,
     set_meta,
 )
-from tokenctl.models import Actor, HistoryEvent, LifecycleState, Token, TokenChanges, TokenSecrets
+from tokenctl.models import (
+    TEAM_STORE_ONLY,
+    Actor,
+    HistoryEvent,
+    LifecycleState,
+    Token,
+    TokenChanges,
+    TokenSecrets,
+)
 from tokenctl.secrets import KEYRING_SERVICE, Keyring, client_secret_ref, parse_entry
 from tokenctl.secrets.sealing import TOKEN_FIELDS
 from tokenctl.timeutil import from_iso, to_iso
 
 if TYPE_CHECKING:  # made only by the key commands (see inventory/key_reports.py)
+    from tokenctl.inventory import RefreshLease
     from tokenctl.inventory.key_reports import RotationResult, SecretSummary
 
 BUSY_TIMEOUT_MS = 30_000
@@ -202,7 +211,7 @@ if len(MIGRATIONS) != SCHEMA_VERSION:  # pragma: no cover - fails on the first i
 
 #: The ``tokens`` table's columns: the fields of :class:`Token`, in their order (the
 #: migrations above create them; `_token_from_row` decodes them in this order).
-_COLUMNS = tuple(item.name for item in fields(Token))
+_COLUMNS = tuple(item.name for item in fields(Token) if item.name not in TEAM_STORE_ONLY)
 #: Fields of :class:`Token` that :meth:`SqliteInventory.update` may change (a dict is a
 #: dict at run time: the names are checked there too).
 MUTABLE_FIELDS = frozenset(TokenChanges.__annotations__)
@@ -293,6 +302,24 @@ def _token_from_row(row: Sequence[Any]) -> Token:
     )
 
 
+class FileLease:
+    """:class:`~tokenctl.inventory.RefreshLease` on one machine: an inter-process file lock."""
+
+    #: A lock is tried again this often (``renew --all`` polls it on its event loop).
+    poll_seconds = 0.05
+
+    def __init__(self, lock_path: Path) -> None:
+        self.lock = FileLock(lock_path)
+
+    def try_acquire(self) -> bool:
+        """Take the lock if no process holds it now; never waits."""
+        return self.lock.try_acquire()
+
+    def release(self) -> None:
+        """Let the next process have the lock."""
+        self.lock.release()
+
+
 def _holds_secret(secrets: TokenSecrets) -> bool:
     return any(getattr(secrets, name) for name in TOKEN_FIELDS)
 
@@ -331,11 +358,19 @@ class SqliteInventory:
     #: interrupted rotation keeps what it did, and other processes wait only that long.
     ROTATION_BATCH = 200
 
-    def __init__(self, path: Path, keyring: Callable[[], Keyring] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        keyring: Callable[[], Keyring] | None = None,
+        *,
+        locks_dir: Path | None = None,
+    ) -> None:
         self.path = path
         #: Whether :meth:`group_commit` runs; whether SQLite rolled its group back.
         self._grouping = False
         self._group_lost = False
+        #: Where the per-token refresh locks are (``Paths.locks_dir``; beside the file).
+        self.locks_dir = path.parent / "locks" if locks_dir is None else locks_dir
         try:
             ensure_private_file(path)
             # One thread at a time, not always the one that opened it: `renew --all`
@@ -1217,6 +1252,18 @@ class SqliteInventory:
         if version != SCHEMA_VERSION:
             problems.append(f"schema version {version}, expected {SCHEMA_VERSION}")
         return problems
+
+    def refresh_lease(self, number: int, holder: str, ttl: float) -> RefreshLease:
+        """The machine's file lock of token ``number``: the OS drops it with its holder.
+
+        Every process that uses this inventory file is on this machine, so the lock is
+        enough; ``holder`` and ``ttl`` are not needed.
+        """
+        return FileLease(self.locks_dir / f"token-{number}.lock")
+
+    def actor_identity(self) -> str | None:
+        """None: the local store knows only the OS user and the unit."""
+        return None
 
     @_reports_failure
     def describe(self) -> Mapping[str, Any]:

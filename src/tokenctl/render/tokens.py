@@ -73,6 +73,8 @@ def token_to_dict(view: TokenView) -> dict[str, Any]:
             "updated_at": to_iso(token.updated_at),
             "updated_by": token.updated_by,
             "updated_unit": token.updated_unit,
+            "created_identity": token.created_identity,
+            "updated_identity": token.updated_identity,
         },
     }
 
@@ -84,9 +86,20 @@ def event_to_dict(event: HistoryEvent) -> dict[str, Any]:
         "event": event.event,
         "user": event.user,
         "unit": event.unit,
+        "identity": event.identity,
         "outcome": event.outcome,
         "detail": event.detail,
     }
+
+
+def _as_identity(identity: str | None) -> str:
+    """`` as IDENTITY`` after who changed a record, when the store knows an identity."""
+    return "" if identity is None else f" as {identity}"
+
+
+def _by(event: HistoryEvent) -> str:
+    """Who made a history event: ``user@unit``, and the store identity when there is one."""
+    return f"{event.user}@{event.unit}" + _as_identity(event.identity)
 
 
 def _account(view: TokenView) -> str | None:
@@ -254,8 +267,16 @@ def render_detail(io: IOStreams, detail: TokenDetail, *, as_json: bool) -> None:
     for key, value in sorted(token.attributes.items()):
         fields.append((key.replace("_", " ").capitalize(), value))
     fields += [
-        ("Created", f"{to_iso(token.created_at)} by {token.created_by} on {token.created_unit}"),
-        ("Updated", f"{to_iso(token.updated_at)} by {token.updated_by} on {token.updated_unit}"),
+        (
+            "Created",
+            f"{to_iso(token.created_at)} by {token.created_by} on {token.created_unit}"
+            + _as_identity(token.created_identity),
+        ),
+        (
+            "Updated",
+            f"{to_iso(token.updated_at)} by {token.updated_by} on {token.updated_unit}"
+            + _as_identity(token.updated_identity),
+        ),
     ]
     # Values (and attribute names) come from the user and the provider: one line each.
     fields = [(safe_line(key), safe_line(value)) for key, value in fields]
@@ -271,7 +292,7 @@ def render_detail(io: IOStreams, detail: TokenDetail, *, as_json: bool) -> None:
                         to_iso(event.at),
                         event.event,
                         event.outcome,
-                        f"{event.user}@{event.unit}",
+                        _by(event),
                         event.detail,
                     ]
                 )
@@ -294,7 +315,7 @@ def render_detail(io: IOStreams, detail: TokenDetail, *, as_json: bool) -> None:
             clock_text(event.at, seconds=True),
             Text(safe_line(event.event)),
             Text(safe_line(event.outcome)),
-            Text(safe_line(f"{event.user}@{event.unit}")),
+            Text(safe_line(_by(event))),
             Text(safe_line(event.detail or "")),
         )
     io.out.print()

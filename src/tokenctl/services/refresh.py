@@ -8,9 +8,12 @@ Two faces share its steps (:class:`_Steps`):
   coroutine waits for another's SQLite call. Only the provider call differs: there it
   is awaited.
 
-Under the token's inter-process lock the record is read again: another process may
-have renewed it meanwhile, and then that result is used. The refresh token stored now
-is sent; the new secrets and the record that says they exist commit in one transaction.
+Under the token's lease (the inventory's: a file lock on the local store, a KV key
+written by check-and-set on the team store, so one machine at a time) the record is
+read again: another process may have renewed it meanwhile, and then that result is
+used. The refresh token stored now is sent; the new secrets and the record that says
+they exist are written together, by check-and-set on the set read under the lease,
+and only then used.
 """
 
 from __future__ import annotations
@@ -19,21 +22,20 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tokenctl.context import AppContext
 from tokenctl.definitions import DefinitionKind
 from tokenctl.definitions.model import Definition
 from tokenctl.errors import AuthorizationError, TokenctlError
-from tokenctl.fsutil import exclusive_lock
-from tokenctl.models import Token, TokenSecrets
+from tokenctl.models import Token, TokenChanges, TokenSecrets
 from tokenctl.services.fix_commands import fix_command
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from concurrent.futures import Executor
 
+    from tokenctl.inventory import RefreshLease
     from tokenctl.oauth.client import ProviderClient
     from tokenctl.oauth.grants import RefreshedState
     from tokenctl.oauth.provider import OAuthFailure
@@ -66,20 +68,41 @@ class RefreshOutcome:
     notes: tuple[str, ...] = ()  # for the user, such as an unusable lifetime
 
 
-#: How often ``renew --all`` looks again at a token lock another process holds.
-LOCK_POLL_SECONDS = 0.05
+#: Seconds a refresh lease outlives the provider call's deadline (the re-read and the
+#: writes around the call): the lease's ``ttl``, after which a killed holder's lease is
+#: taken over (team store; the local store's lock goes with its process at once).
+LEASE_MARGIN_SECONDS = 30.0
 
 
-def token_lock_path(ctx: AppContext, token: Token) -> Path:
-    """The file whose lock serialises every change of ``token``'s secrets across processes."""
-    return ctx.paths.locks_dir / f"token-{token.number}.lock"
+def lease_ttl(definition: Definition | None) -> float:
+    """How long a refresh lease lasts at most: the provider call's deadline and a margin."""
+    settings = None if definition is None else definition.oauth2
+    deadline = 0.0 if settings is None else settings.effective_call_deadline.total_seconds()
+    return deadline + LEASE_MARGIN_SECONDS
+
+
+def token_lease(ctx: AppContext, token: Token, ttl: float) -> RefreshLease:
+    """The inventory's lease that serialises every change of ``token``'s secrets.
+
+    Across the processes of this machine (local store) or every machine (team store).
+    """
+    import os
+    import uuid
+
+    holder = f"{ctx.user_name()}@{ctx.host_name()} pid {os.getpid()} {uuid.uuid4().hex[:12]}"
+    return ctx.inventory.refresh_lease(token.number, holder, ttl)
 
 
 @contextlib.contextmanager
-def token_lock(ctx: AppContext, token: Token) -> Iterator[None]:
-    """Serialise refreshes (and re-logins) of one token across processes."""
-    with exclusive_lock(token_lock_path(ctx, token)):
+def token_lock(ctx: AppContext, token: Token, ttl: float = LEASE_MARGIN_SECONDS) -> Iterator[None]:
+    """Serialise refreshes (and re-logins) of one token: hold its lease for the block."""
+    lease = token_lease(ctx, token, ttl)
+    while not lease.try_acquire():
+        ctx.sleep(lease.poll_seconds)
+    try:
         yield
+    finally:
+        lease.release()
 
 
 def mark_refresh_refused(ctx: AppContext, current: Token, now: datetime) -> None:
@@ -147,16 +170,30 @@ class _Steps:
         )
 
     def record(self, state: RefreshedState) -> RefreshOutcome:
-        """Inventory: the new token set, the record and its history entry, in one transaction."""
-        saved = self.ctx.inventory.update(
+        """Inventory: the new token set, the record and its history entry, in one transaction.
+
+        Check-and-set on the token set read under the lease: stored only while the
+        record still says the secrets are the ones read (``secret_set_at``). Otherwise
+        another tokenctl stored a newer set meanwhile (it took over a lease this one
+        held past its expiry), and that one stays.
+        """
+        read = self.current.secret_set_at
+
+        def still_read(current: Token) -> TokenChanges | None:
+            return state.fields if current.secret_set_at == read else None
+
+        saved, stored = self.ctx.inventory.update_if(
             self.current.number,
-            state.fields,
+            still_read,
             self.ctx.actor(),
             self.now,
             event="renewed",
             detail=state.detail,
             secrets=state.secrets,
         )
+        if not stored:
+            note = "another tokenctl stored a newer token set meanwhile; that one is kept"
+            return RefreshOutcome(saved, refreshed=False, notes=(note,))
         return RefreshOutcome(saved, refreshed=True, notes=state.notes)
 
 
@@ -169,8 +206,12 @@ def refresh_token(ctx: AppContext, token: Token, definition: Definition) -> Refr
     from tokenctl.oauth.provider import OAuthFailure
 
     client = ctx.provider_client(definition, token.attributes)
+    # Discovery and the client secret before the lease: under it, only the token call
+    # (the lease's ttl counts one provider call).
+    client.credentials  # noqa: B018
+    client.endpoints  # noqa: B018
     steps = _Steps(ctx, token, client)
-    with token_lock(ctx, token):
+    with token_lock(ctx, token, lease_ttl(definition)):
         refresh = steps.reread()
         if isinstance(refresh, RefreshOutcome):
             return refresh
@@ -190,21 +231,20 @@ async def refresh_token_async(
     """:func:`refresh_token` for an event loop; its notes are left to the caller.
 
     ``inventory_thread`` runs every inventory step (one thread: the inventory is one
-    connection). The lock is polled on the loop, never waited for in a thread: a run
-    with many tokens held by another process would otherwise fill the thread pool with
-    waits while the holders need it.
+    connection), each try of the lease too. The lease is polled on the loop, never
+    waited for in a thread: a run with many tokens held by another process would
+    otherwise fill the thread pool with waits while the holders need it.
     """
     import asyncio
 
-    from tokenctl.fsutil import FileLock
     from tokenctl.oauth.provider import OAuthFailure
 
     loop = asyncio.get_running_loop()
     steps = _Steps(ctx, token, client)
-    lock = FileLock(token_lock_path(ctx, token))
+    lease = token_lease(ctx, token, lease_ttl(client.definition))
     try:
-        while not lock.try_acquire():
-            await asyncio.sleep(LOCK_POLL_SECONDS)
+        while not await loop.run_in_executor(inventory_thread, lease.try_acquire):
+            await asyncio.sleep(lease.poll_seconds)
         refresh = await loop.run_in_executor(inventory_thread, steps.reread)
         if isinstance(refresh, RefreshOutcome):
             return refresh
@@ -215,4 +255,4 @@ async def refresh_token_async(
         state = steps.new_state(response)
         return await loop.run_in_executor(inventory_thread, steps.record, state)
     finally:
-        lock.release()
+        await loop.run_in_executor(inventory_thread, lease.release)

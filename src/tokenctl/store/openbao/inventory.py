@@ -59,6 +59,7 @@ from tokenctl.store.openbao.records import (
 from tokenctl.timeutil import from_iso
 
 if TYPE_CHECKING:
+    from tokenctl.inventory import RefreshLease
     from tokenctl.inventory.key_reports import RotationResult, SecretSummary
     from tokenctl.store.openbao.auth import StoreLogin
 
@@ -73,6 +74,29 @@ MAX_ATTEMPTS = 60
 
 _NAME_HINT = "choose another name, or `tokenctl delete` the old token first"
 _CODE_HINT = "choose another code, or leave --code out to have one generated"
+
+
+def identity_text(found: Mapping[str, Any]) -> str | None:
+    """A store token's look-up (``auth/token/lookup-self``) as the identity history keeps.
+
+    ``None`` when it names nothing.
+    """
+    display = str(found.get("display_name") or "").strip()
+    meta = found.get("meta")
+    meta = meta if isinstance(meta, dict) else {}
+    role = str(meta.get("role_name") or meta.get("role") or "").strip()
+    entity = str(found.get("entity_id") or "").strip()
+    parts = [f"role {role}"] if role else []
+    if entity:
+        parts.append(f"entity {entity}")
+    policies = found.get("policies")
+    if not parts and isinstance(policies, list) and policies:
+        parts.append("policies " + ",".join(sorted(str(p) for p in policies)))
+    if not display and not parts:
+        return None
+    if not parts:
+        return display
+    return f"{display or 'token'} ({'; '.join(parts)})"
 
 
 @dataclass(frozen=True)
@@ -137,6 +161,8 @@ class OpenBaoInventory:
         )
         self.address = self.kv.address
         self.namespace = namespace
+        #: The store identity of this process (``actor_identity``), looked up once.
+        self._identity: str | _Unread | None = _UNREAD
         #: ``(next number, counter version)`` as this process last wrote them: the next
         #: allocation tries them first and reads the counter only when another wrote since.
         self._counter: tuple[int, int] | None = None
@@ -346,9 +372,11 @@ class OpenBaoInventory:
             created_at=now,
             created_by=actor.user,
             created_unit=actor.unit,
+            created_identity=actor.identity,
             updated_at=now,
             updated_by=actor.user,
             updated_unit=actor.unit,
+            updated_identity=actor.identity,
         )
         text = record_text(record)  # checks the state before anything is claimed
         name, code = token.name, token.authentication_code
@@ -600,6 +628,7 @@ class OpenBaoInventory:
                     updated_at=now,
                     updated_by=actor.user,
                     updated_unit=actor.unit,
+                    updated_identity=actor.identity,
                 )
                 renamed = updated.name != current.name
                 wanted = self.layout.name(updated.name) if renamed else None
@@ -695,7 +724,33 @@ class OpenBaoInventory:
         self._append_event(number, current.name, actor, now, "deleted", "ok", detail)
         self._release(self.layout.name(current.name), number)
         self._release(self.layout.code(current.authentication_code), number)
+        with suppress(TokenctlError):  # a lease left is never read again: numbers stay unique
+            self.kv.remove(self.layout.lease(number))
         return had_secrets
+
+    # -- refresh leases and identity -----------------------------------------------------
+
+    def refresh_lease(self, number: int, holder: str, ttl: float) -> RefreshLease:
+        """The lease ``P/leases/<number>`` (:mod:`.lease`): one machine refreshes at a time."""
+        from tokenctl.store.openbao.lease import KvLease
+
+        return KvLease(self.kv, self.layout.lease(number), holder, ttl)
+
+    def actor_identity(self) -> str | None:
+        """The store token's identity as the server knows it, looked up once per command.
+
+        Its display name, then its role (AppRole's ``role_name``, JWT's ``role``) and its
+        entity, or its policies when it has neither (a token made by hand):
+        ``approle (role support; entity 5f0c…)``, ``root (policies root)``. ``None``
+        when the server does not say (a token that may not look itself up).
+        """
+        if isinstance(self._identity, _Unread):
+            try:
+                found = self.kv.identity()
+            except TokenctlError:
+                found = {}
+            self._identity = identity_text(found)
+        return self._identity
 
     def record_event(
         self,

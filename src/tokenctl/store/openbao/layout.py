@@ -12,6 +12,8 @@ Under the team's prefix ``P``::
     P/history/<number>/<first>  {"events": [...]}: HISTORY_CHUNK older events, create-only
     P/secrets/<definition>/<number>             the token's secrets
     P/clients/<definition>/<enc(client id)>     {"client_secret": ...}
+    P/leases/<number>           {"holder": ..., "ttl": s, "expires_at": ...}: who refreshes
+                                the token now, taken by check-and-set (create-only first)
 
 Records (no secrets) and secrets are under separate paths so that a policy may grant
 one and deny the other; the secrets are grouped by the token's definition, so that a
@@ -153,6 +155,10 @@ class Layout:
     def secrets(self, definition: str, number: int) -> str:
         """The secrets of token ``number``, whose definition is ``definition``."""
         return f"{self.definition_secrets(definition)}/{number}"
+
+    def lease(self, number: int) -> str:
+        """The refresh lease of token ``number``."""
+        return f"{self.prefix}/leases/{number}"
 
     def client(self, definition: str, client_id: str) -> str:
         """The client secret of ``client_id`` in ``definition``."""

@@ -50,6 +50,8 @@ _TEXTS = (
     "updated_by",
     "updated_unit",
     "probe_result",
+    "created_identity",
+    "updated_identity",
 )
 _KEPT = frozenset((*_TIMES, *_FLAGS, *_TEXTS, "state", "granted_scopes", "attributes"))
 if _KEPT | {"number", "legacy_secret_ref"} != {item.name for item in fields(Token)}:
@@ -142,6 +144,8 @@ def token_from(number: int, data: Any) -> Token:
             probed_at=at(get("probed_at")),
             probe_result=get("probe_result"),
             has_id_token=bool(get("has_id_token")),
+            created_identity=get("created_identity"),
+            updated_identity=get("updated_identity"),
         )
     except MalformedRecordError:
         raise
@@ -171,6 +175,8 @@ def event_data(
     }
     if detail is not None:
         data["detail"] = detail
+    if actor.identity is not None:
+        data["identity"] = actor.identity
     return data
 
 
@@ -202,6 +208,7 @@ def event_from(number: int, text: Any) -> HistoryEvent:
             unit=data["unit"],
             outcome=data["outcome"],
             detail=data.get("detail"),
+            identity=data.get("identity"),
         )
     except (AttributeError, KeyError, TypeError, ValueError, RecursionError) as error:
         problem = f"{type(error).__name__}: {error}"
