@@ -24,6 +24,9 @@ class RefreshLease(Protocol):
 
     #: How long to wait before trying again when :meth:`try_acquire` said no.
     poll_seconds: float
+    #: Whether taking and giving it up asks a server (the team store): then async code
+    #: calls them off its event loop. A local lock is a system call, made on the loop.
+    remote: bool
 
     def try_acquire(self) -> bool:
         """Take the lease if no one else holds it now; never waits."""

@@ -307,6 +307,8 @@ class FileLease:
 
     #: A lock is tried again this often (``renew --all`` polls it on its event loop).
     poll_seconds = 0.05
+    #: A system call that never waits: fine on an event loop.
+    remote = False
 
     def __init__(self, lock_path: Path) -> None:
         self.lock = FileLock(lock_path)

@@ -36,6 +36,8 @@ class KvLease:
     #: Waiters look again this often (with a little randomness, so they do not step
     #: together); each look is one read while the lease is known to live.
     poll_seconds = 0.1
+    #: Taken and given up by asking the server: off an event loop.
+    remote = True
 
     def __init__(self, kv: KvStore, path: str, holder: str, ttl: float) -> None:
         self.kv = kv
