@@ -746,3 +746,66 @@ def test_records_only_identity_on_the_commands(bao, prefix, tmp_path):
     assert refused.exit_code == 4
     assert "this identity may not read secrets at" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_tokens_the_provider_rotated_are_kept_when_the_store_fails(
+    tmp_path, prefix, oidc, monkeypatch
+):
+    import json
+    import urllib.parse
+    import urllib.request
+
+    from tests.oauth_support import RealClock, ScriptedBrowser, configure
+    from tokenctl.oauth.client import ProviderClient
+
+    server = start_dev_server(tmp_path / "bao")  # its own: it is sealed mid-refresh
+    server.enable_kv(MOUNT)
+    try:
+
+        def factory(paths: Any, keyring: Any) -> OpenBaoInventory:
+            return OpenBaoInventory(server.address, server.root_token, MOUNT, prefix, retry_for=0.3)
+
+        cli = Cli(home=tmp_path / "home", clock=RealClock(), inventory_factory=factory)  # type: ignore[arg-type]
+        definition = configure(cli, tmp_path, oidc)
+        cli.browser = ScriptedBrowser(oidc)
+        assert cli("add", "acme", "--definition", definition, "--yes").exit_code == 0
+        cli.browser = None
+        answered = ProviderClient.refresh
+
+        def refresh_then_seal(self: ProviderClient, refresh_token: str) -> Any:
+            answer = answered(self, refresh_token)  # the provider rotated the refresh token
+            server.seal()  # ... and the store fails before it holds the new one
+            return answer
+
+        with monkeypatch.context() as patch:
+            patch.setattr(ProviderClient, "refresh", refresh_then_seal)
+            failed = cli("renew", "acme")
+        assert failed.exit_code == 4, failed.stderr
+        assert "the provider renewed 'acme', but the new tokens could not be stored" in (
+            failed.stderr
+        )
+        assert f"the team store {server.address} is sealed" in failed.stderr
+        [kept] = list(cli.home.rglob("token-1.json"))
+        assert str(kept) in failed.stderr.replace("\n", "")
+        assert kept.stat().st_mode & 0o077 == 0
+        server.unseal()
+        renewed = cli("renew", "acme")
+        assert renewed.exit_code == 0, renewed.stderr
+        assert not kept.exists()
+        # The grant survived: the provider accepts the refresh token the store holds now.
+        inventory = factory(None, None)
+        stored = inventory.secrets(1)
+        inventory.close()
+        assert stored is not None and stored.refresh_token
+        body = urllib.parse.urlencode(
+            {
+                "grant_type": "refresh_token",
+                "refresh_token": stored.refresh_token,
+                "client_id": "tokenctl-public",
+            }
+        ).encode()
+        endpoint = oidc.metadata()["token_endpoint"]
+        with urllib.request.urlopen(urllib.request.Request(endpoint, data=body), timeout=30) as r:
+            assert "access_token" in json.loads(r.read())
+    finally:
+        server.stop()

@@ -11,13 +11,16 @@ Two faces share its steps (:class:`_Steps`):
 Under the token's inter-process lock the record is read again: another process may
 have renewed it meanwhile, and then that result is used. The refresh token stored now
 is sent; the new secrets and the record that says they exist commit in one transaction.
+When that fails after the provider answered (it may have rotated the refresh token), the
+new token set is kept in a private file until the next refresh stores it
+(:mod:`tokenctl.services.unsaved`).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from tokenctl.context import AppContext
 from tokenctl.definitions import DefinitionKind
 from tokenctl.definitions.model import Definition
-from tokenctl.errors import AuthorizationError, TokenctlError
+from tokenctl.errors import AuthorizationError, InventoryError, SecretStoreError, TokenctlError
 from tokenctl.fsutil import exclusive_lock
 from tokenctl.models import Token, TokenSecrets
 from tokenctl.services.fix_commands import fix_command
@@ -66,6 +69,9 @@ class RefreshOutcome:
     notes: tuple[str, ...] = ()  # for the user, such as an unusable lifetime
 
 
+#: The parts of a token set a refresh replaces.
+_TOKEN_SET = ("access_token", "refresh_token", "id_token", "token_type")
+
 #: How often ``renew --all`` looks again at a token lock another process holds.
 LOCK_POLL_SECONDS = 0.05
 
@@ -105,6 +111,9 @@ class _Steps:
         self.current = token
         self.stored = TokenSecrets()
         self.now = ctx.now()
+        #: Whether the refresh token sent is one kept by an earlier refresh whose store
+        #: write failed (:mod:`tokenctl.services.unsaved`).
+        self.from_unsaved = False
 
     def reread(self) -> RefreshOutcome | str:
         """Inventory, under the lock: the other process's result if it renewed meanwhile.
@@ -115,7 +124,14 @@ class _Steps:
         self.current = current
         if current.secret_set_at != self.token.secret_set_at and current.invalid_at is None:
             return RefreshOutcome(current, refreshed=False)
+        from tokenctl.services.unsaved import unsaved_secrets
+
         stored = self.ctx.inventory.secrets(current.number)
+        kept = unsaved_secrets(self.ctx, current)
+        if kept is not None:  # newer than the stored set, whose refresh token was rotated
+            newer = {name: getattr(kept, name) for name in _TOKEN_SET if getattr(kept, name)}
+            stored = replace(stored or TokenSecrets(), **newer)
+            self.from_unsaved = True
         if stored is None or not stored.refresh_token:
             raise NeedsLogin(
                 f"token {self.current.name!r} has no refresh token",
@@ -147,17 +163,48 @@ class _Steps:
         )
 
     def record(self, state: RefreshedState) -> RefreshOutcome:
-        """Inventory: the new token set, the record and its history entry, in one transaction."""
-        saved = self.ctx.inventory.update(
-            self.current.number,
-            state.fields,
-            self.ctx.actor(),
-            self.now,
-            event="renewed",
-            detail=state.detail,
-            secrets=state.secrets,
-        )
+        """Inventory: the new token set, the record and its history entry, in one transaction.
+
+        When the store fails, the provider's new set is kept in a private file (the
+        refresh token just sent may be invalid now) and the error says where.
+        """
+        from tokenctl.services.unsaved import forget_unsaved
+
+        try:
+            saved = self.ctx.inventory.update(
+                self.current.number,
+                state.fields,
+                self.ctx.actor(),
+                self.now,
+                event="renewed",
+                detail=state.detail,
+                secrets=state.secrets,
+            )
+        except (SecretStoreError, InventoryError) as error:
+            raise self._unsaved(state, error) from None
+        if self.from_unsaved:
+            forget_unsaved(self.ctx, self.current)
         return RefreshOutcome(saved, refreshed=True, notes=state.notes)
+
+    def _unsaved(self, state: RefreshedState, error: TokenctlError) -> TokenctlError:
+        """Keep the set the store could not take; the error that says so (same exit code)."""
+        from tokenctl.services.unsaved import keep_unsaved
+
+        name = self.current.name
+        try:
+            path = keep_unsaved(self.ctx, self.current, state.secrets, self.now)
+        except OSError as failure:
+            kept = f"and keeping them in a file failed too ({failure.strerror or failure})"
+        else:
+            kept = f"they are kept in {path} until they can be"
+        kind = SecretStoreError if isinstance(error, SecretStoreError) else InventoryError
+        return kind(
+            f"the provider renewed {name!r}, but the new tokens could not be stored: "
+            f"{error.message}; {kept}",
+            hint=f"once the store answers again, run `tokenctl renew {name}`: it renews with "
+            "the kept refresh token and stores the result (the provider may no longer "
+            "accept the stored one)",
+        )
 
 
 def refresh_token(ctx: AppContext, token: Token, definition: Definition) -> RefreshOutcome:
