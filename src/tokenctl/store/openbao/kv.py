@@ -135,7 +135,11 @@ class KvStore:
         self._pool: ThreadPoolExecutor | None = None
 
     def _note_index(self, response: Any, *args: Any, **kwargs: Any) -> None:
-        """Send the index of our last write with every later request (see the module doc)."""
+        """Send the index of our last write with every later request (see the module doc).
+
+        A requests hook, run by the thread that made the request: writes come from the
+        one thread that uses the store, never while ``read_all``'s threads read.
+        """
         index = response.headers.get(INDEX_HEADER)
         if index and response.request.method not in ("GET", "LIST", "HEAD"):
             self._session.headers[INDEX_HEADER] = index
@@ -239,17 +243,19 @@ class KvStore:
                 ),
             )
         except CasConflict as conflict:
-            if cas is not None and conflict.after_retry and self._landed(path, cas + 1, data):
+            if cas is None:
+                raise
+            # A retry refused: our first attempt may have landed before its answer was lost.
+            if conflict.after_retry and self._landed(path, cas + 1, data, secret):
                 return cas + 1
-            if cas is not None:
-                self._refused_versions[path] = cas
+            self._refused_versions[path] = cas
             raise
         try:
             return int(response["data"]["version"])
         except (KeyError, TypeError, ValueError):
             raise self._not_kv2() from None
 
-    def _landed(self, path: str, version: int, data: dict[str, Any]) -> bool:
+    def _landed(self, path: str, version: int, data: dict[str, Any], secret: bool) -> bool:
         """Whether ``version`` of ``path`` exists and holds ``data`` (our write landed).
 
         Check-and-set refused ``version - 1``, so ``version`` was written, by us or by
@@ -260,7 +266,7 @@ class KvStore:
             response = self._call(
                 "read",
                 path,
-                False,
+                secret,
                 lambda: self._kv.read_secret_version(
                     path, version=version, mount_point=self.mount, raise_on_deleted_version=True
                 ),
