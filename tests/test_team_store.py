@@ -607,7 +607,10 @@ def test_missing_mount_and_unreachable_server(bao, prefix):
     dead = f"http://127.0.0.1:{free_ports(1)[0]}"
     with pytest.raises(SecretStoreError) as down:
         OpenBaoInventory(dead, "t", MOUNT, prefix, timeout=5)
-    assert down.value.message == f"the team store {dead} does not answer (Connection refused)"
+    assert down.value.message == (
+        f"the team store {dead} does not answer (Connection refused): could not read "
+        f"{MOUNT}/{prefix}/meta"
+    )
     assert down.value.exit_code is ExitCode.SECRET_STORE
     with pytest.raises(UsageError, match="is not a path"):
         OpenBaoInventory(bao.address, bao.root_token, MOUNT, "a//b")
@@ -625,19 +628,118 @@ def test_sealed_server_is_exit_4_and_leaves_nothing_half_written(tmp_path, prefi
     server = start_dev_server(tmp_path)  # its own: sealing the shared one would stop others
     server.enable_kv(MOUNT)
     try:
-        inventory = OpenBaoInventory(server.address, server.root_token, MOUNT, prefix)
+        inventory = OpenBaoInventory(
+            server.address, server.root_token, MOUNT, prefix, retry_for=0.5
+        )
         inventory.add(draft("acme"), ACTOR, START)
         server.client().sys.seal()
         with pytest.raises(SecretStoreError) as sealed:
             inventory.update(1, {"description": "x"}, ACTOR, START, event="edited")
         assert sealed.value.message == (
-            f"the team store {server.address} is sealed: nothing in it can be read or written"
+            f"the team store {server.address} is sealed: nothing in it can be read or written "
+            f"(could not read {MOUNT}/{prefix}/records/0)"
         )
         assert "bao operator unseal" in (sealed.value.hint or "")
         assert sealed.value.exit_code is ExitCode.SECRET_STORE
+        server.unseal()
+        assert inventory.get(1).description is None  # nothing of the edit was written
+        assert [e.event for e in inventory.history(1)] == ["created"]
         inventory.close()
     finally:
         server.stop()
+
+
+def test_a_server_sealed_and_unsealed_during_a_change_is_waited_for(tmp_path, prefix):
+    server = start_dev_server(tmp_path)  # its own: sealing the shared one would stop others
+    server.enable_kv(MOUNT)
+    try:
+        inventory = OpenBaoInventory(server.address, server.root_token, MOUNT, prefix)
+        inventory.add(draft("acme"), ACTOR, START, secrets=TokenSecrets(pass_code="old"))
+        server.seal()
+        unsealer = threading.Timer(1.0, server.unseal)
+        unsealer.start()
+        try:
+            inventory.update(
+                1,
+                {"description": "x"},
+                ACTOR,
+                START,
+                event="edited",
+                secrets=TokenSecrets(pass_code="new"),
+            )
+        finally:
+            unsealer.join()
+        assert inventory.get(1).description == "x"
+        assert inventory.secrets(1) == TokenSecrets(pass_code="new")
+        assert [e.event for e in inventory.history(1)] == ["edited", "created"]
+        inventory.close()
+    finally:
+        server.stop()
+
+
+class _LoseAnswers:
+    """A transport that sends the matching requests to the real server, then acts as if
+    the connection dropped before the answer came back (the write has landed): the first
+    request to each URL, up to ``times`` of them."""
+
+    def __init__(self, inventory: OpenBaoInventory, method: str, fragment: str, times: int = 1):
+        import requests.adapters
+
+        self.lost: list[str] = []
+        outer = self
+
+        class Adapter(requests.adapters.HTTPAdapter):
+            def send(self, request, *args, **kwargs):  # type: ignore[no-untyped-def]
+                response = super().send(request, *args, **kwargs)
+                if (
+                    request.method == method
+                    and fragment in request.url
+                    and request.url not in outer.lost
+                    and len(outer.lost) < times
+                ):
+                    outer.lost.append(request.url)
+                    raise requests.exceptions.ConnectionError("Connection reset by peer")
+                return response
+
+        inventory.kv._session.mount("http://", Adapter())
+
+
+def test_a_write_whose_answer_was_lost_is_retried_and_counted_once(team, prefix):
+    token = team.add(draft("acme"), ACTOR, START, secrets=TokenSecrets(pass_code="old"))
+    layout = Layout(prefix)
+    lost = _LoseAnswers(team, "POST", "/", times=3)  # the secrets, the page, the history
+    team.update(
+        token.number,
+        {"description": "x"},
+        ACTOR,
+        START,
+        event="edited",
+        secrets=TokenSecrets(pass_code="new"),
+    )
+    assert [url.rsplit(f"{prefix}/", 1)[1] for url in lost.lost] == [
+        layout.secrets(1).rsplit("/", 2)[-2] + "/1",
+        "records/0",
+        "history/1",
+    ]
+    # Each landed once: one version more each, one event, no conflict left over.
+    versions = {
+        path: team.kv.read(path, secret=True).version  # type: ignore[union-attr]
+        for path in (layout.secrets(1), layout.page(0), layout.history(1))
+    }
+    assert versions == {layout.secrets(1): 2, layout.page(0): 2, layout.history(1): 2}
+    assert team.get(1).description == "x"
+    assert team.secrets(1) == TokenSecrets(pass_code="new")
+    assert [e.event for e in team.history(1)] == ["edited", "created"]
+
+
+def test_a_create_only_add_whose_answers_were_lost_adds_once(team, prefix):
+    lost = _LoseAnswers(team, "POST", "/", times=99)  # every write of the add
+    token = team.add(draft("acme"), ACTOR, START, secrets=TokenSecrets(pass_code="p"))
+    assert len(lost.lost) >= 6  # meta, counter, name, code, secrets, page, history
+    assert token.number == 1
+    assert [t.name for t in team.tokens()] == ["acme"]
+    assert [e.event for e in team.history(1)] == ["created"]
+    assert team.kv.read(Layout(prefix).counter).data == {"next": 2}  # type: ignore[union-attr]
 
 
 def test_malformed_record_is_named(team, bao, prefix):
@@ -699,3 +801,71 @@ def test_records_only_identity_on_the_commands(bao, prefix, tmp_path):
     assert refused.exit_code == 4
     assert "this identity may not read secrets at" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_tokens_the_provider_rotated_are_kept_when_the_store_fails(
+    tmp_path, prefix, oidc, monkeypatch
+):
+    import json
+    import urllib.parse
+    import urllib.request
+
+    from tests.oauth_support import RealClock, ScriptedBrowser, configure
+    from tokenctl.oauth.client import ProviderClient
+
+    server = start_dev_server(tmp_path / "bao")  # its own: it is sealed mid-refresh
+    server.enable_kv(MOUNT)
+    try:
+
+        def factory(paths: Any, keyring: Any) -> OpenBaoInventory:
+            return OpenBaoInventory(server.address, server.root_token, MOUNT, prefix, retry_for=0.3)
+
+        cli = Cli(home=tmp_path / "home", clock=RealClock(), inventory_factory=factory)  # type: ignore[arg-type]
+        definition = configure(cli, tmp_path, oidc)
+        cli.browser = ScriptedBrowser(oidc)
+        assert cli("add", "acme", "--definition", definition, "--yes").exit_code == 0
+        cli.browser = None
+        answered = ProviderClient.refresh
+
+        def refresh_then_seal(self: ProviderClient, refresh_token: str) -> Any:
+            answer = answered(self, refresh_token)  # the provider rotated the refresh token
+            server.seal()  # ... and the store fails before it holds the new one
+            return answer
+
+        with monkeypatch.context() as patch:
+            patch.setattr(ProviderClient, "refresh", refresh_then_seal)
+            failed = cli("renew", "acme")
+        assert failed.exit_code == 4, failed.stderr
+        assert "the provider renewed 'acme', but the new tokens could not be stored" in (
+            failed.stderr
+        )
+        assert f"the team store {server.address} is sealed" in failed.stderr
+        [kept] = list(cli.home.rglob("token-1.json"))
+        assert str(kept) in failed.stderr.replace("\n", "")
+        assert kept.stat().st_mode & 0o077 == 0
+        # Sealed under a key the keyring holds, never the tokens in plaintext.
+        document = json.loads(kept.read_text())
+        assert set(document) >= {"sealed", "number", "inventory_id"}
+        assert "refresh_token" not in kept.read_text() and "access_token" not in kept.read_text()
+        assert cli.keyring.get_text("unsaved-key")
+        server.unseal()
+        renewed = cli("renew", "acme")
+        assert renewed.exit_code == 0, renewed.stderr
+        assert not kept.exists()
+        # The grant survived: the provider accepts the refresh token the store holds now.
+        inventory = factory(None, None)
+        stored = inventory.secrets(1)
+        inventory.close()
+        assert stored is not None and stored.refresh_token
+        body = urllib.parse.urlencode(
+            {
+                "grant_type": "refresh_token",
+                "refresh_token": stored.refresh_token,
+                "client_id": "tokenctl-public",
+            }
+        ).encode()
+        endpoint = oidc.metadata()["token_endpoint"]
+        with urllib.request.urlopen(urllib.request.Request(endpoint, data=body), timeout=30) as r:
+            assert "access_token" in json.loads(r.read())
+    finally:
+        server.stop()

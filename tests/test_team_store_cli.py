@@ -376,3 +376,33 @@ def test_removing_a_definition_on_one_machine_keeps_the_teams_client_secret(mach
         assert inventory.client_secret("books", "app") == "team-client-secret"
     finally:
         inventory.close()
+
+
+def test_an_unreachable_team_store_is_exit_4_naming_the_address(tmp_path, openbao, openbao_kv):
+    from tests.peers.openbao import free_ports
+
+    laptop = Machine(tmp_path, "laptop", openbao)
+    dead = f"http://127.0.0.1:{free_ports(1)[0]}"
+    _team_config(laptop.home, openbao, openbao_kv)
+    config = laptop.home / "config.toml"
+    config.write_text(config.read_text().replace(openbao.address, dead), encoding="utf-8")
+    listed = laptop("list")
+    assert listed.exit_code == 4, listed.stderr
+    assert f"the team store {dead} does not answer (Connection refused)" in listed.stderr
+    assert f"{openbao_kv}/acme/" in listed.stderr  # the path it could not read
+    assert "Traceback" not in listed.stderr
+
+
+def test_a_sealed_team_store_is_exit_4_for_every_command(machines, openbao, openbao_kv):
+    laptop = machines("laptop")
+    assert (
+        laptop("add", "acme", "--definition", "api-key", "--secret-stdin", input="p").exit_code == 0
+    )
+    with openbao.sealed():
+        results = [laptop("list"), laptop("token", "acme")]
+    for result in results:
+        assert result.exit_code == 4, result.stderr
+        assert f"the team store {openbao.address} is sealed" in result.stderr
+        assert f"could not read {openbao_kv}/acme/" in result.stderr
+        assert "bao operator unseal" in result.stderr
+    assert laptop("token", "acme").stdout == "p\n"  # unsealed again, nothing lost

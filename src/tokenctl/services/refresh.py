@@ -13,23 +13,30 @@ written by check-and-set on the team store, so one machine at a time) the record
 read again: another process may have renewed it meanwhile, and then that result is
 used. The refresh token stored now is sent; the new secrets and the record that says
 they exist are written together, by check-and-set on the set read under the lease,
-and only then used.
+and only then used. When that fails after the provider answered (it may have rotated
+the refresh token), the new token set is kept sealed in a private file until the next
+refresh stores it (:mod:`tokenctl.services.unsaved`).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tokenctl.context import AppContext
 from tokenctl.definitions import DefinitionKind
 from tokenctl.definitions.model import Definition
-from tokenctl.errors import AuthorizationError, TokenctlError
+from tokenctl.errors import AuthorizationError, InventoryError, SecretStoreError, TokenctlError
 from tokenctl.models import Token, TokenChanges, TokenSecrets
 from tokenctl.services.fix_commands import fix_command
+
+#: The parts of a token set a refresh replaces.
+_TOKEN_SET = ("access_token", "refresh_token", "id_token", "token_type")
+#: A store failure after the provider answered: the new token set is kept (``keep``).
+_STORE_FAILURES = (SecretStoreError, InventoryError)
 
 _T = TypeVar("_T")
 
@@ -130,6 +137,9 @@ class _Steps:
         self.current = token
         self.stored = TokenSecrets()
         self.now = ctx.now()
+        #: Whether the refresh token sent is one kept by an earlier refresh whose store
+        #: write failed (:mod:`tokenctl.services.unsaved`).
+        self.from_unsaved = False
 
     def reread(self) -> RefreshOutcome | str:
         """Inventory, under the lock: the other process's result if it renewed meanwhile.
@@ -140,7 +150,14 @@ class _Steps:
         self.current = current
         if current.secret_set_at != self.token.secret_set_at and current.invalid_at is None:
             return RefreshOutcome(current, refreshed=False)
+        from tokenctl.services.unsaved import unsaved_secrets
+
         stored = self.ctx.inventory.secrets(current.number)
+        kept = unsaved_secrets(self.ctx, current)
+        if kept is not None:  # newer than the stored set, whose refresh token was rotated
+            newer = {name: getattr(kept, name) for name in _TOKEN_SET if getattr(kept, name)}
+            stored = replace(stored or TokenSecrets(), **newer)
+            self.from_unsaved = True
         if stored is None or not stored.refresh_token:
             raise NeedsLogin(
                 f"token {self.current.name!r} has no refresh token",
@@ -198,6 +215,41 @@ class _Steps:
             return RefreshOutcome(saved, refreshed=False, notes=(note,))
         return RefreshOutcome(saved, refreshed=True, notes=state.notes)
 
+    def forget_kept(self, outcome: RefreshOutcome) -> RefreshOutcome:
+        """After the record is durable: a kept set it stored is forgotten."""
+        if self.from_unsaved:
+            from tokenctl.services.unsaved import forget_unsaved
+
+            forget_unsaved(self.ctx, self.current)
+        return outcome
+
+    def keep(self, state: RefreshedState, error: TokenctlError) -> TokenctlError:
+        """The store failed after the provider answered: keep the new set; the error to raise.
+
+        The refresh token just sent may be invalid now, so the provider's new set is kept
+        sealed in a private file (:mod:`tokenctl.services.unsaved`) and the error (same
+        kind, same exit code) says where and what to run.
+        """
+        from tokenctl.services.unsaved import keep_unsaved
+
+        name = self.current.name
+        try:
+            path = keep_unsaved(self.ctx, self.current, state.secrets, self.now)
+        except OSError as failure:
+            kept = f"and keeping them in a file failed too ({failure.strerror or failure})"
+        except TokenctlError as failure:
+            kept = f"and keeping them failed too ({failure.message})"
+        else:
+            kept = f"they are kept, sealed, in {path} until they can be"
+        kind = SecretStoreError if isinstance(error, SecretStoreError) else InventoryError
+        return kind(
+            f"the provider renewed {name!r}, but the new tokens could not be stored: "
+            f"{error.message}; {kept}",
+            hint=f"once the store answers again, run `tokenctl renew {name}`: it renews with "
+            "the kept refresh token and stores the result (the provider may no longer "
+            "accept the stored one)",
+        )
+
 
 def refresh_token(ctx: AppContext, token: Token, definition: Definition) -> RefreshOutcome:
     """Refresh without a browser, safely against other processes doing the same.
@@ -221,7 +273,11 @@ def refresh_token(ctx: AppContext, token: Token, definition: Definition) -> Refr
             response = client.refresh(refresh)
         except OAuthFailure as failure:
             raise steps.refused(failure) from None
-        outcome = steps.record(steps.new_state(response))
+        state = steps.new_state(response)
+        try:
+            outcome = steps.forget_kept(steps.record(state))
+        except _STORE_FAILURES as error:
+            raise steps.keep(state, error) from None
     for note in outcome.notes:
         ctx.io.warn(note)
     return outcome
@@ -261,6 +317,11 @@ async def refresh_token_async(
         except OAuthFailure as failure:
             raise await loop.run_in_executor(inventory_thread, steps.refused, failure) from None
         state = steps.new_state(response)
-        return await loop.run_in_executor(inventory_thread, steps.record, state)
+        try:
+            # Resolved only once the record is durable (a group's commit included).
+            outcome = await loop.run_in_executor(inventory_thread, steps.record, state)
+        except _STORE_FAILURES as error:
+            raise await loop.run_in_executor(inventory_thread, steps.keep, state, error) from None
+        return steps.forget_kept(outcome)
     finally:
         await lease_call(lease.release)

@@ -36,7 +36,7 @@ from tokenctl.errors import (
     UsageError,
 )
 from tokenctl.models import Actor, HistoryEvent, Token, TokenChanges, TokenSecrets
-from tokenctl.store.openbao.kv import CasConflict, Entry, KvStore
+from tokenctl.store.openbao.kv import RETRY_FOR, CasConflict, Entry, KvStore
 from tokenctl.store.openbao.layout import (
     FORMAT,
     HISTORY_CHUNK,
@@ -138,6 +138,7 @@ class OpenBaoInventory:
     ``address`` is the server's URL, ``token`` the store token (or the login that gets
     one, :mod:`.auth`), ``mount`` the KV version
     2 secrets engine and ``prefix`` the team's path in it (one inventory per prefix).
+    ``retry_for``: seconds a call keeps retrying while the server is unavailable.
     OpenBao encrypts what it stores; there is no data key of tokenctl's and no keyring.
     Use it from one thread at a time (as ``AppContext`` does).
     """
@@ -152,12 +153,19 @@ class OpenBaoInventory:
         namespace: str | None = None,
         verify: bool | str = True,
         timeout: float = 30.0,
+        retry_for: float = RETRY_FOR,
     ) -> None:
         self.mount = normal_path(mount, what="mount")
         self.prefix = normal_path(prefix, what="path")
         self.layout = Layout(self.prefix)
         self.kv = KvStore(
-            address, token, self.mount, namespace=namespace, verify=verify, timeout=timeout
+            address,
+            token,
+            self.mount,
+            namespace=namespace,
+            verify=verify,
+            timeout=timeout,
+            retry_for=retry_for,
         )
         self.address = self.kv.address
         self.namespace = namespace
