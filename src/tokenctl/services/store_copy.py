@@ -33,7 +33,9 @@ if TYPE_CHECKING:
 
 #: Fields of a record that are compared (the number is the key; the 0.x keyring entry's
 #: name is this store's own business).
-_COMPARED = ("number", "legacy_secret_ref")
+#: Not compared: the number is the key; the local store keeps neither a legacy entry's
+#: name for a team store's token nor the store identity of changes (team store only).
+_COMPARED = ("number", "legacy_secret_ref", "created_identity", "updated_identity")
 #: Conflicts a refusal names one by one (``--dry-run`` lists them all).
 _NAMED_AT_MOST = 10
 #: The parts of a token's secrets a store keeps.
