@@ -717,16 +717,20 @@ def test_a_write_whose_answer_was_lost_is_retried_and_counted_once(team, prefix)
         secrets=TokenSecrets(pass_code="new"),
     )
     assert [url.rsplit(f"{prefix}/", 1)[1] for url in lost.lost] == [
-        layout.secrets(1).rsplit("/", 2)[-2] + "/1",
+        layout.secrets("api-key", 1).split(f"{prefix}/", 1)[1],
         "records/0",
         "history/1",
     ]
     # Each landed once: one version more each, one event, no conflict left over.
     versions = {
         path: team.kv.read(path, secret=True).version  # type: ignore[union-attr]
-        for path in (layout.secrets(1), layout.page(0), layout.history(1))
+        for path in (layout.secrets("api-key", 1), layout.page(0), layout.history(1))
     }
-    assert versions == {layout.secrets(1): 2, layout.page(0): 2, layout.history(1): 2}
+    assert versions == {
+        layout.secrets("api-key", 1): 2,
+        layout.page(0): 2,
+        layout.history(1): 2,
+    }
     assert team.get(1).description == "x"
     assert team.secrets(1) == TokenSecrets(pass_code="new")
     assert [e.event for e in team.history(1)] == ["edited", "created"]

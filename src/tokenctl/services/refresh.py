@@ -102,6 +102,21 @@ def token_lease(ctx: AppContext, token: Token, ttl: float) -> RefreshLease:
     return ctx.inventory.refresh_lease(token.number, holder, ttl)
 
 
+def release_lease(ctx: AppContext, token: Token, lease: RefreshLease) -> None:
+    """Give the lease up; a store that fails now is warned about, never raised.
+
+    The refresh it guarded is over (stored, kept, or failed with its own error, which a
+    failing release must not hide), and a lease not given up ends by itself (its ttl).
+    """
+    try:
+        lease.release()
+    except TokenctlError as error:
+        ctx.io.warn(
+            f"{token.name}: the refresh lease could not be given up ({error.message}); "
+            "it ends by itself shortly"
+        )
+
+
 @contextlib.contextmanager
 def token_lock(ctx: AppContext, token: Token, ttl: float = LEASE_MARGIN_SECONDS) -> Iterator[None]:
     """Serialise refreshes (and re-logins) of one token: hold its lease for the block."""
@@ -111,7 +126,7 @@ def token_lock(ctx: AppContext, token: Token, ttl: float = LEASE_MARGIN_SECONDS)
     try:
         yield
     finally:
-        lease.release()
+        release_lease(ctx, token, lease)
 
 
 def mark_refresh_refused(ctx: AppContext, current: Token, now: datetime) -> None:
@@ -324,4 +339,4 @@ async def refresh_token_async(
             raise await loop.run_in_executor(inventory_thread, steps.keep, state, error) from None
         return steps.forget_kept(outcome)
     finally:
-        await lease_call(lease.release)
+        await lease_call(lambda: release_lease(ctx, token, lease))
