@@ -321,7 +321,8 @@ def test_bad_input_is_refused_clearly(homes, tmp_path):
     assert "--from and --to both name the local store" in same.stderr
     unknown = laptop("store", "copy", "--from", "sqlite", "--to", "openbao")
     assert unknown.exit_code == 2
-    assert "unknown store 'sqlite' for --from" in unknown.stderr
+    assert "unknown store 'sqlite'" in unknown.stderr
+    assert "use --from local or --from openbao" in unknown.stderr
     missing = laptop("store", "copy", "--from", "local")
     assert missing.exit_code == 2 and "--to" in missing.stderr
     laptop.config.write_text('unit = "laptop"\n', encoding="utf-8")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tokenctl.config import StoreAuth, StoreConfig, StoreKind
 from tokenctl.errors import SecretStoreError, UsageError
@@ -95,14 +96,25 @@ class StoreChoice:
     facts: Mapping[str, Any]
 
 
+_Choice = TypeVar("_Choice", bound=StrEnum)
+
+
+def parse_choice(kind: type[_Choice], text: str, *, what: str, hint: str) -> _Choice:
+    """``text`` as one of ``kind``'s values (any case, spaces around ignored).
+
+    Anything else is a usage error: "unknown WHAT 'TEXT'", with ``hint``.
+    """
+    try:
+        return kind(text.strip().lower())
+    except ValueError:
+        raise UsageError(f"unknown {what} {text!r}", hint=hint) from None
+
+
 def parse_store_kind(text: str) -> StoreKind:
     """``local`` or ``openbao``; anything else is a usage error naming both."""
-    try:
-        return StoreKind(text.strip().lower())
-    except ValueError:
-        raise UsageError(
-            f"unknown store {text!r}", hint="use `tokenctl store use local` or `... use openbao`"
-        ) from None
+    return parse_choice(
+        StoreKind, text, what="store", hint="use `tokenctl store use local` or `... use openbao`"
+    )
 
 
 @dataclass(frozen=True)
@@ -136,13 +148,8 @@ def parse_store_auth(text: str | None) -> StoreAuth | None:
     """``token``, ``approle`` or ``jwt`` (``None`` stays ``None``); else a usage error."""
     if text is None:
         return None
-    try:
-        return StoreAuth(text.strip().lower())
-    except ValueError:
-        raise UsageError(
-            f"unknown login {text!r} for --auth",
-            hint=f"use one of: {', '.join(a.value for a in StoreAuth)}",
-        ) from None
+    choices = ", ".join(a.value for a in StoreAuth)
+    return parse_choice(StoreAuth, text, what="login", hint=f"use --auth with one of: {choices}")
 
 
 def use_store(

@@ -121,13 +121,11 @@ class CopyReport:
 
 def parse_copy_kind(text: str, option: str) -> StoreKind:
     """``local`` or ``openbao`` for ``option`` (``--from``, ``--to``); else a usage error."""
-    try:
-        return StoreKind(text.strip().lower())
-    except ValueError:
-        raise UsageError(
-            f"unknown store {text!r} for {option}",
-            hint=f"use {option} local or {option} openbao",
-        ) from None
+    from tokenctl.services.store import parse_choice
+
+    return parse_choice(
+        StoreKind, text, what="store", hint=f"use {option} local or {option} openbao"
+    )
 
 
 def copy_store(
