@@ -236,6 +236,14 @@ def test_support_renews_and_may_not_add_or_delete(consultant, role, team, oidc):
         what="write the inventory",
     )
     refused(support, "delete", "acme", "--yes", what="write secrets")
+    # A client secret support may not set: refused before definitions.toml changes.
+    definitions = support.home / "definitions.toml"
+    before_file = definitions.read_bytes() if definitions.exists() else None
+    refused(
+        support, "definitions", "configure", DEFINITION, "--client-id", "another-app",
+        "--client-secret-stdin", input="s3cret", what="write secrets",
+    )  # fmt: skip
+    assert (definitions.read_bytes() if definitions.exists() else None) == before_file
     assert snapshot(team) == before
 
 

@@ -279,11 +279,14 @@ def configure_definition(
         secret = ctx.io.read_secret(
             "client secret", from_stdin=True, flag="--client-secret-stdin", required=True
         )
+    if secret is not None:
+        # The secret first: a store that refuses it (a team store's policy) leaves
+        # definitions.toml as it was; a secret kept for a client id not written after
+        # all is only ever read for that client id, and the next run replaces it.
+        ctx.inventory.set_client_secret(name, client_id, secret)
     add_user_definitions(
         ctx.paths.definitions_file, ctx.paths.definitions_lock, {name: definition}, replace=True
     )
-    if secret is not None:
-        ctx.inventory.set_client_secret(name, client_id, secret)
     return ConfigureResult(
         name, client_id, secret is not None, auth_method, ctx.paths.definitions_file
     )
