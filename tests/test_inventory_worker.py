@@ -245,3 +245,44 @@ def test_renew_all_renews_every_token_with_group_commit(tmp_path):
     assert outcomes == ["refreshed"] * 40
     stored = {cli.stored(f"t{index}").refresh_token for index in range(40)}
     assert stored == {f"RT-new-{number}" for number in range(1, 41)}
+
+
+def test_a_failed_commit_inside_a_group_fails_the_whole_group(tmp_path, monkeypatch):
+    """A change that must commit at once finds the commit refused: nothing of the group
+    may then be reported as stored, not even the changes whose calls had returned."""
+    inventory = _inventory(tmp_path, 2)
+    try:
+        with pytest.raises(InventoryError, match="refused a change"):
+            with inventory.group_commit():
+                _describe(inventory, 1, "returned, then lost")
+                real = inventory._connection
+
+                class RefusingCommit:
+                    in_transaction = property(lambda self: real.in_transaction)
+
+                    def execute(self, sql, *args):
+                        if sql == "COMMIT":
+                            raise sqlite3.OperationalError("disk I/O error")
+                        return real.execute(sql, *args)
+
+                monkeypatch.setattr(inventory, "_connection", RefusingCommit())
+                with pytest.raises(InventoryError):
+                    inventory.add(
+                        Token(number=0, name="n", authentication_code="N", definition="x"),
+                        ACTOR,
+                        START,
+                    )
+                monkeypatch.setattr(inventory, "_connection", real)
+        assert _committed_descriptions(tmp_path) == {1: None, 2: None}
+    finally:
+        inventory.close()
+
+
+def test_a_group_that_cannot_begin_fails_its_steps_instead_of_leaving_them_waiting(tmp_path):
+    def no_group():
+        raise InventoryError("the inventory is gone")
+
+    with InventoryWorker(no_group) as worker:
+        future = worker.submit(lambda: "never run")
+        with pytest.raises(InventoryError, match="gone"):
+            future.result(10)

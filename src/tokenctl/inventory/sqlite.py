@@ -368,9 +368,11 @@ class SqliteInventory:
         locks_dir: Path | None = None,
     ) -> None:
         self.path = path
-        #: Whether :meth:`group_commit` runs; whether SQLite rolled its group back.
+        #: Whether :meth:`group_commit` runs; whether SQLite rolled its group back; the
+        #: error that ended the group's changes (every change of it then fails).
         self._grouping = False
         self._group_lost = False
+        self._group_failure: InventoryError | None = None
         #: Where the per-token refresh locks are (``Paths.locks_dir``; beside the file).
         self.locks_dir = path.parent / "locks" if locks_dir is None else locks_dir
         try:
@@ -466,21 +468,28 @@ class SqliteInventory:
             raise self._refused(error) from None
 
     def _commit_group(self) -> None:
-        """Make what the current group changed durable (one commit, one sync for all)."""
+        """Make what the current group changed durable (one commit, one sync for all).
+
+        A group whose changes were lost (SQLite rolled them back, or this commit failed)
+        stays failed: every later commit of it raises the same error, so the group's end
+        fails every change it holds, even those whose calls returned.
+        """
         connection = self._connection
-        if self._group_lost:
-            self._group_lost = False
-            raise InventoryError(
+        if self._group_failure is None and self._group_lost:
+            self._group_failure = InventoryError(
                 f"the token inventory {self.path} rolled back a group of changes after an error",
                 hint="run the command again; run `tokenctl doctor` if it happens again",
             )
-        if connection.in_transaction:
+        if self._group_failure is None and connection.in_transaction:
             try:
                 connection.execute("COMMIT")
             except sqlite3.OperationalError as error:
+                self._group_failure = self._refused(error)
+        if self._group_failure is not None:
+            if connection.in_transaction:
                 with suppress(sqlite3.Error):
                     connection.execute("ROLLBACK")
-                raise self._refused(error) from None
+            raise self._group_failure
 
     @contextmanager
     def group_commit(self) -> Iterator[None]:
@@ -490,6 +499,7 @@ class SqliteInventory:
             return
         self._grouping = True
         self._group_lost = False
+        self._group_failure = None
         try:
             yield
             self._commit_group()

@@ -106,8 +106,10 @@ class InventoryWorker(Executor):
                     except BaseException as error:  # this step's own failure, handed over
                         outcomes.append((future, False, error))
         except BaseException as error:  # the group did not commit: nothing of it is kept
-            for future, _ok, _value in outcomes:
-                future.set_exception(error)
+            done = {id(future) for future, _ok, _value in outcomes}
+            for future, _fn, _args, _kwargs in steps:
+                if id(future) in done or future.set_running_or_notify_cancel():
+                    future.set_exception(error)  # also the steps the failure kept from running
             return
         for future, ok, value in outcomes:
             if ok:

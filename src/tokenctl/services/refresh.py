@@ -187,6 +187,10 @@ class _Steps:
         """Inventory: the error to raise for a refusal; ``invalid_grant`` marks the token."""
         if failure.error != "invalid_grant":
             return failure
+        if self.from_unsaved:  # the kept refresh token is refused too: of no more use
+            from tokenctl.services.unsaved import forget_unsaved
+
+            forget_unsaved(self.ctx, self.current)
         mark_refresh_refused(self.ctx, self.current, self.now)
         return NeedsLogin(
             f"the provider refused the refresh token of {self.current.name!r} "
@@ -332,9 +336,18 @@ async def refresh_token_async(
         except OAuthFailure as failure:
             raise await loop.run_in_executor(inventory_thread, steps.refused, failure) from None
         state = steps.new_state(response)
+        # From here the provider's answer may hold the only valid refresh token: the
+        # record runs to its end (durable, a group's commit included) even when this
+        # task is cancelled (Ctrl-C), and the lease is given up only after it.
+        recording = asyncio.wrap_future(inventory_thread.submit(steps.record, state))
         try:
-            # Resolved only once the record is durable (a group's commit included).
-            outcome = await loop.run_in_executor(inventory_thread, steps.record, state)
+            outcome = await asyncio.shield(recording)
+        except asyncio.CancelledError:
+            await asyncio.wait([recording])
+            unstored = recording.exception()
+            if isinstance(unstored, _STORE_FAILURES):
+                steps.keep(state, unstored)  # the user hears of it from the next refresh
+            raise
         except _STORE_FAILURES as error:
             raise await loop.run_in_executor(inventory_thread, steps.keep, state, error) from None
         return steps.forget_kept(outcome)
