@@ -252,27 +252,26 @@ def test_a_failed_commit_inside_a_group_fails_the_whole_group(tmp_path, monkeypa
     may then be reported as stored, not even the changes whose calls had returned."""
     inventory = _inventory(tmp_path, 2)
     try:
-        with pytest.raises(InventoryError, match="refused a change"):
-            with inventory.group_commit():
-                _describe(inventory, 1, "returned, then lost")
-                real = inventory._connection
+        real = inventory._connection
 
-                class RefusingCommit:
-                    in_transaction = property(lambda self: real.in_transaction)
+        class RefusingCommit:
+            in_transaction = property(lambda self: real.in_transaction)
 
-                    def execute(self, sql, *args):
-                        if sql == "COMMIT":
-                            raise sqlite3.OperationalError("disk I/O error")
-                        return real.execute(sql, *args)
+            def execute(self, sql, *args):
+                if sql == "COMMIT":
+                    raise sqlite3.OperationalError("disk I/O error")
+                return real.execute(sql, *args)
 
-                monkeypatch.setattr(inventory, "_connection", RefusingCommit())
-                with pytest.raises(InventoryError):
-                    inventory.add(
-                        Token(number=0, name="n", authentication_code="N", definition="x"),
-                        ACTOR,
-                        START,
-                    )
-                monkeypatch.setattr(inventory, "_connection", real)
+        with pytest.raises(InventoryError, match="refused a change"), inventory.group_commit():
+            _describe(inventory, 1, "returned, then lost")
+            monkeypatch.setattr(inventory, "_connection", RefusingCommit())
+            with pytest.raises(InventoryError):
+                inventory.add(
+                    Token(number=0, name="n", authentication_code="N", definition="x"),
+                    ACTOR,
+                    START,
+                )
+            monkeypatch.setattr(inventory, "_connection", real)
         assert _committed_descriptions(tmp_path) == {1: None, 2: None}
     finally:
         inventory.close()
