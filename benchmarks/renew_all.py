@@ -24,10 +24,21 @@ Bars:
 The secrets are sealed in the inventory under one data key per inventory, which the
 (real) Secret Service holds: the script checks that the keyring has that one entry,
 however many tokens, and a renewal touches the keyring only to read the key once.
+
+With ``--store openbao`` both homes choose the team store instead (``config.toml``
+``[store] kind = "openbao"``, one path per home in the KV mount of a single-node
+OpenBao on Raft storage, ``tests/peers/openbao.py``; the children get the root token in
+BAO_TOKEN), filled the same way through ``OpenBaoInventory``. No Secret Service is
+started and the children keep the failing keyring backend: the team store keeps no data
+key, so the keyring check is skipped. Afterwards the script also times KV reads and
+writes on the server and counts, from its audit log, the requests of one more ``renew
+--all`` over each home: per kind of path, for the whole run and per further token.
+
 Exit status: 0 when every check passes, 1 when one fails, 2 when the benchmark cannot run.
 This is a script, not a test; run it by hand (see benchmarks/README.md)::
 
     python benchmarks/renew_all.py [--tokens 500] [--rounds 5] [--profile DIR]
+                                   [--store local|openbao]
 """
 
 from __future__ import annotations
@@ -41,6 +52,7 @@ import platform
 import random
 import resource
 import secrets
+import signal
 import statistics
 import subprocess
 import sys
@@ -69,9 +81,12 @@ from list_overview import (
     relax_durability,
     report,
 )
+from team_store_commands import MOUNT, environment, start_server, team_home
 
 from tokenctl.definitions.model import Definition
 from tokenctl.definitions.registry import load_definitions
+from tokenctl.errors import TokenctlError
+from tokenctl.inventory import Inventory
 from tokenctl.inventory.sqlite import SqliteInventory
 from tokenctl.models import Actor, Token, TokenSecrets
 from tokenctl.oauth.grants import grant_fields, secrets_of
@@ -91,6 +106,7 @@ from tests.peers.oidc_server import (  # noqa: E402
     OidcServer,
     start_oidc_provider,
 )
+from tests.peers.openbao import OpenBaoError, RaftCluster  # noqa: E402
 from tests.peers.secret_service import (  # noqa: E402
     SecretService,
     SecretServiceError,
@@ -116,9 +132,13 @@ REFRESH_LOOP = Path(__file__).resolve().parent / "_refresh_loop.py"
 WARM_IMPORTS = (
     "import authlib.integrations.httpx_client, keyring.backends.SecretService,"
     " tokenctl.cli.app, tokenctl.services.renew_all, tokenctl.services.refresh,"
-    " tokenctl.render.check"
+    " tokenctl.render.check, tokenctl.store.openbao.inventory"
 )
 SEED = 20_240_602
+#: With ``--store openbao``: each home's team inventory is at TEAM_ROOT/<home's name>.
+TEAM_ROOT = "bench"
+#: KV reads and writes timed on the team store's server (its latency, for the breakdown).
+KV_SAMPLES = 200
 
 
 @dataclass
@@ -209,6 +229,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"refreshes at once, for both (default {DEFAULT_CONCURRENCY})",
     )
     parser.add_argument(
+        "--store",
+        choices=("local", "openbao"),
+        default="local",
+        help="local: the homes' SQLite inventories (default); openbao: the team store, on"
+        " a single-node OpenBao on Raft storage",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         metavar="DIR",
@@ -227,12 +254,25 @@ def start_peers(stack: ExitStack, workdir: Path) -> Peers:
     except (SecretServiceUnavailable, SecretServiceError) as error:
         raise BenchmarkError(f"no Secret Service: {error}") from None
     stack.callback(secret_service.stop)
+    return Peers(secret_service, start_provider(stack, workdir))
+
+
+def start_provider(stack: ExitStack, workdir: Path) -> OidcServer:
+    """Start the OpenID provider; ``stack`` stops it, whatever happens."""
     try:
         provider = start_oidc_provider(PROVIDER_CONFIG, workdir / "oidc")
     except OidcPeerError as error:
         raise BenchmarkError(f"no OpenID provider: {error}") from None
     stack.callback(provider.stop)
-    return Peers(secret_service, provider)
+    return provider
+
+
+def start_team_store(stack: ExitStack, workdir: Path) -> tuple[RaftCluster, str]:
+    """A single-node OpenBao on Raft storage with the KV mount; ``stack`` stops it."""
+    server, what = start_server("raft", workdir / "bao")
+    stack.callback(server.stop)
+    assert isinstance(server, RaftCluster)
+    return server, what
 
 
 def pkce_pair() -> tuple[str, str]:
@@ -364,31 +404,69 @@ def oauth_token(
     return token, token_secrets
 
 
+def record_logins(
+    inventory: Inventory, home: Path, responses: Sequence[Mapping[str, Any]], issuer: str
+) -> None:
+    """Record one OAuth token per response in ``inventory``, as ``tokenctl add`` stores a login.
+
+    Done in this process, through tokenctl's inventory: the record with its secrets, then
+    the ``retrieved`` event. The definition is the one in ``home``'s definitions.toml.
+    """
+    paths = resolve_paths(None, {HOME_ENV: str(home)})
+    definition = load_definitions(paths.definitions_file).require(DEFINITION)
+    actor = Actor(user="bench", unit="bench-host")
+    for index, response in enumerate(responses, start=1):
+        now = datetime.now(UTC)
+        token, token_secrets = oauth_token(index, response, definition, issuer, now)
+        added = inventory.add(token, actor, now, secrets=token_secrets)
+        inventory.record_event(
+            added, actor, now, event="retrieved", outcome="ok", detail="benchmark login"
+        )
+
+
 def fill_home(
     home: Path, responses: Sequence[Mapping[str, Any]], issuer: str, keyring: OsKeyring
 ) -> str:
     """Record one OAuth token per response, its secrets sealed with it; the data key's entry.
 
-    Done in this process, through tokenctl's inventory, as ``tokenctl add`` stores a login:
-    the record and its secrets in one transaction (the first one makes the inventory's
-    data key in ``keyring``), then the ``retrieved`` event.
+    The record and its secrets go in one transaction (the first one makes the inventory's
+    data key in ``keyring``).
     """
     paths = resolve_paths(None, {HOME_ENV: str(home)})
-    definition = load_definitions(paths.definitions_file).require(DEFINITION)
-    actor = Actor(user="bench", unit="bench-host")
     inventory = SqliteInventory(paths.inventory_file, lambda: keyring)
     try:
         relax_durability(inventory)
-        for index, response in enumerate(responses, start=1):
-            now = datetime.now(UTC)
-            token, token_secrets = oauth_token(index, response, definition, issuer, now)
-            added = inventory.add(token, actor, now, secrets=token_secrets)
-            inventory.record_event(
-                added, actor, now, event="retrieved", outcome="ok", detail="benchmark login"
-            )
+        record_logins(inventory, home, responses, issuer)
         return inventory.sealed.key_ref
     finally:
         inventory.close()
+
+
+def team_prefix(home: Path) -> str:
+    """The path of ``home``'s team inventory in the KV mount (one per home)."""
+    return f"{TEAM_ROOT}/{home.name}"
+
+
+def fill_team_home(
+    home: Path, responses: Sequence[Mapping[str, Any]], issuer: str, server: RaftCluster
+) -> str:
+    """Record one OAuth token per response in ``home``'s team inventory; where that is.
+
+    Through ``OpenBaoInventory`` with the root token: the secrets are written to their own
+    path before the record (OpenBao encrypts them; there is no data key).
+    """
+    from tokenctl.store.openbao.inventory import OpenBaoInventory
+
+    prefix = team_prefix(home)
+    try:
+        inventory = OpenBaoInventory(server.address, server.root_token, MOUNT, prefix)
+        try:
+            record_logins(inventory, home, responses, issuer)
+        finally:
+            inventory.close()
+    except TokenctlError as error:
+        raise BenchmarkError(f"filling the team store: {error}") from None
+    return f"{MOUNT}/{prefix}"
 
 
 def keyring_entries(keyring: OsKeyring) -> list[str]:
@@ -635,24 +713,214 @@ def fill_homes(
     workdir: Path,
     homes: Mapping[Path, Sequence[Mapping[str, Any]]],
     definition: str,
-    keyring: OsKeyring,
-    issuer: str,
+    fill: Callable[[Path, Sequence[Mapping[str, Any]]], str],
+    what: str,
 ) -> list[str]:
-    """Fill every home with its grants (definition first); the data key entries made."""
+    """Fill every home with its grants (definition first); what ``fill`` returned for each.
+
+    ``fill`` records one home's grants (``fill_home``, ``fill_team_home``); ``what`` says
+    where the secrets went, for the log.
+    """
     source = workdir / "definitions.toml"
     source.write_text(definition)
-    entries = []
+    made = []
     for home, responses in homes.items():
         home_env = {**env, HOME_ENV: str(home)}
         run_tokenctl(script, home_env, workdir, "definitions", "add", "--file", str(source))
         started = time.perf_counter()
-        entries.append(fill_home(home, responses, issuer, keyring))
+        made.append(fill(home, responses))
         print(
-            f"filled    {len(responses)} OAuth token(s), secrets sealed in the inventory, in"
+            f"filled    {len(responses)} OAuth token(s), {what}, in"
             f" {time.perf_counter() - started:.1f} s  ({home})",
             flush=True,
         )
-    return entries
+    return made
+
+
+def fill_local(
+    script: Path,
+    env: Mapping[str, str],
+    workdir: Path,
+    homes: Mapping[Path, Sequence[Mapping[str, Any]]],
+    definition: str,
+    secret_service: SecretService,
+    issuer: str,
+) -> Callable[[], Check]:
+    """Fill the local homes; the keyring check to make once the runs are done."""
+    # This process makes the data keys, through the same Secret Service.
+    os.environ.update(secret_service.env)
+    keyring = OsKeyring()
+    keyring.ensure_available()
+    key_entries = fill_homes(
+        script,
+        env,
+        workdir,
+        homes,
+        definition,
+        lambda home, responses: fill_home(home, responses, issuer, keyring),
+        "secrets sealed in the inventory",
+    )
+    entries_before = keyring_entries(keyring)
+    print(f"keyring   entries under service tokenctl: {', '.join(entries_before) or 'none'}")
+    return lambda: one_entry_check(key_entries, entries_before, keyring_entries(keyring))
+
+
+def fill_team(
+    script: Path,
+    env: Mapping[str, str],
+    workdir: Path,
+    homes: Mapping[Path, Sequence[Mapping[str, Any]]],
+    definition: str,
+    server: RaftCluster,
+    issuer: str,
+) -> Callable[[], Check]:
+    """Fill the homes' team inventories (config.toml first); the skipped keyring check."""
+    for home in homes:
+        team_home(home, server.address, team_prefix(home))
+    fill_homes(
+        script,
+        env,
+        workdir,
+        homes,
+        definition,
+        lambda home, responses: fill_team_home(home, responses, issuer, server),
+        "secrets in the team store",
+    )
+    return lambda: Check(
+        "SKIP",
+        "one keyring entry per inventory: not for the team store (OpenBao encrypts what"
+        " it stores, tokenctl keeps no data key; the runs had the failing keyring backend)",
+    )
+
+
+# -- the team store: its latency and the requests of a renewal ---------------------------
+
+
+def kv_latency(server: RaftCluster, samples: int = KV_SAMPLES) -> tuple[float, float]:
+    """Median seconds of a check-and-set KV write and of a KV read, one client, one at a time.
+
+    Through hvac on one HTTP session, as tokenctl calls the team store.
+    """
+    client = server.client()
+    kv = client.secrets.kv.v2
+    path = f"{TEAM_ROOT}/latency"
+    writes, reads = [], []
+    try:
+        for version in range(samples):
+            started = time.perf_counter()
+            kv.create_or_update_secret(path, {"sample": version}, cas=version, mount_point=MOUNT)
+            writes.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            kv.read_secret_version(path, mount_point=MOUNT, raise_on_deleted_version=True)
+            reads.append(time.perf_counter() - started)
+    finally:
+        client.adapter.close()
+    return statistics.median(writes), statistics.median(reads)
+
+
+def request_kind(path: str) -> str:
+    """A request's kind: what it names under a team prefix (and the KV API), else its API.
+
+    ``tokenctl/data/bench/home/leases/7`` is ``leases (data)``; ``sys/...`` and
+    ``auth/...`` keep their first three segments.
+    """
+    parts = path.split("/")
+    if parts[0] == MOUNT and len(parts) >= 5 and parts[2] == TEAM_ROOT:
+        return f"{parts[4]} ({parts[1]})"
+    return "/".join(parts[:3])
+
+
+def audited_requests(log: Path, start: int) -> Counter[str]:
+    """The requests in the audit log from byte ``start`` on, by kind and operation."""
+    counts = Counter[str]()
+    with log.open("rb") as lines:
+        lines.seek(start)
+        for line in lines:
+            entry = json.loads(line)
+            if entry.get("type") == "request":
+                request = entry["request"]
+                counts[f"{request_kind(request['path'])} {request['operation']}"] += 1
+    return counts
+
+
+def enable_audit(server: RaftCluster, log: Path) -> None:
+    """Add a file audit device writing to ``log`` to every node's configuration, and load it.
+
+    OpenBao refuses to enable audit devices through the API: they are declared in the
+    server's configuration, which a SIGHUP reloads.
+    """
+    stanza = f'\naudit "file" "file" {{\n  options {{\n    file_path = "{log}"\n  }}\n}}\n'
+    for node in server.nodes:
+        config = node.base_dir / "server.hcl"  # where start_raft_cluster writes it
+        with config.open("a", encoding="utf-8") as hcl:
+            hcl.write(stanza)
+        if node.pid is not None:
+            os.kill(node.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            if "file/" in server.api("GET", "sys/audit").get("data", {}):
+                return
+        except (OpenBaoError, OSError):
+            pass  # reloading: ask again
+        time.sleep(0.2)
+    raise BenchmarkError(f"the audit device to {log} was not enabled after a SIGHUP")
+
+
+def count_requests(
+    server: RaftCluster,
+    log: Path,
+    argv: Sequence[str],
+    runs: Sequence[tuple[Series, Mapping[str, str]]],
+    cwd: Path,
+) -> list[Counter[str]]:
+    """Enable a file audit device, then one ``renew --all`` per (series, env): its requests.
+
+    After the timed runs: the audit device writes every request and answer to ``log``.
+    """
+    enable_audit(server, log)
+    counted = []
+    for series, env in runs:
+        start = log.stat().st_size if log.exists() else 0
+        outcome = time_tokenctl(argv, env, cwd)
+        print(f"  audited  {series.label}: {describe(outcome, series.tokens)}")
+        counted.append(audited_requests(log, start))
+    return counted
+
+
+def print_requests(
+    one: Counter[str],
+    full: Counter[str],
+    count: int,
+    latency: tuple[float, float],
+    per_token: float,
+) -> None:
+    """The requests of both audited runs, per further token, and what they cost in a row.
+
+    ``latency``: median write and read seconds; ``per_token``: tokenctl's measured
+    seconds per further token.
+    """
+    kinds = sorted(set(one) | set(full), key=lambda kind: (-full[kind], kind))
+    further = {kind: (full[kind] - one[kind]) / (count - 1) for kind in kinds}
+    heading = "kind (KV API) operation"
+    width = max(len(heading), *(len(kind) for kind in kinds))
+    print(f"{heading:<{width}}  {'1 token':>7}  {f'{count} tokens':>10}  per further token")
+    print(f"{'-' * width}  {'-' * 7}  {'-' * 10}  {'-' * 17}")
+    for kind in kinds:
+        print(f"{kind:<{width}}  {one[kind]:>7}  {full[kind]:>10}  {further[kind]:>17.2f}")
+    total = sum(further.values())
+    print(f"{'total':<{width}}  {sum(one.values()):>7}  {sum(full.values()):>10}  {total:>17.2f}")
+    reads = sum(n for kind, n in further.items() if kind.endswith((" read", " list")))
+    write, read = latency
+    in_a_row = (total - reads) * write + reads * read
+    print(
+        f"KV latency, {KV_SAMPLES} each, one client: check-and-set write median"
+        f" {write * 1000:.2f} ms, read median {read * 1000:.2f} ms"
+    )
+    print(
+        f"per further token: {total - reads:.2f} writes + {reads:.2f} reads ="
+        f" {in_a_row * 1000:.2f} ms one after another, of tokenctl's {per_token * 1000:.2f} ms"
+    )
 
 
 def run(options: argparse.Namespace) -> int:
@@ -661,15 +929,29 @@ def run(options: argparse.Namespace) -> int:
     count: int = options.tokens
     if count < 2:
         raise BenchmarkError("--tokens must be at least 2 (one token is the start-up case)")
+    team = options.store == "openbao"
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tokenctl-bench-")))
         home, single_home = workdir / "home", workdir / "home-1"
+        pycache = workdir / "pycache"
         print(f"python    {sys.executable} ({platform.python_version()})")
         print(f"tokenctl  {script} (console script, as users run it)")
-        peers = start_peers(stack, workdir)
-        provider = peers.provider
-        env = {**child_environment(home, workdir / "pycache"), **peers.secret_service.env}
-        print(f"peers     Secret Service (gnome-keyring), OpenID provider {provider.issuer}")
+        if team:
+            provider = start_provider(stack, workdir)
+            server, what = start_team_store(stack, workdir)
+            user_home = workdir / "user-home"  # keeps the children from ~/.vault-token
+            user_home.mkdir()
+            env = environment(home, pycache, user_home, {"BAO_TOKEN": server.root_token})
+            print(f"peers     OpenID provider {provider.issuer} (no Secret Service)")
+            print(
+                f"store     team: {what} at {server.address}, mount {MOUNT}/,"
+                f" paths {team_prefix(home)} and {team_prefix(single_home)}"
+            )
+        else:
+            peers = start_peers(stack, workdir)
+            provider = peers.provider
+            env = {**child_environment(home, pycache), **peers.secret_service.env}
+            print(f"peers     Secret Service (gnome-keyring), OpenID provider {provider.issuer}")
 
         started = time.perf_counter()
         responses = mint_grants(provider, 2 * count + 2)
@@ -678,22 +960,16 @@ def run(options: argparse.Namespace) -> int:
             f" ({count} + 1 for tokenctl, {count} + 1 for the bare loop)",
             flush=True,
         )
-        # This process makes the data keys, through the same Secret Service.
-        os.environ.update(peers.secret_service.env)
-        keyring = OsKeyring()
-        keyring.ensure_available()
         definition = definition_toml(provider.issuer, max_concurrent_requests=options.concurrency)
-        key_entries = fill_homes(
-            script,
-            env,
-            workdir,
-            {home: responses[:count], single_home: responses[2 * count : 2 * count + 1]},
-            definition,
-            keyring,
-            provider.issuer,
-        )
-        entries_before = keyring_entries(keyring)
-        print(f"keyring   entries under service tokenctl: {', '.join(entries_before) or 'none'}")
+        homes = {home: responses[:count], single_home: responses[2 * count : 2 * count + 1]}
+        if team:
+            keyring_check = fill_team(
+                script, env, workdir, homes, definition, server, provider.issuer
+            )
+        else:
+            keyring_check = fill_local(
+                script, env, workdir, homes, definition, peers.secret_service, provider.issuer
+            )
         state = bare_loop_state(
             workdir / "bare-loop.json", provider, responses[count : 2 * count], options.concurrency
         )
@@ -730,6 +1006,15 @@ def run(options: argparse.Namespace) -> int:
         final = time_tokenctl(tokenctl_argv, env, workdir)
         errors = refresh_errors(provider)
         print(f"  afterwards, tokenctl renew --all: {describe(final, count)}")
+        if team:  # after the timed runs: the audit device slows the server down
+            latency = kv_latency(server)
+            requests = count_requests(
+                server,
+                workdir / "bao-audit.log",
+                tokenctl_argv,
+                [(one[0], single_env), (full[0], env)],
+                workdir,
+            )
         print(f"load      {', '.join(f'{load:.2f}' for load in os.getloadavg())} (1, 5, 15 min)")
         print()
 
@@ -741,10 +1026,13 @@ def run(options: argparse.Namespace) -> int:
                 f" {count / loop:.1f} tokens/s)"
             )
         print_breakdown(full, one)
-        entries_after = keyring_entries(keyring)
+        if team:
+            print()
+            per_token = (full[0].median - one[0].median) / (count - 1)
+            print_requests(requests[0], requests[1], count, latency, per_token)
         print()
         checks = verdicts(full[0], full[1], final, errors)
-        checks.append(one_entry_check(key_entries, entries_before, entries_after))
+        checks.append(keyring_check())
     return report(checks)
 
 

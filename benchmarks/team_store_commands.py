@@ -187,13 +187,16 @@ def fill_team(server: OpenBao | RaftCluster, size: int) -> tuple[float, Token]:
     return time.perf_counter() - started, chosen
 
 
-def team_home(home: Path, address: str) -> None:
-    """A tokenctl home whose config.toml chooses the team store (the token: BAO_TOKEN)."""
+def team_home(home: Path, address: str, prefix: str = PREFIX) -> None:
+    """A tokenctl home whose config.toml chooses the team store (the token: BAO_TOKEN).
+
+    ``prefix``: the team inventory's path in the KV mount (one inventory per prefix).
+    """
     home.mkdir(parents=True, exist_ok=True)
     home.chmod(0o700)
     config = home / "config.toml"
     config.write_text(
-        f'[store]\nkind = "openbao"\naddress = "{address}"\nmount = "{MOUNT}"\npath = "{PREFIX}"\n',
+        f'[store]\nkind = "openbao"\naddress = "{address}"\nmount = "{MOUNT}"\npath = "{prefix}"\n',
         encoding="utf-8",
     )
     config.chmod(0o600)
