@@ -285,3 +285,82 @@ def test_a_group_that_cannot_begin_fails_its_steps_instead_of_leaving_them_waiti
         future = worker.submit(lambda: "never run")
         with pytest.raises(InventoryError, match="gone"):
             future.result(10)
+
+
+def test_a_cancelled_renewal_still_records_the_answer_before_it_lets_go(tmp_path, monkeypatch):
+    """Ctrl-C in `renew --all` after the provider answered: the new refresh token is stored
+    (its record runs to its end) before the token's lock is given up."""
+    import asyncio
+    import io
+    import time
+
+    import httpx2
+
+    from tests.fakes import MemoryKeyring
+    from tokenctl.context import AppContext
+    from tokenctl.iostreams import IOStreams
+    from tokenctl.services import refresh
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "definitions.toml").write_text(
+        "[definitions.books]\ntitle = 'Books'\nkind = 'oauth2'\n"
+        "[definitions.books.oauth2]\n"
+        "token_endpoint = 'https://books.example/token'\n"
+        "authorization_endpoint = 'https://books.example/authorize'\n"
+        "client_id = 'c'\ntoken_endpoint_auth_method = 'none'\nscopes = ['openid']\n"
+    )
+    answer = {"access_token": "AT-new", "refresh_token": "RT-new", "token_type": "Bearer"}
+    keyring = MemoryKeyring()
+    ctx = AppContext(
+        io=IOStreams(
+            stdin=io.StringIO(), stdout=io.StringIO(), stderr=io.StringIO(),
+            stdin_tty=False, stdout_tty=False, stderr_tty=False, color=False, width=100,
+        ),
+        environ={"TOKENCTL_HOME": str(home)},
+        keyring_factory=lambda paths: keyring,
+        user_name=lambda: "tester",
+        host_name=lambda: "testhost",
+        http_transport=httpx2.MockTransport(lambda request: httpx2.Response(200, json=answer)),
+    )  # fmt: skip
+    token = ctx.inventory.add(
+        Token(number=0, name="acme", authentication_code="C-1", definition="books",
+              secret_set_at=START),
+        ACTOR,
+        START,
+        secrets=TokenSecrets(access_token="AT-old", refresh_token="RT-old"),
+    )  # fmt: skip
+    definition = ctx.definitions.require("books")
+    client = ctx.provider_client(definition, token.attributes)
+    recording, released = threading.Event(), []
+    real_record = refresh._Steps.record
+
+    def slow_record(self, state):
+        recording.set()
+        time.sleep(0.5)  # the record is on its way when the task is cancelled
+        return real_record(self, state)
+
+    monkeypatch.setattr(refresh._Steps, "record", slow_record)
+    real_release = refresh.release_lease
+    monkeypatch.setattr(
+        refresh,
+        "release_lease",
+        lambda c, t, lease: (released.append(ctx.inventory.secrets(1).refresh_token),
+                             real_release(c, t, lease))[-1],
+    )  # fmt: skip
+
+    async def cancel_midway() -> None:
+        with InventoryWorker(ctx.inventory.group_commit) as worker:
+            task = asyncio.create_task(refresh.refresh_token_async(ctx, token, client, worker))
+            while not recording.is_set():
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    try:
+        asyncio.run(cancel_midway())
+        assert ctx.inventory.secrets(1).refresh_token == "RT-new"
+        assert released == ["RT-new"]  # the lock was given up only once it was stored
+    finally:
+        ctx.close()
