@@ -218,3 +218,46 @@ def test_github_actions_identity_token_is_asked_for_the_audience():
     empty = httpx2.MockTransport(lambda request: httpx2.Response(200, json={"value": ""}))
     with pytest.raises(SecretStoreError, match="did not answer with an identity token"):
         github_identity_token(url, "req-token", None, empty)
+
+
+def test_a_server_error_while_renewing_the_store_token_is_tried_again_later():
+    """An election's 500 during renewal is the server's trouble: the token stays renewable
+    and the next call renews it; it is not given up for the rest of the run."""
+    from types import SimpleNamespace
+
+    from hvac import exceptions as vault
+
+    from tokenctl.store.openbao.auth import TokenKeeper, TokenLogin
+
+    now = [0.0]
+    answers: list[object] = [
+        {"data": {"ttl": 30, "renewable": True, "creation_ttl": 30}},  # the look-up
+        vault.InternalServerError("local node not active but active cluster node not found"),
+        {"auth": {"lease_duration": 30, "renewable": True}},
+    ]
+    calls: list[str] = []
+
+    def answer(name: str):
+        def call() -> object:
+            calls.append(name)
+            found = answers.pop(0)
+            if isinstance(found, Exception):
+                raise found
+            return found
+
+        return call
+
+    token_api = SimpleNamespace(lookup_self=answer("lookup"), renew_self=answer("renew"))
+    client = SimpleNamespace(token="", auth=SimpleNamespace(token=token_api))
+    keeper = TokenKeeper(
+        TokenLogin("s.given"), client, lambda: client, lambda call: call(), "http://127.0.0.1:1",
+        monotonic=lambda: now[0],
+    )  # fmt: skip
+    keeper.fresh()  # takes the given token
+    now[0] = 5.0
+    keeper.fresh()  # looks up its time left: 30 s from now
+    now[0] = 30.0  # 5 s left: renew
+    keeper.fresh()  # the server answers 500: tried again at the next call
+    keeper.fresh()
+    assert calls == ["lookup", "renew", "renew"]
+    assert keeper.renewals == 1

@@ -310,10 +310,17 @@ class TokenKeeper:
                 return
             if self._expires - now > self._granted * RENEW_WHEN_LEFT:
                 return
-            if self._renewable and self._renew():
-                return
-            if self.can_log_in:
-                self._log_in()
+            try:
+                if self._renewable and self._renew():
+                    return
+                if self.can_log_in:
+                    self._log_in()
+            except SecretStoreError:
+                # The server does not answer now (an election, a sealed node): while the
+                # token still has time, the call goes on with it and its own retries;
+                # renewing is tried again at the next call.
+                if self._expires - self._monotonic() <= 0:
+                    raise
 
     def log_in_again(self, refused: int) -> bool:
         """After the server refused the token of generation ``refused``: a new login.
@@ -389,6 +396,8 @@ class TokenKeeper:
         before = self._expires
         try:
             answer = self._send(self._client.auth.token.renew_self)
+        except (vault.InternalServerError, vault.BadGateway, vault.RateLimitExceeded):
+            return False  # the server's trouble, not the token's: tried again later
         except vault.VaultError:  # not renewable (any more): log in again, or run on
             self._renewable = False
             return False
