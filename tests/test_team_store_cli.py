@@ -406,3 +406,21 @@ def test_a_sealed_team_store_is_exit_4_for_every_command(machines, openbao, open
         assert f"could not read {openbao_kv}/acme/" in result.stderr
         assert "bao operator unseal" in result.stderr
     assert laptop("token", "acme").stdout == "p\n"  # unsealed again, nothing lost
+
+
+def test_store_use_refuses_empty_and_plain_http_options_as_usage_errors(tmp_path, openbao):
+    home = tmp_path / "tokenctl"
+    home.mkdir()
+    env = _env(openbao, tmp_path)
+    for args, said in (
+        (("--mount", ""), "the team store mount '' is not a path"),
+        (("--path", ""), "the team store path '' is not a path"),
+        (("--address", "http://bao.example.com:8200"), "--address: the team store address"),
+    ):
+        place = ("--address", openbao.address) if args[0] != "--address" else ()
+        result = tokenctl("store", "use", "openbao", *place, *args, home=home, env=env)
+        assert result.exit_code == 2, (args, result.stderr)
+        assert said in result.stderr and "Traceback" not in result.stderr
+    assert not (home / "config.toml").exists()  # nothing written
+    local = tokenctl("store", "use", "local", "--mount", "", home=home, env=env)
+    assert local.exit_code == 2 and "choose a team store" in local.stderr

@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tokenctl.config import StoreAuth, StoreConfig, StoreKind
-from tokenctl.errors import SecretStoreError, UsageError
+from tokenctl.errors import ConfigError, SecretStoreError, UsageError
 
 if TYPE_CHECKING:
     from tokenctl.context import AppContext
@@ -152,6 +152,18 @@ def parse_store_auth(text: str | None) -> StoreAuth | None:
     return parse_choice(StoreAuth, text, what="login", hint=f"use --auth with one of: {choices}")
 
 
+def _address_option(address: str | None) -> str | None:
+    """``--address`` checked as config.toml's is, refused as the usage error it is here."""
+    from tokenctl.store.connection import checked_address
+
+    if address is None:
+        return None
+    try:
+        return checked_address(address)
+    except ConfigError as error:
+        raise UsageError(f"--address: {error.message}", hint=error.hint) from None
+
+
 def use_store(
     ctx: AppContext,
     kind: StoreKind,
@@ -171,7 +183,7 @@ def use_store(
     command.
     """
     from tokenctl.config import DEFAULT_MOUNT, DEFAULT_PATH, read_toml
-    from tokenctl.store.connection import checked_address, connection
+    from tokenctl.store.connection import connection
 
     login = login or LoginChoice()
     current = ctx.config.store  # a broken config.toml is reported, never overwritten
@@ -179,7 +191,7 @@ def use_store(
     document = read_toml(config_file)
     table: dict[str, Any] = dict(document.get("store") or {})  # type: ignore[call-overload]
     if kind is StoreKind.LOCAL:
-        if address or mount or path or login.given:
+        if address is not None or mount is not None or path is not None or login.given:
             raise UsageError(
                 "--address, --mount, --path and the login options (--auth, --role, "
                 "--auth-mount, --jwt-audience, --secret-id-stdin) choose a team store",
@@ -195,9 +207,10 @@ def use_store(
         chosen = replace(
             chosen,
             kind=kind,
-            address=checked_address(address) if address else None,
-            mount=mount or DEFAULT_MOUNT,
-            path=path or DEFAULT_PATH,
+            address=_address_option(address),
+            # An empty --mount or --path is refused as a path, never taken as the default.
+            mount=DEFAULT_MOUNT if mount is None else mount,
+            path=DEFAULT_PATH if path is None else path,
             namespace=table.get("namespace"),  # kept in config.toml: checked with it too
         )
         secret_id = _secret_id(ctx, login) if chosen.auth is StoreAuth.APPROLE else None
