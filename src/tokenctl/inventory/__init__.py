@@ -234,3 +234,36 @@ class Inventory(Protocol):
     def close(self) -> None:
         """Release the connection."""
         ...
+
+
+class UpdateThroughUpdateIf:
+    """``update`` for an inventory that has ``update_if``: the one read-modify-write.
+
+    Both stores inherit it, so an unconditional change is exactly a conditional one
+    that always applies (same transaction, same history event, same secrets handling).
+    """
+
+    def update(
+        self: Inventory,
+        number: int,
+        changes: TokenChanges,
+        actor: Actor,
+        now: datetime,
+        *,
+        event: str,
+        outcome: str = "ok",
+        detail: str | None = None,
+        secrets: TokenSecrets | None = None,
+    ) -> Token:
+        """Apply ``changes`` (and store ``secrets``) with one history event, atomically."""
+        token, _ = self.update_if(
+            number,
+            lambda _current: changes,
+            actor,
+            now,
+            event=event,
+            outcome=outcome,
+            detail=detail,
+            secrets=secrets,
+        )
+        return token

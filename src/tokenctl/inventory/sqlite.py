@@ -20,6 +20,7 @@ from tokenctl.errors import (
     SecretStoreError,
 )
 from tokenctl.fsutil import FileLock, ensure_private_file
+from tokenctl.inventory import UpdateThroughUpdateIf
 from tokenctl.inventory.lookup import SCHEMA_VERSION, find_row, inventory_failure, is_damage
 from tokenctl.inventory.sealed import (
     INVENTORY_ID,
@@ -349,7 +350,7 @@ def _reports_failure(
     return reporting
 
 
-class SqliteInventory:
+class SqliteInventory(UpdateThroughUpdateIf):
     """The default :class:`~tokenctl.inventory.Inventory`, one SQLite file per home.
 
     Records, history and the secrets sealed under the inventory's data key, which
@@ -692,31 +693,6 @@ class SqliteInventory:
                 )
             row = connection.execute(f"{_SELECT} WHERE number = ?", (number,)).fetchone()
         return _token_from_row(row)
-
-    def update(
-        self,
-        number: int,
-        changes: TokenChanges,
-        actor: Actor,
-        now: datetime,
-        *,
-        event: str,
-        outcome: str = "ok",
-        detail: str | None = None,
-        secrets: TokenSecrets | None = None,
-    ) -> Token:
-        """Apply ``changes`` (and seal ``secrets``) with one history event, in one transaction."""
-        token, _ = self.update_if(
-            number,
-            lambda _current: changes,
-            actor,
-            now,
-            event=event,
-            outcome=outcome,
-            detail=detail,
-            secrets=secrets,
-        )
-        return token
 
     @_reports_failure
     def update_if(

@@ -35,6 +35,7 @@ from tokenctl.errors import (
     TokenctlError,
     UsageError,
 )
+from tokenctl.inventory import UpdateThroughUpdateIf
 from tokenctl.models import Actor, HistoryEvent, Token, TokenChanges, TokenSecrets
 from tokenctl.store.openbao.kv import RETRY_FOR, CasConflict, Entry, KvStore
 from tokenctl.store.openbao.layout import (
@@ -132,7 +133,7 @@ class _Pending:
 _PENDING = _Pending()
 
 
-class OpenBaoInventory:
+class OpenBaoInventory(UpdateThroughUpdateIf):
     """The team store's :class:`~tokenctl.inventory.Inventory`, on OpenBao or Vault KV v2.
 
     ``address`` is the server's URL, ``token`` the store token (or the login that gets
@@ -557,31 +558,6 @@ class OpenBaoInventory:
         self.kv.write(path, {"events": recent, "archived": archived}, cas=None)
         for first in stale:
             self.kv.remove(self.layout.history_chunk(number, first))
-
-    def update(
-        self,
-        number: int,
-        changes: TokenChanges,
-        actor: Actor,
-        now: datetime,
-        *,
-        event: str,
-        outcome: str = "ok",
-        detail: str | None = None,
-        secrets: TokenSecrets | None = None,
-    ) -> Token:
-        """Apply ``changes`` (and store ``secrets``) with one history event."""
-        token, _ = self.update_if(
-            number,
-            lambda _current: changes,
-            actor,
-            now,
-            event=event,
-            outcome=outcome,
-            detail=detail,
-            secrets=secrets,
-        )
-        return token
 
     def update_if(
         self,
