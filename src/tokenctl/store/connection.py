@@ -45,7 +45,8 @@ class Connection:
     login: StoreLogin = field(repr=False)
 
 
-def _first(environ: Mapping[str, str], *names: str) -> str | None:
+def first_set(environ: Mapping[str, str], *names: str) -> str | None:
+    """The value of the first of ``names`` set (not blank) in ``environ``, stripped."""
     for name in names:
         value = environ.get(name, "").strip()
         if value:
@@ -82,7 +83,7 @@ def checked_address(address: str) -> str:
 
 def configured_address(store: StoreConfig, environ: Mapping[str, str]) -> str | None:
     """The address config.toml names, else ``BAO_ADDR`` or ``VAULT_ADDR``; ``None``: none."""
-    return store.address or _first(environ, "BAO_ADDR", "VAULT_ADDR")
+    return store.address or first_set(environ, "BAO_ADDR", "VAULT_ADDR")
 
 
 def store_address(store: StoreConfig, environ: Mapping[str, str]) -> str:
@@ -99,11 +100,11 @@ def store_address(store: StoreConfig, environ: Mapping[str, str]) -> str:
 
 def store_token(environ: Mapping[str, str], home: Path | None = None) -> str:
     """The store token: ``BAO_TOKEN``, ``VAULT_TOKEN``, else ``~/.vault-token``."""
-    token = _first(environ, "BAO_TOKEN", "VAULT_TOKEN")
+    token = first_set(environ, "BAO_TOKEN", "VAULT_TOKEN")
     if token is not None:
         return token
     if home is None:
-        home_text = _first(environ, "HOME", "USERPROFILE")
+        home_text = first_set(environ, "HOME", "USERPROFILE")
         home = Path(home_text) if home_text else Path.home()
     try:
         token = (home / TOKEN_HELPER_FILE).read_text(encoding="utf-8").strip()
@@ -120,7 +121,7 @@ def store_token(environ: Mapping[str, str], home: Path | None = None) -> str:
 
 def store_verify(environ: Mapping[str, str]) -> bool | str:
     """The CA certificate file that verifies the server (``BAO_CACERT``), else the system's."""
-    cacert = _first(environ, "BAO_CACERT", "VAULT_CACERT")
+    cacert = first_set(environ, "BAO_CACERT", "VAULT_CACERT")
     if cacert is None:
         return True
     if not Path(cacert).is_file():
@@ -178,7 +179,7 @@ def connection(
         address=store_address(store, environ),
         mount=normal_path(store.mount, what="mount"),
         path=normal_path(store.path, what="path"),
-        namespace=store.namespace or _first(environ, "BAO_NAMESPACE", "VAULT_NAMESPACE"),
+        namespace=store.namespace or first_set(environ, "BAO_NAMESPACE", "VAULT_NAMESPACE"),
         verify=store_verify(environ),
         login=store_login(store, environ, transport=transport, secret_id=secret_id),
     )

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tokenctl.errors import SecretStoreError, TokenctlError
+from tokenctl.store.connection import first_set
 
 if TYPE_CHECKING:
     import hvac
@@ -85,14 +86,6 @@ class JwtLogin:
 StoreLogin = TokenLogin | AppRoleLogin | JwtLogin
 
 
-def _first(environ: Mapping[str, str], *names: str) -> str | None:
-    for name in names:
-        value = environ.get(name, "").strip()
-        if value:
-            return value
-    return None
-
-
 def _read_secret_file(variable: str, file_name: str, what: str) -> str:
     """The secret in the file ``variable`` names (its surrounding white space dropped)."""
     try:
@@ -121,10 +114,10 @@ def approle_login(
     """
     if secret_id is not None:
         return AppRoleLogin(role_id, secret_id, mount, source="stdin")
-    found = _first(environ, SECRET_ID_VARIABLE)
+    found = first_set(environ, SECRET_ID_VARIABLE)
     if found is not None:
         return AppRoleLogin(role_id, found, mount, source=SECRET_ID_VARIABLE)
-    file_name = _first(environ, SECRET_ID_FILE_VARIABLE)
+    file_name = first_set(environ, SECRET_ID_FILE_VARIABLE)
     if file_name is not None:
         found = _read_secret_file(SECRET_ID_FILE_VARIABLE, file_name, "AppRole secret id")
         return AppRoleLogin(role_id, found, mount, source=SECRET_ID_FILE_VARIABLE)
@@ -150,10 +143,10 @@ def jwt_login(
     ``TOKENCTL_STORE_JWT_FILE`` names (read at each login), else GitHub Actions' (asked for
     ``audience``, or without one for GitHub's default audience).
     """
-    given = _first(environ, JWT_VARIABLE)
+    given = first_set(environ, JWT_VARIABLE)
     if given is not None:
         return JwtLogin(role, lambda: given, mount, source=JWT_VARIABLE)
-    file_name = _first(environ, JWT_FILE_VARIABLE)
+    file_name = first_set(environ, JWT_FILE_VARIABLE)
     if file_name is not None:
         # Read at each login: a file kept fresh by the platform (Kubernetes) may change.
         return JwtLogin(
@@ -162,8 +155,8 @@ def jwt_login(
             mount,
             source=JWT_FILE_VARIABLE,
         )
-    url = _first(environ, GITHUB_URL_VARIABLE)
-    request_token = _first(environ, GITHUB_TOKEN_VARIABLE)
+    url = first_set(environ, GITHUB_URL_VARIABLE)
+    request_token = first_set(environ, GITHUB_TOKEN_VARIABLE)
     if url is not None and request_token is not None:
         return JwtLogin(
             role,
