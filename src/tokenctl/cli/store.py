@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from tokenctl.cli.common import JSON_OPTION, app_context
+from tokenctl.errors import ExitCode
 
 
 def status_command(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
@@ -125,7 +126,7 @@ def copy_command(
     )
     render_store_copy(app_ctx.io, report, as_json=as_json)
     if report.refused:  # a dry run that shows what a copy would refuse
-        raise typer.Exit(1)
+        raise typer.Exit(int(ExitCode.ERROR))
 
 
 def build() -> typer.Typer:
