@@ -264,24 +264,39 @@ def test_a_0x_store_killed_mid_upgrade_by_sigkill_on_the_real_keyring(tmp_path, 
             keyring.close()
         return sum(name.startswith("token-") for name in names)
 
+    def moved_in() -> int:
+        # Secrets sealed into the inventory so far, as another reader sees them.
+        reader = sqlite3.connect(home / "inventory.sqlite3", timeout=5)
+        try:
+            return reader.execute("SELECT count(*) FROM token_secrets").fetchone()[0]
+        except sqlite3.OperationalError:  # the table comes with the first move
+            return 0
+        finally:
+            reader.close()
+
     total = legacy_left()
     seen_partway = []
-    delay = 0.3
-    while legacy_left() and delay < 5:
+    # Kill each run as soon as it has moved one more entry in (seen from outside, so the
+    # kill lands mid-way whatever the machine's speed), until nothing is left to move.
+    for _ in range(6):
+        if not legacy_left():
+            break
+        before = moved_in()
         process = subprocess.Popen(
             [sys.executable, "-m", "tokenctl", "token", "acme-api"],
             env={**env, "TOKENCTL_HOME": str(home)},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        time.sleep(delay)
+        deadline = time.monotonic() + 60
+        while process.poll() is None and moved_in() <= before and time.monotonic() < deadline:
+            time.sleep(0.002)
         if process.poll() is None:
             os.kill(process.pid, signal.SIGKILL)
         process.wait(10)
         left = legacy_left()
         if 0 < left < total:
             seen_partway.append(left)
-        delay += 0.1
     finished = tokenctl("token", "acme-api", home=home, env=env)
     assert finished.exit_code == 0 and finished.stdout == "pc-acme-0x\n", finished.stderr
     keyring = OsKeyring()

@@ -469,23 +469,46 @@ def test_key_rotate_killed_by_sigkill_and_run_again_on_the_real_keyring(tmp_path
             Actor("test", "test"), now, secrets=TokenSecrets(pass_code=value),
         )  # fmt: skip
     inventory.close()
+    import sqlite3
+
+    def resealed() -> tuple[int, int]:
+        """(key versions in use, secrets already moved to the newest), as a reader sees them."""
+        connection = sqlite3.connect(home / "inventory.sqlite3", timeout=5)
+        try:
+            row = connection.execute(
+                "SELECT count(DISTINCT key_version), "
+                "count(*) FILTER (WHERE key_version = "
+                "(SELECT max(key_version) FROM token_secrets)) FROM token_secrets"
+            ).fetchone()
+            versions, newest = row
+            return versions, newest if versions > 1 else 0
+        finally:
+            connection.close()
+
+    # Kill each run as soon as one more of its batches has committed (seen from outside,
+    # so the kill lands mid-rotation whatever the machine's speed), then start it again.
     partway = []
-    delay = 0.4
-    while delay < 4:
+    for _ in range(4):
+        _, before = resealed()
         process = subprocess.Popen(
             [sys.executable, "-m", "tokenctl", "key", "rotate"],
             env={**env, "TOKENCTL_HOME": str(home)},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        time.sleep(delay)
+        deadline = time.monotonic() + 60
+        while process.poll() is None and time.monotonic() < deadline:
+            versions, newest = resealed()
+            if versions > 1 and newest > before:
+                break
+            time.sleep(0.002)
         if process.poll() is not None:
             break
         os.kill(process.pid, signal.SIGKILL)
         process.wait(10)
-        versions = {row[1] for row in sealed_rows(home)}
-        if len(versions) > 1:
-            partway.append(delay)
+        versions, newest = resealed()
+        if versions > 1:
+            partway.append(newest)
             # Mid-rotation: every secret still opens.
             inventory = SqliteInventory(home / "inventory.sqlite3", lambda: keyring)
             try:
@@ -493,7 +516,6 @@ def test_key_rotate_killed_by_sigkill_and_run_again_on_the_real_keyring(tmp_path
                     assert inventory.secrets(number) is not None
             finally:
                 inventory.close()
-        delay += 0.15
     finished = tokenctl("key", "rotate", "--json", home=home, env=env)
     assert finished.exit_code == 0, finished.stderr
     rows = sealed_rows(home)
@@ -508,7 +530,7 @@ def test_key_rotate_killed_by_sigkill_and_run_again_on_the_real_keyring(tmp_path
     finally:
         inventory.close()
         keyring.close()
-    assert partway, "no kill landed while the rotation re-sealed"
+    assert partway and partway == sorted(set(partway)), partway  # killed mid-way, each run further
 
 
 def test_key_reset_with_the_key_there_gives_up_only_what_does_not_open(cli):
