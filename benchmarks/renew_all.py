@@ -613,8 +613,8 @@ def profile_once(
         text=True,
     )
     print(
-        f"profile   {out} (exit status {result.returncode}; the main thread only: the"
-        " inventory steps run on the tokenctl-inventory thread)"
+        f"profile   {out} (exit status {result.returncode}; the main thread only: all"
+        " of it on the local store, the team store's inventory steps run on another thread)"
     )
 
 

@@ -12,7 +12,7 @@ import pytest
 from tests.fakes import START, MemoryKeyring
 from tokenctl.errors import InventoryError, NotFoundError
 from tokenctl.inventory.sqlite import SqliteInventory
-from tokenctl.inventory.worker import InventoryWorker
+from tokenctl.inventory.worker import InventoryWorker, LoopGroups
 from tokenctl.models import Actor, Token, TokenSecrets
 
 ACTOR = Actor(user="tester", unit="testhost")
@@ -186,6 +186,133 @@ def test_a_shut_down_worker_takes_no_more_steps(tmp_path):
         inventory.close()
 
 
+def _on_a_loop(steps):
+    """Run ``steps(executor)`` as a coroutine on a fresh event loop."""
+    import asyncio
+
+    return asyncio.run(steps())
+
+
+def test_loop_groups_run_the_steps_of_one_turn_in_one_group_and_hand_results_on_after_it(
+    tmp_path,
+):
+    import asyncio
+
+    inventory = _inventory(tmp_path, 8)
+    seen_at_result: dict[int, str | None] = {}
+    groups = []
+
+    def counted_group():
+        groups.append(1)
+        return inventory.group_commit()
+
+    async def steps() -> dict[int, str | None]:
+        with LoopGroups(counted_group) as executor:
+            futures = {
+                number: executor.submit(_describe, inventory, number, f"renewed {number}")
+                for number in range(1, 9)
+            }
+            # Ran at once (the loop's thread), not yet committed: nobody sees them yet.
+            assert set(_committed_descriptions(tmp_path).values()) == {None}
+            assert not any(future.done() for future in futures.values())
+            for number, future in futures.items():
+                future.add_done_callback(
+                    lambda _f, n=number: seen_at_result.__setitem__(
+                        n, _committed_descriptions(tmp_path)[n]
+                    )
+                )
+            results = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures.values()))
+            return {token.number: token.description for token in results}
+
+    try:
+        renewed = _on_a_loop(steps)
+        assert renewed == {n: f"renewed {n}" for n in range(1, 9)}
+        assert len(groups) == 1  # one turn of the loop, one group, one commit
+        # Each result came when its change was already durable, visible to others.
+        assert seen_at_result == renewed
+    finally:
+        inventory.close()
+
+
+def test_loop_groups_give_a_failing_step_its_own_error(tmp_path):
+    inventory = _inventory(tmp_path, 1)
+
+    async def steps() -> None:
+        with LoopGroups(inventory.group_commit) as executor:
+            missing = asyncio.wrap_future(executor.submit(_describe, inventory, 42, "nothing"))
+            kept = asyncio.wrap_future(executor.submit(_describe, inventory, 1, "kept"))
+            with pytest.raises(NotFoundError):
+                await missing
+            assert (await kept).description == "kept"
+
+    import asyncio
+
+    try:
+        _on_a_loop(steps)
+        assert _committed_descriptions(tmp_path) == {1: "kept"}
+    finally:
+        inventory.close()
+
+
+def test_loop_groups_fail_every_step_of_a_group_that_cannot_commit_or_begin(tmp_path):
+    import asyncio
+
+    inventory = _inventory(tmp_path, 2)
+
+    def failing_group():
+        group = inventory.group_commit()
+
+        class Guard:
+            def __enter__(self) -> None:
+                group.__enter__()
+
+            def __exit__(self, *exc: object) -> bool:
+                group.__exit__(RuntimeError, RuntimeError("disk full"), None)  # rolled back
+                raise InventoryError("the token inventory refused a change: disk full")
+
+        return Guard()
+
+    def no_group():
+        raise InventoryError("the inventory is gone")
+
+    async def steps() -> None:
+        with LoopGroups(failing_group) as executor:
+            first = asyncio.wrap_future(executor.submit(_describe, inventory, 1, "lost"))
+            second = asyncio.wrap_future(executor.submit(_describe, inventory, 2, "lost too"))
+            for future in (first, second):
+                with pytest.raises(InventoryError, match="disk full"):
+                    await future
+        with LoopGroups(no_group) as executor, pytest.raises(InventoryError, match="gone"):
+            await asyncio.wrap_future(executor.submit(lambda: "never run"))
+
+    try:
+        _on_a_loop(steps)
+        assert _committed_descriptions(tmp_path) == {1: None, 2: None}
+    finally:
+        inventory.close()
+
+
+def test_loop_groups_commit_the_open_group_when_shut_down_and_then_take_no_more(tmp_path):
+    import asyncio
+
+    inventory = _inventory(tmp_path, 1)
+
+    async def steps() -> None:
+        executor = LoopGroups(inventory.group_commit)
+        future = executor.submit(_describe, inventory, 1, "kept at shutdown")
+        executor.shutdown()  # before the loop's next turn: the group commits now
+        assert future.result(0).description == "kept at shutdown"
+        with pytest.raises(RuntimeError, match="shut down"):
+            executor.submit(_describe, inventory, 1, "late")
+        await asyncio.sleep(0)  # the scheduled commit finds nothing left to do
+
+    try:
+        _on_a_loop(steps)
+        assert _committed_descriptions(tmp_path) == {1: "kept at shutdown"}
+    finally:
+        inventory.close()
+
+
 def test_renew_all_renews_every_token_with_group_commit(tmp_path):
     """The grouped path end to end, through the real command on a mock provider."""
     import itertools
@@ -287,7 +414,10 @@ def test_a_group_that_cannot_begin_fails_its_steps_instead_of_leaving_them_waiti
             future.result(10)
 
 
-def test_a_cancelled_renewal_still_records_the_answer_before_it_lets_go(tmp_path, monkeypatch):
+@pytest.mark.parametrize("executor", [InventoryWorker, LoopGroups])
+def test_a_cancelled_renewal_still_records_the_answer_before_it_lets_go(
+    tmp_path, monkeypatch, executor
+):
     """Ctrl-C in `renew --all` after the provider answered: the new refresh token is stored
     (its record runs to its end) before the token's lock is given up."""
     import asyncio
@@ -337,26 +467,39 @@ def test_a_cancelled_renewal_still_records_the_answer_before_it_lets_go(tmp_path
 
     def slow_record(self, state):
         recording.set()
-        time.sleep(0.5)  # the record is on its way when the task is cancelled
+        if executor is LoopGroups:  # on the loop: the task is cancelled right here
+            asyncio.current_task().cancel()
+        else:
+            time.sleep(0.5)  # on the worker: the task is cancelled while this runs
         return real_record(self, state)
 
     monkeypatch.setattr(refresh._Steps, "record", slow_record)
     real_release = refresh.release_lease
+
+    def committed_refresh_token() -> str | None:
+        # Through a connection of its own: what is durable, not what the group holds.
+        other = SqliteInventory(home / "inventory.sqlite3", lambda: keyring)
+        try:
+            return other.secrets(1).refresh_token
+        finally:
+            other.close()
+
     monkeypatch.setattr(
         refresh,
         "release_lease",
-        lambda c, t, lease: (released.append(ctx.inventory.secrets(1).refresh_token),
+        lambda c, t, lease: (released.append(committed_refresh_token()),
                              real_release(c, t, lease))[-1],
     )  # fmt: skip
 
     async def cancel_midway() -> None:
-        with InventoryWorker(ctx.inventory.group_commit) as worker:
+        with executor(ctx.inventory.group_commit) as worker:
             task = asyncio.create_task(refresh.refresh_token_async(ctx, token, client, worker))
             while not recording.is_set():
                 await asyncio.sleep(0.01)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
+        assert task.cancelled()
 
     try:
         asyncio.run(cancel_midway())

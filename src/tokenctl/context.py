@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -125,6 +125,7 @@ def _run_browser_command(argv: list[str]) -> None:
         )
 
 
+@cache  # one process, one user: renew --all asks once per token
 def _os_user() -> str:
     import getpass
 
@@ -136,6 +137,7 @@ def _os_user() -> str:
         return f"uid:{os.getuid()}"
 
 
+@cache
 def _host_name() -> str:
     import socket
 

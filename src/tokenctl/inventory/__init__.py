@@ -48,6 +48,10 @@ class Inventory(Protocol):
     open the OS keyring.
     """
 
+    #: Whether its calls ask a server (the team store): then async code makes them off
+    #: its event loop. The local store's are local disk work, made on the loop.
+    remote: bool
+
     @property
     def inventory_id(self) -> str:
         """The inventory's random id; its data key's keyring entry is named after it."""
@@ -66,8 +70,8 @@ class Inventory(Protocol):
         ``update``/``update_if`` a savepoint of one transaction and commits (one sync to
         disk) when the context ends; every change stays atomic on its own, and any other
         change commits at once as always. A caller hands on a change's result only after
-        the context ended without error (:class:`tokenctl.inventory.worker.InventoryWorker`
-        does that). The team store writes each change through at once: a no-op there.
+        the context ended without error (the executors of :mod:`tokenctl.inventory.worker`
+        do that). The team store writes each change through at once: a no-op there.
         """
         ...
 

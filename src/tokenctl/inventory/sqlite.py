@@ -357,6 +357,7 @@ class SqliteInventory(UpdateThroughUpdateIf):
     ``keyring`` (called on the first secret read or written, never otherwise) holds.
     """
 
+    remote = False  # one file on this machine
     #: Rows re-sealed per transaction by :meth:`rotate_key`: each batch commits, so an
     #: interrupted rotation keeps what it did, and other processes wait only that long.
     ROTATION_BATCH = 200

@@ -1,17 +1,22 @@
-"""The one thread that does a bulk run's inventory work, committing in groups.
+"""Where a bulk run's inventory steps run, committing in groups.
 
-``renew --all`` keeps the inventory (one SQLite connection) off its event loop, on one
-thread. Each renewal's new token set is committed with ``synchronous = FULL``: a sync to
-disk per token would cost more than the provider's answer. :class:`InventoryWorker` runs
-every step queued while the previous group was busy inside one
-:meth:`~tokenctl.inventory.Inventory.group_commit`, so they share one commit, and only
-then hands each step its result: a caller never goes on (releases its token's lock,
-reports the renewal) before its change is durable. Each change stays atomic on its own;
-one that fails fails alone.
+Each renewal's new token set is committed with ``synchronous = FULL``: a sync to disk
+per token would cost more than the provider's answer. So ``renew --all`` runs its
+inventory steps inside :meth:`~tokenctl.inventory.Inventory.group_commit` and hands
+each step its result only after its group committed: a caller never goes on (releases
+its token's lock, reports the renewal) before its change is durable. Each change stays
+atomic on its own; one that fails fails alone. Two executors, one contract:
+
+* :class:`LoopGroups` (the local store): each step at once on the event loop's thread;
+  the steps of one turn of the loop share one commit. A step there is local disk work
+  of a fraction of a millisecond, less than a hop to another thread and back costs.
+* :class:`InventoryWorker` (the team store, whose steps are requests to a server): one
+  thread; the steps queued while the previous group was busy share one group.
 """
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 from collections.abc import Callable
@@ -112,6 +117,72 @@ class InventoryWorker(Executor):
                     future.set_exception(error)  # also the steps the failure kept from running
             return
         for future, ok, value in outcomes:
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+
+class LoopGroups(Executor):
+    """An executor that runs each step at once, on the event loop's thread, in groups.
+
+    ``group`` opens the inventory's group (``inventory.group_commit``). The first step
+    of a turn of the loop opens one, and a callback the loop runs next commits it: the
+    steps the loop's coroutines ran meanwhile share its one commit. A step's future gets
+    its result, or its own error, once that commit is done; when the commit itself fails,
+    every step of the group gets the commit's error. :meth:`submit` must be called on the
+    loop's thread, with the loop running.
+
+    A wait for another process's write lock (SQLite's busy timeout) holds the loop for
+    as long; such holds last milliseconds, and a provider's answer meanwhile waits in
+    the socket, not lost.
+    """
+
+    def __init__(self, group: Callable[[], AbstractContextManager[None]]) -> None:
+        self._group = group
+        self._open: AbstractContextManager[None] | None = None
+        self._ran: list[tuple[Future[Any], bool, Any]] = []
+        self._closed = False
+
+    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
+        """Run ``fn(*args, **kwargs)`` now; its future resolves once its group committed."""
+        if self._closed:
+            raise RuntimeError("the inventory steps have been shut down")
+        future: Future[_T] = Future()
+        future.set_running_or_notify_cancel()
+        if self._open is None:
+            loop = asyncio.get_running_loop()
+            try:
+                opening = self._group()
+                opening.__enter__()
+            except BaseException as error:  # no group, no step: it fails, nothing waits
+                future.set_exception(error)
+                return future
+            self._open = opening
+            loop.call_soon(self._commit)
+        try:
+            self._ran.append((future, True, fn(*args, **kwargs)))
+        except BaseException as error:  # this step's own failure, handed over at commit
+            self._ran.append((future, False, error))
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Commit the open group, if any (its steps ran: their changes are kept)."""
+        self._closed = True
+        self._commit()
+
+    def _commit(self) -> None:
+        group, ran = self._open, self._ran
+        if group is None:
+            return
+        self._open, self._ran = None, []
+        try:
+            group.__exit__(None, None, None)
+        except BaseException as error:  # the group did not commit: nothing of it is kept
+            for future, _ok, _value in ran:
+                future.set_exception(error)
+            return
+        for future, ok, value in ran:
             if ok:
                 future.set_result(value)
             else:

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import httpcore2
 import httpx2
 
 if TYPE_CHECKING:
+    import socket
     import ssl
 
 T = TypeVar("T")
@@ -187,9 +189,110 @@ def async_client_options(inner: Any = None) -> dict[str, Any]:
     if inner is not None and not isinstance(inner, httpx2.AsyncBaseTransport):
         raise TypeError(f"{type(inner).__name__} is no async httpx2 transport")
     options: dict[str, Any] = {"timeout": READ_TIMEOUT, "verify": shared_ssl_context()}
-    if inner is not None:
-        options["transport"] = _AsyncBorrowed(inner)
+    options["transport"] = _AsyncBorrowed(inner) if inner is not None else _async_network()
     return options
+
+
+def _async_network() -> httpx2.AsyncHTTPTransport:
+    """httpx2's async transport to the network, its sockets seen through :class:`_Probed`.
+
+    Before each request httpcore2's pool asks every idle connection whether its socket
+    is readable (a server that closed it); anyio answers by building all of the
+    socket's attributes, a ``getpeername`` call among them, each time: about a third of
+    a millisecond per request in ``renew --all`` (measured, benchmarks/renew_all.py).
+    The pool is httpx2's own, with httpx2's limits; only its network backend differs.
+    """
+    transport = httpx2.AsyncHTTPTransport(verify=shared_ssl_context())
+    limits = httpx2.Limits()
+    # httpx2 offers no parameter for the backend: its pool is rebuilt with one.
+    transport._pool = httpcore2.AsyncConnectionPool(
+        ssl_context=shared_ssl_context(),
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        network_backend=_ProbedBackend(httpcore2.AnyIOBackend()),
+    )
+    return transport
+
+
+class _ProbedBackend(httpcore2.AsyncNetworkBackend):
+    """anyio's backend, each stream wrapped in :class:`_Probed`."""
+
+    def __init__(self, inner: httpcore2.AsyncNetworkBackend) -> None:
+        self._inner = inner
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore2.AsyncNetworkStream:
+        """A TCP connection, as anyio makes it."""
+        stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        return _Probed(stream)
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore2.AsyncNetworkStream:
+        """A Unix socket connection, as anyio makes it."""
+        return _Probed(await self._inner.connect_unix_socket(path, timeout, socket_options))
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep as anyio does."""
+        await self._inner.sleep(seconds)
+
+
+class _Probed(httpcore2.AsyncNetworkStream):
+    """A network stream that answers "is the socket readable?" from the socket it keeps."""
+
+    def __init__(self, inner: httpcore2.AsyncNetworkStream) -> None:
+        self._inner = inner
+        self._socket: socket.socket | None = inner.get_extra_info("socket")
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        """Read as the wrapped stream does."""
+        return await self._inner.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        """Write as the wrapped stream does."""
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        """Close the wrapped stream."""
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore2.AsyncNetworkStream:
+        """TLS over the same socket, probed the same way."""
+        return _Probed(await self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        """``is_readable`` from the kept socket (as httpcore2 decides it); the rest asked."""
+        if info == "is_readable" and self._socket is not None:
+            return _readable(self._socket)
+        return self._inner.get_extra_info(info)
+
+
+def _readable(sock: socket.socket) -> bool:
+    """Whether ``sock`` has something to read now (or is gone), without reading it."""
+    import select
+    import sys
+
+    fileno = sock.fileno()
+    if fileno < 0:
+        return True  # closed: the next read returns the end
+    if sys.platform == "win32" or not hasattr(select, "poll"):
+        ready, _, _ = select.select([fileno], [], [], 0)
+        return bool(ready)
+    poller = select.poll()
+    poller.register(fileno, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 async def within_deadline(call: Awaitable[T], url: str, seconds: float) -> T:

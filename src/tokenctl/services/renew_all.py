@@ -202,14 +202,17 @@ def renew_all(
         return BulkReport([])
     ctx.inventory.ensure_secrets_writable()
     prepared = _prepare(ctx, selected)
-    from tokenctl.inventory.worker import InventoryWorker
+    from tokenctl.inventory.worker import InventoryWorker, LoopGroups
 
-    # The inventory is one connection: all its work goes to one thread, off the loop,
-    # where the renewals recorded at about the same time share one commit.
-    with InventoryWorker(ctx.inventory.group_commit) as inventory_thread:
+    # Renewals recorded at about the same time share one commit. The local store's steps
+    # run on the loop itself; a team store's ask a server: one thread, off the loop.
+    steps: Executor = (
+        InventoryWorker(ctx.inventory.group_commit)
+        if ctx.inventory.remote
+        else LoopGroups(ctx.inventory.group_commit)
+    )
+    with steps:
         items = asyncio.run(
-            _renew_all(
-                ctx, selected, prepared, concurrency, on_done or (lambda _: None), inventory_thread
-            )
+            _renew_all(ctx, selected, prepared, concurrency, on_done or (lambda _: None), steps)
         )
     return BulkReport(items)

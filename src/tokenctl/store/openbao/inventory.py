@@ -144,6 +144,8 @@ class OpenBaoInventory(UpdateThroughUpdateIf):
     Use it from one thread at a time (as ``AppContext`` does).
     """
 
+    remote = True  # every call asks the server
+
     def __init__(
         self,
         address: str,
