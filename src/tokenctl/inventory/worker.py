@@ -141,15 +141,31 @@ class LoopGroups(Executor):
     def __init__(self, group: Callable[[], AbstractContextManager[None]]) -> None:
         self._group = group
         self._open: AbstractContextManager[None] | None = None
-        self._ran: list[tuple[Future[Any], bool, Any]] = []
+        self._ran: list[tuple[Future[Any] | asyncio.Future[Any], bool, Any]] = []
         self._closed = False
 
     def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
         """Run ``fn(*args, **kwargs)`` now; its future resolves once its group committed."""
-        if self._closed:
-            raise RuntimeError("the inventory steps have been shut down")
         future: Future[_T] = Future()
         future.set_running_or_notify_cancel()
+        self._run(future, fn, args, kwargs)
+        return future
+
+    def schedule(self, fn: Callable[..., _T], /, *args: Any) -> asyncio.Future[_T]:
+        """:meth:`submit` with a future of the running loop: awaited without a hand-off."""
+        future: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
+        self._run(future, fn, args, {})
+        return future
+
+    def _run(
+        self,
+        future: Future[Any] | asyncio.Future[Any],
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        if self._closed:
+            raise RuntimeError("the inventory steps have been shut down")
         if self._open is None:
             loop = asyncio.get_running_loop()
             try:
@@ -157,14 +173,13 @@ class LoopGroups(Executor):
                 opening.__enter__()
             except BaseException as error:  # no group, no step: it fails, nothing waits
                 future.set_exception(error)
-                return future
+                return
             self._open = opening
             loop.call_soon(self._commit)
         try:
             self._ran.append((future, True, fn(*args, **kwargs)))
         except BaseException as error:  # this step's own failure, handed over at commit
             self._ran.append((future, False, error))
-        return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Commit the open group, if any (its steps ran: their changes are kept)."""
@@ -179,11 +194,22 @@ class LoopGroups(Executor):
         try:
             group.__exit__(None, None, None)
         except BaseException as error:  # the group did not commit: nothing of it is kept
-            for future, _ok, _value in ran:
-                future.set_exception(error)
-            return
+            ran = [(future, False, error) for future, _ok, _value in ran]
         for future, ok, value in ran:
+            if future.done():  # a loop future whose awaiting task was cancelled
+                continue
             if ok:
                 future.set_result(value)
             else:
                 future.set_exception(value)
+
+
+def step_future(steps: Executor, fn: Callable[..., _T], /, *args: Any) -> asyncio.Future[_T]:
+    """``fn(*args)`` on ``steps``, as a future of the running loop.
+
+    It resolves once the step's group committed. :class:`LoopGroups` hands its own loop
+    future over; any other executor's future is wrapped.
+    """
+    if isinstance(steps, LoopGroups):
+        return steps.schedule(fn, *args)
+    return asyncio.wrap_future(steps.submit(fn, *args))

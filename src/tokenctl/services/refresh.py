@@ -3,10 +3,10 @@
 Two faces share its steps (:class:`_Steps`):
 
 * :func:`refresh_token` (sync) for ``renew``, ``token``, ``exec`` and the probe;
-* :func:`refresh_token_async` for ``renew --all``: the same steps, the blocking ones on
-  the one inventory thread it is given (the inventory is one SQLite connection), so no
-  coroutine waits for another's SQLite call. Only the provider call differs: there it
-  is awaited.
+* :func:`refresh_token_async` for ``renew --all``: the same steps, the inventory's on
+  the executor it is given (:mod:`tokenctl.inventory.worker`: the local store's on the
+  loop, a team store's on one thread), their results handed on only once committed.
+  Only the provider call differs: there it is awaited.
 
 Under the token's lease (the inventory's: a file lock on the local store, a KV key
 written by check-and-set on the team store, so one machine at a time) the record is
@@ -307,39 +307,40 @@ async def refresh_token_async(
 ) -> RefreshOutcome:
     """:func:`refresh_token` for an event loop; its notes are left to the caller.
 
-    ``inventory_thread`` runs every inventory step (one thread: the inventory is one
-    connection), each try of the lease too. The lease is polled on the loop, never
+    ``inventory_thread`` (an executor of :mod:`tokenctl.inventory.worker`) runs every
+    inventory step, and each try of a team store's lease: on the loop itself for the
+    local store, on one thread for the team store. The lease is polled on the loop, never
     waited for in a thread: a run with many tokens held by another process would
-    otherwise fill the thread pool with waits while the holders need it.
+    otherwise fill the thread with waits while the holders need it.
     """
     import asyncio
 
+    from tokenctl.inventory.worker import step_future
     from tokenctl.oauth.provider import OAuthFailure
 
-    loop = asyncio.get_running_loop()
     steps = _Steps(ctx, token, client)
     lease = token_lease(ctx, token, lease_ttl(client.definition))
 
     async def lease_call(call: Callable[[], _T]) -> _T:
         # A team store's lease asks the server: off the loop. A local lock is a system
-        # call that never waits: made here, sparing two thread hops per token.
-        return await loop.run_in_executor(inventory_thread, call) if lease.remote else call()
+        # call that never waits: made here.
+        return await step_future(inventory_thread, call) if lease.remote else call()
 
     try:
         while not await lease_call(lease.try_acquire):
             await asyncio.sleep(lease.poll_seconds)
-        refresh = await loop.run_in_executor(inventory_thread, steps.reread)
+        refresh = await step_future(inventory_thread, steps.reread)
         if isinstance(refresh, RefreshOutcome):
             return refresh
         try:
             response = await client.refresh_async(refresh)
         except OAuthFailure as failure:
-            raise await loop.run_in_executor(inventory_thread, steps.refused, failure) from None
+            raise await step_future(inventory_thread, steps.refused, failure) from None
         state = steps.new_state(response)
         # From here the provider's answer may hold the only valid refresh token: the
         # record runs to its end (durable, a group's commit included) even when this
         # task is cancelled (Ctrl-C), and the lease is given up only after it.
-        recording = asyncio.wrap_future(inventory_thread.submit(steps.record, state))
+        recording = step_future(inventory_thread, steps.record, state)
         try:
             outcome = await asyncio.shield(recording)
         except asyncio.CancelledError:
@@ -349,7 +350,7 @@ async def refresh_token_async(
                 steps.keep(state, unstored)  # the user hears of it from the next refresh
             raise
         except _STORE_FAILURES as error:
-            raise await loop.run_in_executor(inventory_thread, steps.keep, state, error) from None
+            raise await step_future(inventory_thread, steps.keep, state, error) from None
         return steps.forget_kept(outcome)
     finally:
         await lease_call(lambda: release_lease(ctx, token, lease))
