@@ -58,8 +58,8 @@ def _login(machine: Machine, oidc: Any, bao: OpenBao) -> None:
     assert added.exit_code == 0, added.stderr
 
 
-def _team(bao: OpenBao, mount: str) -> OpenBaoInventory:
-    return OpenBaoInventory(bao.address, bao.root_token, mount, PATH)
+def _team(bao: OpenBao, mount: str, **options: float) -> OpenBaoInventory:
+    return OpenBaoInventory(bao.address, bao.root_token, mount, PATH, **options)
 
 
 def _make_due(team: OpenBaoInventory) -> None:
@@ -137,7 +137,7 @@ _HOLD_LEASE = """
 import sys, time
 from tokenctl.store.openbao.inventory import OpenBaoInventory
 address, token, mount, path, number, ttl = sys.argv[1:]
-team = OpenBaoInventory(address, token, mount, path)
+team = OpenBaoInventory(address, token, mount, path, retry_for=0.0)  # ttl as given
 lease = team.refresh_lease(int(number), "a holder that is killed", float(ttl))
 assert lease.try_acquire()
 print("held", flush=True)
@@ -187,7 +187,11 @@ def test_a_killed_holder_blocks_others_only_until_its_lease_expires(
 def test_the_lease_is_exclusive_taken_over_when_expired_and_never_released_by_an_old_holder(
     openbao, openbao_kv
 ):
-    first, second = _team(openbao, openbao_kv), _team(openbao, openbao_kv)
+    # No outage allowance: the leases last exactly the ttl given.
+    first, second = (
+        _team(openbao, openbao_kv, retry_for=0.0),
+        _team(openbao, openbao_kv, retry_for=0.0),
+    )
     try:
         mine = first.refresh_lease(7, "first", 2.0)
         theirs = second.refresh_lease(7, "second", 60.0)
@@ -351,3 +355,19 @@ def test_an_identity_that_may_not_take_the_lease_is_told_so_and_refreshes_nothin
     assert f"{openbao_kv}/{PATH}/leases/" in renewed.stderr
     assert "may not" in renewed.stderr
     assert oidc.stats()["grant_success"].get("refresh_token", 0) == 0
+
+
+def test_a_lease_outlasts_the_store_outages_its_holder_may_wait_out(openbao, openbao_kv):
+    """The holder's re-read and its writes may each retry through an outage of up to
+    ``retry_for``: the lease written covers both, beyond the provider call's ttl."""
+    team = OpenBaoInventory(
+        openbao.address, openbao.root_token, openbao_kv, PATH + "-outage", retry_for=30.0
+    )
+    try:
+        lease = team.refresh_lease(7, "a holder", 90.0)
+        assert lease.try_acquire()
+        written = team.kv.read(team.layout.lease(7))
+        assert written is not None and written.data["ttl"] == 150.0
+        lease.release()
+    finally:
+        team.close()

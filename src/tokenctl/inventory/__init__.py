@@ -148,8 +148,11 @@ class Inventory(Protocol):
         """The lease that serialises refreshes of token ``number`` (not taken yet).
 
         ``holder`` names this process (user, host, process id) to whoever finds the lease
-        held; ``ttl`` is how many seconds it lasts at most when its holder never releases
-        it (a store whose holders cannot die holding it may ignore both).
+        held; ``ttl`` is how many seconds the holder needs it at most while the store
+        answers. It lasts that long when its holder never releases it; a store whose
+        calls wait out an outage adds the time those waits may take, so that a live
+        holder's lease never ends under it (a store whose holders cannot die holding it
+        may ignore both).
         """
         ...
 

@@ -717,10 +717,18 @@ class OpenBaoInventory(UpdateThroughUpdateIf):
     # -- refresh leases and identity -----------------------------------------------------
 
     def refresh_lease(self, number: int, holder: str, ttl: float) -> RefreshLease:
-        """The lease ``P/leases/<number>`` (:mod:`.lease`): one machine refreshes at a time."""
+        """The lease ``P/leases/<number>`` (:mod:`.lease`): one machine refreshes at a time.
+
+        It lasts ``ttl`` plus two outages' worth of retries (:attr:`KvStore.retry_for`):
+        the holder's re-read before the provider call and its writes after it may each
+        wait out one. A lease that ended while its holder waited would let another
+        machine refresh with the refresh token the holder has just used, which a
+        provider that detects reuse answers by revoking the grant.
+        """
         from tokenctl.store.openbao.lease import KvLease
 
-        return KvLease(self.kv, self.layout.lease(number), holder, ttl)
+        lasting = ttl + 2 * self.kv.retry_for
+        return KvLease(self.kv, self.layout.lease(number), holder, lasting)
 
     def actor_identity(self) -> str | None:
         """The store token's identity as the server knows it, looked up once per command.

@@ -4,7 +4,7 @@ A token whose provider rotates refresh tokens (and revokes the grant when a used
 comes back) must be refreshed by one tokenctl at a time across every machine. Before
 the token endpoint is called, the refresher writes ``P/leases/<number>``::
 
-    {"holder": "alice@laptop pid 4242 …", "ttl": 90.0, "expires_at": "…"}
+    {"holder": "alice@laptop pid 4242 …", "ttl": 150.0, "expires_at": "…"}
 
 by check-and-set: create-only (``cas=0``) while the key does not exist, else on the
 version of a lease that is released or expired. Two machines never both win a version.
