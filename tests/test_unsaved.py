@@ -102,3 +102,25 @@ def test_an_entry_that_is_not_a_key_is_never_overwritten(tmp_path):
         assert not unsaved_file(ctx, token).exists()
     finally:
         ctx.close()
+
+
+def test_doctor_names_each_kept_set_and_what_to_run_until_it_is_stored(kept):
+    from tokenctl.errors import ExitCode
+    from tokenctl.services.doctor import run_doctor
+
+    ctx, _keyring, token, path = kept
+    report = run_doctor(ctx)
+    [check] = [check for check in report.checks if check.name == "unsaved"]
+    assert not check.ok and report.exit_code == ExitCode.ERROR
+    assert "1 token set the store could not take is kept" in check.detail
+    assert f"acme (issued {START.isoformat()})" in check.detail
+    assert "tokenctl renew NAME" in check.detail
+    assert "RT-new" not in check.detail and "AT-new" not in check.detail
+    # A file that is no kept set's document is named too, never skipped.
+    (path.parent / "stray.json").write_text("not json")
+    [check] = [c for c in run_doctor(ctx).checks if c.name == "unsaved"]
+    assert "2 token sets" in check.detail and "stray.json" in check.detail
+    (path.parent / "stray.json").unlink()
+    forget_unsaved(ctx, token)  # what the next refresh does once it stored the set
+    [check] = [c for c in run_doctor(ctx).checks if c.name == "unsaved"]
+    assert check.ok and check.detail == "no token set waiting to be stored"

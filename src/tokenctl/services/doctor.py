@@ -172,6 +172,48 @@ def _store_check(ctx: AppContext) -> Check:
     return Check("store", True, f"reachable, {detail}")
 
 
+def _unsaved_check(ctx: AppContext, inventory_id: str | None) -> Check:
+    """Token sets a provider issued that the store could not take: each needs a renew.
+
+    ``inventory_id``: the inventory in use, when it could be read; a set kept for
+    another one (the home's store was switched since) is named as such.
+    """
+    from tokenctl.services.unsaved import kept_sets
+    from tokenctl.textsafe import safe_line
+
+    try:
+        kept = kept_sets(ctx)
+    except OSError as error:
+        folder = ctx.paths.data_dir / "unsaved"
+        return Check("unsaved", False, f"cannot read {folder}: {error.strerror or error}")
+    if not kept:
+        return Check("unsaved", True, "no token set waiting to be stored")
+    described = []
+    for item in kept:
+        text = safe_line(item.name)
+        if item.issued_at:
+            text += f" (issued {safe_line(item.issued_at)})"
+        if inventory_id is not None and item.inventory_id not in (None, inventory_id):
+            text += f" of another inventory ({safe_line(item.inventory_id or '')})"
+        described.append(text)
+    count = len(kept)
+    return Check(
+        "unsaved",
+        False,
+        f"{count} token set{'s' if count != 1 else ''} the store could not take "
+        f"{'are' if count != 1 else 'is'} kept, sealed, in {ctx.paths.data_dir / 'unsaved'}: "
+        f"{', '.join(described)}; once the store answers, run `tokenctl renew NAME` for "
+        "each: it renews with the kept refresh token and stores the result",
+    )
+
+
+def _inventory_id(ctx: AppContext) -> str | None:
+    try:
+        return ctx.inventory.inventory_id
+    except TokenctlError:
+        return None
+
+
 def run_doctor(ctx: AppContext, *, remove_orphans: bool = False) -> DoctorReport:
     """Check everything tokenctl depends on; never raises for a broken part.
 
@@ -218,6 +260,7 @@ def run_doctor(ctx: AppContext, *, remove_orphans: bool = False) -> DoctorReport
         # No data key, no keyring entries: OpenBao keeps and encrypts the secrets. The
         # per-token locks are still this machine's files (leases across machines: later).
         checks.append(_permissions([paths.config_dir, paths.config_file, paths.locks_dir]))
+        checks.append(_unsaved_check(ctx, _inventory_id(ctx) if store_check.ok else None))
         return DoctorReport(
             checks=checks,
             paths={"config_dir": str(paths.config_dir), "config_file": str(paths.config_file)},
@@ -248,6 +291,7 @@ def run_doctor(ctx: AppContext, *, remove_orphans: bool = False) -> DoctorReport
             ctx, loaded, usable=keyring_usable and inventory_usable, remove=remove_orphans
         )
     )
+    checks.append(_unsaved_check(ctx, _inventory_id(ctx) if inventory_usable else None))
     return DoctorReport(
         checks=checks,
         paths={

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,6 +39,56 @@ _FORMAT = 1
 def _inventory_id(ctx: AppContext) -> str:
     """The inventory's id; the store's error when even that cannot be had (nothing kept)."""
     return ctx.inventory.inventory_id
+
+
+@dataclass(frozen=True)
+class KeptSet:
+    """A kept token set as its file describes it (nothing of it unsealed)."""
+
+    path: Path
+    name: str  # the token's name when it was kept ("#N" when the file does not say)
+    number: int | None
+    inventory_id: str | None
+    issued_at: str | None  # when the provider issued it (ISO 8601), as written
+
+
+def kept_sets(ctx: AppContext) -> list[KeptSet]:
+    """Every kept token set of this home, from the files' plain fields, sorted by name.
+
+    ``OSError`` when the directory exists but cannot be read. A file that is not a kept
+    set's document is listed under its file name, so nothing there goes unmentioned.
+    """
+    folder = ctx.paths.data_dir / "unsaved"
+    try:
+        paths = sorted(folder.glob("*.json"))
+    except FileNotFoundError:
+        return []
+    found = []
+    for path in paths:
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:  # used up by a refresh meanwhile
+            continue
+        except (OSError, ValueError):
+            document = None
+        if not isinstance(document, dict):
+            found.append(KeptSet(path, path.name, None, None, None))
+            continue
+        number = document.get("number")
+        number = number if type(number) is int else None
+        name = document.get("name")
+        issued = document.get("issued_at")
+        inventory = document.get("inventory_id")
+        found.append(
+            KeptSet(
+                path,
+                name if isinstance(name, str) and name else f"#{number}",
+                number,
+                inventory if isinstance(inventory, str) else None,
+                issued if isinstance(issued, str) else None,
+            )
+        )
+    return sorted(found, key=lambda kept: (kept.name, str(kept.path)))
 
 
 def unsaved_file(ctx: AppContext, token: Token, inventory_id: str | None = None) -> Path:
