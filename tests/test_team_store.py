@@ -879,3 +879,68 @@ def test_tokens_the_provider_rotated_are_kept_when_the_store_fails(
             assert "access_token" in json.loads(r.read())
     finally:
         server.stop()
+
+
+def test_a_retried_write_does_not_take_another_machines_equal_write_for_its_own(bao, prefix):
+    """The first attempt's answer is lost, and meanwhile another machine wrote the very
+    same values (both drew the same next number): the retry is refused by check-and-set
+    and must report the conflict, not claim the other machine's version as its own."""
+    import requests
+
+    from tokenctl.store.openbao.kv import WRITE_ID, CasConflict, KvStore
+
+    path = f"{prefix}/counter"
+    ours = KvStore(bao.address, bao.root_token, MOUNT, retry_for=5.0)
+    theirs = KvStore(bao.address, bao.root_token, MOUNT)
+    try:
+        assert ours.write(path, {"next": 1}, cas=0) == 1  # the server has answered us
+        real = ours._kv.create_or_update_secret
+        calls = []
+
+        def lost_answer(*args: Any, **kwargs: Any) -> Any:
+            calls.append(kwargs.get("cas"))
+            if len(calls) == 1:  # the other machine's write lands; our answer is lost
+                theirs.write(path, {"next": 2}, cas=1)
+                raise requests.exceptions.ConnectionError("connection reset by peer")
+            return real(*args, **kwargs)
+
+        ours._kv.create_or_update_secret = lost_answer
+        with pytest.raises(CasConflict):
+            ours.write(path, {"next": 2}, cas=1)
+        assert calls == [1, 1]  # retried once, refused
+        # Each stored version carries its own write's id; reads hand back the values only.
+        entry = theirs.read(path)
+        assert entry is not None and entry.data == {"next": 2} and entry.version == 2
+        raw = bao.client().secrets.kv.v2.read_secret_version(
+            path, mount_point=MOUNT, raise_on_deleted_version=True
+        )["data"]["data"]
+        assert set(raw) == {"next", WRITE_ID} and len(raw[WRITE_ID]) == 32
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_a_retried_write_whose_first_attempt_landed_returns_that_version(bao, prefix):
+    import requests
+
+    from tokenctl.store.openbao.kv import KvStore
+
+    path = f"{prefix}/counter"
+    ours = KvStore(bao.address, bao.root_token, MOUNT, retry_for=5.0)
+    try:
+        assert ours.write(path, {"next": 1}, cas=0) == 1
+        real = ours._kv.create_or_update_secret
+        calls = []
+
+        def landed_then_lost(*args: Any, **kwargs: Any) -> Any:
+            calls.append(kwargs.get("cas"))
+            answer = real(*args, **kwargs)
+            if len(calls) == 1:
+                raise requests.exceptions.ConnectionError("connection reset by peer")
+            return answer
+
+        ours._kv.create_or_update_secret = landed_then_lost
+        assert ours.write(path, {"next": 2}, cas=1) == 2
+        assert calls == [1, 1]
+    finally:
+        ours.close()

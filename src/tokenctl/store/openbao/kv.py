@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import random
 import re
+import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -61,6 +62,11 @@ FIRST_WAIT, LONGEST_WAIT = 0.1, 2.0
 CATCH_UP_FOR, CATCH_UP_POLL = 2.0, 0.01
 #: The headers that give read-after-write consistency on a cluster's standbys.
 INDEX_HEADER, INCONSISTENT_HEADER = "X-Vault-Index", "X-Vault-Inconsistent"
+#: The field every write adds to what it stores: a random id of that one write, so a
+#: retried write can tell its own landed first attempt from another machine's write of
+#: the same data (two machines drawing the same next number write the same counter).
+#: Reads drop it: callers see what they wrote.
+WRITE_ID = "_write_id"
 
 _POLICY_HINT = (
     "ask the team store's administrator for a policy that grants it; if the store token "
@@ -219,6 +225,7 @@ class KvStore:
             version = int(metadata["version"])
             if not isinstance(data, dict):
                 raise TypeError("data is not an object")
+            data.pop(WRITE_ID, None)
             return Entry(data, version, str(metadata.get("created_time") or ""))
         except (KeyError, TypeError, ValueError):
             raise self._not_kv2() from None
@@ -261,20 +268,21 @@ class KvStore:
         Retried while the server is unavailable; a retry refused by check-and-set because
         the first attempt had landed after all returns that attempt's version.
         """
+        stored = {**data, WRITE_ID: secrets.token_hex(16)}
         try:
             response = self._call(
                 "write",
                 path,
                 secret,
                 lambda: self._kv.create_or_update_secret(
-                    path, secret=data, cas=cas, mount_point=self.mount
+                    path, secret=stored, cas=cas, mount_point=self.mount
                 ),
             )
         except CasConflict as conflict:
             if cas is None:
                 raise
             # A retry refused: our first attempt may have landed before its answer was lost.
-            if conflict.after_retry and self._landed(path, cas + 1, data, secret):
+            if conflict.after_retry and self._landed(path, cas + 1, stored, secret):
                 return cas + 1
             self._refused_versions[path] = cas
             raise
@@ -287,7 +295,9 @@ class KvStore:
         """Whether ``version`` of ``path`` exists and holds ``data`` (our write landed).
 
         Check-and-set refused ``version - 1``, so ``version`` was written, by us or by
-        another machine: asked again until the node that answers has it.
+        another machine: asked again until the node that answers has it. ``data`` holds
+        this write's :data:`WRITE_ID`: another machine's write of the same values is not
+        taken for ours.
         """
         deadline = time.monotonic() + CATCH_UP_FOR
         while True:
