@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.loopback import serving
 from tokenctl.oauth.http import async_client_options
 
 
@@ -17,43 +18,26 @@ from tokenctl.oauth.http import async_client_options
 def closing_server() -> Iterator[tuple[str, list[int]]]:
     """HTTP/1.1 on 127.0.0.1 that answers one request per connection, keep-alive
     announced, then closes the connection while the client keeps it idle."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.2)
-    port = listener.getsockname()[1]
     served: list[int] = []
-    stop = threading.Event()
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                connection, _ = listener.accept()
-            except TimeoutError:
-                continue
-            with connection:
-                request = b""
-                while b"\r\n\r\n" not in request:
-                    chunk = connection.recv(65536)
-                    if not chunk:
-                        break
-                    request += chunk
-                if not request:
-                    continue
-                served.append(len(served) + 1)
-                body = b'{"n": %d}' % len(served)
-                connection.sendall(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                    b"Connection: keep-alive\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-                )
-            # Leaving the with-block closes it: the client's idle connection is now dead.
+    def answer_once(connection: socket.socket, stop: threading.Event) -> None:
+        with connection:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = connection.recv(65536)
+                if not chunk:
+                    return
+                request += chunk
+            served.append(len(served) + 1)
+            body = b'{"n": %d}' % len(served)
+            connection.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Connection: keep-alive\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
+        # Closed on leaving the block: the client's idle connection is now dead.
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
+    with serving(answer_once) as port:
         yield f"http://127.0.0.1:{port}/", served
-    finally:
-        stop.set()
-        thread.join(5)
-        listener.close()
 
 
 def test_a_connection_the_server_closed_while_idle_is_not_reused(closing_server):

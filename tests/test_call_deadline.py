@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fakes import Cli
+from tests.loopback import serving
 from tests.oauth_support import RealClock, ScriptedBrowser, configure
 from tests.proc import tokenctl
 
@@ -27,13 +28,9 @@ def trickling_server(interval: float = 0.5, max_bytes: int = 240) -> Iterator[st
     0.5 s each), so only a total deadline ends the wait; each read comes back quickly.
     Each connection stops by itself after ``max_bytes`` or when the client goes away.
     """
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.2)
-    port = listener.getsockname()[1]
-    stop = threading.Event()
     answer = b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * max_bytes
 
-    def trickle(connection: socket.socket) -> None:
+    def trickle(connection: socket.socket, stop: threading.Event) -> None:
         with connection:
             connection.settimeout(5)
             with contextlib.suppress(OSError):
@@ -44,24 +41,8 @@ def trickling_server(interval: float = 0.5, max_bytes: int = 240) -> Iterator[st
                     connection.sendall(bytes([byte]))
                     time.sleep(interval)
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                connection, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=trickle, args=(connection,), daemon=True).start()
-
-    server = threading.Thread(target=serve, daemon=True)
-    server.start()
-    try:
+    with serving(trickle) as port:
         yield f"http://127.0.0.1:{port}/token"
-    finally:
-        stop.set()
-        server.join(5)
-        listener.close()
 
 
 @pytest.fixture

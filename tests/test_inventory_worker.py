@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 from datetime import timedelta
@@ -41,6 +42,25 @@ def _committed_descriptions(home: Path) -> dict[int, str | None]:
 
 def _describe(inventory: SqliteInventory, number: int, text: str) -> Token:
     return inventory.update(number, {"description": text}, ACTOR, START, event="edited")
+
+
+def _refusing_group(inventory: SqliteInventory):
+    """A group opener whose commit is refused ("disk full"): the group is rolled back."""
+
+    def opener():
+        group = inventory.group_commit()
+
+        class Refused:
+            def __enter__(self) -> None:
+                group.__enter__()
+
+            def __exit__(self, *exc: object) -> bool:
+                group.__exit__(RuntimeError, RuntimeError("disk full"), None)
+                raise InventoryError("the token inventory refused a change: disk full")
+
+        return Refused()
+
+    return opener
 
 
 def test_changes_of_a_group_are_invisible_until_it_commits_and_then_all_there(tmp_path):
@@ -144,25 +164,7 @@ def test_when_the_group_cannot_commit_every_step_of_it_gets_the_error(tmp_path):
     inventory = _inventory(tmp_path, 2)
     other = sqlite3.connect(tmp_path / "inventory.sqlite3", isolation_level=None)
     try:
-
-        class _RefusedError(Exception):
-            pass
-
-        def failing_group():
-            group = inventory.group_commit()
-
-            class Guard:
-                def __enter__(self) -> None:
-                    group.__enter__()
-
-                def __exit__(self, *exc: object) -> bool:
-                    # The commit is refused: the changes of the group are rolled back.
-                    group.__exit__(_RefusedError, _RefusedError("disk full"), None)
-                    raise InventoryError("the token inventory refused a change: disk full")
-
-            return Guard()
-
-        with InventoryWorker(failing_group) as worker:
+        with InventoryWorker(_refusing_group(inventory)) as worker:
             first = worker.submit(_describe, inventory, 1, "lost")
             second = worker.submit(_describe, inventory, 2, "lost too")
             for future in (first, second):
@@ -187,16 +189,13 @@ def test_a_shut_down_worker_takes_no_more_steps(tmp_path):
 
 
 def _on_a_loop(steps):
-    """Run ``steps(executor)`` as a coroutine on a fresh event loop."""
-    import asyncio
-
+    """Run the coroutine function ``steps`` on a fresh event loop."""
     return asyncio.run(steps())
 
 
 def test_loop_groups_run_the_steps_of_one_turn_in_one_group_and_hand_results_on_after_it(
     tmp_path,
 ):
-    import asyncio
 
     inventory = _inventory(tmp_path, 8)
     seen_at_result: dict[int, str | None] = {}
@@ -245,8 +244,6 @@ def test_loop_groups_give_a_failing_step_its_own_error(tmp_path):
                 await missing
             assert (await kept).description == "kept"
 
-    import asyncio
-
     try:
         _on_a_loop(steps)
         assert _committed_descriptions(tmp_path) == {1: "kept"}
@@ -255,28 +252,13 @@ def test_loop_groups_give_a_failing_step_its_own_error(tmp_path):
 
 
 def test_loop_groups_fail_every_step_of_a_group_that_cannot_commit_or_begin(tmp_path):
-    import asyncio
-
     inventory = _inventory(tmp_path, 2)
-
-    def failing_group():
-        group = inventory.group_commit()
-
-        class Guard:
-            def __enter__(self) -> None:
-                group.__enter__()
-
-            def __exit__(self, *exc: object) -> bool:
-                group.__exit__(RuntimeError, RuntimeError("disk full"), None)  # rolled back
-                raise InventoryError("the token inventory refused a change: disk full")
-
-        return Guard()
 
     def no_group():
         raise InventoryError("the inventory is gone")
 
     async def steps() -> None:
-        with LoopGroups(failing_group) as executor:
+        with LoopGroups(_refusing_group(inventory)) as executor:
             first = asyncio.wrap_future(executor.submit(_describe, inventory, 1, "lost"))
             second = asyncio.wrap_future(executor.submit(_describe, inventory, 2, "lost too"))
             for future in (first, second):
@@ -293,7 +275,6 @@ def test_loop_groups_fail_every_step_of_a_group_that_cannot_commit_or_begin(tmp_
 
 
 def test_loop_groups_commit_the_open_group_when_shut_down_and_then_take_no_more(tmp_path):
-    import asyncio
 
     inventory = _inventory(tmp_path, 1)
 
@@ -309,6 +290,32 @@ def test_loop_groups_commit_the_open_group_when_shut_down_and_then_take_no_more(
     try:
         _on_a_loop(steps)
         assert _committed_descriptions(tmp_path) == {1: "kept at shutdown"}
+    finally:
+        inventory.close()
+
+
+def test_a_step_awaited_by_a_cancelled_task_still_commits_with_its_group(tmp_path):
+    """``step_future`` on the loop: the awaiting task is cancelled before the commit; the
+    change was made and commits with the others, and the commit does not trip over the
+    cancelled future."""
+    from tokenctl.inventory.worker import step_future
+
+    inventory = _inventory(tmp_path, 2)
+
+    async def steps() -> str:
+        with LoopGroups(inventory.group_commit) as executor:
+            abandoned = asyncio.ensure_future(
+                step_future(executor, _describe, inventory, 1, "made, then abandoned")
+            )
+            kept = step_future(executor, _describe, inventory, 2, "kept")
+            abandoned.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await abandoned
+            return (await kept).description
+
+    try:
+        assert _on_a_loop(steps) == "kept"
+        assert _committed_descriptions(tmp_path) == {1: "made, then abandoned", 2: "kept"}
     finally:
         inventory.close()
 
@@ -420,7 +427,6 @@ def test_a_cancelled_renewal_still_records_the_answer_before_it_lets_go(
 ):
     """Ctrl-C in `renew --all` after the provider answered: the new refresh token is stored
     (its record runs to its end) before the token's lock is given up."""
-    import asyncio
     import io
     import time
 
