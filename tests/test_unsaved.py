@@ -124,3 +124,22 @@ def test_doctor_names_each_kept_set_and_what_to_run_until_it_is_stored(kept):
     forget_unsaved(ctx, token)  # what the next refresh does once it stored the set
     [check] = [c for c in run_doctor(ctx).checks if c.name == "unsaved"]
     assert check.ok and check.detail == "no token set waiting to be stored"
+
+
+def test_doctor_says_so_when_the_folder_of_kept_sets_cannot_be_read(kept, monkeypatch):
+    import os
+
+    from tokenctl.services.doctor import run_doctor
+
+    ctx, _keyring, _token, path = kept
+    real = os.scandir
+
+    def refused(folder):  # as a folder of mode 0000 answers (root reads any, so faked)
+        if Path(folder) == path.parent:
+            raise PermissionError(13, "Permission denied", str(folder))
+        return real(folder)
+
+    monkeypatch.setattr(os, "scandir", refused)
+    [check] = [c for c in run_doctor(ctx).checks if c.name == "unsaved"]
+    assert not check.ok
+    assert check.detail == f"cannot read {path.parent}: Permission denied"

@@ -58,9 +58,12 @@ def kept_sets(ctx: AppContext) -> list[KeptSet]:
     ``OSError`` when the directory exists but cannot be read. A file that is not a kept
     set's document is listed under its file name, so nothing there goes unmentioned.
     """
+    import os
+
     folder = ctx.paths.data_dir / "unsaved"
-    try:
-        paths = sorted(folder.glob("*.json"))
+    try:  # scandir, not glob: glob takes an unreadable folder for an empty one
+        with os.scandir(folder) as entries:
+            paths = sorted(folder / e.name for e in entries if e.name.endswith(".json"))
     except FileNotFoundError:
         return []
     found = []
