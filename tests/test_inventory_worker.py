@@ -13,7 +13,7 @@ import pytest
 from tests.fakes import START, MemoryKeyring
 from tokenctl.errors import InventoryError, NotFoundError
 from tokenctl.inventory.sqlite import SqliteInventory
-from tokenctl.inventory.worker import InventoryWorker, LoopGroups
+from tokenctl.inventory.worker import LoopGroups, server_steps
 from tokenctl.models import Actor, Token, TokenSecrets
 
 ACTOR = Actor(user="tester", unit="testhost")
@@ -114,76 +114,6 @@ def test_a_change_outside_the_group_commits_what_the_group_did_first(tmp_path):
             _describe(inventory, 2, "after")
             assert _committed_descriptions(tmp_path)[2] is None
         assert _committed_descriptions(tmp_path)[2] == "after"
-    finally:
-        inventory.close()
-
-
-def test_the_worker_hands_results_on_only_after_their_group_committed(tmp_path):
-    inventory = _inventory(tmp_path, 8)
-    seen_at_result: dict[int, str | None] = {}
-    release = threading.Event()
-    try:
-        with InventoryWorker(inventory.group_commit) as worker:
-            # The first step holds the worker, so the next ones queue up and form a group.
-            blocker = worker.submit(release.wait, 10)
-            futures = {
-                number: worker.submit(_describe, inventory, number, f"renewed {number}")
-                for number in range(1, 9)
-            }
-            for number, future in futures.items():
-                future.add_done_callback(
-                    lambda _f, n=number: seen_at_result.__setitem__(
-                        n, _committed_descriptions(tmp_path)[n]
-                    )
-                )
-            release.set()
-            assert blocker.result(10) is True
-            renewed = {number: future.result(10).description for number, future in futures.items()}
-        assert renewed == {n: f"renewed {n}" for n in range(1, 9)}
-        # Each result came when its change was already durable, visible to others.
-        assert seen_at_result == renewed
-    finally:
-        inventory.close()
-
-
-def test_the_worker_gives_a_failing_step_its_own_error(tmp_path):
-    inventory = _inventory(tmp_path, 1)
-    try:
-        with InventoryWorker(inventory.group_commit) as worker:
-            missing = worker.submit(_describe, inventory, 42, "nothing")
-            kept = worker.submit(_describe, inventory, 1, "kept")
-            with pytest.raises(NotFoundError):
-                missing.result(10)
-            assert kept.result(10).description == "kept"
-        assert _committed_descriptions(tmp_path) == {1: "kept"}
-    finally:
-        inventory.close()
-
-
-def test_when_the_group_cannot_commit_every_step_of_it_gets_the_error(tmp_path):
-    inventory = _inventory(tmp_path, 2)
-    other = sqlite3.connect(tmp_path / "inventory.sqlite3", isolation_level=None)
-    try:
-        with InventoryWorker(_refusing_group(inventory)) as worker:
-            first = worker.submit(_describe, inventory, 1, "lost")
-            second = worker.submit(_describe, inventory, 2, "lost too")
-            for future in (first, second):
-                with pytest.raises(InventoryError, match="disk full"):
-                    future.result(10)
-        assert _committed_descriptions(tmp_path) == {1: None, 2: None}
-        assert other.execute("SELECT COUNT(*) FROM tokens").fetchone() == (2,)
-    finally:
-        other.close()
-        inventory.close()
-
-
-def test_a_shut_down_worker_takes_no_more_steps(tmp_path):
-    inventory = _inventory(tmp_path, 1)
-    try:
-        worker = InventoryWorker(inventory.group_commit)
-        worker.shutdown()
-        with pytest.raises(RuntimeError, match="shut down"):
-            worker.submit(_describe, inventory, 1, "late")
     finally:
         inventory.close()
 
@@ -411,17 +341,7 @@ def test_a_failed_commit_inside_a_group_fails_the_whole_group(tmp_path, monkeypa
         inventory.close()
 
 
-def test_a_group_that_cannot_begin_fails_its_steps_instead_of_leaving_them_waiting(tmp_path):
-    def no_group():
-        raise InventoryError("the inventory is gone")
-
-    with InventoryWorker(no_group) as worker:
-        future = worker.submit(lambda: "never run")
-        with pytest.raises(InventoryError, match="gone"):
-            future.result(10)
-
-
-@pytest.mark.parametrize("executor", [InventoryWorker, LoopGroups])
+@pytest.mark.parametrize("executor", [lambda _group: server_steps(4), LoopGroups])
 def test_a_cancelled_renewal_still_records_the_answer_before_it_lets_go(
     tmp_path, monkeypatch, executor
 ):

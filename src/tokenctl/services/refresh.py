@@ -5,8 +5,8 @@ Two faces share its steps (:class:`_Steps`):
 * :func:`refresh_token` (sync) for ``renew``, ``token``, ``exec`` and the probe;
 * :func:`refresh_token_async` for ``renew --all``: the same steps, the inventory's on
   the executor it is given (:mod:`tokenctl.inventory.worker`: the local store's on the
-  loop, a team store's on one thread), their results handed on only once committed.
-  Only the provider call differs: there it is awaited.
+  loop, a team store's on a pool of threads), their results handed on only once
+  committed. Only the provider call differs: there it is awaited.
 
 Under the token's lease (the inventory's: a file lock on the local store, a KV key
 written by check-and-set on the team store, so one machine at a time) the record is
@@ -303,15 +303,15 @@ def refresh_token(ctx: AppContext, token: Token, definition: Definition) -> Refr
 
 
 async def refresh_token_async(
-    ctx: AppContext, token: Token, client: ProviderClient, inventory_thread: Executor
+    ctx: AppContext, token: Token, client: ProviderClient, inventory_steps: Executor
 ) -> RefreshOutcome:
     """:func:`refresh_token` for an event loop; its notes are left to the caller.
 
-    ``inventory_thread`` (an executor of :mod:`tokenctl.inventory.worker`) runs every
+    ``inventory_steps`` (an executor of :mod:`tokenctl.inventory.worker`) runs every
     inventory step, and each try of a team store's lease: on the loop itself for the
-    local store, on one thread for the team store. The lease is polled on the loop, never
-    waited for in a thread: a run with many tokens held by another process would
-    otherwise fill the thread with waits while the holders need it.
+    local store, on a pool of threads for the team store. The lease is polled on the
+    loop, never waited for in a thread: a run with many tokens held by another process
+    would otherwise fill the pool with waits while the holders need it.
     """
     import asyncio
 
@@ -324,23 +324,23 @@ async def refresh_token_async(
     async def lease_call(call: Callable[[], _T]) -> _T:
         # A team store's lease asks the server: off the loop. A local lock is a system
         # call that never waits: made here.
-        return await step_future(inventory_thread, call) if lease.remote else call()
+        return await step_future(inventory_steps, call) if lease.remote else call()
 
     try:
         while not await lease_call(lease.try_acquire):
             await asyncio.sleep(lease.poll_seconds)
-        refresh = await step_future(inventory_thread, steps.reread)
+        refresh = await step_future(inventory_steps, steps.reread)
         if isinstance(refresh, RefreshOutcome):
             return refresh
         try:
             response = await client.refresh_async(refresh)
         except OAuthFailure as failure:
-            raise await step_future(inventory_thread, steps.refused, failure) from None
+            raise await step_future(inventory_steps, steps.refused, failure) from None
         state = steps.new_state(response)
         # From here the provider's answer may hold the only valid refresh token: the
         # record runs to its end (durable, a group's commit included) even when this
         # task is cancelled (Ctrl-C), and the lease is given up only after it.
-        recording = step_future(inventory_thread, steps.record, state)
+        recording = step_future(inventory_steps, steps.record, state)
         try:
             outcome = await asyncio.shield(recording)
         except asyncio.CancelledError:
@@ -350,7 +350,7 @@ async def refresh_token_async(
                 steps.keep(state, unstored)  # the user hears of it from the next refresh
             raise
         except _STORE_FAILURES as error:
-            raise await step_future(inventory_thread, steps.keep, state, error) from None
+            raise await step_future(inventory_steps, steps.keep, state, error) from None
         return steps.forget_kept(outcome)
     finally:
         await lease_call(lambda: release_lease(ctx, token, lease))

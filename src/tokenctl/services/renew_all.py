@@ -126,13 +126,13 @@ def _prepare(ctx: AppContext, selected: list[tuple[Token, Definition]]) -> Prepa
 
 
 async def _renew_one(
-    ctx: AppContext, token: Token, client: ProviderClient, inventory_thread: Executor
+    ctx: AppContext, token: Token, client: ProviderClient, inventory_steps: Executor
 ) -> BulkItem:
     from tokenctl.oauth.provider import OAuthFailure
     from tokenctl.services.refresh import NeedsLogin, refresh_token_async
 
     try:
-        outcome = await refresh_token_async(ctx, token, client, inventory_thread)
+        outcome = await refresh_token_async(ctx, token, client, inventory_steps)
     except NeedsLogin as error:
         return BulkItem(token, BulkOutcome.NEEDS_LOGIN, error.reason, error.fix)
     except OAuthFailure as failure:
@@ -152,7 +152,7 @@ async def _renew_all(
     prepared: Prepared,
     concurrency: int,
     on_done: Callable[[BulkItem], None],
-    inventory_thread: Executor,
+    inventory_steps: Executor,
 ) -> list[BulkItem]:
     overall = asyncio.Semaphore(concurrency)
     per_host: dict[str, asyncio.Semaphore] = {}
@@ -168,7 +168,7 @@ async def _renew_all(
         host_limit = per_host.setdefault(host, asyncio.Semaphore(min(limit, concurrency)))
         async with overall, host_limit:
             try:
-                item = await _renew_one(ctx, token, client, inventory_thread)
+                item = await _renew_one(ctx, token, client, inventory_steps)
             except TokenctlError as error:
                 item = BulkItem(token, BulkOutcome.FAILED, error.message)
             except Exception as error:  # one token's surprise must not cancel the others
@@ -202,12 +202,13 @@ def renew_all(
         return BulkReport([])
     ctx.inventory.ensure_secrets_writable()
     prepared = _prepare(ctx, selected)
-    from tokenctl.inventory.worker import InventoryWorker, LoopGroups
+    from tokenctl.inventory.worker import LoopGroups, server_steps
 
-    # Renewals recorded at about the same time share one commit. The local store's steps
-    # run on the loop itself; a team store's ask a server: one thread, off the loop.
+    # The local store's steps run on the loop itself, renewals recorded at about the same
+    # time sharing one commit; a team store's ask a server: on threads, off the loop, as
+    # many as renewals run at once.
     steps: Executor = (
-        InventoryWorker(ctx.inventory.group_commit)
+        server_steps(concurrency)
         if ctx.inventory.remote
         else LoopGroups(ctx.inventory.group_commit)
     )

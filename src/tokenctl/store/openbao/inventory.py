@@ -19,6 +19,7 @@ nothing that misleads:
 from __future__ import annotations
 
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -141,7 +142,10 @@ class OpenBaoInventory(UpdateThroughUpdateIf):
     2 secrets engine and ``prefix`` the team's path in it (one inventory per prefix).
     ``retry_for``: seconds a call keeps retrying while the server is unavailable.
     OpenBao encrypts what it stores; there is no data key of tokenctl's and no keyring.
-    Use it from one thread at a time (as ``AppContext`` does).
+    The steps of a refresh (``get``, ``secrets``, ``update_if``, ``update``,
+    ``record_event`` and the leases) may run on several threads at once, for different
+    tokens (``renew --all``): this process changes one records page at a time, and
+    check-and-set meets the other machines. Everything else: one thread at a time.
     """
 
     remote = True  # every call asks the server
@@ -181,6 +185,9 @@ class OpenBaoInventory(UpdateThroughUpdateIf):
         self._definitions: dict[int, str] = {}
         #: The server said the store token may change the records (ensure_secrets_writable).
         self._may_write = False
+        #: One lock per records page: this process's changes of one page, one at a time.
+        self._page_locks: dict[str, threading.Lock] = {}
+        self._page_locks_lock = threading.Lock()
         try:
             self._inventory_id = self._read_meta()
         except BaseException:
@@ -590,82 +597,85 @@ class OpenBaoInventory(UpdateThroughUpdateIf):
         moved_from: str | None = None  # the old place of secrets moved to a new definition
         done = False
         path = self._page_path(number)
-        try:
-            for _ in self._attempts(f"token #{number}"):
-                assumed = self._assumed_secrets(number)
-                reads = [(path, False), (self.layout.history(number), False)]
-                if secrets is not None and assumed is not None:
-                    reads.append((assumed, True))
-                page_entry, history, *secret = self.kv.read_all(reads)
-                page = self._page(path, page_entry)
-                current = self._current(page, number)
-                changes = decide(current)
-                if changes is None:
-                    if wrote is not None:
-                        self._put_back_secrets(wrote)
-                    wrote = None
-                    return current, False
-                unknown = set(changes) - MUTABLE_FIELDS
-                if unknown:
-                    raise ValueError(f"fields cannot be changed: {sorted(unknown)}")
-                updated = replace(
-                    current,
-                    **changes,
-                    updated_at=now,
-                    updated_by=actor.user,
-                    updated_unit=actor.unit,
-                    updated_identity=actor.identity,
-                )
-                renamed = updated.name != current.name
-                wanted = self.layout.name(updated.name) if renamed else None
-                if claimed is not None and claimed != wanted:
-                    self._release(claimed, number)
-                    claimed = None
-                if wanted is not None and claimed is None:
-                    self._claim(wanted, number, "name", updated.name)
-                    claimed = wanted
-                if renamed:
-                    self._refuse_name_as_code(
-                        updated.name, number, self.kv.read(self.layout.code(updated.name))
-                    )
-                text = record_text(updated)
-                source = self.layout.secrets(current.definition, number)
-                target = self.layout.secrets(updated.definition, number)
-                moved_from = source if source != target else None
-                try:
-                    data: dict[str, Any] | None = None
-                    held: Entry | None = None
-                    if secrets is not None or moved_from is not None:
-                        # Where the record says: another machine may have changed the
-                        # definition since this one last read it.
-                        if secret and assumed == source:
-                            held = secret[0]
-                        else:
-                            held = self.kv.read(source, secret=True)
-                        if secrets is not None:
-                            data = secrets_data(secrets)
-                        elif held is not None:
-                            data = held.data  # moved as they are
-                        if moved_from is not None:
-                            held = self.kv.read(target, secret=True)  # what ours replaces
-                    if wrote is not None and (data is None or wrote.path != target):
-                        self._put_back_secrets(wrote)  # an earlier attempt's, elsewhere
+        # One page at a time in this process: renewals of tokens on the same page run
+        # side by side (renew --all), and would otherwise refuse each other's writes.
+        with self._page_writer(path):
+            try:
+                for _ in self._attempts(f"token #{number}"):
+                    assumed = self._assumed_secrets(number)
+                    reads = [(path, False), (self.layout.history(number), False)]
+                    if secrets is not None and assumed is not None:
+                        reads.append((assumed, True))
+                    page_entry, history, *secret = self.kv.read_all(reads)
+                    page = self._page(path, page_entry)
+                    current = self._current(page, number)
+                    changes = decide(current)
+                    if changes is None:
+                        if wrote is not None:
+                            self._put_back_secrets(wrote)
                         wrote = None
-                    if data is not None:
-                        wrote = self._replace_secrets(target, data, wrote, held)
-                    self._write_page(page, {**page.stored, str(number): text})
-                except CasConflict:
-                    continue
-                done = True
-                break
-        except BaseException:
-            if not done:
-                if claimed is not None:
-                    self._release(claimed, number)
-                if wrote is not None:
-                    with suppress(TokenctlError):
-                        self._put_back_secrets(wrote)
-            raise
+                        return current, False
+                    unknown = set(changes) - MUTABLE_FIELDS
+                    if unknown:
+                        raise ValueError(f"fields cannot be changed: {sorted(unknown)}")
+                    updated = replace(
+                        current,
+                        **changes,
+                        updated_at=now,
+                        updated_by=actor.user,
+                        updated_unit=actor.unit,
+                        updated_identity=actor.identity,
+                    )
+                    renamed = updated.name != current.name
+                    wanted = self.layout.name(updated.name) if renamed else None
+                    if claimed is not None and claimed != wanted:
+                        self._release(claimed, number)
+                        claimed = None
+                    if wanted is not None and claimed is None:
+                        self._claim(wanted, number, "name", updated.name)
+                        claimed = wanted
+                    if renamed:
+                        self._refuse_name_as_code(
+                            updated.name, number, self.kv.read(self.layout.code(updated.name))
+                        )
+                    text = record_text(updated)
+                    source = self.layout.secrets(current.definition, number)
+                    target = self.layout.secrets(updated.definition, number)
+                    moved_from = source if source != target else None
+                    try:
+                        data: dict[str, Any] | None = None
+                        held: Entry | None = None
+                        if secrets is not None or moved_from is not None:
+                            # Where the record says: another machine may have changed the
+                            # definition since this one last read it.
+                            if secret and assumed == source:
+                                held = secret[0]
+                            else:
+                                held = self.kv.read(source, secret=True)
+                            if secrets is not None:
+                                data = secrets_data(secrets)
+                            elif held is not None:
+                                data = held.data  # moved as they are
+                            if moved_from is not None:
+                                held = self.kv.read(target, secret=True)  # what ours replaces
+                        if wrote is not None and (data is None or wrote.path != target):
+                            self._put_back_secrets(wrote)  # an earlier attempt's, elsewhere
+                            wrote = None
+                        if data is not None:
+                            wrote = self._replace_secrets(target, data, wrote, held)
+                        self._write_page(page, {**page.stored, str(number): text})
+                    except CasConflict:
+                        continue
+                    done = True
+                    break
+            except BaseException:
+                if not done:
+                    if claimed is not None:
+                        self._release(claimed, number)
+                    if wrote is not None:
+                        with suppress(TokenctlError):
+                            self._put_back_secrets(wrote)
+                raise
         self._definitions[number] = updated.definition
         if moved_from is not None:
             # The record names the new place now; a copy left here would be readable
@@ -805,6 +815,19 @@ class OpenBaoInventory(UpdateThroughUpdateIf):
             except CasConflict:
                 continue
             return
+
+    @contextmanager
+    def _page_writer(self, path: str) -> Iterator[None]:
+        """Hold this process's lock of the records page ``path`` for a read-change-write.
+
+        Other machines' changes of the page are still met by check-and-set; this keeps
+        the threads of one run (``renew --all`` on the team store) from refusing each
+        other's writes of one page over and over.
+        """
+        with self._page_locks_lock:
+            lock = self._page_locks.setdefault(path, threading.Lock())
+        with lock:
+            yield
 
     def _write_page(self, page: _Page, stored: dict[str, Any]) -> None:
         """Write ``stored`` as the new version of ``page`` (check-and-set on its version)."""

@@ -134,6 +134,11 @@ class KvStore:
         #: Paths whose write check-and-set refused, and the version it expected.
         self._refused_versions: dict[str, int] = {}
         session = requests.Session()
+        # Present from the start (requests leaves out headers set to None): setting them
+        # later replaces a value and never resizes the headers that other threads'
+        # requests are reading (renew --all on the team store runs steps side by side).
+        session.headers[INDEX_HEADER] = None  # type: ignore[assignment]
+        session.headers[INCONSISTENT_HEADER] = None  # type: ignore[assignment]
         session.hooks["response"].append(self._note_index)
         self._session = session
         # The proxy settings of the environment (HTTPS_PROXY, NO_PROXY) are read once
@@ -165,8 +170,11 @@ class KvStore:
     def _note_index(self, response: Any, *args: Any, **kwargs: Any) -> None:
         """Send the index of our last write with every later request (see the module doc).
 
-        A requests hook, run by the thread that made the request: writes come from the
-        one thread that uses the store, never while ``read_all``'s threads read.
+        A requests hook, run by the thread that made the request. When several threads
+        write (``renew --all``), the index sent is that of the write that answered last,
+        which may be a moment older than the newest: a standby then answers a read that
+        one of them needs a moment too early, and check-and-set refuses the write that
+        follows it, which is read and made again.
         """
         index = response.headers.get(INDEX_HEADER)
         if index and response.request.method not in ("GET", "LIST", "HEAD"):
@@ -241,10 +249,11 @@ class KvStore:
         """
         if len(reads) <= 1:
             return [self.read(path, secret=secret) for path, secret in reads]
-        if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
+        with self._state:  # steps on several threads may be first at once
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
 
-            self._pool = ThreadPoolExecutor(READ_CONCURRENCY, thread_name_prefix="tokenctl-kv")
+                self._pool = ThreadPoolExecutor(READ_CONCURRENCY, thread_name_prefix="tokenctl-kv")
         futures = [self._pool.submit(self.read, path, secret=secret) for path, secret in reads]
         found: list[Entry | None] = []
         failure: BaseException | None = None
