@@ -818,6 +818,46 @@ def kv_latency(server: RaftCluster, samples: int = KV_SAMPLES) -> tuple[float, f
     return statistics.median(writes), statistics.median(reads)
 
 
+#: Writers of the capacity measurement, and how long each measures (seconds).
+CAPACITY_WRITERS, CAPACITY_SECONDS = (1, 8, 16), 4.0
+
+
+def kv_write_capacity(server: RaftCluster) -> list[tuple[int, float, float]]:
+    """Check-and-set writes a second the server takes from 1, 8 and 16 writers at once.
+
+    Each writer is a thread with its own hvac client, writing its own key in a row for
+    :data:`CAPACITY_SECONDS`; per count of writers: (writers, writes per second, this
+    process's CPU seconds per write). A renewal on the team store makes 5 writes: the
+    figure bounds its renewals a second on this machine, whatever the client does.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    found = []
+    for writers in CAPACITY_WRITERS:
+        clients = [server.client() for _ in range(writers)]
+        paths = [f"{TEAM_ROOT}/capacity/{writers}/{index}" for index in range(writers)]
+        stop = time.monotonic() + CAPACITY_SECONDS
+        cpu = time.process_time()
+        try:
+            with ThreadPoolExecutor(writers) as pool:
+                total = sum(pool.map(_write_until, clients, paths, [stop] * writers))
+        finally:
+            for client in clients:
+                client.adapter.close()
+        found.append((writers, total / CAPACITY_SECONDS, (time.process_time() - cpu) / total))
+    return found
+
+
+def _write_until(client: Any, path: str, stop: float) -> int:
+    """Write ``path`` by check-and-set, version after version, until ``stop``; how often."""
+    kv = client.secrets.kv.v2
+    written = 0
+    while time.monotonic() < stop:
+        kv.create_or_update_secret(path, {"n": written}, cas=written, mount_point=MOUNT)
+        written += 1
+    return written
+
+
 def request_kind(path: str) -> str:
     """A request's kind: what it names under a team prefix (and the KV API), else its API.
 
@@ -886,6 +926,28 @@ def count_requests(
         print(f"  audited  {series.label}: {describe(outcome, series.tokens)}")
         counted.append(audited_requests(log, start))
     return counted
+
+
+def print_capacity(
+    capacity: Sequence[tuple[int, float, float]],
+    full: Mapping[str, int],
+    count: int,
+    bare_throughput: float,
+) -> None:
+    """The server's check-and-set writes a second, and the renewals a second they allow.
+
+    ``full``: the requests of the ``count``-token run by kind; ``bare_throughput``: the
+    bare loop's tokens a second, for the ratio that bound gives.
+    """
+    writes = sum(n for kind, n in full.items() if not kind.endswith((" read", " list")))
+    per_renewal = writes / count
+    for writers, per_second, cpu in capacity:
+        bound = per_second / per_renewal
+        print(
+            f"KV capacity, {writers:>2} writer(s): {per_second:.0f} check-and-set writes/s"
+            f" ({cpu * 1000:.2f} ms of client CPU each): at {per_renewal:.2f} writes a renewal"
+            f" at most {bound:.0f} renewals/s, {bound / bare_throughput:.2f}x the bare loop"
+        )
 
 
 def print_requests(
@@ -1008,6 +1070,7 @@ def run(options: argparse.Namespace) -> int:
         print(f"  afterwards, tokenctl renew --all: {describe(final, count)}")
         if team:  # after the timed runs: the audit device slows the server down
             latency = kv_latency(server)
+            capacity = kv_write_capacity(server)
             requests = count_requests(
                 server,
                 workdir / "bao-audit.log",
@@ -1030,6 +1093,7 @@ def run(options: argparse.Namespace) -> int:
             print()
             per_token = (full[0].median - one[0].median) / (count - 1)
             print_requests(requests[0], requests[1], count, latency, per_token)
+            print_capacity(capacity, requests[1], count, full[1].throughput)
         print()
         checks = verdicts(full[0], full[1], final, errors)
         checks.append(keyring_check())
