@@ -500,3 +500,51 @@ def test_renew_all_fails_only_the_token_whose_sealed_secrets_do_not_open(ocli, o
     again = ocli("renew", "acme", "--login", "--yes")
     assert again.exit_code == 0, again.stderr
     assert ocli("renew", "--all", "--json").exit_code == 0
+
+
+def test_three_renew_all_processes_over_the_same_tokens_keep_every_grant(
+    tmp_path, oidc, real_keyring
+):
+    """`renew --all` in three processes at once over the same 10 tokens, at a provider that
+    rotates refresh tokens and revokes a grant whose used one comes back: the inventory
+    steps of each run on its event loop and wait there for the others' write locks;
+    every run ends 0, every token is refreshed or found renewed meanwhile, no grant is
+    lost, and one more run refreshes every token with what was stored."""
+    from tests.fakes import Cli
+    from tests.oauth_support import RealClock
+    from tokenctl.secrets.keyring_store import OsKeyring
+
+    home = tmp_path / "home"
+    cli = Cli(home=home, clock=RealClock(), keyring=OsKeyring())  # type: ignore[arg-type]
+    name = configure(cli, tmp_path, oidc)
+    cli.browser = ScriptedBrowser(oidc, user="alice", password="alice-password")
+    names = [f"t{index}" for index in range(10)]
+    for token in names:
+        added = cli("add", token, "--definition", name, "--yes")
+        assert added.exit_code == 0, added.stderr
+    cli.browser = None
+    before = {token: stored(cli, token).refresh_token for token in names}
+    env = real_keyring.child_env()
+    oidc.reset_stats()
+    barrier = threading.Barrier(3)
+
+    def renew_all(_: int):  # type: ignore[no-untyped-def]
+        barrier.wait()
+        return tokenctl("renew", "--all", "--json", "--concurrency", "4", home=home, env=env)
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(renew_all, range(3)))
+    assert [r.exit_code for r in results] == [0, 0, 0], [r.stderr for r in results]
+    outcomes: dict[str, set[str]] = {token: set() for token in names}
+    for result in results:
+        for item in json.loads(result.stdout)["renewals"]:
+            outcomes[item["name"]].add(item["outcome"])
+    assert all(seen <= {"refreshed", "concurrent"} for seen in outcomes.values()), outcomes
+    assert all("refreshed" in seen for seen in outcomes.values()), outcomes
+    stats = oidc.stats()
+    assert stats["grant_error"].get("refresh_token", 0) == 0, stats
+    after = {token: stored(cli, token).refresh_token for token in names}
+    assert all(after[token] != before[token] for token in names)
+    final = tokenctl("renew", "--all", "--json", home=home, env=env)
+    assert final.exit_code == 0, final.stderr
+    assert {i["outcome"] for i in json.loads(final.stdout)["renewals"]} == {"refreshed"}
