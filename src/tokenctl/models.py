@@ -64,6 +64,11 @@ class HistoryEvent:
     #: The store identity of the change (:attr:`Actor.identity`); ``None`` on the local store.
     identity: str | None = None
 
+    @property
+    def actor(self) -> Actor:
+        """Who made the change, as it was recorded."""
+        return Actor(self.user, self.unit, self.identity)
+
 
 @dataclass(frozen=True)
 class Token:

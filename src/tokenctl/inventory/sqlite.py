@@ -686,7 +686,7 @@ class SqliteInventory(UpdateThroughUpdateIf):
                     connection,
                     number,
                     event.token_name,
-                    Actor(event.user, event.unit),
+                    event.actor,
                     event.at,
                     event.event,
                     event.outcome,

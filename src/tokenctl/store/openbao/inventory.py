@@ -546,7 +546,7 @@ class OpenBaoInventory(UpdateThroughUpdateIf):
             event_text(
                 event_id,
                 event.token_name,
-                Actor(event.user, event.unit),
+                event.actor,
                 event.at,
                 event.event,
                 event.outcome,
