@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpcore2
 import httpx2
+from httpcore2._utils import is_socket_readable as _readable
 
 if TYPE_CHECKING:
     import socket
@@ -275,24 +276,8 @@ class _Probed(httpcore2.AsyncNetworkStream):
     def get_extra_info(self, info: str) -> Any:
         """``is_readable`` from the kept socket (as httpcore2 decides it); the rest asked."""
         if info == "is_readable" and self._socket is not None:
-            return _readable(self._socket)
+            return _readable(self._socket)  # httpcore2's own test, on the kept socket
         return self._inner.get_extra_info(info)
-
-
-def _readable(sock: socket.socket) -> bool:
-    """Whether ``sock`` has something to read now (or is gone), without reading it."""
-    import select
-    import sys
-
-    fileno = sock.fileno()
-    if fileno < 0:
-        return True  # closed: the next read returns the end
-    if sys.platform == "win32" or not hasattr(select, "poll"):
-        ready, _, _ = select.select([fileno], [], [], 0)
-        return bool(ready)
-    poller = select.poll()
-    poller.register(fileno, select.POLLIN)
-    return bool(poller.poll(0))
 
 
 async def within_deadline(call: Awaitable[T], url: str, seconds: float) -> T:
