@@ -182,7 +182,10 @@ def test_provider_specific_parameters():
         assert zoho.token_endpoint.startswith("https://accounts.zoho.")
     exact = BUILTINS["exact-online-nl"].oauth2
     assert exact is not None
-    assert dict(exact.probe_attributes) == {"tenant": "d.results.0.CurrentDivision"}
+    assert dict(exact.probe_attributes) == {
+        "tenant": "d.results.0.CurrentDivision",
+        "account": "d.results.0.UserName",
+    }
 
 
 def test_lifetimes_follow_the_facts():

@@ -39,6 +39,33 @@ CALL_DEADLINE_RANGE = (timedelta(seconds=1), timedelta(hours=1))
 
 
 @dataclass(frozen=True)
+class DeadRefreshAnswer:
+    """A token-endpoint error answer that means "this refresh token is dead".
+
+    ``invalid_grant`` (RFC 6749 section 5.2) always means it; some providers answer a
+    used-up or expired refresh token otherwise (Exact Online: ``unauthorized_client``
+    "Old refresh token used."). ``description``, when given, must occur in the
+    provider's ``error_description`` (case ignored): another answer with the same
+    ``error`` code (a wrong client id) stays an ordinary failure.
+    """
+
+    error: str
+    description: str | None = None
+
+    def matches(self, error: str, description: str | None) -> bool:
+        """Whether a provider's ``error`` and ``error_description`` are this answer."""
+        if error != self.error:
+            return False
+        if self.description is None:
+            return True
+        return self.description.casefold() in (description or "").casefold()
+
+
+#: The answer every provider gives for a refresh token that is revoked, expired or used.
+INVALID_GRANT = DeadRefreshAnswer("invalid_grant")
+
+
+@dataclass(frozen=True)
 class OAuth2Settings:
     """Endpoints and parameters of an OAuth 2.0 / OpenID Connect definition."""
 
@@ -68,6 +95,18 @@ class OAuth2Settings:
     max_concurrent_requests: int | None = None
     iss_parameter_supported: bool | None = None  # None: ask discovery when there is an issuer
     call_deadline: timedelta | None = None  # None: DEFAULT_CALL_DEADLINE
+    #: Answers besides ``invalid_grant`` that mean the refresh token is dead.
+    dead_refresh_answers: tuple[DeadRefreshAnswer, ...] = ()
+
+    def refresh_token_dead(self, error: str, description: str | None) -> bool:
+        """Whether a refused refresh means that only a new login helps.
+
+        ``invalid_grant``, or one of the definition's ``dead_refresh_answers``.
+        """
+        return any(
+            answer.matches(error, description)
+            for answer in (INVALID_GRANT, *self.dead_refresh_answers)
+        )
 
     @property
     def effective_call_deadline(self) -> timedelta:
@@ -150,6 +189,10 @@ class Definition:
                 "max_concurrent_requests": settings.max_concurrent_requests,
                 "iss_parameter_supported": settings.iss_parameter_supported,
                 "call_deadline": _duration_or_none(settings.call_deadline),
+                "dead_refresh_answers": [
+                    {"error": answer.error, "description": answer.description}
+                    for answer in settings.dead_refresh_answers
+                ],
             }
         lifetimes = self.lifetimes
         return {
@@ -270,6 +313,14 @@ class _Fields:
             raise self.fail(key, "must be a table")
         return value
 
+    def table_of_list(self, key: str) -> list[Mapping[str, Any]]:
+        value = self._get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise self.fail(key, "must be a list of tables")
+        return value
+
     def reject_unknown(self) -> None:
         unknown = sorted(set(self.table) - self.seen)
         if unknown:
@@ -382,6 +433,7 @@ def _parse_oauth2(source: str, name: str, table: Mapping[str, Any]) -> OAuth2Set
         max_concurrent_requests=reader.integer("max_concurrent_requests", 1, 64),
         iss_parameter_supported=reader.boolean("iss_parameter_supported", None),
         call_deadline=reader.duration("call_deadline"),
+        dead_refresh_answers=_dead_refresh_answers(reader),
     )
     reader.reject_unknown()
     low, high = CALL_DEADLINE_RANGE
@@ -392,6 +444,25 @@ def _parse_oauth2(source: str, name: str, table: Mapping[str, Any]) -> OAuth2Set
             f"got {table['call_deadline']!r}",
         )
     return settings
+
+
+def _dead_refresh_answers(reader: _Fields) -> tuple[DeadRefreshAnswer, ...]:
+    key = "dead_refresh_answers"
+    value = reader.table_of_list(key)
+    answers = []
+    for entry in value:
+        unknown = sorted(set(entry) - {"error", "description"})
+        error, description = entry.get("error"), entry.get("description")
+        if unknown or not isinstance(error, str) or not error.strip():
+            raise reader.fail(
+                key,
+                'each entry must be { error = "CODE" } with an optional description = "TEXT"'
+                + (f"; unknown field {unknown[0]!r}" if unknown else ""),
+            )
+        if description is not None and (not isinstance(description, str) or not description):
+            raise reader.fail(key, f"description must be a non-empty string, got {description!r}")
+        answers.append(DeadRefreshAnswer(error, description))
+    return tuple(answers)
 
 
 def _parse_lifetimes(source: str, name: str, table: Mapping[str, Any]) -> Lifetimes:

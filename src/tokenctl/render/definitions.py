@@ -85,6 +85,12 @@ def render_definition_list(io: IOStreams, entries: list[DefinitionEntry], *, as_
     io.out.print(table)
 
 
+def _shown_answer(answer: dict[str, Any]) -> str:
+    """One ``dead_refresh_answers`` entry as a line: the error code and its text."""
+    text = answer.get("description")
+    return f"{answer['error']} ({text!r})" if text else str(answer["error"])
+
+
 def render_definition(io: IOStreams, entry: DefinitionEntry, *, as_json: bool) -> None:
     """Every field of one definition."""
     if as_json:
@@ -108,7 +114,9 @@ def render_definition(io: IOStreams, entry: DefinitionEntry, *, as_json: bool) -
         for key, value in values.items():
             if value not in (None, [], {}):
                 shown = (
-                    " ".join(value)
+                    "; ".join(_shown_answer(item) for item in value)
+                    if key == "dead_refresh_answers"
+                    else " ".join(value)
                     if isinstance(value, list)
                     else (
                         ", ".join(f"{k}={v}" for k, v in value.items())

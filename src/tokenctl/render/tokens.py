@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from tokenctl.definitions import DefinitionKind
@@ -362,6 +362,12 @@ def render_state_change(io: IOStreams, change: StateChange) -> None:
         io.status(f"Token #{token.number} {token.name!r} was already {state}; nothing changed.")
 
 
+def _utc_clock(moment: datetime | None) -> str:
+    if moment is None:
+        return "an unknown time"
+    return f"{clock_text(moment.astimezone(UTC), seconds=True)}Z"
+
+
 def render_renewed(io: IOStreams, result: RenewResult, *, as_json: bool = False) -> None:
     """Confirm a renewal and say how it was done."""
     from tokenctl.services.tokens import RenewMethod  # loaded already: it made the result
@@ -370,9 +376,21 @@ def render_renewed(io: IOStreams, result: RenewResult, *, as_json: bool = False)
     if as_json:
         payload = token_to_dict(view)
         payload["renewed_by"] = result.method
+        if result.refresh_possible_at is not None:
+            payload["refresh_possible_at"] = to_iso(result.refresh_possible_at)
         write_json(io, "token", payload)
-        return
     token = view.token
+    if result.method is RenewMethod.NOT_DUE and result.refresh_possible_at is not None:
+        title = view.definition.title if view.definition else token.definition
+        io.status(
+            f"Token #{token.number} {token.name!r} was not renewed: its access token is valid"
+            f" until {_utc_clock(token.expires_at)}, and {safe_line(title)} refuses a new one"
+            f" before {_utc_clock(result.refresh_possible_at)}. Run the same command from"
+            f" then on, or `tokenctl renew {token.name} --login` to log in anew now."
+        )
+        return
+    if as_json:
+        return
     how = {
         RenewMethod.REFRESH: "refreshed without a browser",
         RenewMethod.LOGIN: "renewed by a login"

@@ -119,6 +119,10 @@ def refuse_another_account(
     )
 
 
+#: The probe attribute that names the account when no id token or userinfo does.
+ACCOUNT_ATTRIBUTE = "account"
+
+
 def _dig(document: Any, path: str) -> str | None:
     """The value at a dotted path (``d.results.0.CurrentDivision``) of a JSON document."""
     current = document
@@ -266,6 +270,11 @@ def interactive_login(
         try:
             account, subject = _identify(grant, client, nonce)
             attributes = _login_attributes(ctx, client, grant, answer.callback, options)
+            # A provider without OpenID (Exact Online) says who signed in only through
+            # its who-am-I call: the definition's `account` probe attribute.
+            probed_account = attributes.pop(ACCOUNT_ATTRIBUTE, None)
+            if account is None:
+                account = probed_account
         except TokenctlError:
             # Nothing will be stored: leave no live grant behind at the provider.
             client.revoke_grant(secrets_of(grant))

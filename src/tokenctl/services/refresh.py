@@ -129,15 +129,21 @@ def token_lock(ctx: AppContext, token: Token, ttl: float = LEASE_MARGIN_SECONDS)
         release_lease(ctx, token, lease)
 
 
-def mark_refresh_refused(ctx: AppContext, current: Token, now: datetime) -> None:
-    """Record that the provider refused the refresh token: the token is invalid."""
+def mark_refresh_refused(
+    ctx: AppContext, current: Token, now: datetime, error: str = "invalid_grant"
+) -> None:
+    """Record that the provider refused the refresh token: the token is invalid.
+
+    ``error`` is the provider's error code (``invalid_grant``, or an answer the
+    definition names in ``dead_refresh_answers``).
+    """
     ctx.inventory.update(
         current.number,
-        {"invalid_at": now, "invalid_reason": f"{REFRESH_REFUSED} (invalid_grant)"},
+        {"invalid_at": now, "invalid_reason": f"{REFRESH_REFUSED} ({error})"},
         ctx.actor(),
         now,
         event="renewed",
-        outcome="invalid_grant",
+        outcome=error,
         detail="the provider refused the refresh token",
     )
 
@@ -184,19 +190,26 @@ class _Steps:
         return stored.refresh_token
 
     def refused(self, failure: OAuthFailure) -> TokenctlError:
-        """Inventory: the error to raise for a refusal; ``invalid_grant`` marks the token."""
-        if failure.error != "invalid_grant":
+        """Inventory: the error to raise for a refusal; a dead refresh token marks the token.
+
+        Dead: ``invalid_grant``, or an answer the definition names in
+        ``dead_refresh_answers`` (Exact Online's "Old refresh token used."). Any other
+        refusal (a wrong client, a provider's limit) leaves the token as it is.
+        """
+        settings = self.client.definition.oauth2
+        if settings is None or not settings.refresh_token_dead(failure.error, failure.description):
             return failure
         if self.from_unsaved:  # the kept refresh token is refused too: of no more use
             from tokenctl.services.unsaved import forget_unsaved
 
             forget_unsaved(self.ctx, self.current)
-        mark_refresh_refused(self.ctx, self.current, self.now)
+        mark_refresh_refused(self.ctx, self.current, self.now, failure.error)
+        said = f"{failure.error}: {failure.description}" if failure.description else failure.error
         return NeedsLogin(
             f"the provider refused the refresh token of {self.current.name!r} "
-            "(invalid_grant): it was revoked, expired or already used",
+            f"({said}): it was revoked, expired or already used",
             fix=fix_command(self.current.name, DefinitionKind.OAUTH2),
-            reason="the provider refused the refresh token (invalid_grant)",
+            reason=f"the provider refused the refresh token ({failure.error})",
         )
 
     def new_state(self, response: Mapping[str, Any]) -> RefreshedState:

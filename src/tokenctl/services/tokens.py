@@ -155,6 +155,9 @@ class RenewMethod(StrEnum):
     LOGIN = "login"
     PASS_CODE = "pass code"  # noqa: S105 - a way of renewing, not a secret
     CONCURRENT = "concurrent"  # another process renewed it meanwhile; that result is used
+    #: Not renewed: the access token is valid and the definition's provider refuses a
+    #: refresh before its ``refresh_margin`` (Exact Online: the last 30 s).
+    NOT_DUE = "not due"
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,9 @@ class RenewResult:
     view: TokenView
     method: RenewMethod
     missing_scopes: list[str] = field(default_factory=list)
+    #: With ``NOT_DUE``: when the provider accepts a refresh (the access token's expiry
+    #: minus the definition's refresh margin).
+    refresh_possible_at: datetime | None = None
 
 
 def view_of(ctx: AppContext, token: Token, now: datetime) -> TokenView:
@@ -664,6 +670,9 @@ def renew_token(
 
     options = login or LoginOptions()
     if not force_login:
+        not_due = _refresh_not_due(ctx, token, definition)
+        if not_due is not None:
+            return not_due
         if token.has_refresh_token:
             try:
                 outcome = refresh_token(ctx, token, definition)
@@ -680,6 +689,32 @@ def renew_token(
                 hint=f"run `{fix_command(token.name, definition.kind)}`",
             )
     return _relogin(ctx, token, definition, options, allow_account_change)
+
+
+def _refresh_not_due(ctx: AppContext, token: Token, definition: Definition) -> RenewResult | None:
+    """``NOT_DUE`` when the provider would refuse a refresh now, else ``None``.
+
+    Only a definition that declares ``lifetimes.refresh_margin`` says so: its provider
+    refuses (and counts against its limits) a new access token asked for earlier than
+    that before the current one expires. A token already refused, without a known
+    expiry or without a refresh token goes on to the refresh (or the login) as before.
+    """
+    from tokenctl.services.access_decision import refresh_due
+
+    margin = definition.lifetimes.refresh_margin
+    if (
+        margin is None
+        or token.expires_at is None
+        or token.invalid_at is not None
+        or not token.has_refresh_token
+    ):
+        return None
+    now = ctx.now()
+    if refresh_due(token.expires_at, margin, now):
+        return None
+    return RenewResult(
+        view_of(ctx, token, now), RenewMethod.NOT_DUE, refresh_possible_at=token.expires_at - margin
+    )
 
 
 def _relogin(
