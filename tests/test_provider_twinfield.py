@@ -180,6 +180,12 @@ def test_probe_of_a_revoked_token_records_invalid(tmp_path, twinfield, real_keyr
         "add", "acme-twf", "--definition", "twinfield", home=home, env=env, out=out
     )
     assert added.exit_code == 0, f"{added.stderr}\n{log}"
+    # renew --all (the concurrent refresh) reads the cluster again too.
+    double.cluster_url = "https://accounting4.twinfield.com"
+    bulk = _run("renew", "--all", home=home, env=env)
+    assert bulk.exit_code == 0, bulk.stdout + bulk.stderr
+    token = _run("show", "acme-twf", "--json", home=home, env=env).json()["token"]
+    assert token["attributes"]["cluster"] == "https://accounting4.twinfield.com"
     double.revoke(USER)
     # The access token has not expired, so no refresh: the validation endpoint answers 400.
     probed = _run("check", "acme-twf", "--probe", home=home, env=env)
