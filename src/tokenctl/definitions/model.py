@@ -89,6 +89,10 @@ class OAuth2Settings:
     login_mode: str = "loopback"
     callback_attributes: Mapping[str, str] = field(default_factory=dict)
     probe_attributes: Mapping[str, str] = field(default_factory=dict)
+    #: Send the access token to ``probe_url`` as this query parameter, not as a bearer header.
+    probe_token_parameter: str | None = None
+    #: Record ``probe_attributes`` again after every refresh and probe, not only at login.
+    probe_attributes_always: bool = False
     tenants_url: str | None = None
     tenant_id_field: str = "id"
     tenant_name_field: str | None = None
@@ -183,6 +187,8 @@ class Definition:
                 "login_mode": settings.login_mode,
                 "callback_attributes": dict(settings.callback_attributes),
                 "probe_attributes": dict(settings.probe_attributes),
+                "probe_token_parameter": settings.probe_token_parameter,
+                "probe_attributes_always": settings.probe_attributes_always,
                 "tenants_url": settings.tenants_url,
                 "tenant_id_field": settings.tenant_id_field,
                 "tenant_name_field": settings.tenant_name_field,
@@ -427,6 +433,8 @@ def _parse_oauth2(source: str, name: str, table: Mapping[str, Any]) -> OAuth2Set
         login_mode=login_mode,
         callback_attributes=_callback_attributes(reader),
         probe_attributes=reader.mapping("probe_attributes") or {},
+        probe_token_parameter=reader.string("probe_token_parameter"),
+        probe_attributes_always=bool(reader.boolean("probe_attributes_always", False)),
         tenants_url=reader.url("tenants_url"),
         tenant_id_field=reader.string("tenant_id_field") or "id",
         tenant_name_field=reader.string("tenant_name_field"),

@@ -249,6 +249,32 @@ class ProviderClient:
             url, access_token, deadline=self.endpoints.call_deadline, transport=self._transport
         )
 
+    def probe_get(self, access_token: str) -> tuple[int, Any]:
+        """Call the definition's ``probe_url`` about ``access_token``, as the definition says.
+
+        As a bearer GET, or with the token in ``probe_token_parameter`` (then as the client).
+        """
+        url = self.settings.probe_url
+        if url is None:
+            raise ConfigError(f"definition {self.definition.name!r} has no probe_url")
+        parameter = self.settings.probe_token_parameter
+        if parameter is None:
+            return self.bearer_get_any(url, access_token)
+        from tokenctl.oauth.provider import token_parameter_get
+
+        try:
+            credentials: ClientCredentials | None = self.credentials
+        except ConfigError:
+            credentials = None  # no client registered: ask without proving who is asking
+        return token_parameter_get(
+            url,
+            parameter,
+            access_token,
+            credentials,
+            deadline=self.endpoints.call_deadline,
+            transport=self._transport,
+        )
+
     def validate_id_token(
         self, id_token: str, *, nonce: str | None, access_token: str | None
     ) -> dict[str, Any]:

@@ -585,6 +585,47 @@ def bearer_get_any(
     return response.status_code, body
 
 
+def token_parameter_get(
+    url: str,
+    parameter: str,
+    access_token: str,
+    credentials: ClientCredentials | None,
+    *,
+    deadline: float,
+    transport: Transport | None = None,
+) -> tuple[int, Any]:
+    """GET ``url`` with the access token in the query parameter ``parameter``.
+
+    A token-validation call about the token it names (Twinfield's
+    ``accesstokenvalidation?token=``), so no bearer header: the caller proves it is the
+    client instead, by HTTP Basic when a client secret is stored.
+    """
+    import httpx2
+
+    with _client(credentials, deadline=deadline, transport=transport) as client:
+        auth = (
+            client.client_auth("client_secret_basic")
+            if credentials is not None and credentials.client_secret
+            else None
+        )
+        try:
+            response = client.request(
+                "GET",
+                url,
+                params={parameter: access_token},
+                headers={"Accept": "application/json"},
+                auth=auth,
+                withhold_token=True,
+            )
+        except httpx2.HTTPError as error:
+            raise unreachable(url, error) from None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    return response.status_code, body
+
+
 def validate_id_token(
     id_token: str,
     *,

@@ -18,6 +18,7 @@ from tokenctl.errors import AuthorizationError, TokenctlError, UsageError
 from tokenctl.models import Token
 from tokenctl.oauth.client import ProviderClient
 from tokenctl.oauth.grants import secrets_of
+from tokenctl.oauth.json_path import dig as _dig
 from tokenctl.oauth.provider import Grant
 from tokenctl.services.oauth_options import LoginOptions
 
@@ -119,25 +120,6 @@ def refuse_another_account(
     )
 
 
-#: The probe attribute that names the account when no id token or userinfo does.
-ACCOUNT_ATTRIBUTE = "account"
-
-
-def _dig(document: Any, path: str) -> str | None:
-    """The value at a dotted path (``d.results.0.CurrentDivision``) of a JSON document."""
-    current = document
-    for part in path.split("."):
-        if isinstance(current, list) and part.isdigit() and int(part) < len(current):
-            current = current[int(part)]
-        elif isinstance(current, dict) and part in current:
-            current = current[part]
-        else:
-            return None
-    if isinstance(current, (str, int, float)) and not isinstance(current, bool):
-        return str(current)
-    return None
-
-
 def _choose_tenant(
     ctx: AppContext, settings: OAuth2Settings, tenants: list[Any], wanted: str | None
 ) -> dict[str, str]:
@@ -195,12 +177,17 @@ def _login_attributes(
         if callback.get(param)
     }
     if settings.probe_attributes and settings.probe_url:
-        status, body = client.bearer_get(settings.probe_url, grant.access_token)
+        from tokenctl.services.probe_attributes import values_from
+
+        status, body = client.probe_get(grant.access_token)
         if 200 <= status < 300 and body is not None:
-            for attribute, path in settings.probe_attributes.items():
-                value = _dig(body, path)
-                if value is not None:
-                    attributes[attribute] = value
+            attributes.update(values_from(settings, body))
+        elif settings.probe_attributes_always:
+            # Values the token's calls need (Twinfield's cluster): say they are missing.
+            ctx.io.warn(
+                f"could not record {', '.join(sorted(settings.probe_attributes))} "
+                f"({settings.probe_url} answered {status})"
+            )
     if settings.tenants_url:
         status, listing = bearer_get_list(client, settings.tenants_url, grant.access_token)
         if status == 200:
@@ -272,6 +259,8 @@ def interactive_login(
             attributes = _login_attributes(ctx, client, grant, answer.callback, options)
             # A provider without OpenID (Exact Online) says who signed in only through
             # its who-am-I call: the definition's `account` probe attribute.
+            from tokenctl.services.probe_attributes import ACCOUNT_ATTRIBUTE
+
             probed_account = attributes.pop(ACCOUNT_ATTRIBUTE, None)
             if account is None:
                 account = probed_account

@@ -12,6 +12,7 @@ from tokenctl.errors import ConfigError
 from tokenctl.models import Token, TokenChanges
 from tokenctl.oauth.provider import ProviderUnreachable
 from tokenctl.services.access_decision import refresh_due
+from tokenctl.services.probe_attributes import attribute_changes, follows_token, values_from
 from tokenctl.services.refresh import REFRESH_REFUSED, NeedsLogin, refresh_token
 
 
@@ -32,6 +33,16 @@ class ProbeOutcome:
     detail: str
 
 
+def _invalid_statuses(token_parameter: str | None) -> tuple[int, ...]:
+    """The answers that mean "this token does not work".
+
+    A bearer call is refused with 401 or 403 (RFC 6750). A call that names the token in
+    a query parameter is a validation of that token: there 400 says it is not valid
+    (Twinfield's ``accesstokenvalidation``, docs/providers/twinfield.md).
+    """
+    return (400, 401, 403) if token_parameter else (401, 403)
+
+
 def probe_token(ctx: AppContext, token: Token, definition: Definition) -> ProbeOutcome:
     """Ask the provider whether the token still works, and record the answer.
 
@@ -41,6 +52,7 @@ def probe_token(ctx: AppContext, token: Token, definition: Definition) -> ProbeO
     client = ctx.provider_client(definition, token.attributes)
     now = ctx.now()
     result, detail = ProbeResult.UNREACHABLE, ""
+    recorded: dict[str, str] = {}  # probe_attributes read off the answer
     try:
         endpoints = client.endpoints
         stored = ctx.inventory.secrets(token.number)
@@ -59,10 +71,15 @@ def probe_token(ctx: AppContext, token: Token, definition: Definition) -> ProbeO
             if access_token is None:
                 result, detail = ProbeResult.INVALID, "no access token is stored"
             elif url:
-                status, _ = client.bearer_get(url, access_token)
+                if endpoints.probe_url:
+                    status, body = client.probe_get(access_token)
+                else:
+                    status, body = client.bearer_get(url, access_token)
                 if 200 <= status < 300:
                     result, detail = ProbeResult.VALID, f"{url} answered HTTP {status}"
-                elif status in (401, 403):
+                    if follows_token(client.settings):
+                        recorded = values_from(client.settings, body)
+                elif status in _invalid_statuses(client.settings.probe_token_parameter):
                     result, detail = ProbeResult.INVALID, f"{url} answered HTTP {status}"
                 else:
                     result, detail = ProbeResult.UNREACHABLE, f"{url} answered HTTP {status}"
@@ -92,6 +109,7 @@ def probe_token(ctx: AppContext, token: Token, definition: Definition) -> ProbeO
             changes.update({"invalid_at": None, "invalid_reason": None})
         if result is ProbeResult.INVALID and current.invalid_at is not None:
             changes.pop("invalid_at")  # keep the first moment it was seen invalid
+        changes.update(attribute_changes(current, recorded) or {})
         return changes
 
     updated, _ = ctx.inventory.update_if(

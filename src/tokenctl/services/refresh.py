@@ -312,6 +312,11 @@ def refresh_token(ctx: AppContext, token: Token, definition: Definition) -> Refr
             raise steps.keep(state, error) from None
     for note in outcome.notes:
         ctx.io.warn(note)
+    if outcome.refreshed:
+        # Stored and out of the lease: what the definition reads off the new access token.
+        from tokenctl.services.probe_attributes import record_after_refresh
+
+        outcome = replace(outcome, token=record_after_refresh(ctx, outcome.token, client))
     return outcome
 
 

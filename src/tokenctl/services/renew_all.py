@@ -143,7 +143,10 @@ async def _renew_one(
         )
     for note in outcome.notes:
         ctx.io.warn(f"{token.name}: {note}")
-    return BulkItem(outcome.token, BulkOutcome.REFRESHED)
+    from tokenctl.services.probe_attributes import record_after_refresh_async
+
+    renewed = await record_after_refresh_async(ctx, outcome.token, client, inventory_steps)
+    return BulkItem(renewed, BulkOutcome.REFRESHED)
 
 
 async def _renew_all(
