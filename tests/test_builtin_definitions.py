@@ -318,7 +318,7 @@ def documented_overrides() -> list[str]:
     return blocks
 
 
-OVERRIDE_FIELDS = {"login_mode", "redirect_uri", "redirect_port"}
+OVERRIDE_FIELDS = {"login_mode", "redirect_uri", "redirect_port", "redirect_host"}
 
 
 def test_every_documented_override_is_the_builtin_plus_login_settings():

@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any
 
 from tokenctl.definitions import DefinitionKind
@@ -19,6 +20,22 @@ from tokenctl.timeutil import format_duration, parse_duration
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 LOGIN_MODES = ("loopback", "paste", "device", "relay")
 AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post")
+
+
+class LoopbackHost(StrEnum):
+    """The host name in the loopback redirect URI (``oauth2.redirect_host``).
+
+    The listener itself only ever binds loopback addresses; ``localhost`` is for providers
+    that document that name and refuse the IP literal (Xero, Intuit's sandbox).
+    """
+
+    IP = "127.0.0.1"
+    LOCALHOST = "localhost"
+
+
+#: How scopes may be joined in the authorization request (``oauth2.scope_separator``):
+#: RFC 6749 §3.3 says spaces; Zoho documents commas.
+SCOPE_SEPARATORS = (" ", ",")
 PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 #: OAuth settings named as in provider metadata (RFC 8414 / OpenID Connect Discovery).
 DISCOVERABLE_ENDPOINTS = (
@@ -84,6 +101,8 @@ class OAuth2Settings:
     client_id: str | None = None
     token_endpoint_auth_method: str | None = None
     redirect_port: int | None = None
+    redirect_host: LoopbackHost = LoopbackHost.IP
+    scope_separator: str = " "
     jwks_uri: str | None = None
     redirect_uri: str | None = None
     login_mode: str = "loopback"
@@ -121,6 +140,18 @@ class OAuth2Settings:
     def effective_required_scopes(self) -> tuple[str, ...]:
         """Scopes a grant must carry; defaults to every requested scope."""
         return self.scopes if self.required_scopes is None else self.required_scopes
+
+    def join_scopes(self, scopes: tuple[str, ...]) -> str:
+        """``scopes`` as one ``scope`` parameter, joined the way this provider reads them."""
+        return self.scope_separator.join(scopes)
+
+    def split_scopes(self, scope: str) -> tuple[str, ...]:
+        """A ``scope`` value from the provider as single scopes.
+
+        Split at the definition's separator and at spaces: a provider that takes commas may
+        still answer with spaces (Zoho's documented refresh answers do).
+        """
+        return tuple(scope.replace(self.scope_separator, " ").split())
 
 
 @dataclass(frozen=True)
@@ -182,6 +213,8 @@ class Definition:
                 "client_id": settings.client_id,
                 "token_endpoint_auth_method": settings.token_endpoint_auth_method,
                 "redirect_port": settings.redirect_port,
+                "redirect_host": settings.redirect_host.value,
+                "scope_separator": settings.scope_separator,
                 "jwks_uri": settings.jwks_uri,
                 "redirect_uri": settings.redirect_uri,
                 "login_mode": settings.login_mode,
@@ -251,6 +284,10 @@ class _Fields:
     def _get(self, key: str) -> Any:
         self.seen.add(key)
         return self.table.get(key)
+
+    def raw(self, key: str) -> Any:
+        """The value as TOML gave it (a space is a valid value here), or ``None``."""
+        return self._get(key)
 
     def string(self, key: str, *, required: bool = False) -> str | None:
         value = self._get(key)
@@ -412,6 +449,18 @@ def _parse_oauth2(source: str, name: str, table: Mapping[str, Any]) -> OAuth2Set
     redirect_uri = reader.url("redirect_uri")
     if login_mode in ("paste", "relay") and redirect_uri is None:
         raise reader.fail("redirect_uri", f"is required for login_mode {login_mode!r}")
+    host_text = reader.string("redirect_host") or LoopbackHost.IP.value
+    try:
+        redirect_host = LoopbackHost(host_text)
+    except ValueError:
+        raise reader.fail(
+            "redirect_host", f"must be '127.0.0.1' or 'localhost', got {host_text!r}"
+        ) from None
+    separator = reader.raw("scope_separator")
+    if separator is None:
+        separator = " "
+    if separator not in SCOPE_SEPARATORS:
+        raise reader.fail("scope_separator", f"must be ' ' or ',', got {separator!r}")
     settings = OAuth2Settings(
         issuer=reader.url("issuer"),
         authorization_endpoint=reader.url("authorization_endpoint"),
@@ -428,6 +477,8 @@ def _parse_oauth2(source: str, name: str, table: Mapping[str, Any]) -> OAuth2Set
         client_id=reader.string("client_id"),
         token_endpoint_auth_method=auth_method,
         redirect_port=reader.integer("redirect_port", 1, 65535),
+        redirect_host=redirect_host,
+        scope_separator=separator,
         jwks_uri=reader.url("jwks_uri"),
         redirect_uri=redirect_uri,
         login_mode=login_mode,

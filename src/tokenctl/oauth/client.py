@@ -181,7 +181,13 @@ class ProviderClient:
         """Ask for a user code (RFC 8628 §3.1)."""
         from tokenctl.oauth.provider import start_device_authorization
 
-        return start_device_authorization(self.credentials, self.endpoints, scopes, self._transport)
+        return start_device_authorization(
+            self.credentials,
+            self.endpoints,
+            scopes,
+            self._transport,
+            scope_separator=self.settings.scope_separator,
+        )
 
     def poll_device_token(
         self,

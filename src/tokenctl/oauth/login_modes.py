@@ -124,6 +124,7 @@ def authorization_request(request: LoginRequest, redirect_uri: str, state: str) 
         state=state,
         code_verifier=verifier,
         extra=authorize_params(request),
+        scope_separator=request.settings.scope_separator,
     )
     return url, verifier
 
@@ -152,6 +153,8 @@ def _browser_to_listener(
     listener = LoopbackListener(
         CallbackCheck("", endpoints.issuer, endpoints.iss_parameter_supported),
         port=settings.redirect_port or 0,
+        host=settings.redirect_host,
+        definition=request.client.definition.name,
     )
     random_part = random_source.token_urlsafe(24)
     state = f"{listener.port}.{random_part}" if via_relay else random_part

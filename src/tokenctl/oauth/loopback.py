@@ -1,4 +1,9 @@
-"""A one-shot HTTP listener on 127.0.0.1 that receives the authorization response.
+"""A one-shot HTTP listener on the loopback interface that receives the authorization response.
+
+It listens on 127.0.0.1, never on another interface. For a definition whose redirect URI
+names ``localhost`` (``oauth2.redirect_host``) it listens on ``[::1]`` at the same port as
+well, where the machine has IPv6 loopback: a browser may resolve ``localhost`` to either
+address (RFC 8252 §8.3), and no other program may take the callback on the one left open.
 
 It is started before the browser opens. A request whose Host header is not this listener
 (``127.0.0.1:PORT`` or ``localhost:PORT``) is answered 400 and ignored: a web page the user
@@ -11,7 +16,9 @@ the browser before the listener closes.
 
 from __future__ import annotations
 
+import errno
 import queue
+import socket
 import threading
 from dataclasses import dataclass, field, replace
 from http import HTTPStatus
@@ -19,11 +26,48 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tokenctl.definitions.model import LoopbackHost
 from tokenctl.errors import UsageError
 from tokenctl.oauth.pages import page, rejected_page
 
 CALLBACK_PATH = "/callback"
 FINAL_PAGE_WAIT = 60.0
+#: Tries at an ephemeral port free on both 127.0.0.1 and [::1] (``localhost`` redirects).
+EPHEMERAL_TRIES = 8
+
+
+#: What bind() says when another program holds the port (Windows has its own codes).
+_PORT_TAKEN = frozenset(
+    code
+    for code in (
+        errno.EADDRINUSE,
+        errno.EACCES,
+        getattr(errno, "WSAEADDRINUSE", None),
+        getattr(errno, "WSAEACCES", None),
+    )
+    if code is not None
+)
+
+
+class PortInUseError(UsageError):
+    """The fixed loopback port of a definition is taken by another program."""
+
+
+class _Server6(ThreadingHTTPServer):
+    """The same listener on [::1] only (never an IPv4-mapped or other address)."""
+
+    address_family = socket.AF_INET6
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        super().server_bind()
+
+
+def _ipv6_loopback_missing(error: OSError) -> bool:
+    """True when [::1] cannot be bound because this machine has no IPv6 loopback."""
+    return error.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT) or isinstance(
+        error, socket.gaierror
+    )
 
 
 @dataclass(frozen=True)
@@ -80,10 +124,22 @@ def check_callback(params: dict[str, str], check: CallbackCheck) -> str | None:
 
 
 class LoopbackListener:
-    """Listens on 127.0.0.1 for exactly one acceptable callback."""
+    """Listens on the loopback interface for exactly one acceptable callback.
 
-    def __init__(self, check: CallbackCheck, port: int = 0) -> None:
+    ``host`` is the name the redirect URI uses; ``definition`` names the definition in the
+    error for a fixed ``port`` that is taken.
+    """
+
+    def __init__(
+        self,
+        check: CallbackCheck,
+        port: int = 0,
+        host: LoopbackHost = LoopbackHost.IP,
+        definition: str | None = None,
+    ) -> None:
         self._check = check
+        self._host = host
+        self._definition = definition
         self._accepted: queue.Queue[Callback] = queue.Queue()
         self._final_page: queue.Queue[bytes] = queue.Queue()
         self._claimed = threading.Lock()
@@ -97,15 +153,59 @@ class LoopbackListener:
             def log_message(self, format: str, *args: Any) -> None:
                 return  # The URL carries the code: never log requests.
 
+        self._servers = self._bind(Handler, port)
+        for server in self._servers:
+            server.daemon_threads = True
+        self._server = self._servers[0]
+        self._threads = [
+            threading.Thread(target=server.serve_forever, daemon=True) for server in self._servers
+        ]
+
+    def _bind(self, handler: type[BaseHTTPRequestHandler], port: int) -> list[ThreadingHTTPServer]:
+        """The servers: 127.0.0.1, plus [::1] at the same port for ``localhost`` redirects."""
+        tries = EPHEMERAL_TRIES if port == 0 and self._host is LoopbackHost.LOCALHOST else 1
+        for attempt in range(tries):
+            first = self._listen(ThreadingHTTPServer, ("127.0.0.1", port), handler, port)
+            if self._host is not LoopbackHost.LOCALHOST:
+                return [first]
+            bound = int(first.server_address[1])
+            try:
+                second = _Server6(("::1", bound), handler)
+            except OSError as error:
+                if _ipv6_loopback_missing(error):
+                    return [first]
+                first.server_close()
+                if port == 0 and attempt + 1 < tries:
+                    continue  # that ephemeral port is taken on [::1]: take another
+                raise self._port_error(f"[::1]:{bound}", error) from None
+            return [first, second]
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def _listen(
+        self,
+        kind: type[ThreadingHTTPServer],
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        port: int,
+    ) -> ThreadingHTTPServer:
         try:
-            self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+            return kind(address, handler)
         except OSError as error:
-            raise UsageError(
-                f"cannot listen on 127.0.0.1:{port} ({error.strerror or error})",
-                hint="close what uses that port, or remove the definition's redirect_port",
-            ) from None
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+            raise self._port_error(f"{address[0]}:{port}", error) from None
+
+    def _port_error(self, where: str, error: OSError) -> UsageError:
+        """What to do when the listener cannot bind: for a fixed port, the flag that moves it."""
+        reason = error.strerror or str(error)
+        if error.errno not in _PORT_TAKEN:
+            return UsageError(f"cannot listen on {where} ({reason})")
+        name = self._definition or "NAME"
+        return PortInUseError(
+            f"cannot listen on {where} for the login callback: the port is in use by another "
+            f"program ({reason})",
+            hint="close the program that uses the port and try again, or register another "
+            f"redirect URI port at the provider and run `tokenctl definitions configure {name} "
+            "--client-id ID --redirect-port PORT` (oauth2.redirect_port)",
+        )
 
     def expect_state(self, state: str) -> None:
         """Set the state to expect (it may embed the port, known only once bound)."""
@@ -119,11 +219,22 @@ class LoopbackListener:
     @property
     def redirect_uri(self) -> str:
         """The redirect URI to send in the authorization request."""
-        return f"http://127.0.0.1:{self.port}{CALLBACK_PATH}"
+        return f"http://{self._host.value}:{self.port}{CALLBACK_PATH}"
+
+    @property
+    def addresses(self) -> list[str]:
+        """Where it listens, as ``host:port`` (``[::1]:port`` for IPv6)."""
+        return [
+            f"[::1]:{self.port}"
+            if server.address_family == socket.AF_INET6
+            else f"127.0.0.1:{self.port}"
+            for server in self._servers
+        ]
 
     def start(self) -> LoopbackListener:
-        """Start serving in a background thread."""
-        self._thread.start()
+        """Start serving in background threads."""
+        for thread in self._threads:
+            thread.start()
         return self
 
     def wait(self, timeout: float) -> Callback | None:
@@ -139,8 +250,10 @@ class LoopbackListener:
 
     def close(self) -> None:
         """Stop listening."""
-        self._server.shutdown()
-        self._server.server_close()
+        for server, thread in zip(self._servers, self._threads, strict=True):
+            if thread.is_alive():
+                server.shutdown()
+            server.server_close()
 
     def __enter__(self) -> LoopbackListener:
         return self.start()

@@ -353,7 +353,6 @@ def grant_from_response(
     An unusable lifetime (``"soon"``, ``1e300``, negative) does not cost the token set:
     that expiry becomes unknown and the grant's ``notes`` say so.
     """
-    del settings  # reserved for provider-specific response fields
     access_token = token.get("access_token")
     if not isinstance(access_token, str) or not access_token:
         raise ProviderUnreachable("the provider's token response carries no access_token")
@@ -363,7 +362,8 @@ def grant_from_response(
     )
     scope = token.get("scope")
     if isinstance(scope, str):
-        scopes: tuple[str, ...] | None = tuple(scope.split())
+        # Read back the way the provider joins them (Zoho: commas).
+        scopes: tuple[str, ...] | None = settings.split_scopes(scope)
     elif isinstance(scope, list):
         scopes = tuple(str(s) for s in scope)
     else:
@@ -451,15 +451,19 @@ def authorization_url(
     state: str,
     code_verifier: str,
     extra: Mapping[str, str],
+    scope_separator: str = " ",
 ) -> str:
-    """Build the authorization URL (PKCE S256, state, nonce and extra parameters)."""
+    """Build the authorization URL (PKCE S256, state, nonce and extra parameters).
+
+    ``scope_separator`` joins the scopes (RFC 6749: a space; Zoho: a comma).
+    """
     if not endpoints.authorization_endpoint:
         raise ConfigError("the definition has no authorization endpoint")
     with _client(
         credentials,
         deadline=endpoints.call_deadline,
         redirect_uri=redirect_uri,
-        scope=" ".join(scopes) or None,
+        scope=scope_separator.join(scopes) or None,
     ) as client:
         url, _ = client.create_authorization_url(
             endpoints.authorization_endpoint, state=state, code_verifier=code_verifier, **extra
@@ -688,6 +692,7 @@ def start_device_authorization(
     endpoints: Endpoints,
     scopes: tuple[str, ...],
     transport: Transport | None = None,
+    scope_separator: str = " ",
 ) -> DeviceAuthorization:
     """Ask for a user code (RFC 8628 §3.1), authenticating as the client."""
     import httpx2
@@ -696,7 +701,7 @@ def start_device_authorization(
     if not url:
         raise ConfigError("the definition has no device authorization endpoint")
     # authlib's client authentication adds client_id itself (also for method "none").
-    data = {"scope": " ".join(scopes)} if scopes else {}
+    data = {"scope": scope_separator.join(scopes)} if scopes else {}
     with _client(credentials, deadline=endpoints.call_deadline, transport=transport) as client:
         try:
             response = client.request(
