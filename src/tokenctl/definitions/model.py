@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any
 
 from tokenctl.definitions import DefinitionKind
@@ -32,6 +33,15 @@ DISCOVERABLE_ENDPOINTS = (
 )
 #: OAuth settings that may contain {placeholders}, filled per token.
 TEMPLATED_FIELDS = ("issuer", *DISCOVERABLE_ENDPOINTS, "probe_url", "tenants_url")
+
+
+class RevocationBody(StrEnum):
+    """How a revocation request carries the token (``oauth2.revocation_body``)."""
+
+    FORM = "form"  # RFC 7009: token=...&token_type_hint=..., form-encoded
+    JSON = "json"  # {"token": "..."} as application/json (Intuit documents only this)
+
+
 #: The total time one provider call (discovery, token, userinfo, ...) may take by default.
 DEFAULT_CALL_DEADLINE = timedelta(seconds=60)
 #: What ``oauth2.call_deadline`` may be set to.
@@ -68,6 +78,7 @@ class OAuth2Settings:
     max_concurrent_requests: int | None = None
     iss_parameter_supported: bool | None = None  # None: ask discovery when there is an issuer
     call_deadline: timedelta | None = None  # None: DEFAULT_CALL_DEADLINE
+    revocation_body: RevocationBody = RevocationBody.FORM
 
     @property
     def effective_call_deadline(self) -> timedelta:
@@ -150,6 +161,7 @@ class Definition:
                 "max_concurrent_requests": settings.max_concurrent_requests,
                 "iss_parameter_supported": settings.iss_parameter_supported,
                 "call_deadline": _duration_or_none(settings.call_deadline),
+                "revocation_body": settings.revocation_body.value,
             }
         lifetimes = self.lifetimes
         return {
@@ -353,6 +365,9 @@ def _parse_oauth2(source: str, name: str, table: Mapping[str, Any]) -> OAuth2Set
     if login_mode not in LOGIN_MODES:
         raise reader.fail("login_mode", f"must be one of {', '.join(LOGIN_MODES)}")
     redirect_uri = reader.url("redirect_uri")
+    revocation_body = reader.string("revocation_body") or RevocationBody.FORM.value
+    if revocation_body not in {body.value for body in RevocationBody}:
+        raise reader.fail("revocation_body", "must be 'form' or 'json'")
     if login_mode in ("paste", "relay") and redirect_uri is None:
         raise reader.fail("redirect_uri", f"is required for login_mode {login_mode!r}")
     settings = OAuth2Settings(
@@ -382,6 +397,7 @@ def _parse_oauth2(source: str, name: str, table: Mapping[str, Any]) -> OAuth2Set
         max_concurrent_requests=reader.integer("max_concurrent_requests", 1, 64),
         iss_parameter_supported=reader.boolean("iss_parameter_supported", None),
         call_deadline=reader.duration("call_deadline"),
+        revocation_body=RevocationBody(revocation_body),
     )
     reader.reject_unknown()
     low, high = CALL_DEADLINE_RANGE
