@@ -34,6 +34,8 @@ Environment:
 ``TOKENCTL_TEST_BROWSER_TIMEOUT``  seconds for the whole run (default 30)
 ``TOKENCTL_TEST_BROWSER_SIZE``     viewport ``WIDTHxHEIGHT`` (default 800x450)
 ``TOKENCTL_TEST_CHROMIUM``         the Chromium binary (default /usr/lib/chromium/chromium)
+``TOKENCTL_TEST_CHROMIUM_FLAGS``   extra Chromium flags, shell-quoted (e.g. a host mapping
+                                   and the SPKI of a test HTTPS site's certificate)
 
 Progress and errors go to ``driver.log`` in the out directory (never the password, and
 never a URL's query: the callback carries the authorization code); Chromium's own output
@@ -51,6 +53,7 @@ import fcntl
 import json
 import os
 import select
+import shlex
 import shutil
 import signal
 import subprocess
@@ -69,6 +72,7 @@ CONSENT_ENV = "TOKENCTL_TEST_CONSENT"
 TIMEOUT_ENV = "TOKENCTL_TEST_BROWSER_TIMEOUT"
 SIZE_ENV = "TOKENCTL_TEST_BROWSER_SIZE"
 CHROMIUM_ENV = "TOKENCTL_TEST_CHROMIUM"
+EXTRA_FLAGS_ENV = "TOKENCTL_TEST_CHROMIUM_FLAGS"
 DEFAULT_CHROMIUM = "/usr/lib/chromium/chromium"
 DEFAULT_TIMEOUT = 30.0
 CHROMIUM_FLAGS = (
@@ -162,10 +166,17 @@ class Chromium:
             _die_with_parent()
 
         env = {k: v for k, v in os.environ.items() if k not in _CHROMIUM_SCRUBBED_ENV}
+        extra = shlex.split(os.environ.get(EXTRA_FLAGS_ENV, ""))
         try:
             with (out_dir / "chromium.log").open("ab") as chromium_log:
                 self.proc = subprocess.Popen(
-                    [binary, *CHROMIUM_FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
+                    [
+                        binary,
+                        *CHROMIUM_FLAGS,
+                        *extra,
+                        f"--user-data-dir={self.profile}",
+                        "about:blank",
+                    ],
                     stdin=subprocess.DEVNULL,
                     stdout=chromium_log,
                     stderr=chromium_log,

@@ -49,6 +49,15 @@ DISCOVERABLE_ENDPOINTS = (
 )
 #: OAuth settings that may contain {placeholders}, filled per token.
 TEMPLATED_FIELDS = ("issuer", *DISCOVERABLE_ENDPOINTS, "probe_url", "tenants_url")
+
+
+class RevocationBody(StrEnum):
+    """How a revocation request carries the token (``oauth2.revocation_body``)."""
+
+    FORM = "form"  # RFC 7009: token=...&token_type_hint=..., form-encoded
+    JSON = "json"  # {"token": "..."} as application/json (Intuit documents only this)
+
+
 #: The total time one provider call (discovery, token, userinfo, ...) may take by default.
 DEFAULT_CALL_DEADLINE = timedelta(seconds=60)
 #: What ``oauth2.call_deadline`` may be set to.
@@ -120,6 +129,7 @@ class OAuth2Settings:
     call_deadline: timedelta | None = None  # None: DEFAULT_CALL_DEADLINE
     #: Answers besides ``invalid_grant`` that mean the refresh token is dead.
     dead_refresh_answers: tuple[DeadRefreshAnswer, ...] = ()
+    revocation_body: RevocationBody = RevocationBody.FORM
 
     def refresh_token_dead(self, error: str, description: str | None) -> bool:
         """Whether a refused refresh means that only a new login helps.
@@ -232,6 +242,7 @@ class Definition:
                     {"error": answer.error, "description": answer.description}
                     for answer in settings.dead_refresh_answers
                 ],
+                "revocation_body": settings.revocation_body.value,
             }
         lifetimes = self.lifetimes
         return {
@@ -447,6 +458,9 @@ def _parse_oauth2(source: str, name: str, table: Mapping[str, Any]) -> OAuth2Set
     if login_mode not in LOGIN_MODES:
         raise reader.fail("login_mode", f"must be one of {', '.join(LOGIN_MODES)}")
     redirect_uri = reader.url("redirect_uri")
+    revocation_body = reader.string("revocation_body") or RevocationBody.FORM.value
+    if revocation_body not in {body.value for body in RevocationBody}:
+        raise reader.fail("revocation_body", "must be 'form' or 'json'")
     if login_mode in ("paste", "relay") and redirect_uri is None:
         raise reader.fail("redirect_uri", f"is required for login_mode {login_mode!r}")
     host_text = reader.string("redirect_host") or LoopbackHost.IP.value
@@ -493,6 +507,7 @@ def _parse_oauth2(source: str, name: str, table: Mapping[str, Any]) -> OAuth2Set
         iss_parameter_supported=reader.boolean("iss_parameter_supported", None),
         call_deadline=reader.duration("call_deadline"),
         dead_refresh_answers=_dead_refresh_answers(reader),
+        revocation_body=RevocationBody(revocation_body),
     )
     reader.reject_unknown()
     low, high = CALL_DEADLINE_RANGE

@@ -17,7 +17,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from tokenctl.definitions.model import DEFAULT_CALL_DEADLINE, Definition, OAuth2Settings
+from tokenctl.definitions.model import (
+    DEFAULT_CALL_DEADLINE,
+    Definition,
+    OAuth2Settings,
+    RevocationBody,
+)
 from tokenctl.errors import AuthorizationError, ConfigError, TokenctlError
 from tokenctl.timeutil import add_checked
 
@@ -64,6 +69,7 @@ class Endpoints:
     iss_parameter_supported: bool = False
     id_token_algorithms: tuple[str, ...] = ("RS256",)
     call_deadline: float = DEFAULT_CALL_DEADLINE.total_seconds()
+    revocation_body: RevocationBody = RevocationBody.FORM
 
 
 @dataclass(frozen=True)
@@ -232,6 +238,7 @@ def resolve_endpoints(definition: Definition, transport: Transport | None = None
         ),
         id_token_algorithms=_asymmetric(metadata.get("id_token_signing_alg_values_supported")),
         call_deadline=deadline,
+        revocation_body=settings.revocation_body,
     )
 
 
@@ -528,12 +535,32 @@ def revoke(
         return False, "the definition has no revocation endpoint"
     with _client(credentials, deadline=endpoints.call_deadline, transport=transport) as client:
         try:
-            response = client.revoke_token(url, token=token, token_type_hint=hint)
+            if endpoints.revocation_body is RevocationBody.JSON:
+                response = _revoke_as_json(client, credentials, url, token)
+            else:
+                response = client.revoke_token(url, token=token, token_type_hint=hint)
         except httpx2.HTTPError as error:
             return False, unreachable(url, error).message
     if response.status_code == 200:
         return True, "the provider confirmed the revocation"
     return False, f"the provider answered HTTP {response.status_code}"
+
+
+def _revoke_as_json(client: Any, credentials: ClientCredentials, url: str, token: str) -> Any:
+    """POST the revocation as JSON ``{"token": ...}``, the client authenticated as configured.
+
+    Intuit documents only this body (docs/providers/quickbooks-online.md). authlib's
+    ``revoke_token`` always form-encodes, so the request goes through the same client's
+    session, as the device authorization request does.
+    """
+    return client.request(
+        "POST",
+        url,
+        content=json.dumps({"token": token}).encode("utf-8"),
+        headers={"Content-Type": "application/json", "Accept": "application/json"},
+        auth=client.client_auth(credentials.auth_method),
+        withhold_token=True,
+    )
 
 
 def introspect(
