@@ -297,7 +297,7 @@ class MicrosoftDouble:
         return jwt.encode(header, claims, self.key)
 
     def _id_token(self, grant: Grant, nonce: str | None, now: float) -> str:
-        """[id-token]: a v2.0 ID token; ``name``/``preferred_username`` need ``profile``,
+        """[id-token]: a v2.0 ID token; ``oid``/``name``/``preferred_username`` need ``profile``,
         ``email`` needs ``email`` (and a mail address on the user)."""
         from joserfc import jwt
 
@@ -308,14 +308,14 @@ class MicrosoftDouble:
             "iat": int(now),
             "nbf": int(now),
             "exp": int(now) + 3600,
-            "oid": user.oid,
             "sub": _b64url(hashlib.sha256(f"{user.oid}:{grant.client_id}:id".encode()).digest()),
             "tid": self.tenant_id,
             "ver": "2.0",
         }
         if nonce:
             claims["nonce"] = nonce
-        if "profile" in grant.scopes:
+        if "profile" in grant.scopes:  # [id-token]: also for oid
+            claims["oid"] = user.oid
             claims["name"] = user.name
             claims["preferred_username"] = user.username
         if "email" in grant.scopes and user.email:
