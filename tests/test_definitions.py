@@ -182,3 +182,25 @@ def test_oauth_definition_without_client_id_names_the_fix(cli, tmp_path):
     assert "has no client id" in result.stderr
     assert "tokenctl definitions configure acme-books --client-id ID" in result.stderr
     assert cli("list", "--json").json()["tokens"] == []
+
+
+def test_login_scopes_are_asked_for_but_not_required_unless_listed():
+    """One rule for TOML, built-in and discovered definitions without required_scopes."""
+    from tokenctl.definitions.model import parse_definition
+
+    def oauth(**fields):  # type: ignore[no-untyped-def]
+        table = {"title": "T", "kind": "oauth2", "oauth2": {"token_endpoint": "https://t/x"}}
+        table["oauth2"].update(fields)
+        return parse_definition("t", table, "test")
+
+    asked = ["openid", "profile", "email", "offline_access", "invoices", "ledger"]
+    assert oauth(scopes=asked).required_scopes == ("invoices", "ledger")
+    assert oauth(scopes=["openid", "offline_access"]).required_scopes == ()
+    # Listed explicitly, a login scope is required (and proved by the tokens, see models).
+    explicit = oauth(scopes=asked, required_scopes=["offline_access", "invoices"])
+    assert explicit.required_scopes == ("offline_access", "invoices")
+    for definition in load_builtin_definitions().values():
+        if definition.oauth2 is not None and definition.oauth2.required_scopes is None:
+            assert not {"openid", "profile", "email", "offline_access"} & set(
+                definition.required_scopes
+            ), definition.name

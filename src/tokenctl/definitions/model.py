@@ -49,6 +49,11 @@ DISCOVERABLE_ENDPOINTS = (
 )
 #: OAuth settings that may contain {placeholders}, filled per token.
 TEMPLATED_FIELDS = ("issuer", *DISCOVERABLE_ENDPOINTS, "probe_url", "tenants_url")
+#: Scopes that only shape the login (an ID token, its claims, a refresh token), not what the
+#: token may do: never required unless a definition lists them in ``required_scopes``.
+#: Providers leave them out of the granted scope (the Microsoft identity platform echoes
+#: none of them for a Business Central token), so requiring them made tokens `insufficient`.
+LOGIN_SCOPES = frozenset({"openid", "profile", "email", "offline_access"})
 
 
 class RevocationBody(StrEnum):
@@ -148,8 +153,14 @@ class OAuth2Settings:
 
     @property
     def effective_required_scopes(self) -> tuple[str, ...]:
-        """Scopes a grant must carry; defaults to every requested scope."""
-        return self.scopes if self.required_scopes is None else self.required_scopes
+        """Scopes a grant must carry; by default every requested scope but the login's own.
+
+        The one rule for built-in, TOML and discovered definitions alike: without
+        ``required_scopes`` a scope of :data:`LOGIN_SCOPES` is asked for, not required.
+        """
+        if self.required_scopes is not None:
+            return self.required_scopes
+        return tuple(scope for scope in self.scopes if scope not in LOGIN_SCOPES)
 
     def join_scopes(self, scopes: tuple[str, ...]) -> str:
         """``scopes`` as one ``scope`` parameter, joined the way this provider reads them."""

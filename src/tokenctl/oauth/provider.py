@@ -212,8 +212,20 @@ def resolve_endpoints(definition: Definition, transport: Transport | None = None
         # server sends `iss` in the authorization response.
         try:
             metadata = discover(settings.issuer, deadline, transport)
-        except TokenctlError:
+        except ProviderUnreachable:
             metadata = {}
+        except AuthorizationError as error:
+            # Another issuer: the id token's would not match either, so say so before the
+            # login rather than after it. Microsoft names its tenants by id in the issuer,
+            # also when the URL used the tenant's domain name.
+            if not definition.placeholders:
+                raise
+            names = ", ".join(f"--param {name}" for name in sorted(definition.placeholders))
+            raise AuthorizationError(
+                error.message,
+                hint=f"the issuer is built from {names}: pass the value the provider's own "
+                "issuer uses (for a Microsoft tenant its id, the GUID, not a domain name)",
+            ) from None
 
     def pick(name: str) -> Any:
         return getattr(settings, name, None) or metadata.get(name)

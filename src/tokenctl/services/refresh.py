@@ -204,10 +204,14 @@ class _Steps:
 
             forget_unsaved(self.ctx, self.current)
         mark_refresh_refused(self.ctx, self.current, self.now, failure.error)
-        said = f"{failure.error}: {failure.description}" if failure.description else failure.error
+        # The provider's own reason tells revoked from unused too long (Microsoft: AADSTS50173
+        # or AADSTS700082; Exact: "Old refresh token used."); its first line only, as the
+        # rest is trace ids.
+        said = (failure.description or "").strip().splitlines()
         return NeedsLogin(
             f"the provider refused the refresh token of {self.current.name!r} "
-            f"({said}): it was revoked, expired or already used",
+            f"({failure.error}): it was revoked, expired or already used"
+            + (f"; the provider said: {said[0]}" if said else ""),
             fix=fix_command(self.current.name, DefinitionKind.OAUTH2),
             reason=f"the provider refused the refresh token ({failure.error})",
         )
