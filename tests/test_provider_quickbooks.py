@@ -3,7 +3,10 @@
 The built-in ``quickbooks-online`` definition is used as docs/providers/quickbooks-online.md
 tells a user to: the whole built-in, with login_mode and redirect_uri, saved as an
 override with ``definitions add --file`` - here with Intuit's hosts replaced by the
-double's (tests/peers/intuit.py), which serves Intuit's paths.
+double's (tests/peers/intuit.py), which serves Intuit's paths. The built-in
+``quickbooks-online-sandbox`` logs in as shipped (loopback on localhost): its override
+only swaps the hosts, and ``definitions configure --redirect-port`` sets the port the
+test registered at the double.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import functools
 import hashlib
 import http.server
 import json
+import socket
 import ssl
 import subprocess
 import sys
@@ -44,6 +48,9 @@ CLIENT_SECRET = "qbo-production-secret"
 REALM = "9341453908059321"
 PASTE_URI = "https://auth.example.com/tokenctl/callback"
 RELAY_HOST = "relay.qbo.test"
+SANDBOX_CLIENT_ID = "ABqbo-development-client"
+SANDBOX_CLIENT_SECRET = "qbo-development-secret"
+SANDBOX_REALM = "4620816365272025"
 BUILTIN = Path(__file__).resolve().parents[1] / "src" / "tokenctl" / "definitions" / "builtin.toml"
 
 
@@ -114,16 +121,16 @@ def relay_site(tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
     server.server_close()
 
 
-def override(double: IntuitDouble, *, login_mode: str, redirect_uri: str) -> dict[str, Any]:
-    """The built-in ``quickbooks-online``, hosts swapped for the double's, as an override."""
-    table = tomllib.loads(BUILTIN.read_text())["definitions"]["quickbooks-online"]
+def override(double: IntuitDouble, name: str = "quickbooks-online", **login: str) -> dict[str, Any]:
+    """The built-in ``name``, hosts swapped for the double's (plus ``login``), as an override."""
+    table = tomllib.loads(BUILTIN.read_text())["definitions"][name]
     table.pop("setup")
     oauth = table["oauth2"]
     for key, value in list(oauth.items()):
         if isinstance(value, str) and value.startswith("https://"):
             oauth[key] = double.base_url + urlsplit(value).path
-    oauth.update(login_mode=login_mode, redirect_uri=redirect_uri)
-    return {"definitions": {"quickbooks-online": table}}
+    oauth.update(login)
+    return {"definitions": {name: table}}
 
 
 def set_up_home(tmp_path: Path, env: dict[str, str], double: IntuitDouble, **mode: str) -> Path:
@@ -170,9 +177,11 @@ def paste_login(home: Path, env: dict[str, str], double: IntuitDouble, *args: st
     return Proc(list(args), process.returncode, out, "".join(lines) + err)
 
 
-def post_token(double: IntuitDouble, **form: str) -> tuple[int, dict[str, Any]]:
-    """A token request straight to the double, as the app itself."""
-    basic = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+def post_token(
+    double: IntuitDouble, client: tuple[str, str] = (CLIENT_ID, CLIENT_SECRET), **form: str
+) -> tuple[int, dict[str, Any]]:
+    """A token request straight to the double, as the app ``client`` (id, secret) itself."""
+    basic = base64.b64encode("{}:{}".format(*client).encode()).decode()
     request = urllib.request.Request(
         double.base_url + "/oauth2/v1/tokens/bearer",
         data=urlencode(form).encode(),
@@ -370,6 +379,109 @@ def test_relay_login_in_chromium_and_delete_revokes(
         intuit, grant_type="refresh_token", refresh_token=connection.refresh_token
     )
     assert refused == 400
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 now: the one the test "registers" at the double."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.peers
+def test_sandbox_keys_log_in_on_the_localhost_loopback(tmp_path, intuit, real_keyring, chromium):
+    """The sandbox built-in as shipped: loopback on http://localhost:PORT/callback."""
+    import tomli_w
+
+    port = free_port()
+    sandbox_uri = f"http://localhost:{port}/callback"
+    # The 127.0.0.1 form is refused for sandbox keys (test_the_doubles_redirect_uri_rules):
+    # only the localhost URI can be registered, and only it is.
+    intuit.register_app(
+        SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, Environment.SANDBOX, (sandbox_uri,)
+    )
+    intuit.add_user("alice", "alice-password", "alice@example.test", SANDBOX_REALM)
+    out = tmp_path / "browser"
+    env = browser_env(real_keyring.child_env(), out, "alice", "alice-password")
+    home = tmp_path / "home"
+
+    # The override only swaps Intuit's hosts for the double's: no login settings.
+    source = tmp_path / "quickbooks-online-sandbox.toml"
+    source.write_text(tomli_w.dumps(override(intuit, "quickbooks-online-sandbox")))
+    added = tokenctl("definitions", "add", "--file", str(source), home=home, env=env)
+    assert added.exit_code == 0, added.stderr
+    # The one command of the setup text, with the port this test registered.
+    configured = tokenctl(
+        "definitions", "configure", "quickbooks-online-sandbox",
+        "--client-id", SANDBOX_CLIENT_ID, "--client-secret-stdin", "--redirect-port", str(port),
+        home=home, env=env, input=SANDBOX_CLIENT_SECRET,
+    )  # fmt: skip
+    assert configured.exit_code == 0, configured.stderr
+    shown = tokenctl(
+        "definitions", "show", "quickbooks-online-sandbox", "--json", home=home, env=env
+    ).json()["definition"]["oauth2"]
+    assert (shown["redirect_host"], shown["redirect_port"]) == ("localhost", port)
+    assert shown["login_mode"] in (None, "loopback")
+
+    # add: Chromium signs in at the double, which redirects to localhost:PORT.
+    login, _driver, log = with_browser(
+        "add", "sandbox-co", "--definition", "quickbooks-online-sandbox",
+        home=home, env=env, out=out,
+    )  # fmt: skip
+    assert login.exit_code == 0, f"{login.stderr}\n--- driver.log\n{log}"
+    assert f"Listening for the login on {sandbox_uri}" in login.stderr
+    [request] = intuit.authorize_requests
+    assert (request["client_id"], request["redirect_uri"]) == (SANDBOX_CLIENT_ID, sandbox_uri)
+    assert intuit.token_calls("authorization_code") == 1
+
+    def show() -> dict[str, Any]:
+        result = tokenctl("show", "sandbox-co", "--json", home=home, env=env)
+        assert result.exit_code == 0, result.stderr
+        token: dict[str, Any] = result.json()["token"]
+        return token
+
+    # The realm on the redirect is the tenant; the account comes from userinfo.
+    token = show()
+    assert token["attributes"]["tenant"] == SANDBOX_REALM
+    assert token["account"] == "alice@example.test"
+    assert token["status"] == "valid" and token["has_refresh_token"]
+    assert SANDBOX_REALM in tokenctl("show", "sandbox-co", home=home, env=env).stdout
+
+    # renew: a refresh at the double's token endpoint with the sandbox keys.
+    renewed = tokenctl("renew", "sandbox-co", home=home, env=env)
+    assert renewed.exit_code == 0, renewed.stderr
+    assert intuit.token_calls("refresh_token") == 1
+    # token: an access token the double's userinfo endpoint accepts.
+    printed = tokenctl("token", "sandbox-co", home=home, env=env)
+    assert printed.exit_code == 0, printed.stderr
+    assert userinfo_status(intuit, printed.stdout.strip()) == 200
+
+    # check --probe: asks the (sandbox) userinfo endpoint, at the double.
+    def userinfo_calls() -> int:
+        return sum(1 for _, path, _, _ in intuit.calls if path.endswith("/userinfo"))
+
+    before = userinfo_calls()
+    checked = tokenctl("check", "sandbox-co", "--probe", home=home, env=env)
+    assert checked.exit_code == 0, checked.stdout + checked.stderr
+    assert userinfo_calls() > before
+
+    # delete: the JSON revocation Intuit documents, with the sandbox keys; the grant dies.
+    connection = intuit.connection_for(SANDBOX_REALM)
+    deleted = tokenctl("delete", "sandbox-co", "--yes", home=home, env=env)
+    assert deleted.exit_code == 0, deleted.stderr
+    assert "warning" not in deleted.stderr, deleted.stderr
+    content_type, raw = intuit.revocation_requests[-1]
+    assert content_type.startswith("application/json")
+    assert json.loads(raw) == {"token": connection.refresh_token}
+    assert connection.revoked
+    refused, body = post_token(
+        intuit,
+        (SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET),
+        grant_type="refresh_token",
+        refresh_token=connection.refresh_token,
+    )
+    assert (refused, body["error"]) == (400, "invalid_grant")
+    assert tokenctl("show", "sandbox-co", home=home, env=env).exit_code == 3
 
 
 def test_revocation_body_is_validated_and_json_sends_only_the_token():

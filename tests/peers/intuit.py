@@ -184,6 +184,8 @@ class IntuitDouble:
         self._codes: dict[str, IssuedCode] = {}
         #: (method, path, grant_type or None, status) of every call, for the tests.
         self.calls: list[tuple[str, str, str | None, int]] = []
+        #: The query of every authorization request, as it arrived.
+        self.authorize_requests: list[dict[str, str]] = []
         #: The raw body and content type of every revocation request.
         self.revocation_requests: list[tuple[str, bytes]] = []
         self._key = RSAKey.generate_key(2048, parameters={"kid": "double-1", "use": "sig"})
@@ -309,6 +311,7 @@ class IntuitDouble:
 
     def authorize(self, query: dict[str, str]) -> tuple[int, str, dict[str, str]]:
         """``GET /connect/oauth2``: check the request, then show the sign-in page."""
+        self.authorize_requests.append(dict(query))
         # OAUTH_DOC, "Create an authorization request": client_id, scope, redirect_uri,
         # response_type=code and state are all required.
         app = self.apps.get(query.get("client_id", ""))
