@@ -253,6 +253,18 @@ def test_exact_online_refresh_timing_rotation_and_dead_refresh_tokens(tmp_path, 
     assert expired.exit_code == 5, expired.stderr
     assert "The refresh token expired at" in expired.stderr
     assert cli("show", "acme-exact", "--json").json()["token"]["status"] == "invalid"
+    # A new login; then the user removes the app's access in Exact: the refresh fails
+    # (invalid_grant), the token is invalid and the hint says to log in again.
+    relogged = paste_login(cli, "renew", "acme-exact", "--login")
+    assert relogged.exit_code == 0, relogged.stderr
+    exact.revoke()
+    exact.clock_offset += 580
+    revoked = cli("renew", "acme-exact")
+    assert revoked.exit_code == 5, revoked.stderr
+    assert "invalid_grant" in revoked.stderr
+    assert "tokenctl renew acme-exact --login" in revoked.stderr
+    assert cli("check").exit_code == 11
+
     # tokenctl never asked Exact too early, which Exact would have refused.
     assert not [answer for answer in exact.token_answers if answer[1] not in (200, 400, 401)]
     assert exact.token_answers.count(("refresh_token", 400, "invalid_request")) == 1

@@ -26,3 +26,7 @@ path "tokenctl/data/acme-consultancy/history/*" {
 path "tokenctl/metadata/acme-consultancy/records/" {
   capabilities = ["list"]
 }
+# What is left of the providers' token-call limits (`show`, `doctor`).
+path "tokenctl/data/acme-consultancy/budgets/*" {
+  capabilities = ["read"]
+}

@@ -47,6 +47,12 @@ path "tokenctl/metadata/acme-consultancy/leases/*" {
   capabilities = ["read", "delete"]
 }
 
+# The token calls counted against a definition's limits (Exact Online: 200 a day per app
+# and user), shared by every machine: counted by each refresh and login.
+path "tokenctl/data/acme-consultancy/budgets/*" {
+  capabilities = ["create", "read", "update"]
+}
+
 # Listing the records (`store status` shows it; `doctor`).
 path "tokenctl/metadata/acme-consultancy/records/" {
   capabilities = ["list"]

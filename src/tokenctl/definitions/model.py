@@ -187,6 +187,25 @@ class Lifetimes:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What the provider allows of token-endpoint calls; ``None``: it sets no such limit.
+
+    Counted per app and account (definition, client id, account) by tokenctl itself, in
+    the inventory (docs/definitions.md, ``[definitions.NAME.limits]``).
+    """
+
+    #: At most this many token calls (code exchanges and refreshes) in any 24 hours.
+    token_calls_per_day: int | None = None
+    #: At least this long between two token calls.
+    min_token_interval: timedelta | None = None
+
+    @property
+    def any(self) -> bool:
+        """Whether the definition limits token calls at all."""
+        return self.token_calls_per_day is not None or self.min_token_interval is not None
+
+
+@dataclass(frozen=True)
 class Definition:
     """How a kind of token is obtained; its title is the token's "type"."""
 
@@ -201,6 +220,7 @@ class Definition:
     pass_code_label: str = "pass code"  # noqa: S105 - a label, not a secret
     oauth2: OAuth2Settings | None = None
     lifetimes: Lifetimes = field(default_factory=Lifetimes)
+    limits: Limits = field(default_factory=Limits)
     setup: str | None = None
     registration_url: str | None = None
     documentation_url: str | None = None
@@ -273,6 +293,10 @@ class Definition:
                 "refresh_token_idle": _duration_or_none(lifetimes.refresh_token_idle),
                 "rotates_refresh_token": lifetimes.rotates_refresh_token,
                 "refresh_margin": _duration_or_none(lifetimes.refresh_margin),
+            },
+            "limits": {
+                "token_calls_per_day": self.limits.token_calls_per_day,
+                "min_token_interval": _duration_or_none(self.limits.min_token_interval),
             },
             "setup": self.setup,
             "registration_url": self.registration_url,
@@ -412,6 +436,7 @@ def parse_definition(name: str, table: Any, source: str) -> Definition:
         raise reader.fail("kind", f"must be 'static' or 'oauth2', got {kind_text!r}") from None
     oauth_table = reader.table_of("oauth2")
     lifetimes_table = reader.table_of("lifetimes")
+    limits_table = reader.table_of("limits")
     definition = Definition(
         name=name,
         title=title or name,
@@ -426,6 +451,7 @@ def parse_definition(name: str, table: Any, source: str) -> Definition:
         pass_code_label=reader.string("pass_code_label") or "pass code",
         oauth2=_parse_oauth2(source, name, oauth_table) if oauth_table is not None else None,
         lifetimes=_parse_lifetimes(source, name, lifetimes_table or {}),
+        limits=_parse_limits(source, name, limits_table or {}),
         setup=reader.string("setup"),
         registration_url=reader.url("registration_url"),
         documentation_url=reader.url("documentation_url"),
@@ -453,6 +479,8 @@ def parse_definition(name: str, table: Any, source: str) -> Definition:
             raise reader.fail("oauth2.token_endpoint", "is required (or give an issuer)")
     elif oauth_table is not None:
         raise reader.fail("oauth2", "only applies to kind 'oauth2'")
+    if limits_table is not None and kind is not DefinitionKind.OAUTH2:
+        raise reader.fail("limits", "only applies to kind 'oauth2' (it counts token calls)")
     return definition
 
 
@@ -548,6 +576,20 @@ def _dead_refresh_answers(reader: _Fields) -> tuple[DeadRefreshAnswer, ...]:
             raise reader.fail(key, f"description must be a non-empty string, got {description!r}")
         answers.append(DeadRefreshAnswer(error, description))
     return tuple(answers)
+
+
+def _parse_limits(source: str, name: str, table: Mapping[str, Any]) -> Limits:
+    reader = _Fields(source, name, table, prefix="limits.")
+    limits = Limits(
+        token_calls_per_day=reader.integer("token_calls_per_day", 1, 1_000_000),
+        min_token_interval=reader.duration("min_token_interval"),
+    )
+    reader.reject_unknown()
+    if limits.min_token_interval is not None and not (
+        timedelta(0) < limits.min_token_interval <= timedelta(days=1)
+    ):
+        raise reader.fail("min_token_interval", "must be more than 0s and at most 1d")
+    return limits
 
 
 def _parse_lifetimes(source: str, name: str, table: Mapping[str, Any]) -> Lifetimes:

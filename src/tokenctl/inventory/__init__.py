@@ -222,6 +222,31 @@ class Inventory(Protocol):
         """Names of the tokens whose definition is ``definition``."""
         ...
 
+    def token_calls(self, budget: str, since: datetime) -> list[datetime]:
+        """The token-endpoint calls counted for ``budget`` at or after ``since``, oldest first.
+
+        ``budget`` names one app and account (:func:`tokenctl.services.budget.budget_key`);
+        on the team store every machine's calls count.
+        """
+        ...
+
+    def count_token_call(
+        self,
+        budget: str,
+        now: datetime,
+        decide: Callable[[Sequence[datetime]], datetime | None],
+        *,
+        keep_since: datetime,
+    ) -> datetime | None:
+        """Count one token call at ``now`` if ``decide`` allows it, atomically.
+
+        ``decide`` sees the calls counted since ``keep_since`` (older ones are forgotten)
+        and returns ``None`` to allow the call, which is then counted, or the time from
+        which one would be allowed, which this returns (nothing counted). A concurrent
+        count by another process (or machine) is never lost.
+        """
+        ...
+
     def check_integrity(self) -> list[str]:
         """Problems found in the store; empty when it is sound."""
         ...

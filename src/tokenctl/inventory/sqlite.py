@@ -200,12 +200,33 @@ def _schema_v4(connection: sqlite3.Connection) -> None:
     set_meta(connection, INVENTORY_ID, uuid.uuid4().hex)
 
 
+#: Version 5: the token-endpoint calls counted against a definition's limits.
+_SCHEMA_V5 = """
+CREATE TABLE token_calls (budget TEXT NOT NULL, at TEXT NOT NULL);
+CREATE INDEX token_calls_budget ON token_calls (budget, at)
+"""
+
+
+def _call_at(moment: datetime) -> str:
+    """A token call's time as stored: ISO 8601 UTC, so that text order is time order."""
+    text = to_iso(moment)
+    assert text is not None
+    return text
+
+
+def _call_time(text: str) -> datetime:
+    moment = from_iso(text)
+    assert moment is not None
+    return moment
+
+
 #: Each entry upgrades the schema by one version; append, never edit a released one.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _run_statements(_SCHEMA_V1),
     _run_statements(_SCHEMA_V2),
     _run_statements(_SCHEMA_V3),
     _schema_v4,
+    _run_statements(_SCHEMA_V5),
 )
 if len(MIGRATIONS) != SCHEMA_VERSION:  # pragma: no cover - fails on the first import
     raise RuntimeError("a migration was added: raise lookup.SCHEMA_VERSION to match")
@@ -746,6 +767,41 @@ class SqliteInventory(UpdateThroughUpdateIf):
             token = _token_from_row(row)
             self._insert_event(connection, number, token.name, actor, now, event, outcome, detail)
         return token, True
+
+    @_reports_failure
+    def token_calls(self, budget: str, since: datetime) -> list[datetime]:
+        """The token calls counted for ``budget`` since ``since``, oldest first."""
+        rows = self._connection.execute(
+            "SELECT at FROM token_calls WHERE budget = ? AND at >= ? ORDER BY at",
+            (budget, _call_at(since)),
+        ).fetchall()
+        return [_call_time(row[0]) for row in rows]
+
+    @_reports_failure
+    def count_token_call(
+        self,
+        budget: str,
+        now: datetime,
+        decide: Callable[[Sequence[datetime]], datetime | None],
+        *,
+        keep_since: datetime,
+    ) -> datetime | None:
+        """Count a token call under the write lock if ``decide`` allows it (see the protocol)."""
+        with self._transaction(groupable=True) as connection:
+            connection.execute(
+                "DELETE FROM token_calls WHERE budget = ? AND at < ?",
+                (budget, _call_at(keep_since)),
+            )
+            rows = connection.execute(
+                "SELECT at FROM token_calls WHERE budget = ? ORDER BY at", (budget,)
+            ).fetchall()
+            refused_until = decide([_call_time(row[0]) for row in rows])
+            if refused_until is None:
+                connection.execute(
+                    "INSERT INTO token_calls (budget, at) VALUES (?, ?)",
+                    (budget, _call_at(now)),
+                )
+        return refused_until
 
     @_reports_failure
     def delete(self, number: int, actor: Actor, now: datetime, *, detail: str | None) -> bool:

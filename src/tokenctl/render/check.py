@@ -104,8 +104,11 @@ def render_bulk(io: IOStreams, report: BulkReport, *, as_json: bool) -> None:
                 for i in report.items
             ],
         )
+    # Each token not renewed, a deferred one with the time it becomes possible.
     problems = [
-        i for i in report.items if i.outcome in (BulkOutcome.NEEDS_LOGIN, BulkOutcome.FAILED)
+        i
+        for i in report.items
+        if i.outcome in (BulkOutcome.NEEDS_LOGIN, BulkOutcome.FAILED, BulkOutcome.DEFERRED)
     ]
     if as_json:
         pass  # the document above carries every item; stderr still gets the summary

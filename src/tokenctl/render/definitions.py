@@ -109,7 +109,7 @@ def render_definition(io: IOStreams, entry: DefinitionEntry, *, as_json: bool) -
             lines.append((key.replace("_", " "), data[key]))
     for name, meaning in data["placeholders"].items():
         lines.append((f"--param {name}=", meaning))
-    for section in ("oauth2", "lifetimes"):
+    for section in ("oauth2", "lifetimes", "limits"):
         values = data[section] or {}
         for key, value in values.items():
             if value not in (None, [], {}):

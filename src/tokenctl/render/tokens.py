@@ -10,11 +10,12 @@ from tokenctl.iostreams import IOStreams
 from tokenctl.models import HistoryEvent, Status
 from tokenctl.render import plain_row, write_data, write_json
 from tokenctl.textsafe import safe_line
-from tokenctl.timeutil import clock_text, relative, to_iso
+from tokenctl.timeutil import clock_text, format_duration, relative, to_iso
 
 if TYPE_CHECKING:
     from rich.text import Text
 
+    from tokenctl.services.budget import BudgetState
     from tokenctl.services.tokens import (
         DeleteResult,
         RenewResult,
@@ -196,6 +197,8 @@ def render_detail(io: IOStreams, detail: TokenDetail, *, as_json: bool) -> None:
         payload["history"] = [event_to_dict(event) for event in detail.history]
         if detail.probe is not None:
             payload["probe"] = {"result": detail.probe.result, "detail": detail.probe.detail}
+        if detail.budget is not None:
+            payload["token_calls"] = detail.budget.to_dict()
         write_json(io, "token", payload)
         return
     if detail.probe is not None:
@@ -253,6 +256,8 @@ def render_detail(io: IOStreams, detail: TokenDetail, *, as_json: bool) -> None:
             ("Required scopes", " ".join(required) or "—"),
             ("Missing scopes", " ".join(missing) or "—"),
         ]
+        if detail.budget is not None:
+            fields.append(("Token calls", _budget_text(detail.budget)))
     else:  # hand-entered: its pass code's expiry is the one that counts; no OAuth fields
         fields += [
             ("State", token.state.value),
@@ -360,6 +365,20 @@ def render_state_change(io: IOStreams, change: StateChange) -> None:
         io.status(f"Token #{token.number} {token.name!r} is now {state}.")
     else:
         io.status(f"Token #{token.number} {token.name!r} was already {state}; nothing changed.")
+
+
+def _budget_text(budget: BudgetState) -> str:
+    """``12 of 200 in the last 24 h (app and account); next possible now``."""
+    limit = budget.limits.token_calls_per_day
+    used = f"{budget.used} of {limit}" if limit is not None else str(budget.used)
+    interval = budget.limits.min_token_interval
+    every = f", at most one per {format_duration(interval)}" if interval is not None else ""
+    when = (
+        "now"
+        if budget.next_call_at is None
+        else f"from {clock_text(budget.next_call_at.astimezone(UTC), seconds=True)}Z"
+    )
+    return f"{used} in the last 24 h for this app and account{every}; next possible {when}"
 
 
 def _utc_clock(moment: datetime | None) -> str:

@@ -51,9 +51,20 @@ def current_access_token(ctx: AppContext, ref: str) -> str:
         )
     if decision is AccessDecision.REFRESH:
         # Only now: the refresh machinery costs ~10 ms of imports that a cached token skips.
+        from tokenctl.services.budget import CallBudgetExhausted
         from tokenctl.services.refresh import refresh_token
 
-        token = refresh_token(ctx, token, definition).token  # NeedsLogin: exit code 5
+        try:
+            token = refresh_token(ctx, token, definition).token  # NeedsLogin: exit code 5
+        except CallBudgetExhausted as deferred:
+            # The provider's limit: an access token still valid serves (its margin was
+            # only a precaution); an expired one cannot.
+            if token.expires_at is None or token.expires_at <= ctx.now():
+                raise
+            ctx.io.warn(
+                f"{deferred.message}; serving the current access token, valid until "
+                f"{clock_text(token.expires_at, seconds=True)}Z"
+            )
     stored = ctx.inventory.secrets(token.number)
     value = getattr(stored, SERVED_PART[kind]) if stored is not None else None
     if not value:

@@ -214,6 +214,45 @@ def _inventory_id(ctx: AppContext) -> str | None:
         return None
 
 
+def _budgets_check(ctx: AppContext, loaded: DefinitionSet | None) -> Check | None:
+    """What is left of each token-call budget in use; ``None`` when no definition has limits.
+
+    A spent budget is no fault (the next run defers, the provider's limit holds), so the
+    check passes; it says from when each spent one is possible again.
+    """
+    if loaded is None:
+        return None
+    from tokenctl.services.budget import budget_state
+    from tokenctl.textsafe import safe_line
+    from tokenctl.timeutil import clock_text
+
+    try:
+        tokens = ctx.inventory.tokens()
+        seen: set[tuple[str, str]] = set()
+        described = []
+        for token in tokens:
+            definition = loaded.get(token.definition)
+            key = (token.definition, token.account or "")
+            if definition is None or not definition.limits.any or key in seen:
+                continue
+            seen.add(key)
+            state = budget_state(ctx, definition, token.account)
+            if state is None:
+                continue
+            limit = definition.limits.token_calls_per_day
+            text = f"{definition.name} ({safe_line(token.account or 'no account')}): "
+            text += f"{state.used} of {limit}" if limit is not None else f"{state.used}"
+            text += " token calls in the last 24 h"
+            if state.next_call_at is not None:
+                text += f", next from {clock_text(state.next_call_at, seconds=True)}Z"
+            described.append(text)
+    except TokenctlError as error:
+        return Check("budgets", False, _finding(error))
+    if not described:
+        return None
+    return Check("budgets", True, "; ".join(described))
+
+
 def run_doctor(ctx: AppContext, *, remove_orphans: bool = False) -> DoctorReport:
     """Check everything tokenctl depends on; never raises for a broken part.
 
@@ -257,6 +296,9 @@ def run_doctor(ctx: AppContext, *, remove_orphans: bool = False) -> DoctorReport
         checks.append(store_check)
         if store_check.ok:
             checks.append(_inventory_check(ctx, definition_names)[0])
+            budgets = _budgets_check(ctx, loaded)
+            if budgets is not None:
+                checks.append(budgets)
         # No data key, no keyring entries: OpenBao keeps and encrypts the secrets. The
         # per-token locks are still this machine's files (leases across machines: later).
         checks.append(_permissions([paths.config_dir, paths.config_file, paths.locks_dir]))
@@ -292,6 +334,9 @@ def run_doctor(ctx: AppContext, *, remove_orphans: bool = False) -> DoctorReport
         )
     )
     checks.append(_unsaved_check(ctx, _inventory_id(ctx) if inventory_usable else None))
+    budgets = _budgets_check(ctx, loaded) if inventory_usable else None
+    if budgets is not None:
+        checks.append(budgets)
     return DoctorReport(
         checks=checks,
         paths={

@@ -206,6 +206,24 @@ def bearer_get_list(client: ProviderClient, url: str, access_token: str) -> tupl
     return status, body if isinstance(body, list) else []
 
 
+def _count_login_call(
+    ctx: AppContext, definition: Definition, client: ProviderClient, account: str | None
+) -> None:
+    """Count the login's code exchange against the definition's limits, if it has any.
+
+    A store that cannot count it now leaves the login as it is, with a warning: the user
+    already signed in, and the count only makes later refreshes more careful.
+    """
+    if not definition.limits.any:
+        return
+    from tokenctl.services.budget import count_login
+
+    try:
+        count_login(ctx, definition, client.credentials.client_id, account)
+    except TokenctlError as error:
+        ctx.io.warn(f"the login's token call was not counted ({error.message})")
+
+
 def interactive_login(
     ctx: AppContext,
     definition: Definition,
@@ -269,6 +287,7 @@ def interactive_login(
             client.revoke_grant(secrets_of(grant))
             raise
         attributes.update({k: v for k, v in (params or {}).items() if v})
+        _count_login_call(ctx, definition, client, account)
         result = LoginResult(grant, account, subject, endpoints.issuer, attributes, client)
         # The browser hears "retrieved" only once the caller has checked and stored it.
         if on_success is not None:

@@ -187,6 +187,17 @@ class _Steps:
             )
         self.stored = stored
         self.now = self.ctx.now()
+        from tokenctl.services.budget import reserve_refresh
+
+        # Counted before the call, under the lease: the provider counts it even when its
+        # answer is lost. CallBudgetExhausted when it would pass the definition's limits.
+        reserve_refresh(
+            self.ctx,
+            self.client.definition,
+            self.client.credentials.client_id,
+            current.account,
+            current.name,
+        )
         return stored.refresh_token
 
     def refused(self, failure: OAuthFailure) -> TokenctlError:

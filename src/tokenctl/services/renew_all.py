@@ -23,6 +23,7 @@ from tokenctl.errors import TokenctlError
 from tokenctl.models import Token
 from tokenctl.services.access_decision import refresh_due
 from tokenctl.services.fix_commands import fix_command
+from tokenctl.timeutil import to_iso
 
 if TYPE_CHECKING:
     from tokenctl.oauth.client import ProviderClient
@@ -36,6 +37,9 @@ class BulkOutcome(StrEnum):
 
     REFRESHED = "refreshed"
     CONCURRENT = "concurrent"  # another process renewed it meanwhile
+    #: Not refreshed now: a refresh would pass the definition's token-call limits; the
+    #: detail says from when it is possible (the next run picks it up).
+    DEFERRED = "deferred"
     NEEDS_LOGIN = "needs-login"
     FAILED = "failed"
 
@@ -58,9 +62,10 @@ class BulkReport:
 
     @property
     def ok(self) -> bool:
-        """True when every selected token was renewed."""
+        """True when every selected token was renewed, or deferred to keep a provider limit."""
         return all(
-            item.outcome in (BulkOutcome.REFRESHED, BulkOutcome.CONCURRENT) for item in self.items
+            item.outcome in (BulkOutcome.REFRESHED, BulkOutcome.CONCURRENT, BulkOutcome.DEFERRED)
+            for item in self.items
         )
 
 
@@ -129,12 +134,19 @@ async def _renew_one(
     ctx: AppContext, token: Token, client: ProviderClient, inventory_steps: Executor
 ) -> BulkItem:
     from tokenctl.oauth.provider import OAuthFailure
+    from tokenctl.services.budget import CallBudgetExhausted
     from tokenctl.services.refresh import NeedsLogin, refresh_token_async
 
     try:
         outcome = await refresh_token_async(ctx, token, client, inventory_steps)
     except NeedsLogin as error:
         return BulkItem(token, BulkOutcome.NEEDS_LOGIN, error.reason, error.fix)
+    except CallBudgetExhausted as deferred:
+        return BulkItem(
+            token,
+            BulkOutcome.DEFERRED,
+            f"the provider's token-call limit; possible from {to_iso(deferred.possible_at)}",
+        )
     except OAuthFailure as failure:
         return BulkItem(token, BulkOutcome.FAILED, f"{failure.error}: {failure.description or ''}")
     if not outcome.refreshed:

@@ -38,6 +38,7 @@ from tokenctl.services.oauth_options import LoginOptions
 from tokenctl.timeutil import add_checked
 
 if TYPE_CHECKING:
+    from tokenctl.services.budget import BudgetState
     from tokenctl.services.login import LoginResult
     from tokenctl.services.probe import ProbeOutcome
 
@@ -105,6 +106,8 @@ class TokenDetail:
     probe: ProbeOutcome | None = None
     #: The keyring entry of the data key that seals the token's secrets.
     key_entry: str = ""
+    #: What is left of its definition's token-call limits (``None``: it has none).
+    budget: BudgetState | None = None
 
 
 @dataclass(frozen=True)
@@ -218,12 +221,22 @@ def show_token(
         outcome = probe_token(ctx, token, ctx.definitions.require(token.definition))
         token = outcome.token
     now = ctx.now()
+    view = view_of(ctx, token, now)
+    budget = None
+    if view.definition is not None and view.definition.limits.any:
+        from tokenctl.services.budget import budget_state
+
+        try:
+            budget = budget_state(ctx, view.definition, token.account)
+        except TokenctlError as error:  # a store that may not tell (a read-only policy)
+            ctx.io.warn(f"the token calls counted are unknown: {error.message}")
     return TokenDetail(
-        view=view_of(ctx, token, now),
+        view=view,
         history=ctx.inventory.history(token.number, history_limit),
         now=now,
         probe=outcome,
         key_entry=data_key_ref(ctx.inventory.inventory_id),
+        budget=budget,
     )
 
 

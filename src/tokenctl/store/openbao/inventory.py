@@ -58,7 +58,7 @@ from tokenctl.store.openbao.records import (
     secrets_from,
     token_from_text,
 )
-from tokenctl.timeutil import from_iso
+from tokenctl.timeutil import from_iso, to_iso
 
 if TYPE_CHECKING:
     from tokenctl.inventory import RefreshLease
@@ -725,6 +725,48 @@ class OpenBaoInventory(UpdateThroughUpdateIf):
         return had_secrets
 
     # -- refresh leases and identity -----------------------------------------------------
+
+    def token_calls(self, budget: str, since: datetime) -> list[datetime]:
+        """The token calls every machine counted for ``budget`` since ``since``, oldest first."""
+        path = self.layout.budget(budget)
+        return [moment for moment in self._calls(path, self.kv.read(path)) if moment >= since]
+
+    def count_token_call(
+        self,
+        budget: str,
+        now: datetime,
+        decide: Callable[[Sequence[datetime]], datetime | None],
+        *,
+        keep_since: datetime,
+    ) -> datetime | None:
+        """Count a token call by check-and-set if ``decide`` allows it (see the protocol).
+
+        One key per app and account holds the last day's calls of every machine: the
+        budget is the provider's, not one host's.
+        """
+        path = self.layout.budget(budget)
+        for _ in self._attempts("the token-call count"):
+            entry = self.kv.read(path)
+            calls = [moment for moment in self._calls(path, entry) if moment >= keep_since]
+            refused_until = decide(calls)
+            if refused_until is not None:
+                return refused_until
+            kept = [str(to_iso(moment)) for moment in (*calls, now)]
+            try:
+                self.kv.write(path, {"calls": kept}, cas=0 if entry is None else entry.version)
+            except CasConflict:
+                continue  # another machine counted one meanwhile: decide again
+            return None
+        raise AssertionError("unreachable")  # pragma: no cover - _attempts raises
+
+    def _calls(self, path: str, entry: Entry | None) -> list[datetime]:
+        if entry is None:
+            return []
+        texts = entry.data.get("calls")
+        if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts):
+            raise self._malformed(path, "its calls are not a list of times")
+        moments = [from_iso(text) for text in texts]
+        return sorted(moment for moment in moments if moment is not None)
 
     def refresh_lease(self, number: int, holder: str, ttl: float) -> RefreshLease:
         """The lease ``P/leases/<number>`` (:mod:`.lease`): one machine refreshes at a time.

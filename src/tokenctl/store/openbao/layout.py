@@ -14,6 +14,8 @@ Under the team's prefix ``P``::
     P/clients/<definition>/<enc(client id)>     {"client_secret": ...}
     P/leases/<number>           {"holder": ..., "ttl": s, "expires_at": ...}: who refreshes
                                 the token now, taken by check-and-set (create-only first)
+    P/budgets/<enc(budget)>     {"calls": [times]}: the token calls of one app and account
+                                in the last day, counted by check-and-set (every machine's)
 
 Records (no secrets) and secrets are under separate paths so that a policy may grant
 one and deny the other; the secrets are grouped by the token's definition, so that a
@@ -159,6 +161,10 @@ class Layout:
     def lease(self, number: int) -> str:
         """The refresh lease of token ``number``."""
         return f"{self.prefix}/leases/{number}"
+
+    def budget(self, budget: str) -> str:
+        """The token calls counted for one app and account (a definition's limits)."""
+        return f"{self.prefix}/budgets/{encode_segment(budget)}"
 
     def client(self, definition: str, client_id: str) -> str:
         """The client secret of ``client_id`` in ``definition``."""
