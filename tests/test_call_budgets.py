@@ -9,6 +9,7 @@ valid access token, ``show``/``doctor`` say what is left.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -29,34 +30,51 @@ from tests.test_provider_exact import (
 )
 from tokenctl.definitions.model import Limits
 from tokenctl.inventory.sqlite import SqliteInventory
+from tokenctl.models import TokenCall
 from tokenctl.services.budget import WINDOW, next_call_at
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     per_day=st.integers(min_value=1, max_value=6),
     interval_minutes=st.one_of(st.none(), st.integers(min_value=1, max_value=300)),
-    asks=st.lists(st.integers(min_value=0, max_value=600), min_size=1, max_size=40),
+    asks=st.lists(
+        st.tuples(st.integers(min_value=0, max_value=600), st.sampled_from([1, 2, None])),
+        min_size=1,
+        max_size=40,
+    ),
 )
 def test_calls_allowed_one_by_one_never_pass_the_limits(per_day, interval_minutes, asks):
+    """Two tokens of one app and account, and logins of a new token (``None``)."""
     interval = None if interval_minutes is None else timedelta(minutes=interval_minutes)
     limits = Limits(token_calls_per_day=per_day, min_token_interval=interval)
     now, made = T0, []
-    for gap in asks:
+    for gap, token in asks:
         now += timedelta(minutes=gap)
-        until = next_call_at(made, now, limits)
+        until = next_call_at(made, now, limits, token)
         if until is None:
-            made.append(now)
+            made.append(TokenCall(now, token))
         else:  # refused: the answer is in the future, and a call then is allowed
             assert until > now
-            assert next_call_at(made, until, limits) is None
-    for index, moment in enumerate(made):
-        in_window = [m for m in made if moment - WINDOW < m <= moment]
+            assert next_call_at(made, until, limits, token) is None
+    for call in made:  # the daily limit holds for the app and account
+        in_window = [m for m in made if call.at - WINDOW < m.at <= call.at]
         assert len(in_window) <= per_day
-        if interval is not None and index:
-            assert moment - made[index - 1] >= interval
+    for token in (1, 2):  # the interval holds for each token, not across them
+        own = [call.at for call in made if call.token == token]
+        if interval is not None:
+            assert all(b - a >= interval for a, b in itertools.pairwise(own))
+
+
+def test_the_interval_is_each_tokens_own():
+    limits = Limits(token_calls_per_day=200, min_token_interval=timedelta(minutes=9, seconds=30))
+    made = [TokenCall(T0, 1)]
+    assert next_call_at(made, T0 + timedelta(minutes=2), limits, 2) is None  # another token
+    assert next_call_at(made, T0 + timedelta(minutes=2), limits, 1) == T0 + timedelta(
+        minutes=9, seconds=30
+    )
 
 
 def test_sqlite_count_is_atomic_across_connections(tmp_path):
@@ -71,7 +89,8 @@ def test_sqlite_count_is_atomic_across_connections(tmp_path):
             for _ in range(20):
                 now = datetime.now(UTC)
                 until = inventory.count_token_call(
-                    "budget", now, lambda calls, now=now: next_call_at(calls, now, limits),
+                    "budget", TokenCall(now, 1),
+                    lambda calls, now=now: next_call_at(calls, now, limits, 1),
                     keep_since=now - WINDOW,
                 )  # fmt: skip
                 counted.append(until is None)
@@ -110,8 +129,9 @@ def test_team_store_count_is_shared_by_every_machine(openbao):
         for _ in range(12):
             now = datetime.now(UTC)
             until = inventory.count_token_call(
-                "exact-online-nl\x1fapp\x1falice", now,
-                lambda calls, now=now: next_call_at(calls, now, limits), keep_since=now - WINDOW,
+                "exact-online-nl\x1fapp\x1falice", TokenCall(now, 7),
+                lambda calls, now=now: next_call_at(calls, now, limits, 7),
+                keep_since=now - WINDOW,
             )  # fmt: skip
             counted.append(until is None)
 
@@ -125,11 +145,12 @@ def test_team_store_count_is_shared_by_every_machine(openbao):
         since = datetime.now(UTC) - WINDOW
         seen = machines[1].token_calls("exact-online-nl\x1fapp\x1falice", since)
         assert len(seen) == 15  # the other machine sees every call
+        assert {call.token for call in seen} == {7}
         # Calls older than the window are forgotten by the next count.
         later = datetime.now(UTC) + WINDOW + timedelta(seconds=1)
         assert machines[0].count_token_call(
-            "exact-online-nl\x1fapp\x1falice", later,
-            lambda calls: next_call_at(calls, later, limits), keep_since=later - WINDOW,
+            "exact-online-nl\x1fapp\x1falice", TokenCall(later, 7),
+            lambda calls: next_call_at(calls, later, limits, 7), keep_since=later - WINDOW,
         ) is None  # fmt: skip
         assert len(machines[1].token_calls("exact-online-nl\x1fapp\x1falice", since)) == 1
     finally:
@@ -149,7 +170,9 @@ def test_exact_budget_defers_refreshes_serves_the_valid_token_and_is_shown(tmp_p
         inventory = SqliteInventory(tmp_path / "home" / "inventory.sqlite3")
         try:
             for moment in earlier:
-                inventory.count_token_call(budget, moment, lambda _c: None, keep_since=T0)
+                inventory.count_token_call(
+                    budget, TokenCall(moment, None), lambda _c: None, keep_since=T0
+                )
         finally:
             inventory.close()
         for moment in earlier:
@@ -166,8 +189,9 @@ def test_exact_budget_defers_refreshes_serves_the_valid_token_and_is_shown(tmp_p
         calls = len(exact.token_answers)
         refused = cli("renew", "acme-exact")
         assert refused.exit_code == 1, refused.stderr
-        assert "allows 200 token calls a day, one per 9m30s for this app and alice" in (
-            refused.stderr
+        assert (
+            "allows 200 token calls a day for this app and alice, and one per 9m30s for each "
+            "token" in refused.stderr
         )
         assert "it is possible from" in refused.stderr
         assert len(exact.token_answers) == calls  # Exact was not asked: its limit holds

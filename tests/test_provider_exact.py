@@ -111,7 +111,7 @@ def test_exact_online_relay_login_in_chromium_then_overview_token_probe_and_dele
         renewed = run("renew", "acme-exact", "--json")
         assert renewed.exit_code == 0, renewed.stderr
         assert renewed.json()["token"]["renewed_by"] == "not due"
-        assert "refuses a new one before" in renewed.stderr
+        assert "refreshes it only from" in renewed.stderr
         assert "tokenctl renew acme-exact --login" in renewed.stderr
         served = run("token", "acme-exact")
         assert served.exit_code == 0

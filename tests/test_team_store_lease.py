@@ -15,6 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
@@ -25,6 +26,7 @@ from tests.peers.openbao import OpenBao
 from tests.test_team_store import _token_with_policy, draft
 from tests.test_team_store_cli import Machine, _team_config
 from tokenctl.context import AppContext
+from tokenctl.definitions.model import Limits
 from tokenctl.iostreams import IOStreams
 from tokenctl.models import Actor, TokenSecrets
 from tokenctl.store.openbao import openbao_inventory_factory
@@ -292,6 +294,10 @@ def _context(tmp_path: Path, bao: OpenBao, mount: str) -> AppContext:
     )
 
 
+#: A provider client that is never called: its definition sets no token-call limits.
+_NO_CALLS = SimpleNamespace(definition=SimpleNamespace(limits=Limits()))
+
+
 def test_a_refresh_whose_lease_was_taken_over_keeps_the_newer_token_set(
     tmp_path, openbao, openbao_kv
 ):
@@ -306,7 +312,8 @@ def test_a_refresh_whose_lease_was_taken_over_keeps_the_newer_token_set(
         start,
         secrets=TokenSecrets(access_token="a0", refresh_token="r0"),
     )
-    steps = _Steps(ctx, added, cast(Any, None))  # no provider call here: its answer is given
+    # No provider call here (its answer is given): a client of a definition without limits.
+    steps = _Steps(ctx, added, cast(Any, _NO_CALLS))
     assert steps.reread() == "r0"  # read under the lease
     # Meanwhile another machine, which took over the lease after it expired, stored its set.
     other = _team(openbao, openbao_kv)
@@ -329,7 +336,7 @@ def test_a_refresh_whose_lease_was_taken_over_keeps_the_newer_token_set(
     assert outcome.token.secret_set_at == later
     assert other.secrets(added.number) == TokenSecrets(access_token="a1", refresh_token="r1")
     # Unchallenged, the same step stores its set (check-and-set on what it read).
-    steps = _Steps(ctx, other.get(added.number), cast(Any, None))
+    steps = _Steps(ctx, other.get(added.number), cast(Any, _NO_CALLS))
     assert steps.reread() == "r1"
     assert steps.record(ours).refreshed is True
     assert other.secrets(added.number) == TokenSecrets(access_token="a2", refresh_token="r2")

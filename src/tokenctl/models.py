@@ -35,6 +35,18 @@ class Status(StrEnum):
 
 
 @dataclass(frozen=True)
+class TokenCall:
+    """One token-endpoint call counted against a definition's limits.
+
+    ``token`` is the number of the token it was made for; ``None`` for the login that
+    made a token not yet numbered.
+    """
+
+    at: datetime
+    token: int | None = None
+
+
+@dataclass(frozen=True)
 class Actor:
     """Who made a change: the OS user, the unit and the store identity.
 

@@ -549,6 +549,12 @@ def _parse_oauth2(source: str, name: str, table: Mapping[str, Any]) -> OAuth2Set
         revocation_body=RevocationBody(revocation_body),
     )
     reader.reject_unknown()
+    if settings.probe_token_parameter is not None and settings.probe_url is None:
+        raise reader.fail("probe_token_parameter", "needs probe_url (the URL that takes it)")
+    if settings.probe_attributes_always and not (settings.probe_url and settings.probe_attributes):
+        raise reader.fail(
+            "probe_attributes_always", "needs probe_url and probe_attributes (what to record)"
+        )
     low, high = CALL_DEADLINE_RANGE
     if settings.call_deadline is not None and not low <= settings.call_deadline <= high:
         raise reader.fail(

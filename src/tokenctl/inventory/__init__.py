@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # the quick `token` path imports this package but builds no records
     from tokenctl.inventory.key_reports import RotationResult, SecretSummary
-    from tokenctl.models import Actor, HistoryEvent, Token, TokenChanges, TokenSecrets
+    from tokenctl.models import Actor, HistoryEvent, Token, TokenCall, TokenChanges, TokenSecrets
 
 
 class RefreshLease(Protocol):
@@ -222,7 +222,7 @@ class Inventory(Protocol):
         """Names of the tokens whose definition is ``definition``."""
         ...
 
-    def token_calls(self, budget: str, since: datetime) -> list[datetime]:
+    def token_calls(self, budget: str, since: datetime) -> list[TokenCall]:
         """The token-endpoint calls counted for ``budget`` at or after ``since``, oldest first.
 
         ``budget`` names one app and account (:func:`tokenctl.services.budget.budget_key`);
@@ -233,12 +233,12 @@ class Inventory(Protocol):
     def count_token_call(
         self,
         budget: str,
-        now: datetime,
-        decide: Callable[[Sequence[datetime]], datetime | None],
+        call: TokenCall,
+        decide: Callable[[Sequence[TokenCall]], datetime | None],
         *,
         keep_since: datetime,
     ) -> datetime | None:
-        """Count one token call at ``now`` if ``decide`` allows it, atomically.
+        """Count ``call`` if ``decide`` allows it, atomically.
 
         ``decide`` sees the calls counted since ``keep_since`` (older ones are forgotten)
         and returns ``None`` to allow the call, which is then counted, or the time from

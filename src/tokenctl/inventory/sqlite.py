@@ -36,6 +36,7 @@ from tokenctl.models import (
     HistoryEvent,
     LifecycleState,
     Token,
+    TokenCall,
     TokenChanges,
     TokenSecrets,
 )
@@ -202,7 +203,7 @@ def _schema_v4(connection: sqlite3.Connection) -> None:
 
 #: Version 5: the token-endpoint calls counted against a definition's limits.
 _SCHEMA_V5 = """
-CREATE TABLE token_calls (budget TEXT NOT NULL, at TEXT NOT NULL);
+CREATE TABLE token_calls (budget TEXT NOT NULL, at TEXT NOT NULL, token INTEGER);
 CREATE INDEX token_calls_budget ON token_calls (budget, at)
 """
 
@@ -769,20 +770,20 @@ class SqliteInventory(UpdateThroughUpdateIf):
         return token, True
 
     @_reports_failure
-    def token_calls(self, budget: str, since: datetime) -> list[datetime]:
+    def token_calls(self, budget: str, since: datetime) -> list[TokenCall]:
         """The token calls counted for ``budget`` since ``since``, oldest first."""
         rows = self._connection.execute(
-            "SELECT at FROM token_calls WHERE budget = ? AND at >= ? ORDER BY at",
+            "SELECT at, token FROM token_calls WHERE budget = ? AND at >= ? ORDER BY at",
             (budget, _call_at(since)),
         ).fetchall()
-        return [_call_time(row[0]) for row in rows]
+        return [TokenCall(_call_time(row[0]), row[1]) for row in rows]
 
     @_reports_failure
     def count_token_call(
         self,
         budget: str,
-        now: datetime,
-        decide: Callable[[Sequence[datetime]], datetime | None],
+        call: TokenCall,
+        decide: Callable[[Sequence[TokenCall]], datetime | None],
         *,
         keep_since: datetime,
     ) -> datetime | None:
@@ -793,13 +794,13 @@ class SqliteInventory(UpdateThroughUpdateIf):
                 (budget, _call_at(keep_since)),
             )
             rows = connection.execute(
-                "SELECT at FROM token_calls WHERE budget = ? ORDER BY at", (budget,)
+                "SELECT at, token FROM token_calls WHERE budget = ? ORDER BY at", (budget,)
             ).fetchall()
-            refused_until = decide([_call_time(row[0]) for row in rows])
+            refused_until = decide([TokenCall(_call_time(row[0]), row[1]) for row in rows])
             if refused_until is None:
                 connection.execute(
-                    "INSERT INTO token_calls (budget, at) VALUES (?, ?)",
-                    (budget, _call_at(now)),
+                    "INSERT INTO token_calls (budget, at, token) VALUES (?, ?, ?)",
+                    (budget, _call_at(call.at), call.token),
                 )
         return refused_until
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import queue
 import socket
+import sys
 import threading
 from dataclasses import dataclass, field, replace
 from http import HTTPStatus
@@ -53,7 +54,23 @@ class PortInUseError(UsageError):
     """The fixed loopback port of a definition is taken by another program."""
 
 
-class _Server6(ThreadingHTTPServer):
+class _Server(ThreadingHTTPServer):
+    """The listener on 127.0.0.1: a port another program listens on is never shared.
+
+    POSIX ``SO_REUSEADDR`` (Python's default for HTTP servers) only lets a port in
+    TIME_WAIT be bound again; on Windows it would let this socket bind a port another
+    program is listening on, so there it is off and the port is taken exclusively.
+    """
+
+    allow_reuse_address = sys.platform != "win32"
+
+    def server_bind(self) -> None:
+        if sys.platform == "win32":
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
+        super().server_bind()
+
+
+class _Server6(_Server):
     """The same listener on [::1] only (never an IPv4-mapped or other address)."""
 
     address_family = socket.AF_INET6
@@ -165,7 +182,7 @@ class LoopbackListener:
         """The servers: 127.0.0.1, plus [::1] at the same port for ``localhost`` redirects."""
         tries = EPHEMERAL_TRIES if port == 0 and self._host is LoopbackHost.LOCALHOST else 1
         for attempt in range(tries):
-            first = self._listen(ThreadingHTTPServer, ("127.0.0.1", port), handler, port)
+            first = self._listen(_Server, ("127.0.0.1", port), handler, port)
             if self._host is not LoopbackHost.LOCALHOST:
                 return [first]
             bound = int(first.server_address[1])
@@ -201,7 +218,7 @@ class LoopbackListener:
         name = self._definition or "NAME"
         return PortInUseError(
             f"cannot listen on {where} for the login callback: the port is in use by another "
-            f"program ({reason})",
+            f"program, or reserved ({reason})",
             hint="close the program that uses the port and try again, or register another "
             f"redirect URI port at the provider and run `tokenctl definitions configure {name} "
             "--client-id ID --redirect-port PORT` (oauth2.redirect_port)",

@@ -565,12 +565,22 @@ def _revoke_as_json(client: Any, credentials: ClientCredentials, url: str, token
     ``revoke_token`` always form-encodes, so the request goes through the same client's
     session, as the device authorization request does.
     """
+    body: dict[str, str] = {"token": token}
+    auth: Any = None
+    if credentials.auth_method == "client_secret_basic":
+        auth = client.client_auth(credentials.auth_method)
+    else:
+        # authlib's body-based client authentication appends form fields, which would
+        # break the JSON: the client goes into the JSON document instead.
+        body["client_id"] = credentials.client_id
+        if credentials.auth_method == "client_secret_post" and credentials.client_secret:
+            body["client_secret"] = credentials.client_secret
     return client.request(
         "POST",
         url,
-        content=json.dumps({"token": token}).encode("utf-8"),
+        content=json.dumps(body).encode("utf-8"),
         headers={"Content-Type": "application/json", "Accept": "application/json"},
-        auth=client.client_auth(credentials.auth_method),
+        auth=auth,
         withhold_token=True,
     )
 

@@ -403,9 +403,10 @@ def render_renewed(io: IOStreams, result: RenewResult, *, as_json: bool = False)
         title = view.definition.title if view.definition else token.definition
         io.status(
             f"Token #{token.number} {token.name!r} was not renewed: its access token is valid"
-            f" until {_utc_clock(token.expires_at)}, and {safe_line(title)} refuses a new one"
-            f" before {_utc_clock(result.refresh_possible_at)}. Run the same command from"
-            f" then on, or `tokenctl renew {token.name} --login` to log in anew now."
+            f" until {_utc_clock(token.expires_at)}, and the definition {safe_line(title)}"
+            f" refreshes it only from {_utc_clock(result.refresh_possible_at)} on (its"
+            " refresh margin; the provider refuses earlier refreshes). Run the same command"
+            f" from then on, or `tokenctl renew {token.name} --login` to log in anew now."
         )
         return
     if as_json:

@@ -232,15 +232,18 @@ def _budgets_check(ctx: AppContext, loaded: DefinitionSet | None) -> Check | Non
         described = []
         for token in tokens:
             definition = loaded.get(token.definition)
-            key = (token.definition, token.account or "")
+            key = (token.definition, token.account or f"#{token.number}")
             if definition is None or not definition.limits.any or key in seen:
                 continue
             seen.add(key)
-            state = budget_state(ctx, definition, token.account)
+            # Per app and account (the daily limit); a token without one has its own.
+            state = budget_state(
+                ctx, definition, token.account, None if token.account else token.number
+            )
             if state is None:
                 continue
             limit = definition.limits.token_calls_per_day
-            text = f"{definition.name} ({safe_line(token.account or 'no account')}): "
+            text = f"{definition.name} ({safe_line(token.account or f'token #{token.number}')}): "
             text += f"{state.used} of {limit}" if limit is not None else f"{state.used}"
             text += " token calls in the last 24 h"
             if state.next_call_at is not None:

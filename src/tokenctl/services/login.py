@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets as random_source
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from tokenctl.context import AppContext
@@ -207,7 +208,12 @@ def bearer_get_list(client: ProviderClient, url: str, access_token: str) -> tupl
 
 
 def _count_login_call(
-    ctx: AppContext, definition: Definition, client: ProviderClient, account: str | None
+    ctx: AppContext,
+    definition: Definition,
+    client: ProviderClient,
+    account: str | None,
+    number: int | None,
+    at: datetime,
 ) -> None:
     """Count the login's code exchange against the definition's limits, if it has any.
 
@@ -219,7 +225,7 @@ def _count_login_call(
     from tokenctl.services.budget import count_login
 
     try:
-        count_login(ctx, definition, client.credentials.client_id, account)
+        count_login(ctx, definition, client.credentials.client_id, account, number, at)
     except TokenctlError as error:
         ctx.io.warn(f"the login's token call was not counted ({error.message})")
 
@@ -233,10 +239,12 @@ def interactive_login(
     options: LoginOptions,
     params: Mapping[str, str] | None = None,
     on_success: Callable[[LoginResult], None] | None = None,
+    token_number: int | None = None,
 ) -> LoginResult:
     """Obtain a new grant by an interactive login, and say whose it is.
 
     ``params`` fill the definition's placeholders (tenant, environment, ...).
+    ``token_number``: the token a re-login renews (its token calls are counted for it).
     ``on_success`` checks and stores the result before the browser is told it worked;
     a :class:`TokenctlError` from it becomes the browser's failure page.
     """
@@ -271,7 +279,8 @@ def interactive_login(
     session = LoginSession(ctx.io, ctx.open_browser, ctx.sleep, ctx.monotonic)
     try:
         answer = obtain(mode, request, session)
-        grant = grant_from_response(answer.response, ctx.now(), settings.scopes, settings)
+        exchanged_at = ctx.now()
+        grant = grant_from_response(answer.response, exchanged_at, settings.scopes, settings)
         try:
             account, subject = _identify(grant, client, nonce)
             attributes = _login_attributes(ctx, client, grant, answer.callback, options)
@@ -283,11 +292,15 @@ def interactive_login(
             if account is None:
                 account = probed_account
         except TokenctlError:
+            # The code exchange was a token call all the same.
+            _count_login_call(ctx, definition, client, expected_account, token_number, exchanged_at)
             # Nothing will be stored: leave no live grant behind at the provider.
             client.revoke_grant(secrets_of(grant))
             raise
         attributes.update({k: v for k, v in (params or {}).items() if v})
-        _count_login_call(ctx, definition, client, account)
+        # Counted at the exchange: the access token's expiry (and so the first refresh
+        # the provider allows) is reckoned from then too.
+        _count_login_call(ctx, definition, client, account, token_number, exchanged_at)
         result = LoginResult(grant, account, subject, endpoints.issuer, attributes, client)
         # The browser hears "retrieved" only once the caller has checked and stored it.
         if on_success is not None:

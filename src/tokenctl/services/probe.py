@@ -12,7 +12,12 @@ from tokenctl.errors import ConfigError
 from tokenctl.models import Token, TokenChanges
 from tokenctl.oauth.provider import ProviderUnreachable
 from tokenctl.services.access_decision import refresh_due
-from tokenctl.services.probe_attributes import attribute_changes, follows_token, values_from
+from tokenctl.services.probe_attributes import (
+    attribute_changes,
+    follows_token,
+    recordable,
+    values_from,
+)
 from tokenctl.services.refresh import REFRESH_REFUSED, NeedsLogin, refresh_token
 
 
@@ -37,10 +42,12 @@ def _invalid_statuses(token_parameter: str | None) -> tuple[int, ...]:
     """The answers that mean "this token does not work".
 
     A bearer call is refused with 401 or 403 (RFC 6750). A call that names the token in
-    a query parameter is a validation of that token: there 400 says it is not valid
-    (Twinfield's ``accesstokenvalidation``, docs/providers/twinfield.md).
+    a query parameter is a validation of that token, made as the client: there 400 says
+    the token is not valid (Twinfield's ``accesstokenvalidation``,
+    docs/providers/twinfield.md), while 401 and 403 refuse the client (a wrong or
+    rotated client secret) and say nothing of the token.
     """
-    return (400, 401, 403) if token_parameter else (401, 403)
+    return (400,) if token_parameter else (401, 403)
 
 
 def probe_token(ctx: AppContext, token: Token, definition: Definition) -> ProbeOutcome:
@@ -78,9 +85,16 @@ def probe_token(ctx: AppContext, token: Token, definition: Definition) -> ProbeO
                 if 200 <= status < 300:
                     result, detail = ProbeResult.VALID, f"{url} answered HTTP {status}"
                     if follows_token(client.settings):
-                        recorded = values_from(client.settings, body)
+                        recorded = recordable(values_from(client.settings, body))
                 elif status in _invalid_statuses(client.settings.probe_token_parameter):
                     result, detail = ProbeResult.INVALID, f"{url} answered HTTP {status}"
+                elif client.settings.probe_token_parameter and status in (401, 403):
+                    result, detail = (
+                        ProbeResult.UNREACHABLE,
+                        f"{url} refused tokenctl as the client (HTTP {status}): check the "
+                        f"client id and secret (`tokenctl definitions configure "
+                        f"{definition.name} --client-id ID --client-secret-stdin`)",
+                    )
                 else:
                     result, detail = ProbeResult.UNREACHABLE, f"{url} answered HTTP {status}"
             elif endpoints.introspection_endpoint:

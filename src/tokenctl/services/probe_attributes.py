@@ -36,8 +36,12 @@ def values_from(settings: OAuth2Settings, body: Any) -> dict[str, str]:
     return {name: value for name, value in found.items() if value is not None}
 
 
-def _recorded(values: Mapping[str, str]) -> dict[str, str]:
-    """The values recorded as attributes after a refresh: the account is the login's."""
+def _names(client: ProviderClient) -> str:
+    return ", ".join(sorted(client.settings.probe_attributes))
+
+
+def recordable(values: Mapping[str, str]) -> dict[str, str]:
+    """The values recorded as attributes after a refresh or probe: the account is the login's."""
     return {name: value for name, value in values.items() if name != ACCOUNT_ATTRIBUTE}
 
 
@@ -63,7 +67,7 @@ def ask(client: ProviderClient, access_token: str | None) -> tuple[dict[str, str
         return {}, f"{names} not recorded: {error.message}"
     if not 200 <= status < 300:
         return {}, f"{names} not recorded: {settings.probe_url} answered HTTP {status}"
-    values = _recorded(values_from(settings, body))
+    values = recordable(values_from(settings, body))
     if not values:
         return {}, f"{names} not recorded: the answer of {settings.probe_url} holds none of them"
     return values, None
@@ -106,11 +110,15 @@ def record_after_refresh(ctx: AppContext, token: Token, client: ProviderClient) 
     """After a stored refresh: ask ``probe_url`` about the new access token and record it."""
     if not follows_token(client.settings):
         return token
-    secrets = ctx.inventory.secrets(token.number)
-    values, note = ask(client, secrets.access_token if secrets else None)
-    if note:
-        ctx.io.warn(f"{token.name}: {note}")
-    return store(ctx, token, values)
+    try:
+        secrets = ctx.inventory.secrets(token.number)
+        values, note = ask(client, secrets.access_token if secrets else None)
+        if note:
+            ctx.io.warn(f"{token.name}: {note}")
+        return store(ctx, token, values)
+    except TokenctlError as error:  # the refresh before it is stored and stands
+        ctx.io.warn(f"{token.name}: {_names(client)} not recorded: {error.message}")
+        return token
 
 
 async def record_after_refresh_async(
@@ -127,9 +135,13 @@ async def record_after_refresh_async(
 
     if not follows_token(client.settings):
         return token
-    secrets = await step_future(inventory_steps, ctx.inventory.secrets, token.number)
-    access_token = secrets.access_token if secrets else None
-    values, note = await asyncio.to_thread(ask, client, access_token)
-    if note:
-        ctx.io.warn(f"{token.name}: {note}")
-    return await step_future(inventory_steps, store, ctx, token, values)
+    try:
+        secrets = await step_future(inventory_steps, ctx.inventory.secrets, token.number)
+        access_token = secrets.access_token if secrets else None
+        values, note = await asyncio.to_thread(ask, client, access_token)
+        if note:
+            ctx.io.warn(f"{token.name}: {note}")
+        return await step_future(inventory_steps, store, ctx, token, values)
+    except TokenctlError as error:  # the refresh before it is stored and stands
+        ctx.io.warn(f"{token.name}: {_names(client)} not recorded: {error.message}")
+        return token

@@ -187,17 +187,20 @@ class _Steps:
             )
         self.stored = stored
         self.now = self.ctx.now()
-        from tokenctl.services.budget import reserve_refresh
+        definition = self.client.definition
+        if definition.limits.any:
+            from tokenctl.services.budget import reserve_refresh
 
-        # Counted before the call, under the lease: the provider counts it even when its
-        # answer is lost. CallBudgetExhausted when it would pass the definition's limits.
-        reserve_refresh(
-            self.ctx,
-            self.client.definition,
-            self.client.credentials.client_id,
-            current.account,
-            current.name,
-        )
+            # Counted before the call, under the lease: the provider counts it even when
+            # its answer is lost. CallBudgetExhausted when it would pass the limits.
+            reserve_refresh(
+                self.ctx,
+                definition,
+                self.client.credentials.client_id,
+                current.account,
+                current.number,
+                current.name,
+            )
         return stored.refresh_token
 
     def refused(self, failure: OAuthFailure) -> TokenctlError:

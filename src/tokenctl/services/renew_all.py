@@ -52,6 +52,8 @@ class BulkItem:
     outcome: BulkOutcome
     detail: str = ""
     fix: str | None = None
+    #: A deferred token whose access token has expired meanwhile: unusable until then.
+    unusable: bool = False
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,8 @@ class BulkReport:
     def ok(self) -> bool:
         """True when every selected token was renewed, or deferred to keep a provider limit."""
         return all(
-            item.outcome in (BulkOutcome.REFRESHED, BulkOutcome.CONCURRENT, BulkOutcome.DEFERRED)
+            item.outcome in (BulkOutcome.REFRESHED, BulkOutcome.CONCURRENT)
+            or (item.outcome is BulkOutcome.DEFERRED and not item.unusable)
             for item in self.items
         )
 
@@ -142,10 +145,13 @@ async def _renew_one(
     except NeedsLogin as error:
         return BulkItem(token, BulkOutcome.NEEDS_LOGIN, error.reason, error.fix)
     except CallBudgetExhausted as deferred:
+        expired = token.expires_at is not None and token.expires_at <= ctx.now()
         return BulkItem(
             token,
             BulkOutcome.DEFERRED,
-            f"the provider's token-call limit; possible from {to_iso(deferred.possible_at)}",
+            f"the provider's token-call limit; possible from {to_iso(deferred.possible_at)}"
+            + ("; its access token has expired: unusable until then" if expired else ""),
+            unusable=expired,
         )
     except OAuthFailure as failure:
         return BulkItem(token, BulkOutcome.FAILED, f"{failure.error}: {failure.description or ''}")

@@ -227,7 +227,7 @@ def show_token(
         from tokenctl.services.budget import budget_state
 
         try:
-            budget = budget_state(ctx, view.definition, token.account)
+            budget = budget_state(ctx, view.definition, token.account, token.number)
         except TokenctlError as error:  # a store that may not tell (a read-only policy)
             ctx.io.warn(f"the token calls counted are unknown: {error.message}")
     return TokenDetail(
@@ -770,6 +770,7 @@ def _relogin(
         options=options,
         params=token.attributes,
         on_success=check_and_store,
+        token_number=token.number,
     )
     missing = missing_scopes(result.grant, definition)
     _warn_missing(ctx, missing)

@@ -37,7 +37,7 @@ from tokenctl.errors import (
     UsageError,
 )
 from tokenctl.inventory import UpdateThroughUpdateIf
-from tokenctl.models import Actor, HistoryEvent, Token, TokenChanges, TokenSecrets
+from tokenctl.models import Actor, HistoryEvent, Token, TokenCall, TokenChanges, TokenSecrets
 from tokenctl.store.openbao.kv import RETRY_FOR, CasConflict, Entry, KvStore
 from tokenctl.store.openbao.layout import (
     FORMAT,
@@ -726,16 +726,16 @@ class OpenBaoInventory(UpdateThroughUpdateIf):
 
     # -- refresh leases and identity -----------------------------------------------------
 
-    def token_calls(self, budget: str, since: datetime) -> list[datetime]:
+    def token_calls(self, budget: str, since: datetime) -> list[TokenCall]:
         """The token calls every machine counted for ``budget`` since ``since``, oldest first."""
         path = self.layout.budget(budget)
-        return [moment for moment in self._calls(path, self.kv.read(path)) if moment >= since]
+        return [call for call in self._calls(path, self.kv.read(path)) if call.at >= since]
 
     def count_token_call(
         self,
         budget: str,
-        now: datetime,
-        decide: Callable[[Sequence[datetime]], datetime | None],
+        call: TokenCall,
+        decide: Callable[[Sequence[TokenCall]], datetime | None],
         *,
         keep_since: datetime,
     ) -> datetime | None:
@@ -747,11 +747,11 @@ class OpenBaoInventory(UpdateThroughUpdateIf):
         path = self.layout.budget(budget)
         for _ in self._attempts("the token-call count"):
             entry = self.kv.read(path)
-            calls = [moment for moment in self._calls(path, entry) if moment >= keep_since]
+            calls = [kept for kept in self._calls(path, entry) if kept.at >= keep_since]
             refused_until = decide(calls)
             if refused_until is not None:
                 return refused_until
-            kept = [str(to_iso(moment)) for moment in (*calls, now)]
+            kept = [{"at": str(to_iso(made.at)), "token": made.token} for made in (*calls, call)]
             try:
                 self.kv.write(path, {"calls": kept}, cas=0 if entry is None else entry.version)
             except CasConflict:
@@ -759,14 +759,22 @@ class OpenBaoInventory(UpdateThroughUpdateIf):
             return None
         raise AssertionError("unreachable")  # pragma: no cover - _attempts raises
 
-    def _calls(self, path: str, entry: Entry | None) -> list[datetime]:
+    def _calls(self, path: str, entry: Entry | None) -> list[TokenCall]:
         if entry is None:
             return []
-        texts = entry.data.get("calls")
-        if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts):
-            raise self._malformed(path, "its calls are not a list of times")
-        moments = [from_iso(text) for text in texts]
-        return sorted(moment for moment in moments if moment is not None)
+        items = entry.data.get("calls")
+        calls = []
+        for item in items if isinstance(items, list) else [None]:
+            text = item.get("at") if isinstance(item, dict) else None
+            token = item.get("token") if isinstance(item, dict) else None
+            try:
+                at = from_iso(text) if isinstance(text, str) else None
+            except ValueError:
+                at = None
+            if at is None or not (token is None or type(token) is int):
+                raise self._malformed(path, "its calls are not a list of {at, token}")
+            calls.append(TokenCall(at, token))
+        return sorted(calls, key=lambda made: made.at)
 
     def refresh_lease(self, number: int, holder: str, ttl: float) -> RefreshLease:
         """The lease ``P/leases/<number>`` (:mod:`.lease`): one machine refreshes at a time.
