@@ -208,6 +208,17 @@ def test_exact_budget_defers_refreshes_serves_the_valid_token_and_is_shown(tmp_p
         assert item["outcome"] == "deferred"
         assert "possible from" in item["detail"]
 
+        # A minute later the access token has expired and the budget is still spent: the
+        # token is unusable until then, which `renew --all` and `token` say (exit 1).
+        exact.clock_offset += 60
+        stale = cli("renew", "--all", "--json")
+        assert stale.exit_code == 1, stale.stderr
+        (item,) = stale.json()["renewals"]
+        assert item["outcome"] == "deferred" and "unusable until then" in item["detail"]
+        expired = cli("token", "acme-exact")
+        assert expired.exit_code == 1 and "it is possible from" in expired.stderr
+        assert len(exact.token_answers) == calls  # still nothing sent to Exact
+
         shown = cli("show", "acme-exact", "--json").json()["token"]["token_calls"]
         assert shown["used"] == 200 and shown["remaining"] == 0
         assert shown["limit_per_day"] == 200 and shown["min_interval"] == "9m30s"

@@ -529,3 +529,26 @@ def test_revocation_body_is_validated_and_json_sends_only_the_token():
     assert json.loads(as_json.content) == {"token": "RT1-abc"}
     expected = "Basic " + base64.b64encode(b"id:secret").decode()
     assert form.headers["Authorization"] == as_json.headers["Authorization"] == expected
+    # Without Basic the client goes into the JSON document, never appended as form fields.
+    json_endpoints = Endpoints(
+        issuer=None,
+        authorization_endpoint=None,
+        token_endpoint="https://t.example/token",
+        revocation_endpoint="https://t.example/revoke",
+        revocation_body=RevocationBody.JSON,
+    )
+    for method, wanted in (
+        ("none", {"token": "RT1-abc", "client_id": "id"}),
+        ("client_secret_post", {"token": "RT1-abc", "client_id": "id", "client_secret": "s3"}),
+    ):
+        seen.clear()
+        secret = None if method == "none" else "s3"
+        done, _ = revoke(
+            ClientCredentials("id", secret, method),
+            json_endpoints,
+            "RT1-abc",
+            "refresh_token",
+            httpx2.MockTransport(answer),
+        )
+        assert done and json.loads(seen[0].content) == wanted
+        assert "Authorization" not in seen[0].headers
