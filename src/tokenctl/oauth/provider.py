@@ -631,11 +631,7 @@ def bearer_get_any(
             response = client.get(url, headers={"Accept": "application/json"})
         except httpx2.HTTPError as error:
             raise unreachable(url, error) from None
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    return response.status_code, body
+    return response.status_code, _json_or_none(response)
 
 
 def token_parameter_get(
@@ -672,11 +668,15 @@ def token_parameter_get(
             )
         except httpx2.HTTPError as error:
             raise unreachable(url, error) from None
+    return response.status_code, _json_or_none(response)
+
+
+def _json_or_none(response: Any) -> Any:
+    """The answer's JSON body; ``None`` when it has none (a plain or empty answer)."""
     try:
-        body = response.json()
+        return response.json()
     except ValueError:
-        body = None
-    return response.status_code, body
+        return None
 
 
 def validate_id_token(
