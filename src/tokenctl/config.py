@@ -12,7 +12,7 @@ from tokenctl.errors import ConfigError, UsageError
 from tokenctl.timeutil import parse_duration
 
 DEFAULT_EXPIRING_WINDOW = timedelta(days=7)
-KNOWN_KEYS = {"unit", "expiring_window", "store"}
+KNOWN_KEYS = {"unit", "expiring_window", "metrics_account_label", "store"}
 #: Settings of the ``[store]`` table.
 STORE_KEYS = {
     "kind",
@@ -82,6 +82,9 @@ class Config:
     unit: str | None = None
     expiring_window: timedelta = DEFAULT_EXPIRING_WINDOW
     store: StoreConfig = field(default_factory=StoreConfig)
+    #: Whether ``check --format openmetrics`` labels each token with its account (an
+    #: e-mail, often): off by default, because metrics leave the machine.
+    metrics_account_label: bool = False
 
 
 def read_toml(path: Path) -> dict[str, object]:
@@ -129,7 +132,18 @@ def load_config(path: Path) -> Config:
             window = parse_duration(window_text)
         except UsageError as error:
             raise ConfigError(f"{path}: setting 'expiring_window': {error}") from None
-    return Config(unit=unit, expiring_window=window, store=_store_config(path, raw.get("store")))
+    account_label = raw.get("metrics_account_label", False)
+    if not isinstance(account_label, bool):
+        raise ConfigError(
+            f"{path}: setting 'metrics_account_label' must be true or false",
+            hint="write metrics_account_label = true (no quotes), or remove the line",
+        )
+    return Config(
+        unit=unit,
+        expiring_window=window,
+        store=_store_config(path, raw.get("store")),
+        metrics_account_label=account_label,
+    )
 
 
 def _store_config(path: Path, raw: object) -> StoreConfig:

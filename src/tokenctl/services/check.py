@@ -45,6 +45,8 @@ class CheckReport:
     skipped_not_effective: int
     within: timedelta
     now: datetime
+    #: Every checked token, in the order checked (``--format openmetrics`` shows them all).
+    views: tuple[TokenView, ...] = ()
 
     @property
     def exit_code(self) -> ExitCode:
@@ -110,6 +112,9 @@ def run_check(
     window = within if within is not None else ctx.config.expiring_window
     ctx.definitions  # noqa: B018 - a broken definitions file is an error, not a finding
     tokens = [ctx.inventory.resolve(ref) for ref in refs] if refs else ctx.inventory.tokens()
+    # A token named twice (`check 3 acme` when acme is #3) is checked once: the metrics
+    # must not repeat a series, and the counts must not count it twice.
+    tokens = list({token.number: token for token in tokens}.values())
     if definition is not None:
         ctx.definitions.require(definition)  # a misspelt name must not pass silently
         tokens = [t for t in tokens if t.definition == definition]
@@ -135,8 +140,10 @@ def run_check(
         effective = probed
     now = ctx.now()
     findings = []
+    views = []
     for token in effective:
         view = view_of(ctx, token, now)
+        views.append(view)
         finding = _assess(view, now, window)
         if finding is not None:
             findings.append(finding)
@@ -146,4 +153,5 @@ def run_check(
         skipped_not_effective=len(tokens) - len(effective),
         within=window,
         now=now,
+        views=tuple(views),
     )
