@@ -20,6 +20,9 @@ def command(
     probe: bool = typer.Option(False, "--probe", help="Also ask each provider (catches revoked)."),
     definition: str | None = definition_option("--definition", help="Only this definition."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing; use the exit code."),
+    no_notify: bool = typer.Option(
+        False, "--no-notify", help="Send no webhook notices (see `tokenctl notify`)."
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Check effective tokens: 0 all fine, 10 some expiring, 11 some expired/invalid/missing."""
@@ -34,6 +37,7 @@ def command(
         within=parse_duration(within) if within else None,
         definition=definition,
         probe=probe,
+        notify=not no_notify,
     )
     if not quiet:
         render_check(app_ctx.io, report, as_json=as_json)

@@ -10,7 +10,7 @@ from enum import StrEnum
 from tokenctl.context import AppContext
 from tokenctl.definitions import DefinitionKind
 from tokenctl.errors import ExitCode, TokenctlError
-from tokenctl.models import Status, refresh_idle_end
+from tokenctl.models import Status, Token, refresh_idle_end
 from tokenctl.services.fix_commands import fix_command
 from tokenctl.services.tokens import TokenView, view_of
 from tokenctl.timeutil import clock_text
@@ -45,6 +45,8 @@ class CheckReport:
     skipped_not_effective: int
     within: timedelta
     now: datetime
+    #: The effective tokens checked (with a finding or not), as judged.
+    effective: tuple[Token, ...] = ()
 
     @property
     def exit_code(self) -> ExitCode:
@@ -105,8 +107,13 @@ def run_check(
     within: timedelta | None = None,
     definition: str | None = None,
     probe: bool = False,
+    notify: bool = False,
 ) -> CheckReport:
-    """Assess every effective token (or those named); ``probe`` asks the providers too."""
+    """Assess every effective token (or those named); ``probe`` asks the providers too.
+
+    ``notify``: tell config.toml's webhooks of each token whose state changed since the
+    last notice (:mod:`tokenctl.services.notify`; never changes the report).
+    """
     window = within if within is not None else ctx.config.expiring_window
     ctx.definitions  # noqa: B018 - a broken definitions file is an error, not a finding
     tokens = [ctx.inventory.resolve(ref) for ref in refs] if refs else ctx.inventory.tokens()
@@ -140,10 +147,16 @@ def run_check(
         finding = _assess(view, now, window)
         if finding is not None:
             findings.append(finding)
-    return CheckReport(
+    report = CheckReport(
         findings=findings,
         checked=len(effective),
         skipped_not_effective=len(tokens) - len(effective),
         within=window,
         now=now,
+        effective=tuple(effective),
     )
+    if notify and ctx.config.webhooks:
+        from tokenctl.services.notify import check_observations, send_notices
+
+        send_notices(ctx, check_observations(ctx, report), "check")
+    return report
