@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -271,3 +272,33 @@ def test_team_md_names_every_sample_policy_and_its_placeholders():
         text = (POLICIES / f"{role_name}.hcl").read_text()
         assert f'"{MOUNT}/data/{PATH}/' in text
     assert f"secrets/{DEFINITION}/*" in (POLICIES / "ci-token.hcl").read_text()
+
+
+def test_ci_check_and_support_send_signed_notices_through_their_policies(consultant, role):
+    """The sample policies let `check` (ci-check) and `renew --all` (support) keep the
+    shared notice marks and read the signing secret the consultant stored."""
+    from tests.test_notify import SECRET, Receiver, verify
+
+    receiver = Receiver()
+    try:
+        added = consultant("notify", "add", receiver.url, "--secret-stdin", input=SECRET)
+        assert added.exit_code == 0, added.stderr
+        past = consultant(
+            "renew", "acme", "--secret-stdin", "--expires-at", "2020-01-01", input="old"
+        )
+        assert past.exit_code == 0, past.stderr
+        for name in ("ci-check", "support"):
+            machine = role(name)
+            machine.home.mkdir(parents=True, exist_ok=True)
+            (machine.home / "config.toml").write_text(
+                f'[[webhooks]]\nurl = "{receiver.url}"\nsigned = true\n'
+            )
+            checked = machine("check")
+            assert checked.exit_code == 11, checked.stderr
+            assert "webhook" not in checked.stderr, checked.stderr  # no refusal, no failure
+        # ci-check sent the notice; support's check found it sent already.
+        assert [b["event"] for b in receiver.bodies()] == ["failing"]
+        assert receiver.bodies()[0]["name"] == "acme"
+        assert verify(*receiver.received[0], SECRET, time.time())
+    finally:
+        receiver.close()

@@ -12,7 +12,9 @@ from tokenctl.errors import ConfigError, UsageError
 from tokenctl.timeutil import parse_duration
 
 DEFAULT_EXPIRING_WINDOW = timedelta(days=7)
-KNOWN_KEYS = {"unit", "expiring_window", "metrics_account_label", "store"}
+KNOWN_KEYS = {"unit", "expiring_window", "metrics_account_label", "store", "webhooks"}
+#: Settings of each ``[[webhooks]]`` entry.
+WEBHOOK_KEYS = {"url", "signed"}
 #: Settings of the ``[store]`` table.
 STORE_KEYS = {
     "kind",
@@ -76,6 +78,17 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class Webhook:
+    """One ``[[webhooks]]`` entry: where ``check`` and ``renew --all`` send notices.
+
+    ``signed``: a signing secret was stored for it (in the secret store, never here).
+    """
+
+    url: str
+    signed: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
     """Settings from ``config.toml``; every field has a default."""
 
@@ -85,6 +98,7 @@ class Config:
     #: Whether ``check --format openmetrics`` labels each token with its account (an
     #: e-mail, often): off by default, because metrics leave the machine.
     metrics_account_label: bool = False
+    webhooks: tuple[Webhook, ...] = ()
 
 
 def read_toml(path: Path) -> dict[str, object]:
@@ -143,7 +157,64 @@ def load_config(path: Path) -> Config:
         expiring_window=window,
         store=_store_config(path, raw.get("store")),
         metrics_account_label=account_label,
+        webhooks=_webhooks(path, raw.get("webhooks")),
     )
+
+
+def webhook_url_problem(url: str) -> str | None:
+    """Why ``url`` may not receive notices; ``None`` when it may.
+
+    HTTPS, or plain HTTP to this machine only (a local relay, a test receiver): a notice
+    names tokens and tenants, which must not cross a network unencrypted.
+    """
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - a port that is not a number raises here
+    except ValueError:
+        return "it is not a URL"
+    if parts.scheme not in ("https", "http") or not host:
+        return "it is not an https:// (or http:// to this machine) URL"
+    if parts.scheme == "http":
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = host == "localhost"
+        if not loopback:
+            return "plain http:// is allowed only to this machine (127.0.0.1, ::1, localhost)"
+    return None
+
+
+def _webhooks(path: Path, raw: object) -> tuple[Webhook, ...]:
+    """The ``[[webhooks]]`` entries checked; none when there are none."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
+        raise ConfigError(f"{path}: 'webhooks' must be an array of tables ([[webhooks]])")
+    found = []
+    for item in raw:
+        unknown = sorted(set(item) - WEBHOOK_KEYS)
+        if unknown:
+            raise ConfigError(
+                f"{path}: unknown setting 'webhooks.{unknown[0]}'",
+                hint=f"known settings of [[webhooks]]: {', '.join(sorted(WEBHOOK_KEYS))}",
+            )
+        url, signed = item.get("url"), item.get("signed", False)
+        if not isinstance(url, str) or not isinstance(signed, bool):
+            raise ConfigError(
+                f"{path}: each [[webhooks]] needs url (a string) and may have signed (a boolean)"
+            )
+        problem = webhook_url_problem(url)
+        if problem is not None:
+            raise ConfigError(
+                f"{path}: a webhook URL is refused: {problem}",
+                hint="fix or remove it (`tokenctl notify remove URL`)",
+            )
+        found.append(Webhook(url, signed))
+    return tuple(found)
 
 
 def _store_config(path: Path, raw: object) -> StoreConfig:

@@ -47,6 +47,22 @@ class TokenCall:
 
 
 @dataclass(frozen=True)
+class NoticeMark:
+    """The last notice sent about token ``number`` on one channel to one webhook.
+
+    ``key`` is ``<receiver>/<channel>``: the receiver is a digest of the webhook's URL
+    (never the URL, which may hold a credential), the channel the command that sends it
+    (``check``, ``renew``). ``state`` says what the notice was about (``expiring``,
+    ``failing:expired``, ...); a token with nothing left to report has no mark.
+    """
+
+    number: int
+    key: str
+    state: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class Actor:
     """Who made a change: the OS user, the unit and the store identity.
 

@@ -40,6 +40,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "definitions": ("tokenctl.cli.definitions", "build"),
     "key": ("tokenctl.cli.key", "build"),
     "store": ("tokenctl.cli.store", "build"),
+    "notify": ("tokenctl.cli.notify", "build"),
 }
 
 

@@ -49,6 +49,9 @@ def command(
     probe: bool = typer.Option(False, "--probe", help="Also ask each provider (catches revoked)."),
     definition: str | None = definition_option("--definition", help="Only this definition."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing; use the exit code."),
+    no_notify: bool = typer.Option(
+        False, "--no-notify", help="Send no webhook notices (see `tokenctl notify`)."
+    ),
     as_json: bool = JSON_OPTION,
     fmt: CheckFormat | None = typer.Option(
         None,
@@ -71,6 +74,7 @@ def command(
         within=parse_duration(within) if within else None,
         definition=definition,
         probe=probe,
+        notify=not no_notify,
     )
     if chosen in (CheckFormat.OPENMETRICS, CheckFormat.PROMETHEUS):
         from tokenctl.render.metrics import Exposition, render_check_metrics

@@ -58,6 +58,9 @@ def command(
     expires_in: str | None = typer.Option(
         None, "--expires-in", help="Static tokens: duration of the new one.", metavar="DURATION"
     ),
+    no_notify: bool = typer.Option(
+        False, "--no-notify", help="With --all: send no webhook notices (`tokenctl notify`)."
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Renew a token: refresh it, log in again (--login), or store a new pass code."""
@@ -82,7 +85,7 @@ def command(
                 "pass-code flags",
                 hint="with --all use only --within, --definition, --concurrency and --json",
             )
-        _renew_all(app_ctx, within, definition, concurrency, as_json)
+        _renew_all(app_ctx, within, definition, concurrency, as_json, notify=not no_notify)
         return
     if ref is None:
         raise UsageError("give a token (REF) or --all")
@@ -115,6 +118,8 @@ def _renew_all(
     definition: str | None,
     concurrency: int,
     as_json: bool,
+    *,
+    notify: bool,
 ) -> None:
     from tokenctl.render.check import render_bulk, render_bulk_item
     from tokenctl.services.renew_all import renew_all
@@ -148,6 +153,7 @@ def _renew_all(
             concurrency=concurrency,
             on_start=started,
             on_done=done,
+            notify=notify,
         )
     finally:
         if progress is not None:

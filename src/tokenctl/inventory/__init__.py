@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # the quick `token` path imports this package but builds no records
     from tokenctl.inventory.key_reports import RotationResult, SecretSummary
-    from tokenctl.models import Actor, HistoryEvent, Token, TokenCall, TokenChanges, TokenSecrets
+    from tokenctl.models import (
+        Actor,
+        HistoryEvent,
+        NoticeMark,
+        Token,
+        TokenCall,
+        TokenChanges,
+        TokenSecrets,
+    )
 
 
 class RefreshLease(Protocol):
@@ -44,8 +52,8 @@ class Inventory(Protocol):
     engine) can implement the same protocol. Every method is atomic on its own; a
     method that takes ``secrets`` stores them in the same transaction as the record.
     Only the secret methods (``secrets``, ``client_secret``, ``set_client_secret``,
-    ``secret_summary``, ``rotate_key``, ``reset_key`` and writes given ``secrets``) may
-    open the OS keyring.
+    ``webhook_secret``, ``set_webhook_secret``, ``secret_summary``, ``rotate_key``,
+    ``reset_key`` and writes given ``secrets``) may open the OS keyring.
     """
 
     #: Whether its calls ask a server (the team store): then async code makes them off
@@ -245,6 +253,38 @@ class Inventory(Protocol):
         which one would be allowed, which this returns (nothing counted). A concurrent
         count by another process (or machine) is never lost.
         """
+        ...
+
+    def notices(self) -> list[NoticeMark]:
+        """The last notice sent about each token, per webhook and channel (see NoticeMark).
+
+        What ``check`` and ``renew --all`` compare a token's state with, so that a state
+        is notified once, not on every run; on the team store every machine's notices.
+        """
+        ...
+
+    def mark_notice(
+        self, number: int, key: str, expected: str | None, state: str | None, now: datetime
+    ) -> bool:
+        """Set the mark ``key`` of token ``number`` to ``state`` (``None``: remove it).
+
+        Only if it is ``expected`` now (``None``: there is none), atomically; ``False``
+        (nothing changed) when it is not: another process (or machine) has just sent that
+        notice, or taken it back. Claimed before a notice is sent, so two machines never
+        both send it; put back to ``expected`` when it could not be delivered.
+        """
+        ...
+
+    def webhook_secret(self, receiver: str) -> str | None:
+        """The signing secret of the webhook ``receiver`` (a digest of its URL); ``None``: none."""
+        ...
+
+    def set_webhook_secret(self, receiver: str, secret: str) -> None:
+        """Store the signing secret of the webhook ``receiver`` (replacing one)."""
+        ...
+
+    def delete_webhook_secret(self, receiver: str) -> bool:
+        """Remove the signing secret of the webhook ``receiver``; ``True`` if there was one."""
         ...
 
     def check_integrity(self) -> list[str]:

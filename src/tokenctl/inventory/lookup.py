@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from tokenctl.errors import InventoryError
 
 #: The inventory schema this tokenctl writes and reads; ``sqlite.MIGRATIONS`` reaches it.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 #: SQLite's primary result codes for a file whose content is not a sound database.
 _SQLITE_CORRUPT = 11

@@ -35,6 +35,7 @@ from tokenctl.models import (
     Actor,
     HistoryEvent,
     LifecycleState,
+    NoticeMark,
     Token,
     TokenCall,
     TokenChanges,
@@ -208,6 +209,24 @@ CREATE INDEX token_calls_budget ON token_calls (budget, at)
 """
 
 
+#: Version 6: the last webhook notice sent about each token, per webhook and channel
+#: (``check`` and ``renew --all`` notify a change of state once, not on every run).
+_SCHEMA_V6 = """
+CREATE TABLE notices (
+    token INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    state TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (token, key)
+)
+"""
+
+#: The reserved definition name under which webhook signing secrets are sealed, as
+#: client secrets are: so ``key rotate``, ``key status --verify`` and ``key reset`` cover
+#: them. No definition can have it (``@`` is outside NAME_PATTERN).
+WEBHOOK_SECRETS = "@webhook"
+
+
 def _call_at(moment: datetime) -> str:
     """A token call's time as stored: ISO 8601 UTC, so that text order is time order."""
     text = to_iso(moment)
@@ -228,6 +247,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _run_statements(_SCHEMA_V3),
     _schema_v4,
     _run_statements(_SCHEMA_V5),
+    _run_statements(_SCHEMA_V6),
 )
 if len(MIGRATIONS) != SCHEMA_VERSION:  # pragma: no cover - fails on the first import
     raise RuntimeError("a migration was added: raise lookup.SCHEMA_VERSION to match")
@@ -805,6 +825,53 @@ class SqliteInventory(UpdateThroughUpdateIf):
         return refused_until
 
     @_reports_failure
+    def notices(self) -> list[NoticeMark]:
+        """The last notice sent about each token, per webhook and channel."""
+        rows = self._connection.execute(
+            "SELECT token, key, state, at FROM notices ORDER BY token, key"
+        ).fetchall()
+        return [NoticeMark(row[0], row[1], row[2], _call_time(row[3])) for row in rows]
+
+    @_reports_failure
+    def mark_notice(
+        self, number: int, key: str, expected: str | None, state: str | None, now: datetime
+    ) -> bool:
+        """Set (or remove) one notice mark if it is ``expected``, under the write lock."""
+        with self._transaction() as connection:
+            row = connection.execute(
+                "SELECT state FROM notices WHERE token = ? AND key = ?", (number, key)
+            ).fetchone()
+            if (None if row is None else row[0]) != expected:
+                return False
+            if state is None:
+                connection.execute("DELETE FROM notices WHERE token = ? AND key = ?", (number, key))
+            else:
+                connection.execute(
+                    "INSERT OR REPLACE INTO notices (token, key, state, at) VALUES (?, ?, ?, ?)",
+                    (number, key, state, _call_at(now)),
+                )
+        return True
+
+    @_reports_failure
+    def webhook_secret(self, receiver: str) -> str | None:
+        """The signing secret sealed for the webhook ``receiver``; ``None`` when none.
+
+        Opens the OS keyring (the data key) only when one is sealed.
+        """
+        return self.sealed.read_client(self._connection, WEBHOOK_SECRETS, receiver)
+
+    @_reports_failure
+    def set_webhook_secret(self, receiver: str, secret: str) -> None:
+        """Seal ``secret`` as the signing secret of the webhook ``receiver``."""
+        self._prepare_sealing()
+        with self._transaction() as connection:
+            self.sealed.write_client(connection, WEBHOOK_SECRETS, receiver, secret)
+
+    def delete_webhook_secret(self, receiver: str) -> bool:
+        """Remove the sealed signing secret of the webhook ``receiver``; needs no keyring."""
+        return self.delete_client_secret(WEBHOOK_SECRETS, receiver)
+
+    @_reports_failure
     def delete(self, number: int, actor: Actor, now: datetime, *, detail: str | None) -> bool:
         """Remove the record and its sealed secrets; the history keeps a ``deleted`` event.
 
@@ -818,6 +885,8 @@ class SqliteInventory(UpdateThroughUpdateIf):
                 raise NotFoundError(f"token #{number} no longer exists")
             connection.execute("DELETE FROM tokens WHERE number = ?", (number,))
             removed = connection.execute("DELETE FROM token_secrets WHERE number = ?", (number,))
+            # Numbers are never reused: its notices would never be read again.
+            connection.execute("DELETE FROM notices WHERE token = ?", (number,))
             self._insert_event(connection, number, row[0], actor, now, "deleted", "ok", detail)
         return removed.rowcount > 0
 

@@ -45,7 +45,8 @@ class CheckReport:
     skipped_not_effective: int
     within: timedelta
     now: datetime
-    #: Every checked token, in the order checked (``--format openmetrics`` shows them all).
+    #: Every checked token, in the order checked (``--format openmetrics`` shows them all;
+    #: the webhooks judge each).
     views: tuple[TokenView, ...] = ()
 
     @property
@@ -107,8 +108,13 @@ def run_check(
     within: timedelta | None = None,
     definition: str | None = None,
     probe: bool = False,
+    notify: bool = False,
 ) -> CheckReport:
-    """Assess every effective token (or those named); ``probe`` asks the providers too."""
+    """Assess every effective token (or those named); ``probe`` asks the providers too.
+
+    ``notify``: tell config.toml's webhooks of each token whose state changed since the
+    last notice (:mod:`tokenctl.services.notify`; never changes the report).
+    """
     window = within if within is not None else ctx.config.expiring_window
     ctx.definitions  # noqa: B018 - a broken definitions file is an error, not a finding
     tokens = [ctx.inventory.resolve(ref) for ref in refs] if refs else ctx.inventory.tokens()
@@ -147,7 +153,7 @@ def run_check(
         finding = _assess(view, now, window)
         if finding is not None:
             findings.append(finding)
-    return CheckReport(
+    report = CheckReport(
         findings=findings,
         checked=len(effective),
         skipped_not_effective=len(tokens) - len(effective),
@@ -155,3 +161,8 @@ def run_check(
         now=now,
         views=tuple(views),
     )
+    if notify and ctx.config.webhooks:
+        from tokenctl.services.notify import check_observations, send_notices
+
+        send_notices(ctx, check_observations(ctx, report), "check")
+    return report

@@ -214,8 +214,29 @@ def renew_all(
     concurrency: int = DEFAULT_CONCURRENCY,
     on_start: Callable[[int], None] | None = None,
     on_done: Callable[[BulkItem], None] | None = None,
+    notify: bool = False,
 ) -> BulkReport:
-    """Refresh every selected token; never opens a browser."""
+    """Refresh every selected token; never opens a browser.
+
+    ``notify``: tell config.toml's webhooks of each token whose renewal failed, needs a
+    login, or works again, once per change (:mod:`tokenctl.services.notify`).
+    """
+    report = _renew_selected(ctx, within, definition, concurrency, on_start, on_done)
+    if notify and ctx.config.webhooks:
+        from tokenctl.services.notify import renewal_observations, send_notices
+
+        send_notices(ctx, renewal_observations(ctx, report), "renew --all")
+    return report
+
+
+def _renew_selected(
+    ctx: AppContext,
+    within: timedelta | None,
+    definition: str | None,
+    concurrency: int,
+    on_start: Callable[[int], None] | None,
+    on_done: Callable[[BulkItem], None] | None,
+) -> BulkReport:
     selected = select_tokens(ctx, within=within, definition=definition)
     if on_start is not None:
         on_start(len(selected))

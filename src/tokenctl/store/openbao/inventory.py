@@ -37,7 +37,15 @@ from tokenctl.errors import (
     UsageError,
 )
 from tokenctl.inventory import UpdateThroughUpdateIf
-from tokenctl.models import Actor, HistoryEvent, Token, TokenCall, TokenChanges, TokenSecrets
+from tokenctl.models import (
+    Actor,
+    HistoryEvent,
+    NoticeMark,
+    Token,
+    TokenCall,
+    TokenChanges,
+    TokenSecrets,
+)
 from tokenctl.store.openbao.kv import RETRY_FOR, CasConflict, Entry, KvStore
 from tokenctl.store.openbao.layout import (
     FORMAT,
@@ -722,6 +730,8 @@ class OpenBaoInventory(UpdateThroughUpdateIf):
         self._release(self.layout.code(current.authentication_code), number)
         with suppress(TokenctlError):  # a lease left is never read again: numbers stay unique
             self.kv.remove(self.layout.lease(number))
+        with suppress(TokenctlError):  # nor are its notices (a key that is not: no error)
+            self.kv.remove(self.layout.notices(number))
         return had_secrets
 
     # -- refresh leases and identity -----------------------------------------------------
@@ -775,6 +785,89 @@ class OpenBaoInventory(UpdateThroughUpdateIf):
                 raise self._malformed(path, "its calls are not a list of {at, token}")
             calls.append(TokenCall(at, token))
         return sorted(calls, key=lambda made: made.at)
+
+    def notices(self) -> list[NoticeMark]:
+        """Every machine's webhook notice marks: ``P/notices/<number>``, one key a token.
+
+        Only tokens with something reported have a key (it is removed when nothing is
+        left), so a run reads few keys.
+        """
+        folder = self.layout.all_notices
+        numbers = sorted(int(key) for key in self.kv.keys(folder) if key.isdigit())
+        entries = self.kv.read_many([self.layout.notices(number) for number in numbers])
+        found = []
+        for number, entry in zip(numbers, entries, strict=True):
+            for key, (state, at) in self._marks(number, entry).items():
+                found.append(NoticeMark(number, key, state, at))
+        return found
+
+    def mark_notice(
+        self, number: int, key: str, expected: str | None, state: str | None, now: datetime
+    ) -> bool:
+        """Set (or remove) one notice mark of token ``number`` by check-and-set."""
+        path = self.layout.notices(number)
+        for _ in self._attempts(f"the notices of token #{number}"):
+            entry = self.kv.read(path)
+            marks = self._marks(number, entry)
+            if (marks[key][0] if key in marks else None) != expected:
+                return False
+            if state is None:
+                marks.pop(key, None)
+            else:
+                marks[key] = (state, now)
+            if not marks and entry is None:
+                return True
+            if not marks:
+                # Nothing left to report: the key goes, so `notices` does not read it.
+                # A mark another machine wrote meanwhile is lost with it: at worst that
+                # notice is sent once more, never one left unsent.
+                self.kv.remove(path)
+                return True
+            stored = {k: {"state": s, "at": str(to_iso(t))} for k, (s, t) in marks.items()}
+            try:
+                self.kv.write(path, {"notices": stored}, cas=0 if entry is None else entry.version)
+            except CasConflict:
+                continue
+            return True
+        raise AssertionError("unreachable")  # pragma: no cover - _attempts raises
+
+    def _marks(self, number: int, entry: Entry | None) -> dict[str, tuple[str, datetime]]:
+        if entry is None:
+            return {}
+        items = entry.data.get("notices")
+        if not isinstance(items, dict):
+            raise self._malformed(self.layout.notices(number), "its notices are not an object")
+        marks = {}
+        for key, item in items.items():
+            state = item.get("state") if isinstance(item, dict) else None
+            text = item.get("at") if isinstance(item, dict) else None
+            try:
+                at = from_iso(text) if isinstance(text, str) else None
+            except ValueError:
+                at = None
+            if not isinstance(state, str) or at is None:
+                raise self._malformed(self.layout.notices(number), "a notice lacks state or at")
+            marks[str(key)] = (state, at)
+        return marks
+
+    def webhook_secret(self, receiver: str) -> str | None:
+        """The signing secret of the webhook ``receiver``: ``P/webhooks/<receiver>``."""
+        entry = self.kv.read(self.layout.webhook(receiver), secret=True)
+        value = None if entry is None else entry.data.get("secret")
+        return value if isinstance(value, str) else None
+
+    def set_webhook_secret(self, receiver: str, secret: str) -> None:
+        """Store the signing secret of the webhook ``receiver`` (replacing one)."""
+        self._ensure_meta()
+        self.kv.write(self.layout.webhook(receiver), {"secret": secret}, cas=None, secret=True)
+
+    def delete_webhook_secret(self, receiver: str) -> bool:
+        """Remove the signing secret of the webhook ``receiver``; ``True`` if there was one."""
+        path = self.layout.webhook(receiver)
+        if self.kv.read(path, secret=True) is None:
+            return False
+        self.kv.remove(path, secret=True)
+        return True
 
     def refresh_lease(self, number: int, holder: str, ttl: float) -> RefreshLease:
         """The lease ``P/leases/<number>`` (:mod:`.lease`): one machine refreshes at a time.

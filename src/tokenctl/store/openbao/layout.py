@@ -16,6 +16,11 @@ Under the team's prefix ``P``::
                                 the token now, taken by check-and-set (create-only first)
     P/budgets/<enc(budget)>     {"calls": [times]}: the token calls of one app and account
                                 in the last day, counted by check-and-set (every machine's)
+    P/notices/<number>          {"notices": {"<receiver>/<channel>": {"state", "at"}}}: the
+                                last webhook notice about the token, by check-and-set;
+                                removed when nothing is left to report
+    P/webhooks/<receiver>       {"secret": ...}: a webhook's signing secret (the receiver
+                                is a digest of its URL, never the URL)
 
 Records (no secrets) and secrets are under separate paths so that a policy may grant
 one and deny the other; the secrets are grouped by the token's definition, so that a
@@ -170,3 +175,16 @@ class Layout:
         """The client secret of ``client_id`` in ``definition``."""
         segment = definition_segment(definition)
         return f"{self.prefix}/clients/{segment}/{encode_segment(client_id)}"
+
+    @property
+    def all_notices(self) -> str:
+        """The folder of the webhook notice marks."""
+        return f"{self.prefix}/notices"
+
+    def notices(self, number: int) -> str:
+        """The last webhook notices sent about token ``number``."""
+        return f"{self.prefix}/notices/{number}"
+
+    def webhook(self, receiver: str) -> str:
+        """The signing secret of the webhook ``receiver`` (a digest of its URL)."""
+        return f"{self.prefix}/webhooks/{encode_segment(receiver)}"
