@@ -205,6 +205,8 @@ def test_a_receiver_down_or_failing_does_not_block_or_fail_check_and_is_retried(
         "http://127.0.0.1.example.com/x",
         "ftp://example.com/x",
         "not a url",
+        "https://hooks.example.com/a\tb",  # urlsplit would drop the tab silently
+        "https://hooks.example.com/a b",
     ],
 )
 def test_notify_add_refuses_plain_http_off_this_machine(cli, url):
@@ -256,6 +258,44 @@ def test_config_with_a_plain_http_webhook_elsewhere_is_a_config_error(cli):
     broken = cli("check")
     assert broken.exit_code == 1 and "webhook URL is refused" in broken.stderr
     assert "secret" not in broken.stderr.replace("signing secret", "")
+
+
+def test_a_config_webhook_with_a_control_character_is_refused_with_the_fix(cli):
+    cli.home.mkdir(parents=True, exist_ok=True)
+    (cli.home / "config.toml").write_text('[[webhooks]]\nurl = "https://h.example/a\\tb"\n')
+    broken = cli("check")
+    assert broken.exit_code == 1 and broken.exception is None
+    assert "control characters" in broken.stderr and "edit " in broken.stderr
+
+
+def test_two_webhooks_get_the_same_notice_id(cli, receiver):
+    add_without_secret(cli, "delta")
+    assert cli("notify", "add", receiver.url).exit_code == 0
+    assert cli("notify", "add", receiver.url.replace("127.0.0.1", "localhost")).exit_code == 0
+    assert cli("check").exit_code == 11
+    first, second = receiver.bodies()
+    assert first["id"] == second["id"] and first["event"] == second["event"] == "failing"
+
+
+def test_plain_http_to_this_machine_never_goes_through_an_environment_proxy(monkeypatch):
+    import httpx2
+
+    from tokenctl.oauth.http import DeadlineTransport
+
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    client = DeadlineTransport(5, loopback_direct=True)._client
+    for url in ("http://127.0.0.1:9/x", "http://localhost:9/x", "http://[::1]:9/x"):
+        assert "Proxy" not in type(client._transport_for_url(httpx2.URL(url))._pool).__name__
+    # Elsewhere the environment's proxy still applies (https goes to other hosts only).
+    elsewhere = client._transport_for_url(httpx2.URL("http://example.com/x"))
+    assert "Proxy" in type(elsewhere._pool).__name__
+
+
+def test_renew_of_one_token_refuses_no_notify(cli):
+    refused = cli("renew", "some-token", "--no-notify")
+    assert refused.exit_code == 2 and "--no-notify applies to --all" in refused.stderr
 
 
 def test_renew_all_notifies_login_needed_once_and_keeps_its_exit_code(cli, receiver):

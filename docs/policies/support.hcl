@@ -59,14 +59,11 @@ path "tokenctl/metadata/acme-consultancy/records/" {
 }
 
 # Webhook notices (`tokenctl notify`): the last notice about each token, shared by every
-# machine so that a state is sent once; removed when nothing is left to report. And the
+# machine so that a state is sent once (emptied, never removed, when nothing is left). And the
 # webhooks' signing secrets, read to sign (set by the consultant: `notify add
 # --secret-stdin`).
 path "tokenctl/data/acme-consultancy/notices/*" {
   capabilities = ["create", "read", "update"]
-}
-path "tokenctl/metadata/acme-consultancy/notices/*" {
-  capabilities = ["delete"]
 }
 path "tokenctl/metadata/acme-consultancy/notices/" {
   capabilities = ["list"]

@@ -170,6 +170,11 @@ def webhook_url_problem(url: str) -> str | None:
     import ipaddress
     from urllib.parse import urlsplit
 
+    if any(
+        character.isspace() or ord(character) < 32 or ord(character) == 127 for character in url
+    ):
+        # urlsplit drops tabs and newlines silently; the HTTP client would refuse them.
+        return "it holds spaces or control characters"
     try:
         parts = urlsplit(url)
         host = parts.hostname
@@ -211,7 +216,8 @@ def _webhooks(path: Path, raw: object) -> tuple[Webhook, ...]:
         if problem is not None:
             raise ConfigError(
                 f"{path}: a webhook URL is refused: {problem}",
-                hint="fix or remove it (`tokenctl notify remove URL`)",
+                hint=f"edit {path}: fix or remove that [[webhooks]] entry (tokenctl reads "
+                "this file first, so `notify remove` cannot do it)",
             )
         found.append(Webhook(url, signed))
     return tuple(found)

@@ -83,12 +83,18 @@ def command(
             raise UsageError(
                 "--all refreshes without a browser and takes no REF and no login or "
                 "pass-code flags",
-                hint="with --all use only --within, --definition, --concurrency and --json",
+                hint="with --all use only --within, --definition, --concurrency, --no-notify "
+                "and --json",
             )
         _renew_all(app_ctx, within, definition, concurrency, as_json, notify=not no_notify)
         return
     if ref is None:
         raise UsageError("give a token (REF) or --all")
+    if no_notify:
+        raise UsageError(
+            "--no-notify applies to --all: renewing one token sends no webhook notices",
+            hint="drop --no-notify",
+        )
     options = opts.login_options(
         no_browser=no_browser,
         device=device,

@@ -36,6 +36,8 @@ T = TypeVar("T")
 
 #: Each connect, write or read on its own (the deadline bounds them all together).
 READ_TIMEOUT = 30.0
+#: URL patterns of this machine: with ``loopback_direct``, sent without a proxy.
+LOOPBACK_PATTERNS = ("all://127.0.0.1", "all://localhost", "all://[::1]")
 
 
 @functools.cache
@@ -112,11 +114,22 @@ class DeadlineTransport(httpx2.BaseTransport):
     read) and closes the connection itself; it never outlives the process.
     """
 
-    def __init__(self, seconds: float, inner: httpx2.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        seconds: float,
+        inner: httpx2.BaseTransport | None = None,
+        *,
+        loopback_direct: bool = False,
+    ) -> None:
         self.seconds = seconds
         lent = None if inner is None else _Borrowed(inner)
+        # ``loopback_direct``: requests to this machine never go through a proxy from the
+        # environment (HTTP_PROXY without NO_PROXY would send them across the network).
+        direct: dict[str, httpx2.BaseTransport | None] | None = (
+            dict.fromkeys(LOOPBACK_PATTERNS) if loopback_direct and lent is None else None
+        )
         self._client = httpx2.Client(
-            timeout=READ_TIMEOUT, transport=lent, verify=shared_ssl_context()
+            timeout=READ_TIMEOUT, transport=lent, verify=shared_ssl_context(), mounts=direct
         )
         self._lock = threading.Lock()
         self._running = 0

@@ -268,15 +268,22 @@ def _find(ctx: AppContext, ref: str) -> Webhook:
 
 
 def remove_webhook(ctx: AppContext, ref: str) -> WebhookView:
-    """Remove the webhook ``ref`` names from config.toml, then its signing secret."""
+    """Remove the webhook ``ref`` names from config.toml, and on the local store its secret.
+
+    The secret goes first: a store that refuses leaves config.toml as it was, so the
+    command can be run again. On the team store the secret is shared: other machines'
+    config.toml may still name the webhook, so it stays (``notify add`` replaces it).
+    """
     hook = _find(ctx, ref)
+    receiver = receiver_key(hook.url)
+    had_secret = False
+    if hook.signed and not ctx.inventory.remote:
+        had_secret = ctx.inventory.delete_webhook_secret(receiver)
     document = _config_document(ctx)
     document["webhooks"] = [
         item for item in document.get("webhooks", []) if item.get("url") != hook.url
     ]
     _write_config(ctx, document)
-    receiver = receiver_key(hook.url)
-    had_secret = ctx.inventory.delete_webhook_secret(receiver) if hook.signed else False
     return WebhookView(0, shown_url(hook.url), receiver, had_secret)
 
 
@@ -310,6 +317,9 @@ def _attempt(
         return f"retry:no answer within {TIMEOUT:g} s"
     except httpx2.HTTPError as error:
         return f"retry:{type(error).__name__}"
+    except Exception as error:  # an invalid URL, anything else: never the run's failure
+        # Only its type: the message may hold the URL, which is itself a credential.
+        return type(error).__name__
     status = response.status_code
     if 200 <= status < 300:
         return None
@@ -321,14 +331,17 @@ def _attempt(
 def _deliver(ctx: AppContext, box: _Outbox, client: Any) -> None:
     """Send ``box``'s notices in order, each with retries, until one fails or time is up."""
     started = ctx.monotonic()
+    over = f"more than {RECEIVER_BUDGET:g} s"
     for notice, _observation, _previous in box.notices:
-        if ctx.monotonic() - started > RECEIVER_BUDGET:
-            box.problem = f"more than {RECEIVER_BUDGET:g} s"
-            return
         problem: str | None = None
         for attempt in range(ATTEMPTS):
-            if attempt:
-                ctx.sleep(BACKOFF * 2 ** (attempt - 1))
+            wait = BACKOFF * 2 ** (attempt - 1) if attempt else 0.0
+            # An attempt may take TIMEOUT: start one only if it ends within the budget.
+            if ctx.monotonic() - started + wait + TIMEOUT > RECEIVER_BUDGET:
+                problem = problem or over
+                break
+            if wait:
+                ctx.sleep(wait)
             problem = _attempt(client, box.hook, box.secret, notice, int(ctx.now().timestamp()))
             if problem is None or not problem.startswith("retry:"):
                 break
@@ -345,8 +358,11 @@ def _client(ctx: AppContext) -> Any:
     from tokenctl.oauth.http import DeadlineTransport
 
     inner = ctx.http_transport if isinstance(ctx.http_transport, httpx2.BaseTransport) else None
+    # Plain http is allowed only to this machine: never through an environment proxy.
     return httpx2.Client(
-        transport=DeadlineTransport(TIMEOUT, inner), timeout=TIMEOUT, follow_redirects=False
+        transport=DeadlineTransport(TIMEOUT, inner, loopback_direct=True),
+        timeout=TIMEOUT,
+        follow_redirects=False,
     )
 
 
@@ -358,8 +374,11 @@ def _send_all(ctx: AppContext, boxes: Sequence[_Outbox]) -> None:
     if not busy:
         return
     with _client(ctx) as client, ThreadPoolExecutor(len(busy)) as pool:
-        for future in [pool.submit(_deliver, ctx, box, client) for box in busy]:
-            future.result()
+        for box, future in [(box, pool.submit(_deliver, ctx, box, client)) for box in busy]:
+            try:
+                future.result()
+            except Exception as error:  # what is not delivered is put back by the caller
+                box.problem = box.problem or type(error).__name__
 
 
 def _secret_of(ctx: AppContext, hook: Webhook) -> tuple[bool, str | None]:
@@ -430,6 +449,9 @@ def send_notices(ctx: AppContext, observations: Iterable[Observation], source: s
         return
     boxes: list[_Outbox] = []
     claimed: list[tuple[int, str, str | None, str | None]] = []
+    # One notice per token, channel and change, the same (its id too) in every webhook's
+    # copy: a receiver fed by two webhooks can drop the repeat.
+    notices: dict[tuple[int, str, str | None, str | None], Notice] = {}
     try:
         for hook in hooks:
             receiver = receiver_key(hook.url)
@@ -449,7 +471,10 @@ def send_notices(ctx: AppContext, observations: Iterable[Observation], source: s
                 now = ctx.now()
                 if ctx.inventory.mark_notice(item.token.number, key, previous, item.state, now):
                     claimed.append((item.token.number, key, previous, item.state))
-                    box.notices.append((_notice(ctx, item, previous, source), item, previous))
+                    same = (item.token.number, item.channel.value, previous, item.state)
+                    if same not in notices:
+                        notices[same] = _notice(ctx, item, previous, source)
+                    box.notices.append((notices[same], item, previous))
                 # else: another process has just sent it (or taken it back): not ours
             boxes.append(box)
     except TokenctlError as error:
@@ -475,14 +500,20 @@ def send_notices(ctx: AppContext, observations: Iterable[Observation], source: s
 
 def _put_back(ctx: AppContext, claimed: Iterable[tuple[int, str, str | None, str | None]]) -> None:
     """Undo the marks of notices not delivered: the next run finds them unsent."""
+    failed: list[int] = []
+    reason = ""
     for number, key, previous, state in claimed:
         try:
             ctx.inventory.mark_notice(number, key, state, previous, ctx.now())
-        except TokenctlError as error:
-            ctx.io.warn(
-                f"webhooks: a notice of token #{number} may not be sent again: {error.message}"
-            )
-            return
+        except TokenctlError as error:  # go on: each mark put back is a notice kept
+            failed.append(number)
+            reason = error.message
+    if failed:
+        tokens = ", ".join(f"#{number}" for number in sorted(set(failed)))
+        ctx.io.warn(
+            f"webhooks: {len(failed)} undelivered notice(s) (token {tokens}) may not be sent "
+            f"again: {reason}"
+        )
 
 
 # -- what check and renew --all found ---------------------------------------------------

@@ -789,8 +789,8 @@ class OpenBaoInventory(UpdateThroughUpdateIf):
     def notices(self) -> list[NoticeMark]:
         """Every machine's webhook notice marks: ``P/notices/<number>``, one key a token.
 
-        Only tokens with something reported have a key (it is removed when nothing is
-        left), so a run reads few keys.
+        Only tokens that ever had something reported have a key (emptied, never removed,
+        when nothing is left: removing it would race another machine's mark).
         """
         folder = self.layout.all_notices
         numbers = sorted(int(key) for key in self.kv.keys(folder) if key.isdigit())
@@ -817,12 +817,9 @@ class OpenBaoInventory(UpdateThroughUpdateIf):
                 marks[key] = (state, now)
             if not marks and entry is None:
                 return True
-            if not marks:
-                # Nothing left to report: the key goes, so `notices` does not read it.
-                # A mark another machine wrote meanwhile is lost with it: at worst that
-                # notice is sent once more, never one left unsent.
-                self.kv.remove(path)
-                return True
+            # Written by check-and-set even when nothing is left (an empty object, not a
+            # removed key): a mark another machine wrote meanwhile is never lost, so a
+            # notice is never sent twice.
             stored = {k: {"state": s, "at": str(to_iso(t))} for k, (s, t) in marks.items()}
             try:
                 self.kv.write(path, {"notices": stored}, cas=0 if entry is None else entry.version)
