@@ -400,32 +400,26 @@ def _secret_of(ctx: AppContext, hook: Webhook) -> tuple[bool, str | None]:
 
 
 def _notice(ctx: AppContext, seen: Observation, previous: str | None, source: str) -> Notice:
+    """The notice of one change: ``seen``'s event, or ``recovered`` when nothing is wrong."""
     import uuid
 
-    actor_unit = ctx.config.unit or ctx.host_name()
     if seen.state is None:
-        return Notice(
-            id=str(uuid.uuid4()),
-            event=NoticeEvent.RECOVERED,
-            at=ctx.now(),
-            source=source,
-            unit=actor_unit,
-            token=seen.token,
-            status=seen.status,
-            detail=f"no longer {previous.replace(':', ': ')}" if previous else "",
-            previous=previous,
-        )
-    assert seen.event is not None
+        event = NoticeEvent.RECOVERED
+        detail = f"no longer {previous.replace(':', ': ')}" if previous else ""
+        fix = None
+    else:
+        assert seen.event is not None
+        event, detail, fix = seen.event, seen.detail, seen.fix
     return Notice(
         id=str(uuid.uuid4()),
-        event=seen.event,
+        event=event,
         at=ctx.now(),
         source=source,
-        unit=actor_unit,
+        unit=ctx.config.unit or ctx.host_name(),
         token=seen.token,
         status=seen.status,
-        detail=seen.detail,
-        fix=seen.fix,
+        detail=detail,
+        fix=fix,
         previous=previous,
     )
 
