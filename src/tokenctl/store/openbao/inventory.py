@@ -775,12 +775,8 @@ class OpenBaoInventory(UpdateThroughUpdateIf):
         items = entry.data.get("calls")
         calls = []
         for item in items if isinstance(items, list) else [None]:
-            text = item.get("at") if isinstance(item, dict) else None
+            at = _stored_time(item)
             token = item.get("token") if isinstance(item, dict) else None
-            try:
-                at = from_iso(text) if isinstance(text, str) else None
-            except ValueError:
-                at = None
             if at is None or not (token is None or type(token) is int):
                 raise self._malformed(path, "its calls are not a list of {at, token}")
             calls.append(TokenCall(at, token))
@@ -837,11 +833,7 @@ class OpenBaoInventory(UpdateThroughUpdateIf):
         marks = {}
         for key, item in items.items():
             state = item.get("state") if isinstance(item, dict) else None
-            text = item.get("at") if isinstance(item, dict) else None
-            try:
-                at = from_iso(text) if isinstance(text, str) else None
-            except ValueError:
-                at = None
+            at = _stored_time(item)
             if not isinstance(state, str) or at is None:
                 raise self._malformed(self.layout.notices(number), "a notice lacks state or at")
             marks[str(key)] = (state, at)
@@ -1390,3 +1382,12 @@ class OpenBaoInventory(UpdateThroughUpdateIf):
             hint="restore an earlier version of that key (`bao kv rollback`), or "
             "`tokenctl doctor` to see what else is wrong",
         )
+
+
+def _stored_time(item: Any) -> datetime | None:
+    """The ``at`` time of a stored budget call or notice mark; ``None`` when it has none."""
+    text = item.get("at") if isinstance(item, dict) else None
+    try:
+        return from_iso(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
