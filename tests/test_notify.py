@@ -10,7 +10,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -82,6 +82,16 @@ def add_without_secret(cli: Cli, name: str) -> None:
     assert made.exit_code == 0, made.stderr
 
 
+def add_expiring_key(run: Callable[..., Any]) -> Any:
+    """Add ``acme``, an API key expiring in 2 days (so `check` finds it expiring)."""
+    made = run(
+        "add", "acme", "--definition", "api-key", "--secret-stdin", "--expires-in", "2d",
+        input="p4ss",
+    )  # fmt: skip
+    assert made.exit_code == 0, made.stderr
+    return made
+
+
 def verify(headers: dict[str, str], body: bytes, secret: str, now: float) -> bool:
     """What docs/monitoring.md tells a receiver to do (Stripe's scheme, 5 minutes)."""
     parts = dict(item.split("=", 1) for item in headers["x-tokenctl-signature"].split(","))
@@ -114,17 +124,7 @@ def test_check_notifies_each_change_once_signed_and_the_secret_stays_out(
     assert hook["signed"] is True and hook["number"] == 1
     # The URL's credential part is not shown, only its host and last characters.
     assert "/T0/B0/" not in listed.stdout and hook["url"].endswith("WXYZ")
-    made = run(
-        "add",
-        "acme",
-        "--definition",
-        "api-key",
-        "--secret-stdin",
-        "--expires-in",
-        "2d",
-        input="p4ss",
-    )
-    assert made.exit_code == 0, made.stderr
+    made = add_expiring_key(run)
 
     first = run("check")
     assert first.exit_code == 10, first.stderr
@@ -380,17 +380,7 @@ def test_two_machines_on_the_team_store_notify_a_state_once(
         _team_config(machine.home, openbao, openbao_kv)
         added = machine("notify", "add", receiver.url, "--secret-stdin", input=SECRET)
         assert added.exit_code == 0, added.stderr
-    made = laptop(
-        "add",
-        "acme",
-        "--definition",
-        "api-key",
-        "--secret-stdin",
-        "--expires-in",
-        "2d",
-        input="p4ss",
-    )
-    assert made.exit_code == 0, made.stderr
+    add_expiring_key(laptop)
     assert laptop("check").exit_code == 10
     assert cron("check").exit_code == 10  # the notice is shared: cron sends none
     assert [b["event"] for b in receiver.bodies()] == ["expiring"]

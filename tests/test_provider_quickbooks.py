@@ -207,6 +207,14 @@ def userinfo_status(double: IntuitDouble, access_token: str) -> int:
         return error.code
 
 
+def token_json(home: Path, env: dict[str, str], name: str) -> dict[str, Any]:
+    """``show NAME --json`` of a real tokenctl process: the token object."""
+    result = tokenctl("show", name, "--json", home=home, env=env)
+    assert result.exit_code == 0, result.stderr
+    token: dict[str, Any] = result.json()["token"]
+    return token
+
+
 def iso(text: str) -> datetime:
     """An ISO time of tokenctl's JSON."""
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -262,10 +270,7 @@ def test_paste_login_realm_expiry_rotation_revocation(tmp_path, intuit, real_key
     assert f"The browser then lands on {PASTE_URI}" in added.stderr
 
     def show() -> dict[str, Any]:
-        result = tokenctl("show", "acme-qbo", "--json", home=home, env=env)
-        assert result.exit_code == 0, result.stderr
-        token: dict[str, Any] = result.json()["token"]
-        return token
+        return token_json(home, env, "acme-qbo")
 
     # show: the realm recorded as the tenant, the account from userinfo.
     token = show()
@@ -435,10 +440,7 @@ def test_sandbox_keys_log_in_on_the_localhost_loopback(tmp_path, intuit, real_ke
     assert intuit.token_calls("authorization_code") == 1
 
     def show() -> dict[str, Any]:
-        result = tokenctl("show", "sandbox-co", "--json", home=home, env=env)
-        assert result.exit_code == 0, result.stderr
-        token: dict[str, Any] = result.json()["token"]
-        return token
+        return token_json(home, env, "sandbox-co")
 
     # The realm on the redirect is the tenant; the account comes from userinfo.
     token = show()
