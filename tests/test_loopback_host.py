@@ -91,3 +91,35 @@ def test_the_authorization_code_never_shows_in_a_repr():
     )
     shown += repr(TokenResponse({"access_token": "a"}, {"code": code}))
     assert code not in shown and "verifier" not in shown
+
+
+def test_closing_waits_until_the_final_page_has_reached_the_browser(monkeypatch):
+    # The handler threads are daemons: a process that closed the listener and exited before
+    # the page was written left the browser tab on a connection error (seen in Chromium).
+    import threading
+    import time
+
+    written = threading.Event()
+    respond = LoopbackListener._respond
+
+    def slow_respond(self, handler, status, body):  # type: ignore[no-untyped-def]
+        time.sleep(0.8)  # longer than the server's 0.5 s shutdown poll
+        respond(self, handler, status, body)
+        written.set()
+
+    monkeypatch.setattr(LoopbackListener, "_respond", slow_respond)
+    answers: list[tuple[int, str]] = []
+    listener = LoopbackListener(CallbackCheck("st4te", None, issuer_required=False)).start()
+    port = listener.port
+    callback = "/callback?" + urlencode({"code": "c0de", "state": "st4te"})
+    browser = threading.Thread(
+        target=lambda: answers.append(_get(port, callback, f"127.0.0.1:{port}"))
+    )
+    browser.start()
+    accepted = listener.wait(10)
+    assert accepted is not None and accepted.code == "c0de"
+    listener.finish(b"retrieved")
+    listener.close()
+    assert written.is_set(), "close() returned before the final page was sent"
+    browser.join(10)
+    assert answers == [(200, "retrieved")]

@@ -33,6 +33,9 @@ from tokenctl.oauth.pages import page, rejected_page
 
 CALLBACK_PATH = "/callback"
 FINAL_PAGE_WAIT = 60.0
+#: How long closing waits for the final page to reach the browser: the handler threads are
+#: daemons, and a process that exits first leaves the tab on a connection error.
+FINAL_PAGE_SEND_WAIT = 5.0
 #: Tries at an ephemeral port free on both 127.0.0.1 and [::1] (``localhost`` redirects).
 EPHEMERAL_TRIES = 8
 
@@ -161,6 +164,8 @@ class LoopbackListener:
         self._final_page: queue.Queue[bytes] = queue.Queue()
         self._claimed = threading.Lock()
         self._done = False
+        self._finished = False
+        self._answered = threading.Event()
         listener = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -263,10 +268,15 @@ class LoopbackListener:
 
     def finish(self, final_page: bytes) -> None:
         """Send the final page to the browser that delivered the accepted callback."""
+        self._finished = True
         self._final_page.put(final_page)
 
     def close(self) -> None:
-        """Stop listening."""
+        """Stop listening, once the final page (if one was given) has been sent."""
+        if self._finished and self._done:
+            # Shutting down does not wait for the handler thread, and the process may exit
+            # right after: wait (bounded, a browser may stop reading) until the page is out.
+            self._answered.wait(FINAL_PAGE_SEND_WAIT)
         for server, thread in zip(self._servers, self._threads, strict=True):
             if thread.is_alive():
                 server.shutdown()
@@ -325,4 +335,8 @@ class LoopbackListener:
             body = self._final_page.get(timeout=FINAL_PAGE_WAIT)
         except queue.Empty:
             body = page("tokenctl", "<p>Return to the terminal.</p>", ok=False)
-        self._respond(handler, HTTPStatus.OK, body)
+        try:
+            self._respond(handler, HTTPStatus.OK, body)
+            handler.wfile.flush()
+        finally:
+            self._answered.set()
