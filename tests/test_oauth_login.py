@@ -76,16 +76,18 @@ def test_wrong_state_iss_mismatch_and_other_paths_are_ignored(ocli, oidc, tmp_pa
         before_callback=[
             "/favicon.ico",
             "/callback?code=forged&state=wrong",
-            "/callback?{query}&iss=https%3A%2F%2Fevil.example",  # duplicate iss: first one wins?
+            "/callback?{query}&iss=https%3A%2F%2Fevil.example",  # the real one, iss twice
         ],
     )
     ocli.browser = browser
     result = ocli("add", "acme", "--definition", name, "--yes")
     assert result.exit_code == 0, result.stderr
-    favicon, wrong_state, *_ = browser.pages
+    assert browser.errors == []
+    favicon, wrong_state, twice, final = browser.pages
     assert favicon[0] == 404
     assert wrong_state[0] == 400 and "state" in wrong_state[1]
-    assert browser.pages[-1][0] == 200
+    assert twice[0] == 400 and "iss parameter appears more than once" in twice[1]
+    assert final[0] == 200 and "data-result=ok" in final[1]
 
 
 def test_iss_mismatch_is_rejected(ocli, oidc, tmp_path):

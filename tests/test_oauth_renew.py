@@ -240,6 +240,25 @@ def test_paste_mode(ocli, oidc, tmp_path):
     assert ocli("show", "acme", "--json").json()["token"]["account"] == "alice@example.test"
 
 
+def test_paste_mode_rejects_a_url_with_a_parameter_twice(ocli, oidc, tmp_path):
+    # The real callback with a second iss appended: taking the first copy would accept it.
+    name = configure(ocli, tmp_path, oidc, "tokenctl-paste", redirect_uri=PASTE_REDIRECT)
+    read_end, write_end = os.pipe()
+
+    def paste_browser(url: str) -> None:
+        final = oidc.browser_login(url, "alice", "alice-password", follow_to_callback=False)
+        assert "iss=" in final
+        os.write(write_end, (final + "&iss=https%3A%2F%2Fevil.example\n").encode())
+
+    ocli.browser = paste_browser
+    with os.fdopen(read_end) as stdin:
+        result = ocli("add", "acme", "--definition", name, "--paste", "--yes", input=stdin)
+    os.close(write_end)
+    assert result.exit_code == 5, result.stderr
+    assert "The iss parameter appears more than once" in result.stderr
+    assert ocli("list", "--json").json()["tokens"] == []
+
+
 def test_paste_mode_rejects_a_url_of_another_login(ocli, oidc, tmp_path):
     name = configure(ocli, tmp_path, oidc, "tokenctl-paste", redirect_uri=PASTE_REDIRECT)
     result = ocli(

@@ -12,7 +12,7 @@ import secrets as random_source
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from tokenctl.definitions.model import OAuth2Settings
 from tokenctl.errors import AuthorizationError, ConfigError
@@ -206,7 +206,7 @@ def _browser_to_listener(
 
 def paste(request: LoginRequest, session: LoginSession) -> AuthorizationCode:
     """Redirect to the registered HTTPS URI; the user pastes the redirected URL back."""
-    from tokenctl.oauth.loopback import CallbackCheck, check_callback
+    from tokenctl.oauth.loopback import CallbackCheck, parse_callback
 
     endpoints = request.endpoints
     redirect_uri = request.settings.redirect_uri
@@ -233,9 +233,8 @@ def paste(request: LoginRequest, session: LoginSession) -> AuthorizationCode:
             "the pasted URL is not the registered redirect URI",
             hint=f"paste the address that starts with {redirect_uri}",
         )
-    params = {key: values[0] for key, values in parse_qs(parts.query).items()}
-    reason = check_callback(
-        params, CallbackCheck(state, endpoints.issuer, endpoints.iss_parameter_supported)
+    params, reason = parse_callback(
+        parts.query, CallbackCheck(state, endpoints.issuer, endpoints.iss_parameter_supported)
     )
     if reason is not None:
         raise AuthorizationError(

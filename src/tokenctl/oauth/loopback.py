@@ -130,6 +130,20 @@ def host_is_loopback(host: str | None, port: int) -> bool:
     return host.strip().lower() in names
 
 
+def parse_callback(query: str, check: CallbackCheck) -> tuple[dict[str, str], str | None]:
+    """A callback's query parameters, and why it must be ignored (``None`` when acceptable).
+
+    A parameter given more than once makes it unacceptable: RFC 6749 §3.1 forbids that, and
+    taking either copy would let whoever appended one choose it (an ``iss`` or a ``state``).
+    """
+    values = parse_qs(query)
+    params = {key: found[0] for key, found in values.items()}
+    repeated = sorted(key for key, found in values.items() if len(found) > 1)
+    if repeated:
+        return params, f"The {repeated[0]} parameter appears more than once (RFC 6749 §3.1)."
+    return params, check_callback(params, check)
+
+
 def check_callback(params: dict[str, str], check: CallbackCheck) -> str | None:
     """Why a callback must be ignored, or ``None`` when it is acceptable."""
     if params.get("state") != check.state:
@@ -318,8 +332,7 @@ class LoopbackListener:
                 handler, HTTPStatus.NOT_FOUND, page("Not found", "<p>Nothing here.</p>", ok=False)
             )
             return
-        params = {key: values[0] for key, values in parse_qs(url.query).items()}
-        reason = check_callback(params, self._check)
+        params, reason = parse_callback(url.query, self._check)
         if reason is not None:
             self._respond(handler, HTTPStatus.BAD_REQUEST, rejected_page(reason))
             return
