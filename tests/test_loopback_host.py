@@ -123,3 +123,14 @@ def test_closing_waits_until_the_final_page_has_reached_the_browser(monkeypatch)
     assert written.is_set(), "close() returned before the final page was sent"
     browser.join(10)
     assert answers == [(200, "retrieved")]
+
+
+def test_a_parameter_twice_is_refused_and_named_only_when_it_is_a_plain_name():
+    from tokenctl.oauth.loopback import parse_callback
+
+    check = CallbackCheck("st4te", None, issuer_required=False)
+    assert parse_callback("code=c&state=st4te", check) == ({"code": "c", "state": "st4te"}, None)
+    _params, reason = parse_callback("code=c&state=st4te&state=other", check)
+    assert reason == "The state parameter appears more than once (RFC 6749 §3.1)."
+    _params, reason = parse_callback("code=c&state=st4te&%1b%5b2J=1&%1b%5b2J=2", check)
+    assert reason == "A parameter appears more than once (RFC 6749 §3.1)."

@@ -140,7 +140,10 @@ def parse_callback(query: str, check: CallbackCheck) -> tuple[dict[str, str], st
     params = {key: found[0] for key, found in values.items()}
     repeated = sorted(key for key, found in values.items() if len(found) > 1)
     if repeated:
-        return params, f"The {repeated[0]} parameter appears more than once (RFC 6749 §3.1)."
+        # Named only when it is a plain name: the key comes from whoever built the URL.
+        name = repeated[0]
+        what = f"The {name} parameter" if name.isascii() and name.isidentifier() else "A parameter"
+        return params, f"{what} appears more than once (RFC 6749 §3.1)."
     return params, check_callback(params, check)
 
 
