@@ -6,6 +6,8 @@ import json
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -223,18 +225,25 @@ def test_device_polling_honours_slow_down_and_expiry(monkeypatch):
         )
 
 
-def test_paste_mode(ocli, oidc, tmp_path):
+def paste_login(ocli: Any, oidc: Any, tmp_path: Path, appended: str = "") -> Any:
+    """``add --paste``: the browser signs in and the redirected URL (+ ``appended``) is pasted."""
     name = configure(ocli, tmp_path, oidc, "tokenctl-paste", redirect_uri=PASTE_REDIRECT)
     read_end, write_end = os.pipe()
 
     def paste_browser(url: str) -> None:
         final = oidc.browser_login(url, "alice", "alice-password", follow_to_callback=False)
-        os.write(write_end, (final + "\n").encode())
+        assert "iss=" in final
+        os.write(write_end, (final + appended + "\n").encode())
 
     ocli.browser = paste_browser
     with os.fdopen(read_end) as stdin:
         result = ocli("add", "acme", "--definition", name, "--paste", "--yes", input=stdin)
     os.close(write_end)
+    return result
+
+
+def test_paste_mode(ocli, oidc, tmp_path):
+    result = paste_login(ocli, oidc, tmp_path)
     assert result.exit_code == 0, result.stderr
     assert f"The browser then lands on {PASTE_REDIRECT}" in result.stderr
     assert ocli("show", "acme", "--json").json()["token"]["account"] == "alice@example.test"
@@ -242,18 +251,7 @@ def test_paste_mode(ocli, oidc, tmp_path):
 
 def test_paste_mode_rejects_a_url_with_a_parameter_twice(ocli, oidc, tmp_path):
     # The real callback with a second iss appended: taking the first copy would accept it.
-    name = configure(ocli, tmp_path, oidc, "tokenctl-paste", redirect_uri=PASTE_REDIRECT)
-    read_end, write_end = os.pipe()
-
-    def paste_browser(url: str) -> None:
-        final = oidc.browser_login(url, "alice", "alice-password", follow_to_callback=False)
-        assert "iss=" in final
-        os.write(write_end, (final + "&iss=https%3A%2F%2Fevil.example\n").encode())
-
-    ocli.browser = paste_browser
-    with os.fdopen(read_end) as stdin:
-        result = ocli("add", "acme", "--definition", name, "--paste", "--yes", input=stdin)
-    os.close(write_end)
+    result = paste_login(ocli, oidc, tmp_path, appended="&iss=https%3A%2F%2Fevil.example")
     assert result.exit_code == 5, result.stderr
     assert "The iss parameter appears more than once" in result.stderr
     assert ocli("list", "--json").json()["tokens"] == []
