@@ -337,7 +337,7 @@ def test_a_provider_text_cannot_ping_a_slack_channel():
     """A reason quotes what a provider said: in `text` it must not become a mention."""
     from datetime import UTC, datetime
 
-    from tokenctl.models import Token
+    from tokenctl.models import Status, Token
     from tokenctl.services.notify import Notice, NoticeEvent
 
     token = Token(1, "acme", "code", "api-key")
@@ -349,7 +349,7 @@ def test_a_provider_text_cannot_ping_a_slack_channel():
         "check",
         "host",
         token,
-        "invalid",
+        Status.INVALID,
         "invalid: <!channel> & <https://evil.example|click>",
         "tokenctl renew acme",
     )

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from tokenctl.config import Webhook, webhook_url_problem
 from tokenctl.context import AppContext
 from tokenctl.errors import NotFoundError, TokenctlError, UsageError
-from tokenctl.models import Token
+from tokenctl.models import Status, Token
 from tokenctl.timeutil import to_iso
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ class Observation:
     channel: Channel
     state: str | None
     event: NoticeEvent | None
-    status: str
+    status: Status
     detail: str
     fix: str | None
 
@@ -86,7 +86,7 @@ class Notice:
     source: str
     unit: str
     token: Token | None = None
-    status: str | None = None
+    status: Status | None = None
     detail: str = ""
     fix: str | None = None
     previous: str | None = None
@@ -105,7 +105,7 @@ class Notice:
             "name": token.name if token else None,
             "definition": token.definition if token else None,
             "tenant": _tenant(token) if token else None,
-            "status": self.status,
+            "status": self.status.value if self.status else None,
             "detail": self.detail or None,
             "previous": self.previous,
             "fix": self.fix,
@@ -526,11 +526,11 @@ def check_observations(ctx: AppContext, report: CheckReport) -> list[Observation
                 Observation(token, Channel.CHECK, None, None, _status(ctx, token), "", None)
             )
             continue
-        status = finding.view.status.value
+        status = finding.view.status
         if finding.severity is Severity.EXPIRING:
             state, event = "expiring", NoticeEvent.EXPIRING
         else:
-            kind = "secret-missing" if finding.view.token.secret_set_at is None else status
+            kind = "secret-missing" if finding.view.token.secret_set_at is None else status.value
             state, event = f"failing:{kind}", NoticeEvent.FAILING
         observations.append(
             Observation(
@@ -563,10 +563,10 @@ def renewal_observations(ctx: AppContext, report: BulkReport) -> list[Observatio
     return observations
 
 
-def _status(ctx: AppContext, token: Token) -> str:
+def _status(ctx: AppContext, token: Token) -> Status:
     from tokenctl.services.tokens import view_of
 
-    return view_of(ctx, token, ctx.now()).status.value
+    return view_of(ctx, token, ctx.now()).status
 
 
 # -- notify test ------------------------------------------------------------------------
