@@ -1,11 +1,15 @@
-"""A bare TCP server on 127.0.0.1 for tests that need a misbehaving HTTP peer."""
+"""Small servers on 127.0.0.1: a bare TCP server for a misbehaving HTTP peer, a static site."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import http.server
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 
 @contextlib.contextmanager
@@ -37,3 +41,25 @@ def serving(handle: Callable[[socket.socket, threading.Event], None]) -> Iterato
         stop.set()
         server.join(5)
         listener.close()
+
+
+@contextlib.contextmanager
+def serving_directory(root: Path, tls: ssl.SSLContext | None = None) -> Iterator[int]:
+    """Serve the files under ``root`` on a free port (yielded), over TLS when ``tls`` is given."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(root))
+    )
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()

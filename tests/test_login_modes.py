@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.loopback import serving_directory
 from tests.oauth_support import ScriptedBrowser, configure
 from tests.proc import tokenctl
 from tests.test_oauth_chromium import browser_env, with_browser
@@ -23,19 +21,8 @@ def static_site(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A plain HTTP server on 127.0.0.1 serving a directory (the organisation's web site)."""
     root = tmp_path / "site"
     root.mkdir()
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            return
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(root))
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", root
-    server.shutdown()
-    server.server_close()
+    with serving_directory(root) as port:
+        yield f"http://127.0.0.1:{port}", root
 
 
 def test_relay_page_is_static_and_forwards_only_to_loopback(cli):

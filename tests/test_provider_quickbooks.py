@@ -12,15 +12,12 @@ test registered at the double.
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
-import http.server
 import json
 import socket
 import ssl
 import subprocess
 import sys
-import threading
 import tomllib
 import urllib.error
 import urllib.request
@@ -32,6 +29,7 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 
+from tests.loopback import serving_directory
 from tests.peers.intuit import (
     Environment,
     IntuitDouble,
@@ -99,26 +97,14 @@ def relay_site(tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
     )
     root = tmp_path / "site"
     root.mkdir()
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            return
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(root))
-    )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(pem)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield (
-        f"https://{RELAY_HOST}:{server.server_address[1]}",
-        root,
-        base64.b64encode(hashlib.sha256(spki).digest()).decode(),
-    )
-    server.shutdown()
-    server.server_close()
+    with serving_directory(root, context) as port:
+        yield (
+            f"https://{RELAY_HOST}:{port}",
+            root,
+            base64.b64encode(hashlib.sha256(spki).digest()).decode(),
+        )
 
 
 def override(double: IntuitDouble, name: str = "quickbooks-online", **login: str) -> dict[str, Any]:
@@ -372,18 +358,31 @@ def test_relay_login_in_chromium_and_delete_revokes(
     assert token["attributes"]["tenant"] == REALM
 
     # delete revokes at Intuit: the JSON request Intuit documents, and the grant is dead.
-    connection = intuit.connection_for(REALM)
-    deleted = tokenctl("delete", "acme-qbo", "--yes", home=home, env=env)
+    delete_revokes_at_intuit(intuit, REALM, "acme-qbo", home, env)
+
+
+def delete_revokes_at_intuit(
+    intuit: IntuitDouble,
+    realm: str,
+    name: str,
+    home: Path,
+    env: dict[str, str],
+    client: tuple[str, str] = (CLIENT_ID, CLIENT_SECRET),
+) -> None:
+    """``delete NAME`` sends Intuit's JSON revocation and the realm's grant is dead after."""
+    connection = intuit.connection_for(realm)
+    deleted = tokenctl("delete", name, "--yes", home=home, env=env)
     assert deleted.exit_code == 0, deleted.stderr
     assert "warning" not in deleted.stderr, deleted.stderr
     content_type, raw = intuit.revocation_requests[-1]
     assert content_type.startswith("application/json")
     assert json.loads(raw) == {"token": connection.refresh_token}
     assert connection.revoked
-    refused, _ = post_token(
-        intuit, grant_type="refresh_token", refresh_token=connection.refresh_token
+    refused, body = post_token(
+        intuit, client, grant_type="refresh_token", refresh_token=connection.refresh_token
     )
-    assert refused == 400
+    assert (refused, body["error"]) == (400, "invalid_grant")
+    assert tokenctl("show", name, home=home, env=env).exit_code == 3
 
 
 def free_port() -> int:
@@ -468,22 +467,9 @@ def test_sandbox_keys_log_in_on_the_localhost_loopback(tmp_path, intuit, real_ke
     assert userinfo_calls() > before
 
     # delete: the JSON revocation Intuit documents, with the sandbox keys; the grant dies.
-    connection = intuit.connection_for(SANDBOX_REALM)
-    deleted = tokenctl("delete", "sandbox-co", "--yes", home=home, env=env)
-    assert deleted.exit_code == 0, deleted.stderr
-    assert "warning" not in deleted.stderr, deleted.stderr
-    content_type, raw = intuit.revocation_requests[-1]
-    assert content_type.startswith("application/json")
-    assert json.loads(raw) == {"token": connection.refresh_token}
-    assert connection.revoked
-    refused, body = post_token(
-        intuit,
-        (SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET),
-        grant_type="refresh_token",
-        refresh_token=connection.refresh_token,
+    delete_revokes_at_intuit(
+        intuit, SANDBOX_REALM, "sandbox-co", home, env, (SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET)
     )
-    assert (refused, body["error"]) == (400, "invalid_grant")
-    assert tokenctl("show", "sandbox-co", home=home, env=env).exit_code == 3
 
 
 def test_revocation_body_is_validated_and_json_sends_only_the_token():

@@ -77,19 +77,28 @@ def _run(*args: str, home: Path, env: dict[str, str], input: str | None = None) 
     return tokenctl(*args, home=home, env=env, input=input)
 
 
-@pytest.mark.peers
-def test_twinfield_end_to_end(tmp_path, twinfield, real_keyring, chromium):
-    double, port = twinfield
+def _configured_home(
+    tmp_path: Path, base_url: str, port: int, keyring: Any
+) -> tuple[Path, Path, dict[str, str]]:
+    """A home whose Twinfield built-in points at the double and has the client configured.
+
+    Returns the home, the browser driver's out directory and the environment.
+    """
     home = tmp_path / "home"
     home.mkdir()
     out = tmp_path / "browser"
-    env = browser_env(real_keyring.child_env(), out, USER, PASSWORD)
-    (home / "definitions.toml").write_text(override_toml(double.base_url, port))
-    configured = _run(
-        "definitions", "configure", "twinfield", "--client-id", CLIENT_ID,
-        "--client-secret-stdin", home=home, env=env, input=CLIENT_SECRET,
-    )  # fmt: skip
+    env = browser_env(keyring.child_env(), out, USER, PASSWORD)
+    (home / "definitions.toml").write_text(override_toml(base_url, port))
+    configure = ("definitions", "configure", "twinfield", "--client-id", CLIENT_ID)
+    configured = _run(*configure, "--client-secret-stdin", home=home, env=env, input=CLIENT_SECRET)
     assert configured.exit_code == 0, configured.stderr
+    return home, out, env
+
+
+@pytest.mark.peers
+def test_twinfield_end_to_end(tmp_path, twinfield, real_keyring, chromium):
+    double, port = twinfield
+    home, out, env = _configured_home(tmp_path, double.base_url, port, real_keyring)
 
     # add: loopback login (the built-in's mode) in headless Chromium.
     added, driver, log = with_browser(
@@ -168,14 +177,7 @@ def test_twinfield_end_to_end(tmp_path, twinfield, real_keyring, chromium):
 @pytest.mark.peers
 def test_probe_of_a_revoked_token_records_invalid(tmp_path, twinfield, real_keyring, chromium):
     double, port = twinfield
-    home = tmp_path / "home"
-    home.mkdir()
-    out = tmp_path / "browser"
-    env = browser_env(real_keyring.child_env(), out, USER, PASSWORD)
-    (home / "definitions.toml").write_text(override_toml(double.base_url, port))
-    configure = ("definitions", "configure", "twinfield", "--client-id", CLIENT_ID)
-    configured = _run(*configure, "--client-secret-stdin", home=home, env=env, input=CLIENT_SECRET)
-    assert configured.exit_code == 0, configured.stderr
+    home, out, env = _configured_home(tmp_path, double.base_url, port, real_keyring)
     added, _driver, log = with_browser(
         "add", "acme-twf", "--definition", "twinfield", home=home, env=env, out=out
     )
